@@ -1,0 +1,52 @@
+#include "format/json_strict.h"
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "core/error.h"
+#include "format/mapped_file.h"
+
+namespace umi {
+
+using nlohmann::json;
+
+json parse_json_strict(std::string_view text, std::string_view file, std::string_view field, int max_depth) {
+  std::vector<std::unordered_set<std::string>> keys;  // one set per open object
+  auto callback = [&](int depth, json::parse_event_t event, json& parsed) -> bool {
+    if (depth > max_depth)
+      throw FormatError(file, field, "JSON nested deeper than " + std::to_string(max_depth) + " levels");
+    switch (event) {
+      case json::parse_event_t::object_start: keys.emplace_back(); break;
+      case json::parse_event_t::object_end:
+        if (!keys.empty()) keys.pop_back();
+        break;
+      case json::parse_event_t::key: {
+        const std::string& k = parsed.get_ref<const std::string&>();
+        if (!keys.empty() && !keys.back().insert(k).second)
+          throw FormatError(file, field, "duplicate key \"" + k.substr(0, 200) + "\"");
+        break;
+      }
+      default: break;
+    }
+    return true;
+  };
+  try {
+    return json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true, /*ignore_comments=*/false);
+  } catch (const json::parse_error& e) {
+    throw FormatError(file, field, std::string("invalid JSON: ") + e.what());
+  }
+}
+
+json read_json_file(const std::string& path, uint64_t max_bytes) {
+  MappedFile f = MappedFile::open(path);
+  if (f.size() > max_bytes)
+    throw FormatError(path, "", "file is " + std::to_string(f.size()) + " bytes, over the " +
+                                    std::to_string(max_bytes) + "-byte limit for JSON");
+  auto b = f.bytes();
+  return parse_json_strict({reinterpret_cast<const char*>(b.data()), b.size()}, path, "json");
+}
+
+}  // namespace umi

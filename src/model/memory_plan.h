@@ -1,0 +1,68 @@
+// The memory a model needs before anything is loaded: weights, KV cache for a
+// set of requests, and the activation scratch of one prefill chunk. Buffer
+// sizes are the ones the forward pass allocates and are rounded the way the
+// pool accounts them, so the plan predicts the pool's counters rather than
+// approximating them.
+#pragma once
+
+#include <cstdint>
+
+#include "format/dtype.h"
+#include "model/config.h"
+
+namespace umi {
+
+// The scratch buffers of one forward pass over a chunk of `tokens` tokens
+// (f32 unless noted). The CPU forward pass sizes its buffers from this.
+struct ActivationLayout {
+  uint64_t residual;    // x: [tokens, hidden]
+  uint64_t normed;      // xn: [tokens, hidden]
+  uint64_t q;           // [tokens, n_heads * head_dim]
+  uint64_t k;           // [tokens, n_kv_heads * head_dim]
+  uint64_t v;           // [tokens, n_kv_heads * head_dim]
+  uint64_t attn_out;    // [tokens, n_heads * head_dim]
+  uint64_t gate;        // [tokens, intermediate]
+  uint64_t up;          // [tokens, intermediate]
+  uint64_t quantized;   // activations quantized to q8 for integer dot products: [tokens, widest row] in q8_0 blocks
+  uint64_t logits;      // [vocab]: the last position only
+  uint64_t attn_scratch;  // per thread: one head's query accumulator and one KV block of scores
+
+  uint64_t total(uint64_t page) const;  // each buffer rounded as the pool accounts it
+};
+ActivationLayout activation_layout(const ModelConfig& c, int64_t tokens, int64_t threads, int64_t kv_block_tokens);
+
+// Bytes of K and V for one token across all layers.
+uint64_t kv_bytes_per_token(const ModelConfig& c, DType kv_dtype);
+
+// Weight bytes for a model whose files are not at hand: every matrix in
+// `dtype`; norms and biases in f32 when `dtype` is quantized (as GGUF stores
+// them), else in `dtype`.
+uint64_t estimate_weight_bytes(const ModelConfig& c, DType dtype);
+
+struct FitRequest {
+  int64_t context = 0;  // tokens per sequence (prompt + generated)
+  int64_t batch = 1;    // concurrent sequences
+  DType kv_dtype = DType::F16;
+  int64_t prefill_chunk = 512;
+  int64_t kv_block_tokens = 16;
+  int64_t threads = 1;
+  uint64_t limit = 0;
+  uint64_t page = 4096;
+};
+
+struct MemoryPlan {
+  uint64_t weights = 0;
+  uint64_t kv_per_token = 0;
+  uint64_t kv_block = 0;     // bytes of one KV block as accounted
+  uint64_t kv_total = 0;     // for batch x context, in whole blocks
+  uint64_t activations = 0;  // one prefill chunk
+  uint64_t total = 0;
+  uint64_t limit = 0;
+  bool fits = false;
+  int64_t max_context = 0;  // largest context per sequence that fits at this batch (0: none)
+  int64_t model_context = 0;
+};
+
+MemoryPlan plan_memory(const ModelConfig& c, uint64_t weight_bytes, const FitRequest& r);
+
+}  // namespace umi

@@ -1,0 +1,113 @@
+// Tests of the `umi` binary as a user runs it.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "support/bad_files.h"
+#include "support/run_command.h"
+#include "support/temp_dir.h"
+
+namespace umi {
+namespace {
+
+using test::run_command;
+using test::shell_quote;
+
+std::string umi(const std::string& args) { return std::string(UMI_BINARY) + " " + args; }
+
+TEST(Cli, InspectShowsAGguf) {
+  test::TempDir dir;
+  test::write_file(dir.file("tiny.gguf"), test::tiny_llama_gguf());
+  auto r = run_command(umi("inspect " + shell_quote(dir.file("tiny.gguf"))));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("supported as llama"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("q8_0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("gguf:gpt2 (256 entries)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("chat template yes"), std::string::npos) << r.out;
+
+  r = run_command(umi("inspect --json " + shell_quote(dir.file("tiny.gguf"))));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["config"]["layers"], 2);
+  EXPECT_EQ(j["tensors"]["count"], 20);
+  EXPECT_EQ(j["tensors"]["by_dtype"]["q8_0"]["tensors"], 14);
+  EXPECT_TRUE(j["layout_problems"].empty());
+}
+
+TEST(Cli, InspectShowsAFolderAndItsLayoutProblems) {
+  test::TempDir dir;
+  std::ofstream(dir.file("config.json")) << R"({"architectures":["Qwen2ForCausalLM"],"vocab_size":100,
+    "hidden_size":64,"intermediate_size":128,"num_hidden_layers":1,"num_attention_heads":4})";
+  test::write_file(dir.file("model.safetensors"),
+                   test::build_safetensors_raw(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})",
+                                               test::pattern_bytes(12)));
+  auto r = run_command(umi("inspect --json " + shell_quote(dir.path().string())));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["config"]["family"], "qwen2");
+  EXPECT_EQ(j["config"]["attention_bias"], true);
+  ASSERT_FALSE(j["layout_problems"].empty());
+  EXPECT_NE(j["layout_problems"].dump().find("trailing bytes belong to no tensor"), std::string::npos) << r.out;
+}
+
+TEST(Cli, EveryBadFileExitsTwoWithOneLine) {
+  test::TempDir dir;
+  std::vector<test::BadFile> all = test::bad_gguf_files();
+  for (auto& f : test::bad_safetensors_files()) all.push_back(std::move(f));
+  for (const test::BadFile& f : all) {
+    SCOPED_TRACE(f.name);
+    std::string path = dir.file(f.name);
+    test::write_file(path, f.bytes);
+    auto r = run_command(umi("inspect " + shell_quote(path)));
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_EQ(r.out, "");
+    ASSERT_FALSE(r.err.empty());
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
+    EXPECT_NE(r.err.find(path), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(f.expect), std::string::npos) << r.err;
+  }
+}
+
+TEST(Cli, MissingModelAndBadArgumentsExitTwo) {
+  EXPECT_EQ(run_command(umi("inspect /nonexistent/model.gguf")).exit_code, 2);
+  EXPECT_EQ(run_command(umi("inspect")).exit_code, 2);
+  EXPECT_EQ(run_command(umi("frobnicate")).exit_code, 2);
+  test::TempDir dir;
+  test::write_file(dir.file("t.gguf"), test::tiny_llama_gguf());
+  EXPECT_EQ(run_command(umi("fit " + shell_quote(dir.file("t.gguf")) + " --ctx 0")).exit_code, 2);
+  EXPECT_EQ(run_command(umi("fit " + shell_quote(dir.file("t.gguf")) + " --ctx 10 --memory 12XB")).exit_code, 2);
+  EXPECT_EQ(run_command(umi("fit " + shell_quote(dir.file("t.gguf")) + " --ctx 10 --kv-dtype q3")).exit_code, 2);
+}
+
+TEST(Cli, FitPlansAConfigOnlyModel) {
+  test::TempDir dir;
+  std::ofstream(dir.file("config.json")) << R"({"architectures":["LlamaForCausalLM"],"vocab_size":128256,
+    "hidden_size":4096,"intermediate_size":14336,"num_hidden_layers":32,"num_attention_heads":32,
+    "num_key_value_heads":8,"max_position_embeddings":8192,"torch_dtype":"bfloat16"})";
+  auto r = run_command(umi("fit " + shell_quote(dir.path().string()) + " --ctx 8192 --memory 24GiB --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["weights_bytes"], 16060522496ull);
+  EXPECT_EQ(j["kv_bytes_per_token"], 131072);
+  EXPECT_EQ(j["kv_bytes"], 1ull << 30);
+  EXPECT_EQ(j["fits"], true);
+  r = run_command(umi("fit " + shell_quote(dir.path().string()) + " --ctx 8192 --memory 12GiB --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["fits"], false);
+  EXPECT_EQ(nlohmann::json::parse(r.out)["max_context"], 0);
+}
+
+TEST(Cli, FitMeasuresAGguf) {
+  test::TempDir dir;
+  test::write_file(dir.file("t.gguf"), test::tiny_llama_gguf());
+  auto r = run_command(umi("fit " + shell_quote(dir.file("t.gguf")) + " --ctx 100 --batch 2 --memory 1GiB --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["kv_bytes_per_token"], 2 * 2 * 32 * 2);  // K,V x layers x kv_dim x f16
+  EXPECT_EQ(j["weights_source"], "measured from the files");
+  EXPECT_TRUE(j["fits"].get<bool>());
+}
+
+}  // namespace
+}  // namespace umi
