@@ -1,6 +1,7 @@
 // Tests of the `umi` binary as a user runs it.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -107,6 +108,30 @@ TEST(Cli, FitMeasuresAGguf) {
   EXPECT_EQ(j["kv_bytes_per_token"], 2 * 2 * 32 * 2);  // K,V x layers x kv_dim x f16
   EXPECT_EQ(j["weights_source"], "measured from the files");
   EXPECT_TRUE(j["fits"].get<bool>());
+}
+
+}  // namespace
+}  // namespace umi
+
+namespace umi {
+namespace {
+
+// The README's demo file is generated; it must not drift from its generator.
+TEST(Cli, CommittedDemoFileMatchesItsGenerator) {
+  std::ifstream in(std::string(UMI_SOURCE_DIR) + "/tests/data/tiny-llama.gguf", std::ios::binary);
+  std::string committed((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  test::Bytes generated = test::tiny_llama_gguf();
+  ASSERT_EQ(committed.size(), generated.size()) << "regenerate with: umi_write_corpus DIR";
+  EXPECT_EQ(std::memcmp(committed.data(), generated.data(), generated.size()), 0);
+}
+
+TEST(Cli, GlobalOptionsMayFollowTheSubcommand) {
+  auto r = run_command(umi("fit " + shell_quote(std::string(UMI_SOURCE_DIR) + "/tests/data/tiny-llama.gguf") +
+                           " --ctx 64 --memory-limit 100KiB --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["limit_bytes"], 100 * 1024);  // less than the 110 KiB of weights
+  EXPECT_FALSE(j["fits"].get<bool>());
 }
 
 }  // namespace

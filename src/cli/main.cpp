@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   using namespace umi;
   CLI::App app{"umi: unified-memory LLM inference"};
   app.require_subcommand(1);
+  app.fallthrough();  // global options may follow the subcommand: `umi fit M --memory-limit 8GiB`
   app.set_version_flag("--version", "umi 0.1.0");
   cli::GlobalOptions global;
   app.add_option("--memory-limit", global.memory_limit, "memory budget, e.g. 12GiB (default: 3/4 of RAM)");

@@ -299,7 +299,15 @@ int64_t GgufValue::int_at(uint64_t index) const {
     case GgufType::i32: return load(int32_t{});
     case GgufType::u64: return load(uint64_t{});
     case GgufType::i64: return load(int64_t{});
-    default: return static_cast<int64_t>(number_at(index));
+    default: {
+      // Floats: saturate rather than hit the undefined conversion of an
+      // out-of-range or NaN value.
+      double d = number_at(index);
+      if (!(d == d)) return 0;
+      if (d >= 9.2233720368547758e18) return INT64_MAX;
+      if (d <= -9.2233720368547758e18) return INT64_MIN;
+      return static_cast<int64_t>(d);
+    }
   }
 }
 

@@ -46,7 +46,7 @@ struct GgufValue {
   bool is_float() const { return type == GgufType::f32 || type == GgufType::f64; }
   // Numeric element i of an array of numbers, widened (no bounds check beyond count).
   double number_at(uint64_t index) const;
-  int64_t int_at(uint64_t index) const;
+  int64_t int_at(uint64_t index) const;  // floats saturate; NaN is 0
 };
 
 struct GgufFile {

@@ -35,7 +35,7 @@ json parse_json_strict(std::string_view text, std::string_view file, std::string
   };
   try {
     return json::parse(text.begin(), text.end(), callback, /*allow_exceptions=*/true, /*ignore_comments=*/false);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     throw FormatError(file, field, std::string("invalid JSON: ") + e.what());
   }
 }

@@ -138,6 +138,7 @@ std::vector<BadFile> bad_safetensors_files() {
   add("header-over-100mb.safetensors", u64_bytes(100'000'001), "100 MB");
   add("invalid-json.safetensors", raw("{\"w\":"), "invalid JSON");
   add("non-utf8.safetensors", raw("{\"w\xff\xfe\":{}}"), "UTF-8");
+  add("number-overflow.safetensors", raw(R"({"w":3E3333333166666666})"), "number overflow");
   add("not-object.safetensors", raw("[1,2,3]"), "not a JSON object");
   add("duplicate-name.safetensors", raw("{" + ok_entry + "," + ok_entry + "}"), "duplicate key");
   add("unknown-dtype.safetensors", raw(R"({"w":{"dtype":"F7","shape":[4],"data_offsets":[0,4]}})"), "unsupported dtype");

@@ -6,6 +6,13 @@
 
 #include "support/bad_files.h"
 
+static const char kLlamaConfig[] = R"({"architectures":["LlamaForCausalLM"],"vocab_size":128256,
+ "hidden_size":4096,"intermediate_size":14336,"num_hidden_layers":32,"num_attention_heads":32,
+ "num_key_value_heads":8,"max_position_embeddings":131072,"rms_norm_eps":1e-05,"rope_theta":500000.0,
+ "rope_scaling":{"factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,
+ "original_max_position_embeddings":8192,"rope_type":"llama3"},"tie_word_embeddings":false,
+ "torch_dtype":"bfloat16","eos_token_id":[128001,128009]})";
+
 int main(int argc, char** argv) {
   using namespace umi::test;
   if (argc != 2) {
@@ -15,10 +22,13 @@ int main(int argc, char** argv) {
   std::filesystem::path dir(argv[1]);
   std::filesystem::create_directories(dir / "gguf");
   std::filesystem::create_directories(dir / "safetensors");
+  std::filesystem::create_directories(dir / "json");
   for (const BadFile& f : bad_gguf_files()) write_file((dir / "gguf" / f.name).string(), f.bytes);
   for (const BadFile& f : bad_safetensors_files()) write_file((dir / "safetensors" / f.name).string(), f.bytes);
   write_file((dir / "gguf" / "tiny-llama.gguf").string(), tiny_llama_gguf());
   write_file((dir / "safetensors" / "valid.safetensors").string(),
              build_safetensors({{"w", "F32", {4, 4}}, {"b", "BF16", {3}}}, R"({"format":"pt"})"));
+  write_file((dir / "json" / "llama.json").string(),
+             Bytes(reinterpret_cast<const std::byte*>(kLlamaConfig), reinterpret_cast<const std::byte*>(kLlamaConfig) + sizeof kLlamaConfig - 1));
   return 0;
 }

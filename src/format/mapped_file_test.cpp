@@ -1,0 +1,61 @@
+#include "format/mapped_file.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "core/error.h"
+#include "support/file_builders.h"
+#include "support/temp_dir.h"
+
+namespace umi {
+namespace {
+
+TEST(MappedFile, MapsTheBytesOfAFile) {
+  test::TempDir dir;
+  test::Bytes content = test::pattern_bytes(10000, 9);
+  test::write_file(dir.file("f"), content);
+  MappedFile f = MappedFile::open(dir.file("f"));
+  ASSERT_EQ(f.size(), content.size());
+  EXPECT_EQ(std::memcmp(f.bytes().data(), content.data(), content.size()), 0);
+  EXPECT_EQ(f.path(), dir.file("f"));
+  // Hints are best effort and must accept any range, even past the end.
+  f.advise(Advice::willneed);
+  f.advise(Advice::sequential, 100, 5000);
+  f.advise(Advice::random, 9999, 1ull << 40);
+  f.advise(Advice::normal, 1ull << 40);
+  std::string why = f.lock();
+  EXPECT_TRUE(why.empty() ? f.locked() : !f.locked()) << why;
+
+  MappedFile moved = std::move(f);
+  EXPECT_EQ(moved.size(), content.size());
+  EXPECT_EQ(f.size(), 0u);
+  EXPECT_TRUE(f.bytes().empty());
+}
+
+TEST(MappedFile, EmptyFilesMapToAnEmptySpan) {
+  test::TempDir dir;
+  test::write_file(dir.file("empty"), {});
+  MappedFile f = MappedFile::open(dir.file("empty"));
+  EXPECT_EQ(f.size(), 0u);
+  EXPECT_TRUE(f.bytes().empty());
+}
+
+TEST(MappedFile, RefusesMissingFilesAndFolders) {
+  test::TempDir dir;
+  try {
+    MappedFile::open(dir.file("missing"));
+    FAIL();
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("No such file"), std::string::npos) << e.what();
+  }
+  try {
+    MappedFile::open(dir.path().string());
+    FAIL();
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("not a regular file"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace umi

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what umi builds and tests with, from Debian 12 packages. Run as
+# root. Installs only what is missing, so a second run costs a second.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config
+  clang libclang-rt-14-dev          # libFuzzer + sanitizer runtimes for the fuzz run
+  nlohmann-json3-dev                # JSON: model headers, configs, tokenizers, the HTTP API
+  libcli11-dev                      # the command line
+  libpcre2-dev                      # Unicode-class regexes for tokenizer pre-splitting
+  libxxhash-dev                     # content hashes of KV blocks (prefix cache)
+  libcpp-httplib-dev                # the OpenAI-compatible HTTP server
+  libgtest-dev libgmock-dev         # unit tests
+  libbenchmark-dev                  # micro-benchmarks
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

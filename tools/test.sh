@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The test command: set-up, build, unit tests, the same tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer, then each libFuzzer target.
+#   tools/test.sh [--fuzz-seconds N]   (default 60 per target)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fuzz_seconds=60
+while (($#)); do
+  case "$1" in
+    --fuzz-seconds) fuzz_seconds="$2"; shift 2 ;;
+    *) echo "usage: tools/test.sh [--fuzz-seconds N]" >&2; exit 2 ;;
+  esac
+done
+jobs=$(nproc)
+
+bash tools/setup-debian.sh
+
+echo "== release build and tests"
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build/release -j "$jobs"
+ctest --test-dir build/release --output-on-failure -j "$jobs"
+
+echo "== tests under ASan + UBSan"
+cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DUMI_SANITIZE=ON -DUMI_CUDA=OFF
+cmake --build build/asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build/asan --output-on-failure -j "$jobs"
+
+if ((fuzz_seconds > 0)); then
+  echo "== fuzzing, ${fuzz_seconds}s per target"
+  CC=clang CXX=clang++ cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DUMI_FUZZ=ON -DUMI_TESTS=OFF -DUMI_CUDA=OFF
+  cmake --build build/fuzz -j "$jobs"
+  seeds=build/fuzz/seeds
+  rm -rf "$seeds" && build/release/tests/umi_write_corpus "$seeds"
+  for target in gguf safetensors config; do
+    corpus=build/fuzz/corpus-$target
+    artifacts=build/fuzz/artifacts-$target
+    rm -rf "$artifacts" && mkdir -p "$corpus" "$artifacts"
+    seed_dir="$seeds/$target"
+    [[ $target == config ]] && seed_dir="$seeds/json"
+    echo "-- umi_fuzz_$target"
+    status=0
+    build/fuzz/fuzz/umi_fuzz_$target -max_total_time="$fuzz_seconds" -max_len=65536 -rss_limit_mb=4096 \
+      -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts/" "$corpus" "$seed_dir" \
+      >"$artifacts/log" 2>&1 || status=$?
+    grep -E "stat::number_of_executed_units|SUMMARY|ERROR" "$artifacts/log" || true
+    if ((status != 0)); then
+      echo "fuzzing umi_fuzz_$target failed (exit $status); the input is in $artifacts:"
+      tail -40 "$artifacts/log"; ls "$artifacts"; exit 1
+    fi
+  done
+fi
+echo "== all tests passed"
