@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The main job: set-up, release build, then umi on the bundled demo model.
-# Until the trained default model lands (CPU inference issue), the demo is
-# `umi inspect` and `umi fit` on a small random-weight GGUF.
+# Until the CPU forward pass lands (`umi run`), the job inspects the bundled
+# model (models/tiny-shakespeare, trained by tools/train_tiny.py) and plans
+# its memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup-debian.sh
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build/release -j "$(nproc)"
-build/release/src/umi inspect tests/data/tiny-llama.gguf
+build/release/src/umi inspect models/tiny-shakespeare
 echo
-build/release/src/umi fit tests/data/tiny-llama.gguf --ctx 512 --batch 4
+build/release/src/umi fit models/tiny-shakespeare --ctx 1024 --batch 4

@@ -55,14 +55,13 @@ def main():
                       rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=0, eos_token_id=0)
     model = LlamaForCausalLM(cfg).to(dev)
     print("parameters", sum(p.numel() for p in model.parameters()))
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.95), weight_decay=0.1)
-    T, B, max_steps = 256, 64, 6000
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    T, B, max_steps = 256, 64, 3000
 
+    # transformers shifts labels inside the model: labels are the inputs themselves.
     def batch(src):
-        ix = torch.randint(len(src) - T - 1, (B,))
-        x = torch.stack([src[i:i + T] for i in ix]).to(dev)
-        y = torch.stack([src[i + 1:i + T + 1] for i in ix]).to(dev)
-        return x, y
+        ix = torch.randint(len(src) - T, (B,))
+        return torch.stack([src[i:i + T] for i in ix]).to(dev)
 
     @torch.no_grad()
     def val_loss():
@@ -70,22 +69,21 @@ def main():
         losses = []
         g = torch.Generator().manual_seed(1)
         for _ in range(20):
-            ix = torch.randint(len(val) - T - 1, (B,), generator=g)
+            ix = torch.randint(len(val) - T, (B,), generator=g)
             x = torch.stack([val[i:i + T] for i in ix]).to(dev)
-            y = torch.stack([val[i + 1:i + T + 1] for i in ix]).to(dev)
             with torch.autocast(dev, dtype=torch.bfloat16):
-                losses.append(model(x, labels=y).loss.item())
+                losses.append(model(x, labels=x).loss.item())
         model.train()
         return sum(losses) / len(losses)
 
     start, best, best_state, step = time.time(), 1e9, None, 0
     while step < max_steps and time.time() - start < a.seconds:
-        lr = 2e-3 * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max_steps)))
+        lr = 1e-3 * min(1.0, (step + 1) / 200) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max_steps)))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y = batch(train)
+        x = batch(train)
         with torch.autocast(dev, dtype=torch.bfloat16):
-            loss = model(x, labels=y).loss
+            loss = model(x, labels=x).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -89,9 +89,12 @@ std::optional<int64_t> first_token_id(const json& j, const char* key) {
   return std::nullopt;
 }
 
+// Older configs say "rope_scaling": {...} beside "rope_theta"; transformers 5
+// writes both into "rope_parameters".
 RopeScaling rope_scaling_from_json(const json& j, std::string_view source) {
   RopeScaling rs;
   auto it = j.find("rope_scaling");
+  if (it == j.end() || it->is_null()) it = j.find("rope_parameters");
   if (it == j.end() || it->is_null()) return rs;
   if (!it->is_object()) throw FormatError(source, "rope_scaling", "is not an object");
   std::string type;
@@ -153,12 +156,16 @@ ModelConfig config_from_hf_json(std::string_view json_text, std::string_view sou
   c.max_context = get_int(j, source, "max_position_embeddings", int64_t{2048});
   c.rms_eps = get_number(j, source, "rms_norm_eps", 1e-6);
   c.rope_theta = get_number(j, source, "rope_theta", 10000.0);
+  if (auto rp = j.find("rope_parameters"); rp != j.end() && rp->is_object())
+    c.rope_theta = get_number(*rp, source, "rope_theta", c.rope_theta);
   c.rope_scaling = rope_scaling_from_json(j, source);
   if (auto t = j.find("tie_word_embeddings"); t != j.end() && t->is_boolean()) c.tie_embeddings = t->get<bool>();
   c.attention_bias = c.arch == Arch::qwen2;
   if (auto b = j.find("attention_bias"); b != j.end() && b->is_boolean()) c.attention_bias = b->get<bool>();
   c.qk_norm = c.arch == Arch::qwen3;
-  if (auto d = j.find("torch_dtype"); d != j.end() && d->is_string()) {
+  auto d = j.find("torch_dtype");
+  if (d == j.end() || !d->is_string()) d = j.find("dtype");
+  if (d != j.end() && d->is_string()) {
     std::string name = d->get<std::string>();
     if (name == "float32") c.weight_dtype = DType::F32;
     else if (name == "float16") c.weight_dtype = DType::F16;
