@@ -8,6 +8,7 @@ packages=(
   nlohmann-json3-dev                # JSON: model headers, configs, tokenizers, the HTTP API
   libcli11-dev                      # the command line
   libpcre2-dev                      # Unicode-class regexes for tokenizer pre-splitting
+  libutf8proc-dev                   # NFC/NFKC normalization for tokenizers
   libxxhash-dev                     # content hashes of KV blocks (prefix cache)
   libcpp-httplib-dev                # the OpenAI-compatible HTTP server
   libgtest-dev libgmock-dev         # unit tests
