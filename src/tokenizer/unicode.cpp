@@ -168,7 +168,8 @@ char32_t decode_at(std::string_view s, size_t i, size_t* length) {
   }
 }
 
-std::string lowercase(std::string_view s) {
+namespace {
+std::string map_case(std::string_view s, bool upper) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
@@ -177,11 +178,16 @@ std::string lowercase(std::string_view s) {
     if (valid_sequence_length(s, i) == 0) {
       out += s[i];
     } else {
-      append_utf8(out, static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(cp))));
+      auto c = static_cast<utf8proc_int32_t>(cp);
+      append_utf8(out, static_cast<char32_t>(upper ? utf8proc_toupper(c) : utf8proc_tolower(c)));
     }
     i += n;
   }
   return out;
 }
+}  // namespace
+
+std::string lowercase(std::string_view s) { return map_case(s, false); }
+std::string uppercase(std::string_view s) { return map_case(s, true); }
 
 }  // namespace umi::unicode

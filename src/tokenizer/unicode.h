@@ -35,5 +35,6 @@ int unicode_to_byte(char32_t cp);
 char32_t decode_at(std::string_view s, size_t i, size_t* length);
 
 std::string lowercase(std::string_view s);
+std::string uppercase(std::string_view s);
 
 }  // namespace umi::unicode
