@@ -136,3 +136,34 @@ TEST(Cli, GlobalOptionsMayFollowTheSubcommand) {
 
 }  // namespace
 }  // namespace umi
+
+namespace umi {
+namespace {
+
+TEST(Cli, TokenizePrintsIdsAsJson) {
+  std::string qwen = std::string(UMI_SOURCE_DIR) + "/../shared/data/tokenizers/qwen3";
+  auto r = run_command(umi("tokenize -m " + shell_quote(qwen) + " --text " + shell_quote("<|im_start|>user\n你好<|im_end|>") + " --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "[151644,872,198,108386,151645]\n");
+  EXPECT_EQ(run_command(umi("tokenize -m " + shell_quote(qwen))).exit_code, 2);  // no text
+  EXPECT_EQ(run_command(umi("tokenize -m /nonexistent --text x")).exit_code, 2);
+}
+
+TEST(Cli, ChatTemplateRendersMessagesFromAFile) {
+  test::TempDir dir;
+  std::ofstream(dir.file("m.json")) << R"({"messages":[{"role":"user","content":"Hi"}],"enable_thinking":false})";
+  std::string qwen = std::string(UMI_SOURCE_DIR) + "/../shared/data/tokenizers/qwen3";
+  auto r = run_command(umi("chat-template -m " + shell_quote(qwen) + " --messages " + shell_quote(dir.file("m.json"))));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
+  r = run_command(umi("chat-template -m " + shell_quote(qwen) + " --messages " + shell_quote(dir.file("m.json")) +
+                      " --no-generation-prompt"));
+  EXPECT_EQ(r.out, "<|im_start|>user\nHi<|im_end|>\n");
+  std::ofstream(dir.file("bad.json")) << R"({"messages": 5})";
+  r = run_command(umi("chat-template -m " + shell_quote(qwen) + " --messages " + shell_quote(dir.file("bad.json"))));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1);
+}
+
+}  // namespace
+}  // namespace umi

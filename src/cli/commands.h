@@ -19,5 +19,7 @@ struct GlobalOptions {
 using Action = std::function<void()>;
 Action add_inspect(CLI::App& app, const GlobalOptions& global);
 Action add_fit(CLI::App& app, const GlobalOptions& global);
+Action add_tokenize(CLI::App& app, const GlobalOptions& global);
+Action add_chat_template(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace umi::cli

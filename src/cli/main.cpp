@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
   };
   add(cli::add_inspect);
   add(cli::add_fit);
+  add(cli::add_tokenize);
+  add(cli::add_chat_template);
 
   try {
     app.parse(argc, argv);

@@ -34,12 +34,9 @@ bool is_py_space(std::string_view cp) {
 // str.strip family: `chars` absent means whitespace.
 std::string strip(const std::string& s, const Value& chars, bool left, bool right) {
   auto cps = code_points(s);
-  std::vector<std::string_view> set;
   bool ws = chars.is_undefined() || chars.is_none();
-  if (!ws) {
-    auto c = code_points(chars.str());
-    set.assign(c.begin(), c.end());
-  }
+  const std::string chars_text = ws ? std::string() : chars.str();  // the views below point into it
+  std::vector<std::string_view> set = code_points(chars_text);
   auto drop = [&](std::string_view cp) { return ws ? is_py_space(cp) : std::find(set.begin(), set.end(), cp) != set.end(); };
   size_t b = 0, e = cps.size();
   if (left)
@@ -419,7 +416,10 @@ Value apply_filter(Interpreter& in, const std::string& name, const Value& v, Arg
     return def.is_undefined() ? Value(0.0) : def;
   }
   if (name == "abs") {
-    if (v.kind() == Value::Kind::integer) return Value(v.as_int() < 0 ? -v.as_int() : v.as_int());
+    if (v.kind() == Value::Kind::integer) {
+      if (v.as_int() == INT64_MIN) in.fail(line, "integer overflow in abs");
+      return Value(v.as_int() < 0 ? -v.as_int() : v.as_int());
+    }
     if (v.is_number()) return Value(std::fabs(v.as_float()));
     in.fail(line, "abs expects a number");
   }

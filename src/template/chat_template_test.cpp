@@ -80,6 +80,11 @@ TEST(ChatTemplate, SandboxBoundsLoopsOutputAndRecursion) {
   EXPECT_THROW(ChatTemplate("{{ raise_exception('no system role') }}", "", "").render(r), tmpl::TemplateError);
   EXPECT_THROW(ChatTemplate("{{ undefined_thing.attr }}", "", "").render(r), tmpl::TemplateError);
   EXPECT_THROW(ChatTemplate("{{ 1 / 0 }}", "", "").render(r), tmpl::TemplateError);
+  // Found by fuzzing: 64-bit overflow (Python's ints are unbounded: ours refuse).
+  EXPECT_THROW(ChatTemplate("{{ 7 * 7777777777777777 * 7770 }}", "", "").render(r), tmpl::TemplateError);
+  EXPECT_THROW(ChatTemplate("{{ 2 ** 64 }}", "", "").render(r), tmpl::TemplateError);
+  EXPECT_EQ(ChatTemplate("{{ (-1) ** 1000000000000 }}", "", "").render(r), "1");
+  EXPECT_EQ(ChatTemplate("{{ [1].99999999999999999999999 }}|", "", "").render(r), "|");
 }
 
 TEST(ChatTemplate, JinjaSemantics) {
@@ -110,6 +115,7 @@ TEST(ChatTemplate, JinjaSemantics) {
   EXPECT_EQ(render("{# comment #}x{{ 0.1 + 0.2 }}"), "x0.30000000000000004");
   EXPECT_EQ(render("{{ [1, 2, 3][1:] }}{{ 'abc'[::-1] }}{{ 'A'.lower() }}{{ 'b'|upper }}"), "[2, 3]cbaaB");
   EXPECT_EQ(render("{{ {'k': 'v'}.items() | list }}{{ {'k': 'v'}.get('z', 'd') }}"), "[['k', 'v']]d");
+  EXPECT_EQ(render("{{ '//a b//'.strip('/ ') }}{{ 'xxhixx'.lstrip('x') }}"), "a bhixx");  // fuzz: dangling views
 }
 
 TEST(ChatTemplate, FindsTheTemplateAModelShips) {

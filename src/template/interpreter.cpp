@@ -1,6 +1,7 @@
 #include "template/interpreter.h"
 
 #include <cctype>
+#include <charconv>
 #include <cmath>
 
 #include "template/builtins.h"
@@ -201,8 +202,12 @@ Value Interpreter::eval(const Expr& e) {
     case Expr::Kind::attr: {
       Value target = eval(*e.children[0]);
       if (target.is_undefined()) fail(e.line, "'" + e.name + "' of an undefined value");
-      if (!e.name.empty() && std::isdigit(static_cast<unsigned char>(e.name[0])))
-        return get_item(*this, target, Value(static_cast<int64_t>(std::stoll(e.name))), e.line);
+      if (!e.name.empty() && std::isdigit(static_cast<unsigned char>(e.name[0]))) {  // x.0 is x[0]
+        int64_t index = 0;
+        auto [p, ec] = std::from_chars(e.name.data(), e.name.data() + e.name.size(), index);
+        if (ec != std::errc() || p != e.name.data() + e.name.size()) return {};
+        return get_item(*this, target, Value(index), e.line);
+      }
       return get_attribute(*this, target, e.name, e.line);
     }
     case Expr::Kind::index: {
@@ -241,6 +246,7 @@ Value Interpreter::eval(const Expr& e) {
       Value v = eval(*e.children[0]);
       if (!v.is_number()) fail(e.line, "bad operand type for unary " + std::string(e.kind == Expr::Kind::neg ? "-" : "+") + ": " + std::string(v.type_name()));
       if (e.kind == Expr::Kind::pos) return v;
+      if (v.kind() == Value::Kind::integer && v.as_int() == INT64_MIN) fail(e.line, "integer overflow in unary -");
       return v.kind() == Value::Kind::integer ? Value(-v.as_int()) : Value(-v.as_float());
     }
     case Expr::Kind::not_: return Value(!eval(*e.children[0]).truthy());
@@ -296,8 +302,14 @@ Value Interpreter::eval_binary(const Expr& e) {
     return Value(c >= 0);
   }
   bool ints = l.kind() == Value::Kind::integer && r.kind() == Value::Kind::integer;
+  // Python's integers do not overflow; ours are 64-bit, so overflow is an error.
+  auto checked = [&](bool overflowed, int64_t v) -> Value {
+    if (overflowed) fail(e.line, "integer overflow in " + op);
+    return Value(v);
+  };
+  int64_t iv = 0;
   if (op == "+") {
-    if (ints) return Value(l.as_int() + r.as_int());
+    if (ints) return checked(__builtin_add_overflow(l.as_int(), r.as_int(), &iv), iv);
     if (l.is_number() && r.is_number()) return Value(l.as_float() + r.as_float());
     if (l.is_string() && r.is_string()) {
       if (l.as_string().size() + r.as_string().size() > limits_.max_output) fail(e.line, "string too long");
@@ -311,12 +323,12 @@ Value Interpreter::eval_binary(const Expr& e) {
     return type_error();
   }
   if (op == "-") {
-    if (ints) return Value(l.as_int() - r.as_int());
+    if (ints) return checked(__builtin_sub_overflow(l.as_int(), r.as_int(), &iv), iv);
     if (l.is_number() && r.is_number()) return Value(l.as_float() - r.as_float());
     return type_error();
   }
   if (op == "*") {
-    if (ints) return Value(l.as_int() * r.as_int());
+    if (ints) return checked(__builtin_mul_overflow(l.as_int(), r.as_int(), &iv), iv);
     if (l.is_number() && r.is_number()) return Value(l.as_float() * r.as_float());
     const Value& seq = l.kind() == Value::Kind::integer ? r : l;
     const Value& count = l.kind() == Value::Kind::integer ? l : r;
@@ -341,6 +353,7 @@ Value Interpreter::eval_binary(const Expr& e) {
     if (op == "/") return Value(l.as_float() / r.as_float());
     if (ints) {
       int64_t a = l.as_int(), b = r.as_int();
+      if (a == INT64_MIN && b == -1) fail(e.line, "integer overflow in " + op);
       int64_t q = a / b, m = a % b;
       if (m != 0 && ((m < 0) != (b < 0))) {
         --q;
@@ -354,8 +367,13 @@ Value Interpreter::eval_binary(const Expr& e) {
   }
   if (op == "**") {
     if (ints && r.as_int() >= 0) {
-      int64_t result = 1;
-      for (int64_t k = 0; k < r.as_int() && k < 64; ++k) result *= l.as_int();
+      int64_t base = l.as_int(), n = r.as_int();
+      if (base == 0) return Value(int64_t{n == 0 ? 1 : 0});
+      if (base == 1) return Value(int64_t{1});
+      if (base == -1) return Value(int64_t{n % 2 == 0 ? 1 : -1});
+      int64_t result = 1;  // |base| >= 2: overflows within 63 steps
+      for (int64_t k = 0; k < n; ++k)
+        if (__builtin_mul_overflow(result, base, &result)) fail(e.line, "integer overflow in **");
       return Value(result);
     }
     if (l.is_number() && r.is_number()) return Value(std::pow(l.as_float(), r.as_float()));

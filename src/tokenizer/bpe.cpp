@@ -112,8 +112,9 @@ void BpeModel::merge(std::vector<int32_t>& ids) const {
   };
   std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> heap;
   auto push = [&](int32_t pos) {
+    if (pos < 0) return;
     int32_t nx = next[static_cast<size_t>(pos)];
-    if (pos < 0 || nx < 0) return;
+    if (nx < 0) return;
     if (auto m = find_merge(ids[static_cast<size_t>(pos)], ids[static_cast<size_t>(nx)]))
       heap.push({m->rank, pos, ids[static_cast<size_t>(pos)], ids[static_cast<size_t>(nx)]});
   };

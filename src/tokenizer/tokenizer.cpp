@@ -263,3 +263,13 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_to
 }
 
 }  // namespace umi
+
+#include "format/gguf.h"
+
+namespace umi {
+Tokenizer load_tokenizer(const std::string& model_path) {
+  if (std::filesystem::is_directory(model_path)) return Tokenizer::from_folder(model_path);
+  MappedFile f = MappedFile::open(model_path);
+  return Tokenizer::from_gguf(parse_gguf(f.bytes(), model_path));
+}
+}  // namespace umi

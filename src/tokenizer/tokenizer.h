@@ -66,3 +66,9 @@ class Tokenizer {
 };
 
 }  // namespace umi
+
+namespace umi {
+// The tokenizer of MODEL: a folder with tokenizer.json (weights not needed),
+// or a GGUF file with a vocabulary.
+Tokenizer load_tokenizer(const std::string& model_path);
+}  // namespace umi

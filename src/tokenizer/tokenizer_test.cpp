@@ -99,6 +99,12 @@ TEST(Tokenizer, InvalidUtf8KeepsItsBytesThroughByteLevel) {
   EXPECT_EQ(back, "ok \xEF\xBF\xBD\xEF\xBF\xBD bytes \xEF\xBF\xBD");
 }
 
+TEST(Tokenizer, MergesAtTheStartOfAWordStayInBounds) {  // found by fuzzing under UBSan
+  Tokenizer tok = load("spm-legacy");
+  auto ids = tok.encode("\xff\xfe invalid \xc3", true);
+  EXPECT_FALSE(ids.empty());
+}
+
 TEST(Tokenizer, InvalidUtf8BecomesReplacementCharactersElsewhere) {
   Tokenizer tok = load("spm-legacy");
   auto a = tok.encode("a\xff" "b", false);

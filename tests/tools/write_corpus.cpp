@@ -2,6 +2,7 @@
 //   umi_write_corpus DIR
 // Used as fuzzing seeds and to try `umi inspect` on each by hand.
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include "support/bad_files.h"
@@ -28,6 +29,21 @@ int main(int argc, char** argv) {
   write_file((dir / "gguf" / "tiny-llama.gguf").string(), tiny_llama_gguf());
   write_file((dir / "safetensors" / "valid.safetensors").string(),
              build_safetensors({{"w", "F32", {4, 4}}, {"b", "BF16", {3}}}, R"({"format":"pt"})"));
+  std::filesystem::create_directories(dir / "tokenizer");
+  std::filesystem::create_directories(dir / "template");
+  const char* texts[] = {"Hello, world! I'm here.", "<|im_start|>user\n\xe4\xbd\xa0\xe5\xa5\xbd<|im_end|>", "  \t\r\n 1234567 ",
+                         "\xff\xfe invalid \xc3", "e\xcc\x81 \xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9"};
+  int k = 0;
+  for (const char* t : texts)
+    write_file((dir / "tokenizer" / ("t" + std::to_string(k++))).string(), Bytes(reinterpret_cast<const std::byte*>(t), reinterpret_cast<const std::byte*>(t) + std::strlen(t)));
+  const char* templates[] = {
+      "{%- for m in messages %}{{ m.role + ': ' + m.content | trim }}{% if not loop.last %}\n{% endif %}{%- endfor %}",
+      "{% set ns = namespace(x=0) %}{% for m in messages[::-1] if m.role == 'user' %}{% set ns.x = ns.x + 1 %}{% endfor %}{{ ns.x }}",
+      "{% macro f(a, b='x') %}{{ a ~ b }}{% endmacro %}{{ f(1) }}{{ tools | tojson(indent=2) }}{{ 'a.b'.split('.')[-1] }}",
+      "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no') }}{% elif x is defined %}{{ x }}{% else %}{{ 7 // 2 }}{% endif %}"};
+  k = 0;
+  for (const char* t : templates)
+    write_file((dir / "template" / ("t" + std::to_string(k++))).string(), Bytes(reinterpret_cast<const std::byte*>(t), reinterpret_cast<const std::byte*>(t) + std::strlen(t)));
   write_file((dir / "json" / "llama.json").string(),
              Bytes(reinterpret_cast<const std::byte*>(kLlamaConfig), reinterpret_cast<const std::byte*>(kLlamaConfig) + sizeof kLlamaConfig - 1));
   return 0;
