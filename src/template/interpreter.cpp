@@ -303,13 +303,13 @@ Value Interpreter::eval_binary(const Expr& e) {
   }
   bool ints = l.kind() == Value::Kind::integer && r.kind() == Value::Kind::integer;
   // Python's integers do not overflow; ours are 64-bit, so overflow is an error.
-  auto checked = [&](bool overflowed, int64_t v) -> Value {
-    if (overflowed) fail(e.line, "integer overflow in " + op);
+  auto checked = [&](auto builtin) -> Value {
+    int64_t v = 0;
+    if (builtin(l.as_int(), r.as_int(), &v)) fail(e.line, "integer overflow in " + op);
     return Value(v);
   };
-  int64_t iv = 0;
   if (op == "+") {
-    if (ints) return checked(__builtin_add_overflow(l.as_int(), r.as_int(), &iv), iv);
+    if (ints) return checked([](int64_t a, int64_t b, int64_t* o) { return __builtin_add_overflow(a, b, o); });
     if (l.is_number() && r.is_number()) return Value(l.as_float() + r.as_float());
     if (l.is_string() && r.is_string()) {
       if (l.as_string().size() + r.as_string().size() > limits_.max_output) fail(e.line, "string too long");
@@ -323,12 +323,12 @@ Value Interpreter::eval_binary(const Expr& e) {
     return type_error();
   }
   if (op == "-") {
-    if (ints) return checked(__builtin_sub_overflow(l.as_int(), r.as_int(), &iv), iv);
+    if (ints) return checked([](int64_t a, int64_t b, int64_t* o) { return __builtin_sub_overflow(a, b, o); });
     if (l.is_number() && r.is_number()) return Value(l.as_float() - r.as_float());
     return type_error();
   }
   if (op == "*") {
-    if (ints) return checked(__builtin_mul_overflow(l.as_int(), r.as_int(), &iv), iv);
+    if (ints) return checked([](int64_t a, int64_t b, int64_t* o) { return __builtin_mul_overflow(a, b, o); });
     if (l.is_number() && r.is_number()) return Value(l.as_float() * r.as_float());
     const Value& seq = l.kind() == Value::Kind::integer ? r : l;
     const Value& count = l.kind() == Value::Kind::integer ? l : r;
