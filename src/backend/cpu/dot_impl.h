@@ -1,0 +1,168 @@
+// The dot-product loops, written once with GCC/Clang vector extensions so
+// that each translation unit including this header compiles them for its own
+// instruction set (dot_portable.cpp: the baseline, SSE2 on x86 and NEON on
+// arm64; dot_avx2.cpp: AVX2+FMA). Everything here is TU-local on purpose.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "backend/cpu/dot.h"
+
+namespace umi::cpu {
+namespace {
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef uint16_t v8h __attribute__((vector_size(16)));
+typedef int8_t v8b __attribute__((vector_size(8)));
+typedef uint8_t v8ub __attribute__((vector_size(8)));
+
+inline v8f load_f32(const void* p) {
+  v8f v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+inline float hsum(v8f v) {
+  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+inline uint16_t load_u16(const std::byte* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// Eight halves to floats without branches: shift the exponent and mantissa
+// into place and rescale by 2^112 (127 - 15 bias); Inf/NaN get the top exponent.
+inline v8f f16x8_to_f32(const std::byte* p) {
+  v8h h;
+  std::memcpy(&h, p, sizeof h);
+  v8u x = __builtin_convertvector(h, v8u);
+  v8u sign = (x & 0x8000u) << 16;
+  v8u em = x & 0x7fffu;
+  v8u bits = em << 13;
+  v8f f;
+  std::memcpy(&f, &bits, sizeof f);
+  f *= 0x1p112f;
+  v8u fb;
+  std::memcpy(&fb, &f, sizeof fb);
+  v8u special = (v8u)(em >= 0x7c00u);
+  fb = (fb & ~special) | (special & ((em << 13) | 0x7f800000u));
+  fb |= sign;
+  std::memcpy(&f, &fb, sizeof f);
+  return f;
+}
+
+inline v8f bf16x8_to_f32(const std::byte* p) {
+  v8h h;
+  std::memcpy(&h, p, sizeof h);
+  v8u x = __builtin_convertvector(h, v8u) << 16;
+  v8f f;
+  std::memcpy(&f, &x, sizeof f);
+  return f;
+}
+
+inline float scalar_f16(const std::byte* p) {
+  v8h h{};
+  std::memcpy(&h, p, 2);
+  std::byte tmp[16];
+  std::memcpy(tmp, &h, 16);
+  return f16x8_to_f32(tmp)[0];
+}
+
+float impl_dot_f32(const std::byte* row, const float* x, int64_t n) {
+  v8f a0{}, a1{}, a2{}, a3{};
+  int64_t k = 0;
+  for (; k + 32 <= n; k += 32) {
+    a0 += load_f32(row + 4 * k) * load_f32(x + k);
+    a1 += load_f32(row + 4 * (k + 8)) * load_f32(x + k + 8);
+    a2 += load_f32(row + 4 * (k + 16)) * load_f32(x + k + 16);
+    a3 += load_f32(row + 4 * (k + 24)) * load_f32(x + k + 24);
+  }
+  for (; k + 8 <= n; k += 8) a0 += load_f32(row + 4 * k) * load_f32(x + k);
+  float s = hsum((a0 + a1) + (a2 + a3));
+  for (; k < n; ++k) {
+    float w;
+    std::memcpy(&w, row + 4 * k, 4);
+    s += w * x[k];
+  }
+  return s;
+}
+
+template <v8f (*Load)(const std::byte*)>
+float impl_dot_16bit(const std::byte* row, const float* x, int64_t n, float (*scalar)(const std::byte*)) {
+  v8f a0{}, a1{};
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    a0 += Load(row + 2 * k) * load_f32(x + k);
+    a1 += Load(row + 2 * (k + 8)) * load_f32(x + k + 8);
+  }
+  for (; k + 8 <= n; k += 8) a0 += Load(row + 2 * k) * load_f32(x + k);
+  float s = hsum(a0 + a1);
+  for (; k < n; ++k) s += scalar(row + 2 * k) * x[k];
+  return s;
+}
+
+float scalar_bf16(const std::byte* p) {
+  uint32_t bits = static_cast<uint32_t>(load_u16(p)) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+float impl_dot_f16(const std::byte* row, const float* x, int64_t n) { return impl_dot_16bit<f16x8_to_f32>(row, x, n, scalar_f16); }
+float impl_dot_bf16(const std::byte* row, const float* x, int64_t n) { return impl_dot_16bit<bf16x8_to_f32>(row, x, n, scalar_bf16); }
+
+// Q8_0 block: f16 scale d, then 32 signed bytes; value = d * q.
+float impl_dot_q8_0(const std::byte* row, const float* x, int64_t n) {
+  float s = 0;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const std::byte* blk = row + b * 34;
+    const float* xb = x + b * 32;
+    v8f acc{};
+    for (int g = 0; g < 4; ++g) {
+      v8b q;
+      std::memcpy(&q, blk + 2 + 8 * g, 8);
+      acc += __builtin_convertvector(q, v8f) * load_f32(xb + 8 * g);
+    }
+    s += scalar_f16(blk) * hsum(acc);
+  }
+  return s;
+}
+
+// Q4_0 block: f16 scale d, then 16 bytes: low nibbles are values 0..15, high
+// nibbles 16..31; value = d * (q - 8).
+float impl_dot_q4_0(const std::byte* row, const float* x, int64_t n) {
+  float s = 0;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const std::byte* blk = row + b * 18;
+    const float* xb = x + b * 32;
+    v8f acc{};
+    for (int g = 0; g < 2; ++g) {
+      v8ub q;
+      std::memcpy(&q, blk + 2 + 8 * g, 8);
+      v8f lo = __builtin_convertvector(q & 15, v8f) - 8.0f;
+      v8f hi = __builtin_convertvector(q >> 4, v8f) - 8.0f;
+      acc += lo * load_f32(xb + 8 * g) + hi * load_f32(xb + 16 + 8 * g);
+    }
+    s += scalar_f16(blk) * hsum(acc);
+  }
+  return s;
+}
+
+DotFn impl_table(DType t) {
+  switch (t) {
+    case DType::F32: return impl_dot_f32;
+    case DType::F16: return impl_dot_f16;
+    case DType::BF16: return impl_dot_bf16;
+    case DType::Q8_0: return impl_dot_q8_0;
+    case DType::Q4_0: return impl_dot_q4_0;
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+}  // namespace umi::cpu

@@ -1,0 +1,83 @@
+#include "backend/cpu/kernels.h"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "backend/cpu/dot.h"
+#include "backend/cpu/half.h"
+#include "core/error.h"
+
+namespace umi::cpu {
+
+size_t MatrixView::row_bytes() const { return dtype_bytes(dtype, static_cast<uint64_t>(cols)).value_or(0); }
+
+float VectorView::at(int64_t i) const {
+  switch (dtype) {
+    case DType::F32: {
+      float f;
+      std::memcpy(&f, data + 4 * i, 4);
+      return f;
+    }
+    case DType::F16: {
+      uint16_t h;
+      std::memcpy(&h, data + 2 * i, 2);
+      return f16_to_f32(h);
+    }
+    case DType::BF16: {
+      uint16_t h;
+      std::memcpy(&h, data + 2 * i, 2);
+      return bf16_to_f32(h);
+    }
+    default: throw Error("vector of dtype " + std::string(to_string(dtype)) + " is not supported");
+  }
+}
+
+bool matmul_supports(DType t) {
+  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q4_0;
+}
+
+void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y) {
+  if (!matmul_supports(w.dtype)) throw Error("matmul: dtype " + std::string(to_string(w.dtype)) + " is not supported");
+  if (w.cols % dtype_info(w.dtype).block_elems != 0 || tokens < 1 || !w.data || !x || !y)
+    throw Error("matmul: bad shape or null operand");
+  const DotFn dot = dot_function(w.dtype);
+  const size_t rb = w.row_bytes();
+  const int64_t k = w.cols, n = w.rows;
+  pool.parallel_for(n, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const std::byte* row = w.data + static_cast<size_t>(r) * rb;
+      for (int64_t t = 0; t < tokens; ++t) y[t * n + r] = dot(row, x + t * k, k);
+    }
+  });
+}
+
+void dequantize_row(const MatrixView& w, int64_t row, float* out) {
+  if (row < 0 || row >= w.rows) throw Error("dequantize_row: row out of range");
+  dequantize(w.dtype, w.data + static_cast<size_t>(row) * w.row_bytes(), out, w.cols);
+}
+
+void rms_norm(const float* x, const VectorView& weight, int64_t n, float eps, float* out) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight.at(i);
+}
+
+void rope(float* head, int64_t dim, const float* inv_freq, int64_t position, bool interleaved) {
+  const int64_t half = dim / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    double angle = static_cast<double>(position) * inv_freq[i];
+    float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+    int64_t a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+    float x0 = head[a], x1 = head[b];
+    head[a] = x0 * c - x1 * s;
+    head[b] = x1 * c + x0 * s;
+  }
+}
+
+void swiglu(float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+}  // namespace umi::cpu

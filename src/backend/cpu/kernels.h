@@ -1,0 +1,56 @@
+// CPU kernels the forward pass uses. Each checks its inputs, has a plain
+// scalar reference (kernels_reference.h) that the tests compare against on
+// random inputs, and a bandwidth number in bench/.
+//
+// Weights are read in place from the mapped file in their own dtype:
+// nothing is dequantized to a full-size buffer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backend/cpu/thread_pool.h"
+#include "format/dtype.h"
+
+namespace umi::cpu {
+
+// A [rows, cols] matrix in a model file, row-major, rows packed.
+struct MatrixView {
+  DType dtype = DType::F32;
+  const std::byte* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  size_t row_bytes() const;
+};
+
+// A vector (norm weight, bias) in a model file.
+struct VectorView {
+  DType dtype = DType::F32;
+  const std::byte* data = nullptr;
+  int64_t size = 0;
+  float at(int64_t i) const;
+  explicit operator bool() const { return data != nullptr; }
+};
+
+// Whether a dtype can be a matrix operand here.
+bool matmul_supports(DType t);
+
+// y[t, r] = sum_k w[r, k] * x[t, k] for t < tokens: x is [tokens, w.cols],
+// y is [tokens, w.rows]. Rows are split across the pool's threads.
+void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y);
+
+// One row of a matrix as floats (embedding lookup).
+void dequantize_row(const MatrixView& w, int64_t row, float* out);
+
+// out = x / rms(x) * weight, over n elements (out may alias x).
+void rms_norm(const float* x, const VectorView& weight, int64_t n, float eps, float* out);
+
+// Rotary embedding of one head vector at `position`. `inv_freq` has dim/2
+// entries. Pairs are (i, i + dim/2) (Hugging Face's rotate_half) or
+// (2i, 2i+1) (GGUF llama, whose q/k weights were permuted for it).
+void rope(float* head, int64_t dim, const float* inv_freq, int64_t position, bool interleaved);
+
+// gate[i] = silu(gate[i]) * up[i]
+void swiglu(float* gate, const float* up, int64_t n);
+
+}  // namespace umi::cpu

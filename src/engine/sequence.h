@@ -1,0 +1,32 @@
+// One sequence on a model: its KV blocks and position. feed() runs tokens
+// through the model in chunks of at most the model's prefill chunk, growing the
+// KV cache block by block; the blocks go back when the sequence is destroyed.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "model/model.h"
+
+namespace umi {
+
+class Sequence {
+ public:
+  explicit Sequence(Model& model) : model_(model), kv_(model.kv_pool()) {}
+
+  // Runs the tokens and returns the logits after the last one ([vocab]).
+  // Refuses (OutOfMemory, before any work) when their KV cannot fit, saying
+  // how many tokens would; InputError past the model's context.
+  std::vector<float> feed(std::span<const int32_t> tokens);
+
+  int64_t position() const { return position_; }
+  const SequenceKv& kv() const { return kv_; }
+  void reset();  // forget everything, give the blocks back
+
+ private:
+  Model& model_;
+  SequenceKv kv_;
+  int64_t position_ = 0;
+};
+
+}  // namespace umi

@@ -1,0 +1,66 @@
+#include "model/kv_cache.h"
+
+#include "core/error.h"
+
+namespace umi {
+
+KvLayout KvLayout::for_model(const ModelConfig& c, DType dtype, int64_t block_tokens) {
+  if (dtype != DType::F16 && dtype != DType::F32)
+    throw InputError("KV cache dtype " + std::string(to_string(dtype)) + " is not supported (f16, f32)");
+  if (block_tokens < 1 || block_tokens > 1024) throw InputError("KV block size must be 1..1024 tokens");
+  return {block_tokens, c.n_layers, c.kv_dim(), dtype};
+}
+
+KvBlockPool::KvBlockPool(Pool& pool, KvLayout layout) : pool_(pool), layout_(layout) {}
+
+std::optional<int32_t> KvBlockPool::allocate() {
+  Buffer b = pool_.try_allocate(layout_.block_bytes(), MemoryUse::kv_cache);
+  if (!b) return std::nullopt;
+  int32_t id;
+  if (!free_ids_.empty()) {
+    id = free_ids_.back();
+    free_ids_.pop_back();
+    blocks_[static_cast<size_t>(id)] = std::move(b);
+  } else {
+    id = static_cast<int32_t>(blocks_.size());
+    blocks_.push_back(std::move(b));
+  }
+  ++in_use_;
+  return id;
+}
+
+void KvBlockPool::release(int32_t id) {
+  blocks_[static_cast<size_t>(id)].reset();  // back to the pool's cache
+  free_ids_.push_back(id);
+  --in_use_;
+}
+
+bool SequenceKv::reserve(int64_t tokens) {
+  std::vector<int32_t> added;
+  while (capacity() + static_cast<int64_t>(added.size()) * pool_->layout().block_tokens < tokens) {
+    auto id = pool_->allocate();
+    if (!id) {
+      for (int32_t a : added) pool_->release(a);
+      return false;
+    }
+    added.push_back(*id);
+  }
+  table_.insert(table_.end(), added.begin(), added.end());
+  return true;
+}
+
+void SequenceKv::clear() {
+  for (int32_t id : table_) pool_->release(id);
+  table_.clear();
+}
+
+std::byte* SequenceKv::at(int64_t layer, int64_t position, int which) const {
+  const KvLayout& l = pool_->layout();
+  int64_t block = position / l.block_tokens, slot = position % l.block_tokens;
+  std::byte* base = pool_->data(table_[static_cast<size_t>(block)]);
+  size_t offset = static_cast<size_t>(layer) * l.layer_bytes() +
+                  static_cast<size_t>(which * l.block_tokens + slot) * static_cast<size_t>(l.kv_dim) * l.element_bytes();
+  return base + offset;
+}
+
+}  // namespace umi

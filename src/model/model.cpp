@@ -1,0 +1,68 @@
+#include "model/model.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "core/units.h"
+
+namespace umi {
+
+namespace {
+
+// Rotary frequencies, with the config's scaling (linear, or Llama 3's
+// wavelength-dependent blend).
+std::vector<float> rope_frequencies(const ModelConfig& c) {
+  std::vector<float> f(static_cast<size_t>(c.head_dim / 2));
+  const RopeScaling& rs = c.rope_scaling;
+  for (size_t i = 0; i < f.size(); ++i) {
+    double freq = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
+    if (rs.type == RopeScaling::Type::linear) {
+      freq /= rs.factor;
+    } else if (rs.type == RopeScaling::Type::llama3) {
+      const double low_wavelen = static_cast<double>(rs.original_context) / rs.low_freq_factor;
+      const double high_wavelen = static_cast<double>(rs.original_context) / rs.high_freq_factor;
+      const double wavelen = 2 * M_PI / freq;
+      if (wavelen > low_wavelen) {
+        freq /= rs.factor;
+      } else if (wavelen >= high_wavelen) {
+        double smooth = (static_cast<double>(rs.original_context) / wavelen - rs.low_freq_factor) /
+                        (rs.high_freq_factor - rs.low_freq_factor);
+        freq = (1 - smooth) * freq / rs.factor + smooth * freq;
+      }
+    }
+    f[i] = static_cast<float>(freq);
+  }
+  return f;
+}
+
+}  // namespace
+
+Model::Model(const std::string& path, Pool& pool, ModelOptions options)
+    : pool_(pool),
+      options_(options),
+      files_(ModelFiles::open(path)),
+      config_(config_from_files(files_)),
+      w_(bind_weights(files_, config_)),
+      threads_(options.threads),
+      kv_pool_(pool, KvLayout::for_model(config_, options.kv_dtype, options.kv_block_tokens)) {
+  if (options_.prefill_chunk < 1 || options_.prefill_chunk > 65536) throw InputError("--prefill-chunk must be 1..65536");
+  // Mapped weights occupy memory once touched: they count against the limit.
+  weights_reserved_ = pool_.try_reserve(files_.tensor_bytes(), MemoryUse::weights);
+  if (!weights_reserved_)
+    throw OutOfMemory("model weights (" + format_bytes(files_.tensor_bytes()) + ") do not fit the memory limit of " +
+                      format_bytes(pool_.limit()));
+  inv_freq_ = rope_frequencies(config_);
+  layout_ = activation_layout(config_, options_.prefill_chunk, threads_.size(), options_.kv_block_tokens);
+  auto scratch = [&](uint64_t bytes, const char* what) { return pool_.allocate(bytes, MemoryUse::activations, what); };
+  x_ = scratch(layout_.residual, "activations (residual)");
+  xn_ = scratch(std::max(layout_.normed, layout_.logits), "activations (normed)");
+  q_ = scratch(layout_.q, "activations (q)");
+  k_ = scratch(layout_.k, "activations (k)");
+  v_ = scratch(layout_.v, "activations (v)");
+  attn_ = scratch(layout_.attn_out, "activations (attention)");
+  gate_ = scratch(layout_.gate, "activations (gate)");
+  up_ = scratch(layout_.up, "activations (up)");
+  files_.advise(Advice::willneed);
+}
+
+}  // namespace umi
