@@ -167,3 +167,40 @@ TEST(Cli, ChatTemplateRendersMessagesFromAFile) {
 
 }  // namespace
 }  // namespace umi
+
+namespace umi {
+namespace {
+
+TEST(Cli, RunUsesTheBundledModelAndEndsWithATimingLine) {
+  auto r = run_command(umi("run 'ROMEO:' -n 12 --seed 3"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("ROMEO:", 0), 0u) << r.out;
+  EXPECT_GT(r.out.size(), 10u);
+  EXPECT_NE(r.err.find("decode 12 tokens"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("first token"), std::string::npos);
+  EXPECT_NE(r.err.find("peak memory"), std::string::npos);
+  // Same seed, same text.
+  EXPECT_EQ(run_command(umi("run 'ROMEO:' -n 12 --seed 3")).out, r.out);
+}
+
+TEST(Cli, RunAndLogitsRefuseBadInput) {
+  EXPECT_EQ(run_command(umi("run x -n -5")).exit_code, 2);
+  EXPECT_EQ(run_command(umi("run x --temp nan")).exit_code, 2);
+  EXPECT_EQ(run_command(umi("run x -m /nonexistent")).exit_code, 2);
+  EXPECT_EQ(run_command(umi("logits --ids 1,2,999999")).exit_code, 2);  // outside the vocabulary
+  EXPECT_EQ(run_command(umi("logits --ids 1,,2")).exit_code, 2);
+  auto r = run_command(umi("run x --memory-limit 1MiB"));  // the 7 MiB of weights do not fit
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("do not fit"), std::string::npos) << r.err;
+}
+
+TEST(Cli, LogitsPrintsOneJsonArray) {
+  auto r = run_command(umi("logits --ids 858,26,198"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.is_array());
+  EXPECT_EQ(j.size(), 2048u);
+}
+
+}  // namespace
+}  // namespace umi

@@ -21,5 +21,7 @@ Action add_inspect(CLI::App& app, const GlobalOptions& global);
 Action add_fit(CLI::App& app, const GlobalOptions& global);
 Action add_tokenize(CLI::App& app, const GlobalOptions& global);
 Action add_chat_template(CLI::App& app, const GlobalOptions& global);
+Action add_run(CLI::App& app, const GlobalOptions& global);
+Action add_logits(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace umi::cli

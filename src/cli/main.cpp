@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
   add(cli::add_fit);
   add(cli::add_tokenize);
   add(cli::add_chat_template);
+  add(cli::add_run);
+  add(cli::add_logits);
 
   try {
     app.parse(argc, argv);

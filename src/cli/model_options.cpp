@@ -1,0 +1,47 @@
+#include "cli/model_options.h"
+
+#include <cstdio>
+
+#include "core/error.h"
+#include "core/units.h"
+#include "memory/system_memory.h"
+
+namespace umi::cli {
+
+void ModelArgs::add_to(CLI::App& cmd) {
+  cmd.add_option("-m,--model", model, "a .gguf file or Hugging Face folder (default: the bundled tiny-shakespeare)");
+  cmd.add_option("--kv-dtype", kv_dtype, "KV cache element type")->check(CLI::IsMember({"f16", "f32"}));
+  cmd.add_option("--prefill-chunk", prefill_chunk, "most prompt tokens per forward pass");
+  cmd.add_option("-t,--threads", threads, "worker threads (default: all cores)");
+  cmd.add_flag("--verbose", verbose, "print the memory pool's counters");
+}
+
+std::string ModelArgs::path() const { return model.empty() ? std::string(UMI_DEFAULT_MODEL) : model; }
+
+ModelOptions ModelArgs::options() const {
+  ModelOptions o;
+  o.kv_dtype = kv_dtype == "f32" ? DType::F32 : DType::F16;
+  o.prefill_chunk = prefill_chunk;
+  o.threads = threads;
+  return o;
+}
+
+PoolOptions ModelArgs::pool_options(const GlobalOptions& global) const {
+  PoolOptions p;
+  p.limit = global.resolved_limit();
+  return p;
+}
+
+void print_memory(const Pool& pool, const char* when) {
+  PoolStats s = pool.stats();
+  auto use = [&](MemoryUse u) { return format_bytes(s.active_by_use[static_cast<size_t>(u)]); };
+  std::fprintf(stderr,
+               "[memory %s] active %s (weights mapped %s, kv %s, activations %s, other %s), peak %s, cached %s, "
+               "limit %s, allocations %llu (cache hits %llu), resident %s\n",
+               when, format_bytes(s.active).c_str(), use(MemoryUse::weights).c_str(), use(MemoryUse::kv_cache).c_str(),
+               use(MemoryUse::activations).c_str(), use(MemoryUse::other).c_str(), format_bytes(s.peak).c_str(),
+               format_bytes(s.cached).c_str(), format_bytes(s.limit).c_str(), static_cast<unsigned long long>(s.allocations),
+               static_cast<unsigned long long>(s.cache_hits), format_bytes(resident_set_bytes()).c_str());
+}
+
+}  // namespace umi::cli

@@ -1,0 +1,30 @@
+// Options shared by the commands that load a model (run, chat, logits).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+
+#include "cli/commands.h"
+#include "memory/pool.h"
+#include "model/model.h"
+
+namespace umi::cli {
+
+struct ModelArgs {
+  std::string model;  // empty: the bundled default model
+  std::string kv_dtype = "f16";
+  int64_t prefill_chunk = 512;
+  int threads = 0;
+  bool verbose = false;
+
+  void add_to(CLI::App& cmd);
+  std::string path() const;
+  ModelOptions options() const;
+  PoolOptions pool_options(const GlobalOptions& global) const;
+};
+
+// Pool counters and resident memory, for --verbose.
+void print_memory(const Pool& pool, const char* when);
+
+}  // namespace umi::cli

@@ -1,0 +1,78 @@
+// `umi run [-m MODEL] [PROMPT] [-n N] [--temp T] [--seed S] ...`: streams the
+// continuation of a prompt and ends with a timing line.
+#include <cstdio>
+
+#include "cli/model_options.h"
+#include "core/error.h"
+#include "core/units.h"
+#include "engine/generate.h"
+
+namespace umi::cli {
+
+namespace {
+struct RunArgs {
+  ModelArgs model;
+  std::string prompt;
+  int n = 128;
+  SamplingParams sampling;
+  bool greedy = false;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+};
+}  // namespace
+
+void add_sampling_options(CLI::App& cmd, SamplingParams& s) {
+  cmd.add_option("--temp", s.temperature, "temperature (0: greedy)");
+  cmd.add_option("--top-k", s.top_k, "keep the k most likely tokens (0: off)");
+  cmd.add_option("--top-p", s.top_p, "keep the smallest set with this much probability");
+  cmd.add_option("--min-p", s.min_p, "drop tokens less likely than this times the best");
+  cmd.add_option("--repeat-penalty", s.repetition_penalty, "penalty for repeated tokens (1: off)");
+  cmd.add_option("--presence-penalty", s.presence_penalty, "subtracted from tokens already present");
+  cmd.add_option("--frequency-penalty", s.frequency_penalty, "subtracted per occurrence");
+  cmd.add_option("--seed", s.seed, "random seed (same seed, same output)");
+}
+
+Action add_run(CLI::App& app, const GlobalOptions& global) {
+  auto* cmd = app.add_subcommand("run", "generate text from a prompt, streaming it");
+  auto a = std::make_shared<RunArgs>();
+  a->model.add_to(*cmd);
+  cmd->add_option("PROMPT", a->prompt, "the prompt (default: the model's BOS token alone)");
+  cmd->add_option("-n,--max-tokens", a->n, "tokens to generate")->check(CLI::Range(0, 1 << 20));
+  add_sampling_options(*cmd, a->sampling);
+  cmd->add_flag("--greedy", a->greedy, "always take the most likely token (same as --temp 0)");
+  cmd->add_option("--stop", a->stop, "stop at this string (repeatable)");
+  cmd->add_flag("--ignore-eos", a->ignore_eos, "keep going past end-of-sequence tokens");
+  return [a, &global] {
+    Pool pool(a->model.pool_options(global));
+    if (a->model.verbose) print_memory(pool, "start");
+    Model model(a->model.path(), pool, a->model.options());
+    Tokenizer tok = load_tokenizer(a->model.path());
+    if (a->model.verbose) print_memory(pool, "loaded");
+    std::vector<int32_t> prompt = tok.encode(a->prompt, true);
+    if (prompt.empty() && tok.bos_id()) prompt.push_back(*tok.bos_id());
+    if (prompt.empty()) throw InputError("the prompt is empty and the model has no BOS token to start from");
+    GenerateOptions o;
+    o.max_tokens = a->n;
+    o.sampling = a->sampling;
+    if (a->greedy) o.sampling.temperature = 0;
+    o.stop_strings = a->stop;
+    if (!a->ignore_eos) o.stop_tokens = default_stop_tokens(tok);
+    std::fputs(a->prompt.c_str(), stdout);
+    std::fflush(stdout);
+    GenerateResult r = generate(model, tok, prompt, o, [](std::string_view text) {
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::fflush(stdout);
+      return true;
+    });
+    std::printf("\n");
+    double decode_tps = r.tokens.size() > 1 ? static_cast<double>(r.tokens.size() - 1) / r.decode_seconds : 0;
+    std::fprintf(stderr,
+                 "[prompt %lld tokens, %.1f tok/s | decode %zu tokens, %.1f tok/s | first token %.1f ms | peak memory %s | %s]\n",
+                 static_cast<long long>(r.prompt_tokens), static_cast<double>(r.prompt_tokens) / r.prefill_seconds,
+                 r.tokens.size(), decode_tps, r.first_token_seconds * 1e3, format_bytes(pool.stats().peak).c_str(),
+                 r.finish_reason.c_str());
+    if (a->model.verbose) print_memory(pool, "end");
+  };
+}
+
+}  // namespace umi::cli

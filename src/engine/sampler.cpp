@@ -1,0 +1,89 @@
+#include "engine/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+
+#include "core/error.h"
+
+namespace umi {
+
+Sampler::Sampler(SamplingParams params) : p_(params), rng_(params.seed) {
+  auto finite = [](float f) { return std::isfinite(f); };
+  if (!finite(p_.temperature) || p_.temperature < 0 || p_.temperature > 100) throw InputError("temperature must be in 0..100");
+  if (p_.top_k < 0) throw InputError("top_k must be >= 0");
+  if (!finite(p_.top_p) || p_.top_p <= 0 || p_.top_p > 1) throw InputError("top_p must be in (0, 1]");
+  if (!finite(p_.min_p) || p_.min_p < 0 || p_.min_p > 1) throw InputError("min_p must be in [0, 1]");
+  if (!finite(p_.repetition_penalty) || p_.repetition_penalty <= 0) throw InputError("repetition penalty must be > 0");
+  if (!finite(p_.presence_penalty) || std::fabs(p_.presence_penalty) > 2) throw InputError("presence penalty must be in -2..2");
+  if (!finite(p_.frequency_penalty) || std::fabs(p_.frequency_penalty) > 2) throw InputError("frequency penalty must be in -2..2");
+  if (p_.penalty_last_n < 0) throw InputError("penalty window must be >= 0");
+}
+
+int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
+  const int32_t n = static_cast<int32_t>(logits.size());
+  // Penalties over the recent history.
+  if (p_.repetition_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f) {
+    std::unordered_map<int32_t, int> counts;
+    size_t from = history.size() > static_cast<size_t>(p_.penalty_last_n) ? history.size() - static_cast<size_t>(p_.penalty_last_n) : 0;
+    for (size_t i = from; i < history.size(); ++i)
+      if (history[i] >= 0 && history[i] < n) ++counts[history[i]];
+    for (auto [id, count] : counts) {
+      float& l = logits[static_cast<size_t>(id)];
+      l = l > 0 ? l / p_.repetition_penalty : l * p_.repetition_penalty;
+      l -= p_.presence_penalty + p_.frequency_penalty * static_cast<float>(count);
+    }
+  }
+  if (p_.temperature == 0.0f)
+    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+
+  candidates_.clear();
+  for (int32_t i = 0; i < n; ++i)
+    if (std::isfinite(logits[static_cast<size_t>(i)])) candidates_.emplace_back(logits[static_cast<size_t>(i)] / p_.temperature, i);
+  if (candidates_.empty()) throw Error("every logit is NaN or infinite");
+  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  size_t keep = candidates_.size();
+  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < keep) {
+    keep = static_cast<size_t>(p_.top_k);
+    std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<long>(keep), candidates_.end(), by_logit);
+  } else {
+    std::sort(candidates_.begin(), candidates_.end(), by_logit);
+  }
+  candidates_.resize(keep);
+  // Softmax over what is left (sorted, highest first).
+  const float top = candidates_[0].first;
+  double total = 0;
+  for (auto& [l, id] : candidates_) {
+    l = std::exp(l - top);
+    total += l;
+  }
+  for (auto& c : candidates_) c.first = static_cast<float>(c.first / total);
+  // top-p: the smallest prefix whose mass reaches p.
+  if (p_.top_p < 1.0f) {
+    double mass = 0;
+    size_t k = 0;
+    while (k < candidates_.size()) {
+      mass += candidates_[k++].first;
+      if (mass >= p_.top_p) break;
+    }
+    candidates_.resize(k);
+  }
+  // min-p: drop tokens less likely than min_p times the best.
+  if (p_.min_p > 0.0f) {
+    float floor = candidates_[0].first * p_.min_p;
+    size_t k = 1;
+    while (k < candidates_.size() && candidates_[k].first >= floor) ++k;
+    candidates_.resize(k);
+  }
+  double mass = 0;
+  for (const auto& c : candidates_) mass += c.first;
+  std::uniform_real_distribution<double> u(0.0, mass);
+  double r = u(rng_);
+  for (const auto& [prob, id] : candidates_) {
+    r -= prob;
+    if (r <= 0) return id;
+  }
+  return candidates_.back().second;
+}
+
+}  // namespace umi
