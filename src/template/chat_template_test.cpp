@@ -85,6 +85,7 @@ TEST(ChatTemplate, SandboxBoundsLoopsOutputAndRecursion) {
   EXPECT_THROW(ChatTemplate("{{ 2 ** 64 }}", "", "").render(r), tmpl::TemplateError);
   EXPECT_EQ(ChatTemplate("{{ (-1) ** 1000000000000 }}", "", "").render(r), "1");
   EXPECT_EQ(ChatTemplate("{{ [1].99999999999999999999999 }}|", "", "").render(r), "|");
+  EXPECT_THROW(ChatTemplate("{{ 'abc'.split(4) }}", "", "").render(r), tmpl::TemplateError);
 }
 
 TEST(ChatTemplate, JinjaSemantics) {

@@ -28,6 +28,19 @@ Value Value::function(std::string name, Function fn) {
 }
 
 const std::string& Value::function_name() const { return fn_->first; }
+
+const std::string& Value::as_string() const {
+  if (kind_ != Kind::string) throw TemplateError("expected a string, got " + std::string(type_name()));
+  return *s_;
+}
+List& Value::as_list() const {
+  if (kind_ != Kind::list) throw TemplateError("expected a list, got " + std::string(type_name()));
+  return *l_;
+}
+Dict& Value::as_dict() const {
+  if (kind_ != Kind::dict) throw TemplateError("expected a dict, got " + std::string(type_name()));
+  return *d_;
+}
 Value Value::call(Interpreter& in, Args& args) const { return fn_->second(in, args); }
 
 Value make_dict(std::vector<std::pair<std::string, Value>> items) {

@@ -54,9 +54,11 @@ class Value {
   bool as_bool() const { return b_; }
   int64_t as_int() const { return i_; }
   double as_float() const { return kind_ == Kind::integer ? static_cast<double>(i_) : f_; }
-  const std::string& as_string() const { return *s_; }
-  List& as_list() const { return *l_; }
-  Dict& as_dict() const { return *d_; }
+  // Checked: the wrong kind throws TemplateError (a template can pass any
+  // value anywhere; a missed type check must not become undefined behaviour).
+  const std::string& as_string() const;
+  List& as_list() const;
+  Dict& as_dict() const;
   const std::string& function_name() const;
   Value call(Interpreter& in, Args& args) const;
 
