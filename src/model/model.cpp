@@ -52,6 +52,8 @@ Model::Model(const std::string& path, Pool& pool, ModelOptions options)
     throw OutOfMemory("model weights (" + format_bytes(files_.tensor_bytes()) + ") do not fit the memory limit of " +
                       format_bytes(pool_.limit()));
   inv_freq_ = rope_frequencies(config_);
+  if (w_.rope_freqs)
+    for (size_t i = 0; i < inv_freq_.size(); ++i) inv_freq_[i] /= w_.rope_freqs.at(static_cast<int64_t>(i));
   layout_ = activation_layout(config_, options_.prefill_chunk, threads_.size(), options_.kv_block_tokens);
   auto scratch = [&](uint64_t bytes, const char* what) { return pool_.allocate(bytes, MemoryUse::activations, what); };
   x_ = scratch(layout_.residual, "activations (residual)");

@@ -66,6 +66,7 @@ ModelWeights bind_weights(const ModelFiles& files, const ModelConfig& c) {
   std::string out = gguf ? "output.weight" : "lm_head.weight";
   w.output = b.has(out) ? b.matrix(out, c.vocab_size, d) : w.embed;
   w.rope_interleaved = gguf && (c.arch == Arch::llama || c.arch == Arch::mistral);
+  if (gguf && b.has("rope_freqs.weight")) w.rope_freqs = b.vector("rope_freqs.weight", c.head_dim / 2);
   for (int64_t i = 0; i < c.n_layers; ++i) {
     LayerWeights l;
     l.attn_norm = b.vector(n.layer(i, "input_layernorm.weight", "attn_norm.weight"), d);

@@ -24,6 +24,7 @@ struct ModelWeights {
   cpu::MatrixView embed;   // [vocab, d]
   cpu::MatrixView output;  // [vocab, d]: the embedding when tied
   cpu::VectorView final_norm;
+  cpu::VectorView rope_freqs;  // GGUF: per-frequency divisors (Llama 3 scaling), optional
   std::vector<LayerWeights> layers;
   // GGUF llama-family files store q/k rows permuted for interleaved RoPE.
   bool rope_interleaved = false;

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "backend/cpu/dot.h"
+#include "backend/cpu/half.h"
 
 namespace umi::cpu {
 namespace {
@@ -65,13 +66,7 @@ inline v8f bf16x8_to_f32(const std::byte* p) {
   return f;
 }
 
-inline float scalar_f16(const std::byte* p) {
-  v8h h{};
-  std::memcpy(&h, p, 2);
-  std::byte tmp[16];
-  std::memcpy(tmp, &h, 16);
-  return f16x8_to_f32(tmp)[0];
-}
+inline float scalar_f16(const std::byte* p) { return f16_to_f32(load_u16(p)); }
 
 float impl_dot_f32(const std::byte* row, const float* x, int64_t n) {
   v8f a0{}, a1{}, a2{}, a3{};

@@ -1,0 +1,21 @@
+// `umi convert`: a Hugging Face folder or a GGUF file to a GGUF file of a
+// chosen weight type, as llama.cpp's converter lays it out (tensor names,
+// metadata, q/k rows permuted for interleaved RoPE in Llama-family models,
+// Llama 3 RoPE scaling as a rope_freqs tensor), so llama.cpp reads it too.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "format/dtype.h"
+
+namespace umi {
+
+struct ConvertOptions {
+  DType type = DType::F16;  // f32, f16, bf16, q8_0, q4_0
+  std::function<void(uint64_t done, uint64_t total)> progress;
+};
+
+void convert_model(const std::string& src, const std::string& dst, const ConvertOptions& options);
+
+}  // namespace umi

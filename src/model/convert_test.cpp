@@ -1,0 +1,91 @@
+// umi convert: Hugging Face folders to GGUF, read back by umi's GGUF path.
+#include "model/convert.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "engine/generate.h"
+#include "engine/sequence.h"
+#include "model/model.h"
+#include "support/temp_dir.h"
+
+namespace umi {
+namespace {
+
+nlohmann::json reference(const std::string& dir) {
+  std::ifstream in(dir + "/reference.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return nlohmann::json::parse(ss.str());
+}
+
+double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    num += std::pow(static_cast<double>(got[i]) - want[i], 2);
+    den += std::pow(static_cast<double>(want[i]), 2);
+  }
+  return std::sqrt(num / den);
+}
+
+// Bounds from the quantization noise of random Gaussian weights: q8_0 steps
+// are ~2% of a block's range (about 0.6% noise per weight), q4_0 steps ~13%
+// (about 10%). Measured on these models: q8_0 1.7-2.2%, q4_0 21-39%. A wrong
+// layout (say, q/k rows not permuted for the GGUF RoPE) lands near 140%.
+struct Bound {
+  DType type;
+  double max_error;
+};
+
+class ConvertedFixture : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ConvertedFixture, LogitsStayWithinQuantizationNoise) {
+  const std::string dir = std::string(UMI_SOURCE_DIR) + "/tests/fixtures/models/" + GetParam();
+  test::TempDir tmp;
+  for (Bound b : {Bound{DType::F32, 1e-5}, Bound{DType::Q8_0, 4e-2}, Bound{DType::Q4_0, 0.5}}) {
+    std::string out = tmp.file(std::string(to_string(b.type)) + ".gguf");
+    convert_model(dir, out, {.type = b.type});
+    Pool pool({.limit = 1ull << 30});
+    Model m(out, pool, {.kv_dtype = DType::F32});
+    EXPECT_EQ(m.files().format(), ModelFormat::gguf);
+    for (const auto& p : reference(dir)["prompts"]) {
+      Sequence seq(m);
+      double err = rel_error(seq.feed(p["ids"].get<std::vector<int32_t>>()), p["logits"].get<std::vector<float>>());
+      EXPECT_LT(err, b.max_error) << to_string(b.type);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, ConvertedFixture,
+                         ::testing::Values("llama-gqa-untied-llama3rope-f32", "llama-mha-tied-linearrope-f32", "mistral-gqa-f32",
+                                           "qwen2-bias-f32", "qwen3-qknorm-f32"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& ch : n)
+                             if (ch == '-') ch = '_';
+                           return n;
+                         });
+
+TEST(Convert, BundledModelKeepsItsTokenizerAndGreedyText) {
+  const std::string src = std::string(UMI_SOURCE_DIR) + "/models/tiny-shakespeare";
+  test::TempDir tmp;
+  convert_model(src, tmp.file("q8.gguf"), {.type = DType::Q8_0});
+  Pool pool({.limit = 1ull << 30});
+  Model m(tmp.file("q8.gguf"), pool);
+  Tokenizer tok = load_tokenizer(tmp.file("q8.gguf"));
+  Tokenizer hf = load_tokenizer(src);
+  EXPECT_EQ(tok.encode("ROMEO: O, she doth teach the torches!", true), hf.encode("ROMEO: O, she doth teach the torches!", true));
+  GenerateOptions o;
+  o.max_tokens = 20;
+  o.sampling.temperature = 0;
+  auto ids = tok.encode("First Citizen:\nBefore we proceed any further, hear me speak.", true);
+  GenerateResult r = generate(m, tok, ids, o, [](std::string_view) { return true; });
+  EXPECT_EQ(r.text.substr(0, 35), "\n\nSecond Citizen:\nI am a man, I am ");
+}
+
+}  // namespace
+}  // namespace umi
