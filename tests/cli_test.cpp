@@ -1,6 +1,7 @@
 // Tests of the `umi` binary as a user runs it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -200,6 +201,22 @@ TEST(Cli, LogitsPrintsOneJsonArray) {
   auto j = nlohmann::json::parse(r.out);
   ASSERT_TRUE(j.is_array());
   EXPECT_EQ(j.size(), 2048u);
+}
+
+}  // namespace
+}  // namespace umi
+
+namespace umi {
+namespace {
+
+TEST(Cli, ChatTakesTurnsFromStandardInput) {
+  test::TempDir dir;
+  std::ofstream(dir.file("in.txt")) << "Good morrow.\nWhat news?\n";
+  // run_command gives the command /dev/null as input: feed the turns through sh -c.
+  auto r = run_command("sh -c " + shell_quote(umi("chat -n 30 --seed 2 --stop '\n\n'") + " < " + shell_quote(dir.file("in.txt"))));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_GT(r.out.size(), 4u);
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n') >= 2, true) << r.out;  // one line per reply at least
 }
 
 }  // namespace

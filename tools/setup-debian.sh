@@ -9,6 +9,7 @@ packages=(
   libcli11-dev                      # the command line
   libpcre2-dev                      # Unicode-class regexes for tokenizer pre-splitting
   libutf8proc-dev                   # NFC/NFKC normalization for tokenizers
+  libedit-dev                       # line editing in `umi chat` (BSD licensed, readline API)
   libxxhash-dev                     # content hashes of KV blocks (prefix cache)
   libcpp-httplib-dev                # the OpenAI-compatible HTTP server
   libgtest-dev libgmock-dev         # unit tests

@@ -24,5 +24,6 @@ Action add_chat_template(CLI::App& app, const GlobalOptions& global);
 Action add_run(CLI::App& app, const GlobalOptions& global);
 Action add_logits(CLI::App& app, const GlobalOptions& global);
 Action add_convert(CLI::App& app, const GlobalOptions& global);
+Action add_chat(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace umi::cli

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   add(cli::add_tokenize);
   add(cli::add_chat_template);
   add(cli::add_run);
+  add(cli::add_chat);
   add(cli::add_logits);
   add(cli::add_convert);
 
