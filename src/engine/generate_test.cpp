@@ -27,7 +27,8 @@ TEST(BundledModel, MatchesTransformers) {
   Pool pool({.limit = 1ull << 30});
   Model model(bundled(), pool, {.kv_dtype = DType::F32});
   Tokenizer tok = load_tokenizer(bundled());
-  for (const auto& p : reference()["prompts"]) {
+  const nlohmann::json ref = reference();
+  for (const auto& p : ref["prompts"]) {
     auto ids = tok.encode(p["prompt"].get<std::string>(), true);
     EXPECT_EQ(ids, p["ids"].get<std::vector<int32_t>>());
     Sequence seq(model);

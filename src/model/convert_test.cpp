@@ -52,7 +52,8 @@ TEST_P(ConvertedFixture, LogitsStayWithinQuantizationNoise) {
     Pool pool({.limit = 1ull << 30});
     Model m(out, pool, {.kv_dtype = DType::F32});
     EXPECT_EQ(m.files().format(), ModelFormat::gguf);
-    for (const auto& p : reference(dir)["prompts"]) {
+    const nlohmann::json ref = reference(dir);
+    for (const auto& p : ref["prompts"]) {
       Sequence seq(m);
       double err = rel_error(seq.feed(p["ids"].get<std::vector<int32_t>>()), p["logits"].get<std::vector<float>>());
       EXPECT_LT(err, b.max_error) << to_string(b.type);
