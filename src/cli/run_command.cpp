@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/units.h"
 #include "engine/generate.h"
+#include "format/mapped_file.h"
 
 namespace umi::cli {
 
@@ -13,6 +14,7 @@ namespace {
 struct RunArgs {
   ModelArgs model;
   std::string prompt;
+  std::string prompt_file;
   int n = 128;
   SamplingParams sampling;
   bool greedy = false;
@@ -36,7 +38,8 @@ Action add_run(CLI::App& app, const GlobalOptions& global) {
   auto* cmd = app.add_subcommand("run", "generate text from a prompt, streaming it");
   auto a = std::make_shared<RunArgs>();
   a->model.add_to(*cmd);
-  cmd->add_option("PROMPT", a->prompt, "the prompt (default: the model's BOS token alone)");
+  auto* text = cmd->add_option("PROMPT", a->prompt, "the prompt (default: the model's BOS token alone)");
+  cmd->add_option("-f,--file", a->prompt_file, "read the prompt from a file")->excludes(text);
   cmd->add_option("-n,--max-tokens", a->n, "tokens to generate")->check(CLI::Range(0, 1 << 20));
   add_sampling_options(*cmd, a->sampling);
   cmd->add_flag("--greedy", a->greedy, "always take the most likely token (same as --temp 0)");
@@ -48,6 +51,10 @@ Action add_run(CLI::App& app, const GlobalOptions& global) {
     Model model(a->model.path(), pool, a->model.options());
     Tokenizer tok = load_tokenizer(a->model.path());
     if (a->model.verbose) print_memory(pool, "loaded");
+    if (!a->prompt_file.empty()) {
+      MappedFile f = MappedFile::open(a->prompt_file);
+      a->prompt.assign(reinterpret_cast<const char*>(f.bytes().data()), f.size());
+    }
     std::vector<int32_t> prompt = tok.encode(a->prompt, true);
     if (prompt.empty() && tok.bos_id()) prompt.push_back(*tok.bos_id());
     if (prompt.empty()) throw InputError("the prompt is empty and the model has no BOS token to start from");
@@ -57,7 +64,7 @@ Action add_run(CLI::App& app, const GlobalOptions& global) {
     if (a->greedy) o.sampling.temperature = 0;
     o.stop_strings = a->stop;
     if (!a->ignore_eos) o.stop_tokens = default_stop_tokens(tok);
-    std::fputs(a->prompt.c_str(), stdout);
+    if (a->prompt_file.empty()) std::fputs(a->prompt.c_str(), stdout);
     std::fflush(stdout);
     GenerateResult r = generate(model, tok, prompt, o, [](std::string_view text) {
       std::fwrite(text.data(), 1, text.size(), stdout);

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/fixtures.h"
+
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -33,13 +35,7 @@ TEST(BundledModel, MatchesTransformers) {
     EXPECT_EQ(ids, p["ids"].get<std::vector<int32_t>>());
     Sequence seq(model);
     auto logits = seq.feed(ids);
-    auto want = p["logits_f32_compute"].get<std::vector<float>>();
-    double num = 0, den = 0;
-    for (size_t i = 0; i < want.size(); ++i) {
-      num += std::pow(logits[i] - want[i], 2);
-      den += std::pow(want[i], 2);
-    }
-    EXPECT_LT(std::sqrt(num / den), 1e-4);
+    EXPECT_LT(test::rel_error(logits, p["logits_f32_compute"].get<std::vector<float>>()), 1e-4);
     GenerateOptions o;
     o.max_tokens = 32;
     o.sampling.temperature = 0;

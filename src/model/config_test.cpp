@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/fixtures.h"
+
 #include "core/error.h"
 #include "format/gguf.h"
 #include "support/file_builders.h"
@@ -130,35 +132,30 @@ TEST(Config, GgufWithoutRequiredKeysIsAnError) {
 namespace umi {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::read_text;
 
 // The committed reference models were saved by transformers 5, which writes
 // rope_parameters and dtype instead of rope_theta/rope_scaling/torch_dtype.
 TEST(Config, ReadsEveryReferenceModelConfig) {
   std::string root = std::string(UMI_SOURCE_DIR) + "/tests/fixtures/models/";
-  ModelConfig l3 = config_from_hf_json(slurp(root + "llama-gqa-untied-llama3rope-f32/config.json"), "l3");
+  ModelConfig l3 = config_from_hf_json(read_text(root + "llama-gqa-untied-llama3rope-f32/config.json"), "l3");
   EXPECT_EQ(l3.rope_scaling.type, RopeScaling::Type::llama3);
   EXPECT_EQ(l3.rope_scaling.original_context, 64);
   EXPECT_EQ(l3.rope_theta, 10000.0);
   EXPECT_EQ(l3.weight_dtype, DType::F32);
   EXPECT_FALSE(l3.tie_embeddings);
-  ModelConfig lin = config_from_hf_json(slurp(root + "llama-mha-tied-linearrope-bf16/config.json"), "lin");
+  ModelConfig lin = config_from_hf_json(read_text(root + "llama-mha-tied-linearrope-bf16/config.json"), "lin");
   EXPECT_EQ(lin.rope_scaling.type, RopeScaling::Type::linear);
   EXPECT_EQ(lin.rope_scaling.factor, 2.0);
   EXPECT_EQ(lin.weight_dtype, DType::BF16);
   EXPECT_EQ(lin.n_kv_heads, 4);
-  ModelConfig q3 = config_from_hf_json(slurp(root + "qwen3-qknorm-f32/config.json"), "q3");
+  ModelConfig q3 = config_from_hf_json(read_text(root + "qwen3-qknorm-f32/config.json"), "q3");
   EXPECT_EQ(q3.rope_theta, 1000000.0);
   EXPECT_EQ(q3.head_dim, 32);
   EXPECT_EQ(q3.rope_scaling.type, RopeScaling::Type::none);
-  ModelConfig q2 = config_from_hf_json(slurp(root + "qwen2-bias-f32/config.json"), "q2");
+  ModelConfig q2 = config_from_hf_json(read_text(root + "qwen2-bias-f32/config.json"), "q2");
   EXPECT_TRUE(q2.attention_bias);  // "attention_bias": null falls back to the family's default
-  ModelConfig tiny = config_from_hf_json(slurp(std::string(UMI_SOURCE_DIR) + "/models/tiny-shakespeare/config.json"), "t");
+  ModelConfig tiny = config_from_hf_json(read_text(std::string(UMI_SOURCE_DIR) + "/models/tiny-shakespeare/config.json"), "t");
   EXPECT_EQ(tiny.vocab_size, 2048);
   EXPECT_EQ(tiny.n_kv_heads, 4);
   EXPECT_TRUE(tiny.tie_embeddings);

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/fixtures.h"
+
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -23,14 +25,7 @@ nlohmann::json reference(const std::string& dir) {
   return nlohmann::json::parse(ss.str());
 }
 
-double rel_error(const std::vector<float>& got, const std::vector<float>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    num += std::pow(static_cast<double>(got[i]) - want[i], 2);
-    den += std::pow(static_cast<double>(want[i]), 2);
-  }
-  return std::sqrt(num / den);
-}
+using test::rel_error;
 
 // Bounds from the quantization noise of random Gaussian weights: q8_0 steps
 // are ~2% of a block's range (about 0.6% noise per weight), q4_0 steps ~13%

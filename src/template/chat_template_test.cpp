@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/fixtures.h"
+
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -15,15 +17,10 @@ namespace {
 
 using nlohmann::ordered_json;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::read_text;
 
 TEST(ChatTemplate, MatchesTransformersOnEveryFixture) {
-  ordered_json fx = ordered_json::parse(slurp(std::string(UMI_SOURCE_DIR) + "/tests/fixtures/tokenizer/chat_templates.json"));
+  ordered_json fx = ordered_json::parse(read_text(std::string(UMI_SOURCE_DIR) + "/tests/fixtures/tokenizer/chat_templates.json"));
   std::map<std::string, std::unique_ptr<ChatTemplate>> templates;
   size_t rendered = 0, raised = 0;
   for (const auto& c : fx["cases"]) {

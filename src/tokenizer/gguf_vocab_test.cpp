@@ -4,6 +4,8 @@
 // algorithm on a vocabulary small enough to reason about by hand.
 #include <gtest/gtest.h>
 
+#include "support/fixtures.h"
+
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -20,16 +22,11 @@ namespace {
 
 using nlohmann::json;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::read_text;
 
 // tokenizer.json -> GGUF tokenizer metadata (tokens, token_type, merges, pre).
 test::Bytes gguf_from_tokenizer_json(const std::string& path, const std::string& pre) {
-  json j = json::parse(slurp(path));
+  json j = json::parse(read_text(path));
   size_t n = 0;
   for (auto& [tok, id] : j["model"]["vocab"].items()) n = std::max(n, id.get<size_t>() + 1);
   for (auto& a : j["added_tokens"]) n = std::max(n, a["id"].get<size_t>() + 1);
@@ -66,7 +63,7 @@ TEST_P(GgufExactness, MatchesHuggingFace) {
   test::Bytes bytes = gguf_from_tokenizer_json(std::string(UMI_SOURCE_DIR) + "/../shared/data/tokenizers/" + name + "/tokenizer.json", pre);
   GgufFile g = parse_gguf(bytes, name + ".gguf");
   Tokenizer tok = Tokenizer::from_gguf(g);
-  json fx = json::parse(slurp(std::string(UMI_SOURCE_DIR) + "/tests/fixtures/tokenizer/" + name + ".ids.json"));
+  json fx = json::parse(read_text(std::string(UMI_SOURCE_DIR) + "/tests/fixtures/tokenizer/" + name + ".ids.json"));
   int checked = 0, bad = 0;
   for (const json& c : fx["cases"]) {
     std::string text = c["text"].get<std::string>();

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/fixtures.h"
+
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -15,12 +17,7 @@ namespace {
 
 using nlohmann::json;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using test::read_text;
 
 std::string fixtures() { return std::string(UMI_SOURCE_DIR) + "/tests/fixtures/tokenizer/"; }
 std::string shared_tokenizers() { return std::string(UMI_SOURCE_DIR) + "/../shared/data/tokenizers/"; }
@@ -40,7 +37,7 @@ class Exactness : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(Exactness, MatchesHuggingFaceOnEveryFixtureString) {
   Tokenizer tok = load(GetParam());
-  json fx = json::parse(slurp(fixtures() + GetParam() + ".ids.json"));
+  json fx = json::parse(read_text(fixtures() + GetParam() + ".ids.json"));
   const json& cases = fx["cases"];
   ASSERT_GE(cases.size(), 300u);
   int bad = 0;
@@ -61,7 +58,7 @@ TEST_P(Exactness, MatchesHuggingFaceOnEveryFixtureString) {
 
 TEST_P(Exactness, SplitSpecialTokensEncodesThemAsText) {
   Tokenizer tok = load(GetParam());
-  json fx = json::parse(slurp(fixtures() + GetParam() + ".ids.json"));
+  json fx = json::parse(read_text(fixtures() + GetParam() + ".ids.json"));
   tok.set_split_special_tokens(true);
   int checked = 0;
   for (const json& c : fx["cases"]) {
