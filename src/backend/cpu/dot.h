@@ -18,4 +18,18 @@ float dot_reference(DType t, const std::byte* row, const float* x, int64_t n);
 
 void dequantize(DType t, const std::byte* row, float* out, int64_t n);
 
+// Quantized weights multiply quantized activations: x is first turned into
+// q8_0 blocks (one float scale and 32 int8 each, as llama.cpp's q8_0 with a
+// float scale) and the dot products run on integers, 32 values a few
+// instructions at a time.
+struct Q8Block {
+  float d;
+  int8_t q[32];
+};
+void quantize_activations(const float* x, int64_t n, Q8Block* out);
+using QDotFn = float (*)(const std::byte* row, const Q8Block* x, int64_t n);
+// For Q8_0 and Q4_0 weights; nullptr for other dtypes.
+QDotFn qdot_function(DType t);
+QDotFn qdot_portable(DType t);
+
 }  // namespace umi::cpu

@@ -148,6 +148,54 @@ float impl_dot_q4_0(const std::byte* row, const float* x, int64_t n) {
   return s;
 }
 
+// Integer dot products of quantized weights with q8 activations. Portable
+// form: widen to int16 lanes and multiply-add in vector registers.
+typedef int16_t v16s __attribute__((vector_size(32)));
+typedef int8_t v16b __attribute__((vector_size(16)));
+typedef uint8_t v16ub __attribute__((vector_size(16)));
+
+inline int32_t dot32_i8(const int8_t* a, const int8_t* b) {
+  v16b a0, a1, b0, b1;
+  std::memcpy(&a0, a, 16), std::memcpy(&a1, a + 16, 16), std::memcpy(&b0, b, 16), std::memcpy(&b1, b + 16, 16);
+  v16s p = __builtin_convertvector(a0, v16s) * __builtin_convertvector(b0, v16s) +
+           __builtin_convertvector(a1, v16s) * __builtin_convertvector(b1, v16s);
+  int32_t s = 0;
+  for (int i = 0; i < 16; ++i) s += p[i];
+  return s;
+}
+
+float impl_qdot_q8_0(const std::byte* row, const Q8Block* x, int64_t n) {
+  float s = 0;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const std::byte* blk = row + b * 34;
+    s += scalar_f16(blk) * x[b].d * static_cast<float>(dot32_i8(reinterpret_cast<const int8_t*>(blk + 2), x[b].q));
+  }
+  return s;
+}
+
+float impl_qdot_q4_0(const std::byte* row, const Q8Block* x, int64_t n) {
+  float s = 0;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const std::byte* blk = row + b * 18;
+    v16ub q;
+    std::memcpy(&q, blk + 2, 16);
+    int8_t w[32];
+    v16b lo = (v16b)(q & 15) - 8, hi = (v16b)(q >> 4) - 8;
+    std::memcpy(w, &lo, 16);
+    std::memcpy(w + 16, &hi, 16);
+    s += scalar_f16(blk) * x[b].d * static_cast<float>(dot32_i8(w, x[b].q));
+  }
+  return s;
+}
+
+QDotFn impl_qtable(DType t) {
+  switch (t) {
+    case DType::Q8_0: return impl_qdot_q8_0;
+    case DType::Q4_0: return impl_qdot_q4_0;
+    default: return nullptr;
+  }
+}
+
 DotFn impl_table(DType t) {
   switch (t) {
     case DType::F32: return impl_dot_f32;

@@ -1,5 +1,6 @@
 // The baseline build of the dot loops, the reference, dequantization, and the
 // choice between builds.
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <vector>
@@ -11,14 +12,45 @@ namespace umi::cpu {
 
 #if defined(UMI_HAVE_AVX2_BUILD)
 DotFn dot_avx2(DType t);  // dot_avx2.cpp, compiled with -mavx2 -mfma
+QDotFn qdot_avx2(DType t);
 #endif
+
+namespace {
+bool have_avx2() {
+#if defined(UMI_HAVE_AVX2_BUILD)
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return yes;
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+QDotFn qdot_portable(DType t) { return impl_qtable(t); }
+
+QDotFn qdot_function(DType t) {
+#if defined(UMI_HAVE_AVX2_BUILD)
+  if (have_avx2()) return qdot_avx2(t);
+#endif
+  return qdot_portable(t);
+}
+
+void quantize_activations(const float* x, int64_t n, Q8Block* out) {
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const float* xb = x + b * 32;
+    float amax = 0;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+    out[b].d = d;
+    for (int i = 0; i < 32; ++i) out[b].q[i] = static_cast<int8_t>(std::lround(xb[i] * id));
+  }
+}
 
 DotFn dot_portable(DType t) { return impl_table(t); }
 
 DotFn dot_function(DType t) {
 #if defined(UMI_HAVE_AVX2_BUILD)
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (avx2) return dot_avx2(t);
+  if (have_avx2()) return dot_avx2(t);
 #endif
   return dot_portable(t);
 }

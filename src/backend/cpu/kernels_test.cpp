@@ -46,6 +46,25 @@ TEST_P(DotKernels, MatchTheScalarReference) {
 INSTANTIATE_TEST_SUITE_P(Types, DotKernels, ::testing::Values(DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0),
                          [](const auto& info) { return std::string(to_string(info.param)); });
 
+TEST(Kernels, IntegerDotsOfQuantizedWeightsMatchTheFloatReference) {
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    for (int64_t n : {32, 256, 4096}) {
+      auto w = random_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + 7));
+      auto x = random_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + 8));
+      auto row = encode(t, w);
+      std::vector<Q8Block> xq(static_cast<size_t>(n / 32));
+      quantize_activations(x.data(), n, xq.data());
+      float ref = dot_reference(t, row.data(), x.data(), n);
+      float portable = qdot_portable(t)(row.data(), xq.data(), n);
+      float fast = qdot_function(t)(row.data(), xq.data(), n);
+      // Both integer paths compute the same integers: only float summation order differs.
+      EXPECT_NEAR(fast, portable, 1e-4f * (1 + std::fabs(portable))) << to_string(t) << " " << n;
+      // Against float activations: the q8 rounding of x (0.4% per value) is the difference.
+      EXPECT_NEAR(portable, ref, 0.02f * std::sqrt(static_cast<float>(n))) << to_string(t) << " " << n;
+    }
+  }
+}
+
 TEST(Kernels, QuantizeThenDequantizeIsCloseAndNeverZeroedOut) {
   auto x = random_floats(1024, 5);
   for (auto [t, tol] : {std::pair{DType::F16, 1e-3}, std::pair{DType::BF16, 8e-3}, std::pair{DType::Q8_0, 1e-2}, std::pair{DType::Q4_0, 0.15}}) {
@@ -87,9 +106,14 @@ TEST(Kernels, MatmulMatchesRowByRowReference) {
     auto x = random_floats(static_cast<size_t>(tokens * cols), 77);
     std::vector<float> y(static_cast<size_t>(tokens * rows), std::nanf(""));
     matmul(pool, w, x.data(), tokens, y.data());
+    // Quantized weights multiply q8-quantized activations: that is the reference.
+    std::vector<Q8Block> xq(static_cast<size_t>(tokens * cols / 32));
+    for (int64_t tk = 0; tk < tokens; ++tk) quantize_activations(x.data() + tk * cols, cols, xq.data() + tk * (cols / 32));
     for (int64_t tk = 0; tk < tokens; ++tk)
       for (int64_t r = 0; r < rows; ++r) {
-        float ref = dot_reference(t, data.data() + r * static_cast<int64_t>(w.row_bytes()), x.data() + tk * cols, cols);
+        const std::byte* row = data.data() + r * static_cast<int64_t>(w.row_bytes());
+        float ref = qdot_portable(t) ? qdot_portable(t)(row, xq.data() + tk * (cols / 32), cols)
+                                     : dot_reference(t, row, x.data() + tk * cols, cols);
         EXPECT_NEAR(y[static_cast<size_t>(tk * rows + r)], ref, 1e-3f * (1 + std::fabs(ref)));
       }
   }

@@ -1,0 +1,41 @@
+// Bandwidth of the matrix-vector product (decode's inner loop) per dtype:
+// bytes of weights read per second, against the machine's read bandwidth.
+//   umi_bench_kernels [rows] [cols] [threads]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/dot.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/quantize.h"
+
+int main(int argc, char** argv) {
+  using namespace umi;
+  const int64_t rows = argc > 1 ? std::atoll(argv[1]) : 8192, cols = argc > 2 ? std::atoll(argv[2]) : 2048;
+  const int threads = argc > 3 ? std::atoi(argv[3]) : 0;
+  cpu::ThreadPool pool(threads);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  std::vector<float> w(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(cols)), y(static_cast<size_t>(rows));
+  for (float& v : w) v = nd(rng);
+  for (float& v : x) v = nd(rng);
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
+    size_t rb = dtype_bytes(t, static_cast<uint64_t>(cols)).value();
+    std::vector<std::byte> data(rb * static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) cpu::quantize_row(t, w.data() + r * cols, cols, data.data() + static_cast<size_t>(r) * rb);
+    cpu::MatrixView m{t, data.data(), rows, cols};
+    cpu::matmul(pool, m, x.data(), 1, y.data());
+    double best = 1e9;
+    for (int rep = 0; rep < 10; ++rep) {
+      auto t0 = std::chrono::steady_clock::now();
+      cpu::matmul(pool, m, x.data(), 1, y.data());
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::printf("{\"bench\":\"matvec\",\"dtype\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"threads\":%d,\"ms\":%.3f,\"gb_per_s\":%.2f}\n",
+                std::string(to_string(t)).c_str(), static_cast<long long>(rows), static_cast<long long>(cols), pool.size(),
+                best * 1e3, static_cast<double>(data.size()) / best / 1e9);
+  }
+  return 0;
+}
