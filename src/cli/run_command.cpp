@@ -66,8 +66,8 @@ Action add_run(CLI::App& app, const GlobalOptions& global) {
     if (!a->ignore_eos) o.stop_tokens = default_stop_tokens(tok);
     if (a->prompt_file.empty()) std::fputs(a->prompt.c_str(), stdout);
     std::fflush(stdout);
-    GenerateResult r = generate(model, tok, prompt, o, [](std::string_view text) {
-      std::fwrite(text.data(), 1, text.size(), stdout);
+    GenerateResult r = generate(model, tok, prompt, o, [](std::string_view piece) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
       return true;
     });

@@ -132,7 +132,7 @@ void convert_model(const std::string& src, const std::string& dst, const Convert
     if (permute && m.gguf.find("attn_k.weight") != std::string::npos) heads = c.n_kv_heads;
     const TensorView tv = *t;
     const int64_t hd = c.head_dim;
-    w.add_tensor(m.gguf, out, t->shape, [tv, rows, cols, out, heads, hd](int64_t begin, int64_t end, std::byte* dst) {
+    w.add_tensor(m.gguf, out, t->shape, [tv, rows, cols, out, heads, hd](int64_t begin, int64_t end, std::byte* out_rows) {
       std::vector<float> row(static_cast<size_t>(cols));
       const size_t in_bytes = dtype_bytes(tv.dtype, static_cast<uint64_t>(cols)).value_or(0);
       const size_t out_bytes = dtype_bytes(out, static_cast<uint64_t>(cols)).value_or(0);
@@ -143,7 +143,7 @@ void convert_model(const std::string& src, const std::string& dst, const Convert
           from = h * hd + (within % 2) * (hd / 2) + within / 2;
         }
         cpu::dequantize(tv.dtype, tv.data + static_cast<size_t>(from) * in_bytes, row.data(), cols);
-        cpu::quantize_row(out, row.data(), cols, dst + static_cast<size_t>(r - begin) * out_bytes);
+        cpu::quantize_row(out, row.data(), cols, out_rows + static_cast<size_t>(r - begin) * out_bytes);
       }
       (void)rows;
     });
@@ -151,7 +151,7 @@ void convert_model(const std::string& src, const std::string& dst, const Convert
   if (c.rope_scaling.type == RopeScaling::Type::llama3) {
     auto factors = std::make_shared<std::vector<float>>(llama3_rope_factors(c));
     w.add_tensor("rope_freqs.weight", DType::F32, {static_cast<int64_t>(factors->size())},
-                 [factors](int64_t, int64_t, std::byte* dst) { std::memcpy(dst, factors->data(), factors->size() * 4); });
+                 [factors](int64_t, int64_t, std::byte* out_rows) { std::memcpy(out_rows, factors->data(), factors->size() * 4); });
   }
   w.write(dst, o.progress);
 }

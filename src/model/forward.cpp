@@ -5,6 +5,7 @@
 #include <cstring>
 #include <limits>
 
+#include "backend/cpu/dot.h"
 #include "backend/cpu/half.h"
 #include "core/error.h"
 #include "model/model.h"
@@ -22,17 +23,6 @@ void store_kv(std::byte* dst, const float* src, int64_t n, DType dtype) {
     uint16_t h = cpu::f32_to_f16(src[i]);
     std::memcpy(dst + 2 * i, &h, 2);
   }
-}
-
-inline float load_kv(const std::byte* p, int64_t i, DType dtype) {
-  if (dtype == DType::F32) {
-    float f;
-    std::memcpy(&f, p + 4 * i, 4);
-    return f;
-  }
-  uint16_t h;
-  std::memcpy(&h, p + 2 * i, 2);
-  return cpu::f16_to_f32(h);
 }
 
 void add_bias(float* x, int64_t tokens, const cpu::VectorView& bias) {
@@ -128,6 +118,8 @@ void Model::attention(int64_t l, int64_t T, int64_t pos0, const SequenceKv& kv) 
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const float* q = q_.as<float>();
   float* out = attn_.as<float>();
+  const size_t elem = kv_dtype == DType::F32 ? 4 : 2;
+  const cpu::DotFn score_dot = cpu::dot_function(kv_dtype);
   threads_.parallel_for(T * H, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> acc(static_cast<size_t>(hd));
     for (int64_t th = begin; th < end; ++th) {
@@ -136,15 +128,12 @@ void Model::attention(int64_t l, int64_t T, int64_t pos0, const SequenceKv& kv) 
       float m = -std::numeric_limits<float>::infinity(), denom = 0;
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t p = 0; p <= pos0 + t; ++p) {  // causal: this token and those before
-        const std::byte* kp = kv.k_at(l, p) + static_cast<size_t>(kvh * hd) * (kv_dtype == DType::F32 ? 4 : 2);
-        float s = 0;
-        for (int64_t i = 0; i < hd; ++i) s += qh[i] * load_kv(kp, i, kv_dtype);
-        s *= scale;
-        float m_new = std::max(m, s);
-        float correction = std::exp(m - m_new), w = std::exp(s - m_new);
+        const std::byte* kp = kv.k_at(l, p) + static_cast<size_t>(kvh * hd) * elem;
+        const float s = score_dot(kp, qh, hd) * scale;
+        const float m_new = std::max(m, s);
+        const float correction = std::exp(m - m_new), w = std::exp(s - m_new);
         denom = denom * correction + w;
-        const std::byte* vp = kv.v_at(l, p) + static_cast<size_t>(kvh * hd) * (kv_dtype == DType::F32 ? 4 : 2);
-        for (int64_t i = 0; i < hd; ++i) acc[static_cast<size_t>(i)] = acc[static_cast<size_t>(i)] * correction + w * load_kv(vp, i, kv_dtype);
+        cpu::scale_add(acc.data(), correction, w, kv.v_at(l, p) + static_cast<size_t>(kvh * hd) * elem, kv_dtype, hd);
         m = m_new;
       }
       float* o = out + (t * H + h) * hd;

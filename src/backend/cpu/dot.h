@@ -31,5 +31,12 @@ using QDotFn = float (*)(const std::byte* row, const Q8Block* x, int64_t n);
 // For Q8_0 and Q4_0 weights; nullptr for other dtypes.
 QDotFn qdot_function(DType t);
 QDotFn qdot_portable(DType t);
+// Four activation rows against one weight row (prefill): each weight block is
+// unpacked once for all four. out[j] = row . x[j].
+using QDot4Fn = void (*)(const std::byte* row, const Q8Block* const x[4], int64_t n, float out[4]);
+QDot4Fn qdot4_function(DType t);  // nullptr where there is no such kernel
+
+// acc[i] = acc[i] * scale + w * v[i], v in f32 or f16 (the KV cache's types).
+void scale_add(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n);
 
 }  // namespace umi::cpu

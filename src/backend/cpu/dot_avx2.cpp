@@ -57,9 +57,48 @@ float avx2_qdot_q4_0(const std::byte* row, const Q8Block* x, int64_t n) {
   return hsum8(acc);
 }
 
+template <bool Q4>
+void avx2_qdot4(const std::byte* row, const Q8Block* const x[4], int64_t n, float out[4]) {
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  const __m256i low = _mm256_set1_epi8(0x0F), eight = _mm256_set1_epi8(8);
+  const int64_t stride = Q4 ? 18 : 34;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const std::byte* blk = row + b * stride;
+    __m256i w;
+    if (Q4) {
+      __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+      w = _mm256_sub_epi8(_mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low), eight);
+    } else {
+      w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    }
+    uint16_t h;
+    std::memcpy(&h, blk, 2);
+    const float dw = _cvtsh_ss(h);
+    const __m256i aw = _mm256_sign_epi8(w, w);
+    for (int j = 0; j < 4; ++j) {
+      __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j][b].q));
+      __m256i dot16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(q, w));
+      __m256 dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(dot16, _mm256_set1_epi16(1)));
+      acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * x[j][b].d), dot, acc[j]);
+    }
+  }
+  for (int j = 0; j < 4; ++j) out[j] = hsum8(acc[j]);
+}
+
 }  // namespace
 
 DotFn dot_avx2(DType t) { return impl_table(t); }
+
+QDot4Fn qdot4_avx2(DType t) {
+  if (t == DType::Q4_0) return avx2_qdot4<true>;
+  if (t == DType::Q8_0) return avx2_qdot4<false>;
+  return nullptr;
+}
+
+void scale_add_avx2(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n) {
+  if (v_type == DType::F16) impl_scale_add_f16(acc, scale, w, v, n);
+  else impl_scale_add_f32(acc, scale, w, v, n);
+}
 
 QDotFn qdot_avx2(DType t) {
   switch (t) {

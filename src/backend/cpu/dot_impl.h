@@ -188,7 +188,29 @@ float impl_qdot_q4_0(const std::byte* row, const Q8Block* x, int64_t n) {
   return s;
 }
 
-QDotFn impl_qtable(DType t) {
+void impl_scale_add_f32(float* acc, float scale, float w, const std::byte* v, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    v8f a = load_f32(acc + i) * scale + load_f32(v + 4 * i) * w;
+    std::memcpy(acc + i, &a, sizeof a);
+  }
+  for (; i < n; ++i) {
+    float x;
+    std::memcpy(&x, v + 4 * i, 4);
+    acc[i] = acc[i] * scale + w * x;
+  }
+}
+
+void impl_scale_add_f16(float* acc, float scale, float w, const std::byte* v, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    v8f a = load_f32(acc + i) * scale + f16x8_to_f32(v + 2 * i) * w;
+    std::memcpy(acc + i, &a, sizeof a);
+  }
+  for (; i < n; ++i) acc[i] = acc[i] * scale + w * scalar_f16(v + 2 * i);
+}
+
+[[maybe_unused]] QDotFn impl_qtable(DType t) {
   switch (t) {
     case DType::Q8_0: return impl_qdot_q8_0;
     case DType::Q4_0: return impl_qdot_q4_0;
@@ -196,7 +218,7 @@ QDotFn impl_qtable(DType t) {
   }
 }
 
-DotFn impl_table(DType t) {
+[[maybe_unused]] DotFn impl_table(DType t) {
   switch (t) {
     case DType::F32: return impl_dot_f32;
     case DType::F16: return impl_dot_f16;

@@ -13,6 +13,8 @@ namespace umi::cpu {
 #if defined(UMI_HAVE_AVX2_BUILD)
 DotFn dot_avx2(DType t);  // dot_avx2.cpp, compiled with -mavx2 -mfma
 QDotFn qdot_avx2(DType t);
+QDot4Fn qdot4_avx2(DType t);
+void scale_add_avx2(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n);
 #endif
 
 namespace {
@@ -27,6 +29,22 @@ bool have_avx2() {
 }  // namespace
 
 QDotFn qdot_portable(DType t) { return impl_qtable(t); }
+
+QDot4Fn qdot4_function(DType t) {
+#if defined(UMI_HAVE_AVX2_BUILD)
+  if (have_avx2()) return qdot4_avx2(t);
+#endif
+  (void)t;
+  return nullptr;
+}
+
+void scale_add(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n) {
+#if defined(UMI_HAVE_AVX2_BUILD)
+  if (have_avx2()) return scale_add_avx2(acc, scale, w, v, v_type, n);
+#endif
+  if (v_type == DType::F16) impl_scale_add_f16(acc, scale, w, v, n);
+  else impl_scale_add_f32(acc, scale, w, v, n);
+}
 
 QDotFn qdot_function(DType t) {
 #if defined(UMI_HAVE_AVX2_BUILD)

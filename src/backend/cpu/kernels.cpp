@@ -48,10 +48,20 @@ void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t token
     // x as q8 blocks, once for all rows. Small: 36 bytes per 32 activations.
     std::vector<Q8Block> xq(static_cast<size_t>(tokens * k / 32));
     for (int64_t t = 0; t < tokens; ++t) quantize_activations(x + t * k, k, xq.data() + t * (k / 32));
+    const QDot4Fn qdot4 = qdot4_function(w.dtype);
     pool.parallel_for(n, 16, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const std::byte* row = w.data + static_cast<size_t>(r) * rb;
-        for (int64_t t = 0; t < tokens; ++t) y[t * n + r] = qdot(row, xq.data() + t * (k / 32), k);
+        int64_t t = 0;
+        if (qdot4)
+          for (; t + 4 <= tokens; t += 4) {
+            const Q8Block* xs[4];
+            float out[4];
+            for (int j = 0; j < 4; ++j) xs[j] = xq.data() + (t + j) * (k / 32);
+            qdot4(row, xs, k, out);
+            for (int j = 0; j < 4; ++j) y[(t + j) * n + r] = out[j];
+          }
+        for (; t < tokens; ++t) y[t * n + r] = qdot(row, xq.data() + t * (k / 32), k);
       }
     });
     return;
