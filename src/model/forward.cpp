@@ -1,7 +1,9 @@
 // The forward pass of the Llama family (Llama 2/3, Mistral, Qwen2, Qwen3) over
 // a chunk of T tokens of one sequence, top to bottom. Shapes in comments: T
 // tokens, d hidden, H heads, Hkv kv heads, hd head_dim, F intermediate, V vocab.
+#include <atomic>
 #include <cmath>
+#include <span>
 #include <cstring>
 #include <limits>
 
@@ -64,9 +66,9 @@ void Model::forward(std::span<const int32_t> tokens, int64_t pos0, SequenceKv& k
     for (int64_t t = 0; t < T; ++t) cpu::rms_norm(x + t * d, L.attn_norm, d, static_cast<float>(c.rms_eps), xn + t * d);
     // q = xn Wq^T (+bq)                                               [T, H*hd]
     // k = xn Wk^T (+bk), v = xn Wv^T (+bv)                            [T, Hkv*hd]
-    cpu::matmul(threads_, L.wq, xn, T, q);
-    cpu::matmul(threads_, L.wk, xn, T, k);
-    cpu::matmul(threads_, L.wv, xn, T, v);
+    mm(L.wq, xn, T, q);
+    mm(L.wk, xn, T, k);
+    mm(L.wv, xn, T, v);
     add_bias(q, T, L.q_bias);
     add_bias(k, T, L.k_bias);
     add_bias(v, T, L.v_bias);
@@ -88,24 +90,25 @@ void Model::forward(std::span<const int32_t> tokens, int64_t pos0, SequenceKv& k
     // attn = softmax(q K^T / sqrt(hd)) V over positions 0..pos         [T, H*hd]
     attention(l, T, pos0, kv);
     // x += attn Wo^T                                                   [T, d]
-    cpu::matmul(threads_, L.wo, attn_.as<float>(), T, xn);
+    mm(L.wo, attn_.as<float>(), T, xn);
     for (int64_t i = 0; i < T * d; ++i) x[i] += xn[i];
 
     // Feed-forward block. xn = rmsnorm(x)                              [T, d]
     for (int64_t t = 0; t < T; ++t) cpu::rms_norm(x + t * d, L.ffn_norm, d, static_cast<float>(c.rms_eps), xn + t * d);
     // gate = silu(xn Wg^T) * (xn Wu^T)                                 [T, F]
-    cpu::matmul(threads_, L.gate, xn, T, gate);
-    cpu::matmul(threads_, L.up, xn, T, up);
+    mm(L.gate, xn, T, gate);
+    mm(L.up, xn, T, up);
     cpu::swiglu(gate, up, T * F);
     // x += gate Wd^T                                                   [T, d]
-    cpu::matmul(threads_, L.down, gate, T, xn);
+    mm(L.down, gate, T, xn);
     for (int64_t i = 0; i < T * d; ++i) x[i] += xn[i];
   }
 
   if (!logits) return;
   // logits = rmsnorm(x[T-1]) Wout^T                                    [V]
   cpu::rms_norm(x + (T - 1) * d, w_.final_norm, d, static_cast<float>(c.rms_eps), xn);
-  cpu::matmul(threads_, w_.output, xn, 1, logits);
+  mm(w_.output, xn, 1, logits_.as<float>());
+  std::memcpy(logits, logits_.data(), static_cast<size_t>(c.vocab_size) * sizeof(float));
 }
 
 // Flash-style attention over the paged cache: one pass over each (token,
@@ -120,8 +123,11 @@ void Model::attention(int64_t l, int64_t T, int64_t pos0, const SequenceKv& kv) 
   float* out = attn_.as<float>();
   const size_t elem = kv_dtype == DType::F32 ? 4 : 2;
   const cpu::DotFn score_dot = cpu::dot_function(kv_dtype);
+  // Each thread's output accumulator lives in the pool's attention scratch.
+  std::atomic<int> next_slot{0};
   threads_.parallel_for(T * H, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> acc(static_cast<size_t>(hd));
+    std::span<float> acc(attn_scratch_.as<float>() + static_cast<size_t>(next_slot++) * static_cast<size_t>(hd + options_.kv_block_tokens),
+                         static_cast<size_t>(hd));
     for (int64_t th = begin; th < end; ++th) {
       const int64_t t = th / H, h = th % H, kvh = h / group;
       const float* qh = q + (t * H + h) * hd;

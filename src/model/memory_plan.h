@@ -23,9 +23,9 @@ struct ActivationLayout {
   uint64_t attn_out;    // [tokens, n_heads * head_dim]
   uint64_t gate;        // [tokens, intermediate]
   uint64_t up;          // [tokens, intermediate]
-  uint64_t quantized;   // activations quantized to q8 for integer dot products: [tokens, widest row] in q8_0 blocks
+  uint64_t quantized;   // activations quantized to q8 for integer dot products: [tokens, widest row], 36 B per 32
   uint64_t logits;      // [vocab]: the last position only
-  uint64_t attn_scratch;  // per thread: one head's query accumulator and one KV block of scores
+  uint64_t attn_scratch;  // per thread: one head's output accumulator and one KV block of scores
 
   uint64_t total(uint64_t page) const;  // each buffer rounded as the pool accounts it
 };

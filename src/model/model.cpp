@@ -57,14 +57,21 @@ Model::Model(const std::string& path, Pool& pool, ModelOptions options)
   layout_ = activation_layout(config_, options_.prefill_chunk, threads_.size(), options_.kv_block_tokens);
   auto scratch = [&](uint64_t bytes, const char* what) { return pool_.allocate(bytes, MemoryUse::activations, what); };
   x_ = scratch(layout_.residual, "activations (residual)");
-  xn_ = scratch(std::max(layout_.normed, layout_.logits), "activations (normed)");
+  xn_ = scratch(layout_.normed, "activations (normed)");
   q_ = scratch(layout_.q, "activations (q)");
   k_ = scratch(layout_.k, "activations (k)");
   v_ = scratch(layout_.v, "activations (v)");
   attn_ = scratch(layout_.attn_out, "activations (attention)");
   gate_ = scratch(layout_.gate, "activations (gate)");
   up_ = scratch(layout_.up, "activations (up)");
+  quantized_ = scratch(layout_.quantized, "activations (q8)");
+  logits_ = scratch(layout_.logits, "logits");
+  attn_scratch_ = scratch(layout_.attn_scratch, "attention scratch");
   files_.advise(Advice::willneed);
+}
+
+void Model::mm(const cpu::MatrixView& w, const float* x, int64_t tokens, float* y) {
+  cpu::matmul(threads_, w, x, tokens, y, quantized_.data(), quantized_.size());
 }
 
 }  // namespace umi

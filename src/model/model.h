@@ -53,7 +53,10 @@ class Model {
   KvBlockPool kv_pool_;
   std::vector<float> inv_freq_;  // [head_dim / 2]
   ActivationLayout layout_;
-  Buffer x_, xn_, q_, k_, v_, attn_, gate_, up_;  // activation scratch for one chunk
+  // Activation scratch for one chunk: exactly the buffers of `layout_`, which
+  // is what `umi fit` reports.
+  Buffer x_, xn_, q_, k_, v_, attn_, gate_, up_, quantized_, logits_, attn_scratch_;
+  void mm(const cpu::MatrixView& w, const float* x, int64_t tokens, float* y);
 };
 
 }  // namespace umi

@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "engine/sequence.h"
+#include "memory/system_memory.h"
 
 namespace umi {
 namespace {
@@ -115,6 +116,18 @@ TEST(Model, KvBlocksGrowWithTokensAndReturnWhenTheSequenceEnds) {
   }
   EXPECT_EQ(m.kv_pool().in_use(), 0);
   EXPECT_EQ(pool.stats().active, idle);
+}
+
+TEST(Model, ActivationMemoryIsExactlyWhatTheMemoryPlanSays) {
+  Pool pool({.limit = 1ull << 30});
+  Model m(fixture_dir() + "qwen3-qknorm-f32", pool, {.kv_block_tokens = 16, .prefill_chunk = 64, .threads = 2});
+  ActivationLayout plan = activation_layout(m.config(), 64, 2, 16);
+  EXPECT_EQ(pool.stats().active_by_use[static_cast<size_t>(MemoryUse::activations)], plan.total(page_size()));
+  EXPECT_EQ(pool.stats().active_by_use[static_cast<size_t>(MemoryUse::weights)], m.files().tensor_bytes());
+  uint64_t before = pool.stats().active;
+  Sequence seq(m);
+  seq.feed(std::vector<int32_t>(100, 5));  // two chunks; nothing but KV blocks may be added
+  EXPECT_EQ(pool.stats().active - before, 7 * pool.bucket_size(m.kv_pool().layout().block_bytes()));
 }
 
 TEST(Model, BadInputsAreClearErrors) {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -38,16 +39,25 @@ bool matmul_supports(DType t) {
   return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q4_0;
 }
 
-void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y) {
+void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y, void* q8_scratch,
+            size_t q8_scratch_bytes) {
   if (!matmul_supports(w.dtype)) throw Error("matmul: dtype " + std::string(to_string(w.dtype)) + " is not supported");
   if (w.cols % dtype_info(w.dtype).block_elems != 0 || tokens < 1 || !w.data || !x || !y)
     throw Error("matmul: bad shape or null operand");
   const size_t rb = w.row_bytes();
   const int64_t k = w.cols, n = w.rows;
   if (QDotFn qdot = qdot_function(w.dtype)) {
-    // x as q8 blocks, once for all rows. Small: 36 bytes per 32 activations.
-    std::vector<Q8Block> xq(static_cast<size_t>(tokens * k / 32));
-    for (int64_t t = 0; t < tokens; ++t) quantize_activations(x + t * k, k, xq.data() + t * (k / 32));
+    // x as q8 blocks, once for all rows: 36 bytes per 32 activations.
+    const size_t blocks = static_cast<size_t>(tokens * k / 32);
+    std::vector<Q8Block> temporary;
+    Q8Block* xq_data = static_cast<Q8Block*>(q8_scratch);
+    if (!xq_data || q8_scratch_bytes < blocks * sizeof(Q8Block)) {
+      if (xq_data) throw Error("matmul: q8 scratch too small");
+      temporary.resize(blocks);
+      xq_data = temporary.data();
+    }
+    std::span<const Q8Block> xq(xq_data, blocks);
+    for (int64_t t = 0; t < tokens; ++t) quantize_activations(x + t * k, k, xq_data + t * (k / 32));
     const QDot4Fn qdot4 = qdot4_function(w.dtype);
     pool.parallel_for(n, 16, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
