@@ -20,7 +20,8 @@ void scale_add_avx2(float* acc, float scale, float w, const std::byte* v, DType 
 namespace {
 bool have_avx2() {
 #if defined(UMI_HAVE_AVX2_BUILD)
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  // F16C is not a feature name clang 14 accepts here; every AVX2 CPU has it.
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return yes;
 #else
   return false;
@@ -58,7 +59,7 @@ void quantize_activations(const float* x, int64_t n, Q8Block* out) {
     const float* xb = x + b * 32;
     float amax = 0;
     for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
-    float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     out[b].d = d;
     for (int i = 0; i < 32; ++i) out[b].q[i] = static_cast<int8_t>(std::lround(xb[i] * id));
   }

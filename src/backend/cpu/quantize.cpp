@@ -24,7 +24,7 @@ void quantize_row(DType t, const float* x, int64_t n, std::byte* out) {
         const float* xb = x + b * 32;
         float amax = 0;
         for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
-        float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         std::byte* blk = out + b * 34;
         put16(blk, f32_to_f16(d));
         for (int i = 0; i < 32; ++i) blk[2 + i] = static_cast<std::byte>(static_cast<int8_t>(std::lround(xb[i] * id)));
@@ -37,7 +37,7 @@ void quantize_row(DType t, const float* x, int64_t n, std::byte* out) {
         float amax = 0, max = 0;
         for (int i = 0; i < 32; ++i)
           if (std::fabs(xb[i]) > amax) amax = std::fabs(xb[i]), max = xb[i];
-        float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
+        float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
         std::byte* blk = out + b * 18;
         put16(blk, f32_to_f16(d));
         for (int i = 0; i < 16; ++i) {
