@@ -53,12 +53,7 @@ nlohmann::ordered_json parse_ordered_json_strict(std::string_view text, std::str
 }
 
 json read_json_file(const std::string& path, uint64_t max_bytes) {
-  MappedFile f = MappedFile::open(path);
-  if (f.size() > max_bytes)
-    throw FormatError(path, "", "file is " + std::to_string(f.size()) + " bytes, over the " +
-                                    std::to_string(max_bytes) + "-byte limit for JSON");
-  auto b = f.bytes();
-  return parse_json_strict({reinterpret_cast<const char*>(b.data()), b.size()}, path, "json");
+  return parse_json_strict(read_small_file(path, max_bytes), path, "json");
 }
 
 }  // namespace umi

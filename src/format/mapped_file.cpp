@@ -74,6 +74,14 @@ void MappedFile::advise(Advice advice, uint64_t offset, uint64_t length) const {
   madvise(static_cast<char*>(data_) + start, end - start, flag);
 }
 
+std::string read_small_file(const std::string& path, uint64_t max_bytes) {
+  MappedFile f = MappedFile::open(path);
+  if (f.size() > max_bytes)
+    throw FormatError(path, "", "file is " + std::to_string(f.size()) + " bytes, over the " + std::to_string(max_bytes) +
+                                    "-byte limit");
+  return {reinterpret_cast<const char*>(f.bytes().data()), f.size()};
+}
+
 std::string MappedFile::lock() {
   if (!data_ || locked_) return {};
   if (mlock(data_, size_) != 0) return std::strerror(errno);

@@ -47,4 +47,8 @@ class MappedFile {
   bool locked_ = false;
 };
 
+// A whole (small) file as text: configs, tokenizer files, templates. Refuses
+// files over `max_bytes` with FormatError rather than reading them.
+std::string read_small_file(const std::string& path, uint64_t max_bytes = 256ull << 20);
+
 }  // namespace umi

@@ -30,14 +30,6 @@ bool looks_like_safetensors(const MappedFile& f) {
   return false;
 }
 
-std::string read_text(const std::string& path, uint64_t max_bytes) {
-  MappedFile f = MappedFile::open(path);
-  if (f.size() > max_bytes)
-    throw FormatError(path, "", "file is " + std::to_string(f.size()) + " bytes, over the " +
-                                    std::to_string(max_bytes) + "-byte limit");
-  return {reinterpret_cast<const char*>(f.bytes().data()), f.size()};
-}
-
 }  // namespace
 
 std::string_view to_string(ModelFormat f) { return f == ModelFormat::gguf ? "gguf" : "safetensors"; }
@@ -103,13 +95,13 @@ void ModelFiles::open_folder(const std::string& dir) {
   fs::path root(dir);
   config_path_ = (root / "config.json").string();
   if (!fs::exists(config_path_)) throw FormatError(dir, "config.json", "missing: not a Hugging Face model folder");
-  config_json_ = read_text(config_path_, kMaxConfigBytes);
+  config_json_ = read_small_file(config_path_, kMaxConfigBytes);
 
   fs::path index = root / "model.safetensors.index.json";
   fs::path single = root / "model.safetensors";
   if (fs::exists(index)) {
     std::string index_path = index.string();
-    SafetensorsIndex idx = parse_safetensors_index(read_text(index_path, 64ull << 20), index_path);
+    SafetensorsIndex idx = parse_safetensors_index(read_small_file(index_path, 64ull << 20), index_path);
     for (const std::string& shard : idx.shards) add_safetensors((root / shard).string());
     index_tensors();
     for (const auto& [name, shard] : idx.weight_map) {
@@ -135,7 +127,7 @@ void ModelFiles::open_folder(const std::string& dir) {
     extras_.chat_template_source = "chat_template.jinja";
   } else if (fs::exists(root / "tokenizer_config.json")) {
     std::string p = (root / "tokenizer_config.json").string();
-    nlohmann::json tc = parse_json_strict(read_text(p, 64ull << 20), p, "json");
+    nlohmann::json tc = parse_json_strict(read_small_file(p, 64ull << 20), p, "json");
     if (tc.is_object() && tc.contains("chat_template")) {
       extras_.has_chat_template = true;
       extras_.chat_template_source = "tokenizer_config.json";

@@ -124,6 +124,19 @@ std::string_view to_string(Arch a) {
   return "unknown";
 }
 
+double rope_frequency(const ModelConfig& c, int64_t i, bool scaled) {
+  double freq = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
+  const RopeScaling& rs = c.rope_scaling;
+  if (!scaled || rs.type == RopeScaling::Type::none) return freq;
+  if (rs.type == RopeScaling::Type::linear) return freq / rs.factor;
+  const double original = static_cast<double>(rs.original_context);
+  const double wavelen = 2 * M_PI / freq;
+  if (wavelen > original / rs.low_freq_factor) return freq / rs.factor;
+  if (wavelen < original / rs.high_freq_factor) return freq;
+  double smooth = (original / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
+  return (1 - smooth) * freq / rs.factor + smooth * freq;
+}
+
 std::string supported_architectures() { return "llama, mistral, qwen2, qwen3"; }
 
 void ModelConfig::require_supported(std::string_view source) const {

@@ -54,6 +54,11 @@ struct ModelConfig {
   void require_supported(std::string_view source) const;
 };
 
+// Rotary frequency i (of head_dim / 2) with the config's scaling applied:
+// linear divides every frequency; Llama 3 divides low frequencies, keeps high
+// ones and blends the band between by wavelength.
+double rope_frequency(const ModelConfig& c, int64_t i, bool scaled = true);
+
 // Both throw FormatError("<source>", field, reason) for missing or
 // out-of-range values. An unknown architecture is not an error here (inspect
 // still shows it); require_supported() is.

@@ -72,22 +72,9 @@ void write_config(GgufWriter& w, const ModelConfig& c, const std::string& arch) 
 
 // Llama 3's RoPE scaling, as llama.cpp stores it: one divisor per frequency.
 std::vector<float> llama3_rope_factors(const ModelConfig& c) {
-  const RopeScaling& rs = c.rope_scaling;
   std::vector<float> f;
-  for (int64_t i = 0; i < c.head_dim / 2; ++i) {
-    double freq = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
-    double wavelen = 2 * M_PI / freq;
-    double low = static_cast<double>(rs.original_context) / rs.low_freq_factor;
-    double high = static_cast<double>(rs.original_context) / rs.high_freq_factor;
-    double factor = 1.0;
-    if (wavelen > low) {
-      factor = rs.factor;
-    } else if (wavelen >= high) {
-      double smooth = (static_cast<double>(rs.original_context) / wavelen - rs.low_freq_factor) / (rs.high_freq_factor - rs.low_freq_factor);
-      factor = 1.0 / ((1 - smooth) / rs.factor + smooth);
-    }
-    f.push_back(static_cast<float>(factor));
-  }
+  for (int64_t i = 0; i < c.head_dim / 2; ++i)
+    f.push_back(static_cast<float>(rope_frequency(c, i, /*scaled=*/false) / rope_frequency(c, i)));
   return f;
 }
 

@@ -7,36 +7,6 @@
 
 namespace umi {
 
-namespace {
-
-// Rotary frequencies, with the config's scaling (linear, or Llama 3's
-// wavelength-dependent blend).
-std::vector<float> rope_frequencies(const ModelConfig& c) {
-  std::vector<float> f(static_cast<size_t>(c.head_dim / 2));
-  const RopeScaling& rs = c.rope_scaling;
-  for (size_t i = 0; i < f.size(); ++i) {
-    double freq = 1.0 / std::pow(c.rope_theta, static_cast<double>(2 * i) / static_cast<double>(c.head_dim));
-    if (rs.type == RopeScaling::Type::linear) {
-      freq /= rs.factor;
-    } else if (rs.type == RopeScaling::Type::llama3) {
-      const double low_wavelen = static_cast<double>(rs.original_context) / rs.low_freq_factor;
-      const double high_wavelen = static_cast<double>(rs.original_context) / rs.high_freq_factor;
-      const double wavelen = 2 * M_PI / freq;
-      if (wavelen > low_wavelen) {
-        freq /= rs.factor;
-      } else if (wavelen >= high_wavelen) {
-        double smooth = (static_cast<double>(rs.original_context) / wavelen - rs.low_freq_factor) /
-                        (rs.high_freq_factor - rs.low_freq_factor);
-        freq = (1 - smooth) * freq / rs.factor + smooth * freq;
-      }
-    }
-    f[i] = static_cast<float>(freq);
-  }
-  return f;
-}
-
-}  // namespace
-
 Model::Model(const std::string& path, Pool& pool, ModelOptions options)
     : pool_(pool),
       options_(options),
@@ -51,7 +21,8 @@ Model::Model(const std::string& path, Pool& pool, ModelOptions options)
   if (!weights_reserved_)
     throw OutOfMemory("model weights (" + format_bytes(files_.tensor_bytes()) + ") do not fit the memory limit of " +
                       format_bytes(pool_.limit()));
-  inv_freq_ = rope_frequencies(config_);
+  inv_freq_.resize(static_cast<size_t>(config_.head_dim / 2));
+  for (size_t i = 0; i < inv_freq_.size(); ++i) inv_freq_[i] = static_cast<float>(rope_frequency(config_, static_cast<int64_t>(i)));
   if (w_.rope_freqs)
     for (size_t i = 0; i < inv_freq_.size(); ++i) inv_freq_[i] /= w_.rope_freqs.at(static_cast<int64_t>(i));
   layout_ = activation_layout(config_, options_.prefill_chunk, threads_.size(), options_.kv_block_tokens);

@@ -32,22 +32,14 @@ std::string ChatTemplate::render(const ChatRequest& r) const {
   return interpreter.render(*parsed_, context);
 }
 
-namespace {
-std::string read_text(const std::string& path) {
-  MappedFile f = MappedFile::open(path);
-  if (f.size() > (64u << 20)) throw FormatError(path, "", "larger than 64 MiB");
-  return {reinterpret_cast<const char*>(f.bytes().data()), f.size()};
-}
-}  // namespace
-
 std::optional<std::string> find_chat_template(const std::string& model_path) {
   namespace fs = std::filesystem;
   fs::path p(model_path);
   if (fs::is_directory(p)) {
-    if (fs::exists(p / "chat_template.jinja")) return read_text((p / "chat_template.jinja").string());
+    if (fs::exists(p / "chat_template.jinja")) return read_small_file((p / "chat_template.jinja").string());
     if (!fs::exists(p / "tokenizer_config.json")) return std::nullopt;
     std::string path = (p / "tokenizer_config.json").string();
-    nlohmann::json c = parse_json_strict(read_text(path), path, "json");
+    nlohmann::json c = parse_json_strict(read_small_file(path), path, "json");
     auto t = c.find("chat_template");
     if (t == c.end() || t->is_null()) return std::nullopt;
     if (t->is_string()) return t->get<std::string>();

@@ -14,11 +14,6 @@ namespace umi {
 namespace {
 using nlohmann::json;
 
-std::string read_text(const std::string& path) {
-  MappedFile f = MappedFile::open(path);
-  return {reinterpret_cast<const char*>(f.bytes().data()), f.size()};
-}
-
 // tokenizer.ggml.pre names llama.cpp knows, by the split regex they stand for.
 std::string pre_type(const json& pre, const std::string& source) {
   const std::string llama3 =
@@ -40,7 +35,7 @@ std::string pre_type(const json& pre, const std::string& source) {
 void write_tokenizer_metadata(GgufWriter& w, const std::string& folder) {
   namespace fs = std::filesystem;
   std::string path = (fs::path(folder) / "tokenizer.json").string();
-  json j = parse_json_strict(read_text(path), path, "tokenizer.json");
+  json j = parse_json_strict(read_small_file(path), path, "tokenizer.json");
   const json& model = j["model"];
   if (model.value("type", "") != "BPE" || model.value("byte_fallback", false))
     throw InputError(path + ": only byte-level BPE tokenizers can be exported to GGUF so far");

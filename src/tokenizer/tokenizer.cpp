@@ -91,12 +91,6 @@ std::optional<std::string> token_name(const json& config, const char* key) {
   return std::nullopt;
 }
 
-std::string read_small_file(const std::string& path, uint64_t limit) {
-  MappedFile f = MappedFile::open(path);
-  if (f.size() > limit) throw FormatError(path, "", "file is larger than " + std::to_string(limit) + " bytes");
-  return {reinterpret_cast<const char*>(f.bytes().data()), f.size()};
-}
-
 }  // namespace
 
 Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view config_json, std::string_view source) {
