@@ -1,10 +1,13 @@
 // Bandwidth of the matrix-vector product (decode's inner loop) per dtype:
-// bytes of weights read per second, against the machine's read bandwidth.
+// bytes of weights read per second, against the machine's read bandwidth;
+// and the same matrix times 64 tokens (prefill's inner loop) in weight bytes
+// per second and multiply-adds per second.
 //   umi_bench_kernels [rows] [cols] [threads]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/cpu/dot.h"
@@ -21,7 +24,11 @@ int main(int argc, char** argv) {
   std::vector<float> w(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(cols)), y(static_cast<size_t>(rows));
   for (float& v : w) v = nd(rng);
   for (float& v : x) v = nd(rng);
-  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0}) {
+  const int64_t tokens = 64;
+  std::vector<float> xs(static_cast<size_t>(cols * tokens)), ys(static_cast<size_t>(rows * tokens));
+  for (float& v : xs) v = nd(rng);
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
+                  DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     size_t rb = dtype_bytes(t, static_cast<uint64_t>(cols)).value();
     std::vector<std::byte> data(rb * static_cast<size_t>(rows));
     for (int64_t r = 0; r < rows; ++r) cpu::quantize_row(t, w.data() + r * cols, cols, data.data() + static_cast<size_t>(r) * rb);
@@ -33,9 +40,19 @@ int main(int argc, char** argv) {
       cpu::matmul(pool, m, x.data(), 1, y.data());
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-    std::printf("{\"bench\":\"matvec\",\"dtype\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"threads\":%d,\"ms\":%.3f,\"gb_per_s\":%.2f}\n",
-                std::string(to_string(t)).c_str(), static_cast<long long>(rows), static_cast<long long>(cols), pool.size(),
-                best * 1e3, static_cast<double>(data.size()) / best / 1e9);
+    std::printf("{\"bench\":\"matvec\",\"dtype\":\"%s\",\"isa\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"threads\":%d,\"ms\":%.3f,\"gb_per_s\":%.2f}\n",
+                std::string(to_string(t)).c_str(), cpu::kernel_isa(), static_cast<long long>(rows), static_cast<long long>(cols),
+                pool.size(), best * 1e3, static_cast<double>(data.size()) / best / 1e9);
+    best = 1e9;
+    for (int rep = 0; rep < 3; ++rep) {
+      auto t0 = std::chrono::steady_clock::now();
+      cpu::matmul(pool, m, xs.data(), tokens, ys.data());
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::printf("{\"bench\":\"matmul\",\"dtype\":\"%s\",\"isa\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"tokens\":%lld,\"threads\":%d,\"ms\":%.3f,\"gmac_per_s\":%.2f}\n",
+                std::string(to_string(t)).c_str(), cpu::kernel_isa(), static_cast<long long>(rows), static_cast<long long>(cols),
+                static_cast<long long>(tokens), pool.size(), best * 1e3,
+                static_cast<double>(rows * cols * tokens) / best / 1e9);
   }
   return 0;
 }

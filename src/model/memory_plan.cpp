@@ -10,9 +10,9 @@ namespace umi {
 namespace {
 uint64_t u(int64_t v) { return static_cast<uint64_t>(v); }
 
-// Activations quantized for integer dot products: 32 int8 and a float scale
-// per block (cpu::Q8Block).
-uint64_t q8_row_bytes(int64_t width) { return (u(width) + 31) / 32 * 36; }
+// Activations quantized for integer dot products: 32 int8, a float scale and
+// a float sum per block (cpu::Q8Block).
+uint64_t q8_row_bytes(int64_t width) { return (u(width) + 31) / 32 * 40; }
 }  // namespace
 
 uint64_t ActivationLayout::total(uint64_t page) const {

@@ -23,7 +23,7 @@ struct ActivationLayout {
   uint64_t attn_out;    // [tokens, n_heads * head_dim]
   uint64_t gate;        // [tokens, intermediate]
   uint64_t up;          // [tokens, intermediate]
-  uint64_t quantized;   // activations quantized to q8 for integer dot products: [tokens, widest row], 36 B per 32
+  uint64_t quantized;   // activations quantized to q8 for integer dot products: [tokens, widest row], 40 B per 32
   uint64_t logits;      // [vocab]: the last position only
   uint64_t attn_scratch;  // per thread: one head's output accumulator and one KV block of scores
 

@@ -19,18 +19,23 @@ float dot_reference(DType t, const std::byte* row, const float* x, int64_t n);
 void dequantize(DType t, const std::byte* row, float* out, int64_t n);
 
 // Quantized weights multiply quantized activations: x is first turned into
-// q8_0 blocks (one float scale and 32 int8 each, as llama.cpp's q8_0 with a
-// float scale) and the dot products run on integers, 32 values a few
-// instructions at a time.
+// q8 blocks (a float scale d and 32 int8 each, as llama.cpp's q8_1 with float
+// fields) and the dot products run on integers, 32 values a few instructions
+// at a time. s = d * sum(q) serves the formats with a min (x = d*q + m), whose
+// dot product is d * sum(q*w) + m * s.
 struct Q8Block {
   float d;
+  float s;
   int8_t q[32];
 };
 void quantize_activations(const float* x, int64_t n, Q8Block* out);
 using QDotFn = float (*)(const std::byte* row, const Q8Block* x, int64_t n);
-// For Q8_0 and Q4_0 weights; nullptr for other dtypes.
+// For every quantized weight type matmul supports; nullptr for float types.
 QDotFn qdot_function(DType t);
 QDotFn qdot_portable(DType t);
+// Which instruction set the kernels chosen at run time use ("avx512vnni",
+// "avx2", "portable"), for benchmarks and --verbose.
+const char* kernel_isa();
 // Four activation rows against one weight row (prefill): each weight block is
 // unpacked once for all four. out[j] = row . x[j].
 using QDot4Fn = void (*)(const std::byte* row, const Q8Block* const x[4], int64_t n, float out[4]);

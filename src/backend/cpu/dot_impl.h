@@ -9,6 +9,7 @@
 
 #include "backend/cpu/dot.h"
 #include "backend/cpu/half.h"
+#include "backend/cpu/quant_blocks.h"
 
 namespace umi::cpu {
 namespace {
@@ -148,42 +149,87 @@ float impl_dot_q4_0(const std::byte* row, const float* x, int64_t n) {
   return s;
 }
 
-// Integer dot products of quantized weights with q8 activations. Portable
-// form: widen to int16 lanes and multiply-add in vector registers.
+// Integer dot products of quantized weights with q8 activations, portable
+// form: each 32-value sub-block is decoded to int8 with its scales, then
+// multiplied in int16 vector lanes. The x86 builds have their own kernels.
 typedef int16_t v16s __attribute__((vector_size(32)));
 typedef int8_t v16b __attribute__((vector_size(16)));
-typedef uint8_t v16ub __attribute__((vector_size(16)));
 
-inline int32_t dot32_i8(const int8_t* a, const int8_t* b) {
-  v16b a0, a1, b0, b1;
-  std::memcpy(&a0, a, 16), std::memcpy(&a1, a + 16, 16), std::memcpy(&b0, b, 16), std::memcpy(&b1, b + 16, 16);
-  v16s p = __builtin_convertvector(a0, v16s) * __builtin_convertvector(b0, v16s) +
-           __builtin_convertvector(a1, v16s) * __builtin_convertvector(b1, v16s);
+inline int32_t dot16_i8(const int8_t* a, const int8_t* b) {
+  v16b va, vb;
+  std::memcpy(&va, a, 16), std::memcpy(&vb, b, 16);
+  v16s p = __builtin_convertvector(va, v16s) * __builtin_convertvector(vb, v16s);
   int32_t s = 0;
   for (int i = 0; i < 16; ++i) s += p[i];
   return s;
 }
 
-float impl_qdot_q8_0(const std::byte* row, const Q8Block* x, int64_t n) {
-  float s = 0;
-  for (int64_t b = 0; b < n / 32; ++b) {
-    const std::byte* blk = row + b * 34;
-    s += scalar_f16(blk) * x[b].d * static_cast<float>(dot32_i8(reinterpret_cast<const int8_t*>(blk + 2), x[b].q));
+// One sub-block: value i = scale[i / 16] * w[i] + min.
+struct Sub32 {
+  int8_t w[32];
+  float scale[2];
+  float min;
+};
+
+inline uint8_t byte_at(const std::byte* p) { return static_cast<uint8_t>(*p); }
+
+// The 32-value formats (see quant_blocks.h).
+template <int Bits, bool HasMin>
+void decode_small(const std::byte* blk, int, Sub32& o) {
+  const float d = scalar_f16(blk);
+  o.scale[0] = o.scale[1] = d;
+  o.min = HasMin ? scalar_f16(blk + 2) : 0.0f;
+  const std::byte* p = blk + (HasMin ? 4 : 2);
+  const uint32_t qh = Bits == 5 ? load_le32(p) : 0;
+  const std::byte* qs = p + (Bits == 5 ? 4 : 0);
+  const int centre = HasMin ? 0 : (Bits == 5 ? 16 : 8);
+  for (int i = 0; i < 16; ++i) {
+    int lo = byte_at(qs + i) & 0xF, hi = byte_at(qs + i) >> 4;
+    if (Bits == 5) lo |= static_cast<int>((qh >> i) & 1) << 4, hi |= static_cast<int>((qh >> (i + 16)) & 1) << 4;
+    o.w[i] = static_cast<int8_t>(lo - centre);
+    o.w[i + 16] = static_cast<int8_t>(hi - centre);
   }
-  return s;
 }
 
-float impl_qdot_q4_0(const std::byte* row, const Q8Block* x, int64_t n) {
+void decode_q8_0(const std::byte* blk, int, Sub32& o) {
+  o.scale[0] = o.scale[1] = scalar_f16(blk);
+  o.min = 0;
+  std::memcpy(o.w, blk + 2, 32);
+}
+
+template <bool FiveBit>
+void decode_q45k(const std::byte* blk, int s, Sub32& o) {
+  uint8_t sc[8], m[8];
+  unpack_k_scales(blk + 4, sc, m);
+  o.scale[0] = o.scale[1] = scalar_f16(blk) * sc[s];
+  o.min = -scalar_f16(blk + 2) * m[s];
+  const std::byte* qs = blk + (FiveBit ? 48 : 16) + 32 * (s / 2);
+  for (int l = 0; l < 32; ++l) {
+    int q = s % 2 ? byte_at(qs + l) >> 4 : byte_at(qs + l) & 0xF;
+    if (FiveBit) q |= ((byte_at(blk + 16 + l) >> s) & 1) << 4;
+    o.w[l] = static_cast<int8_t>(q);
+  }
+}
+
+void decode_q6k(const std::byte* blk, int s, Sub32& o) {
+  const auto* ql = reinterpret_cast<const uint8_t*>(blk);
+  const float d = scalar_f16(blk + 208);
+  o.scale[0] = d * static_cast<float>(static_cast<int8_t>(blk[192 + 2 * s]));
+  o.scale[1] = d * static_cast<float>(static_cast<int8_t>(blk[192 + 2 * s + 1]));
+  o.min = 0;
+  for (int l = 0; l < 32; ++l) o.w[l] = static_cast<int8_t>(q6k_value(ql, ql + 128, 32 * s + l) - 32);
+}
+
+template <void (*Decode)(const std::byte*, int, Sub32&), int Elems, int Bytes>
+float impl_qdot(const std::byte* row, const Q8Block* x, int64_t n) {
+  constexpr int subs = Elems / 32;
   float s = 0;
+  Sub32 d;
   for (int64_t b = 0; b < n / 32; ++b) {
-    const std::byte* blk = row + b * 18;
-    v16ub q;
-    std::memcpy(&q, blk + 2, 16);
-    int8_t w[32];
-    v16b lo = (v16b)(q & 15) - 8, hi = (v16b)(q >> 4) - 8;
-    std::memcpy(w, &lo, 16);
-    std::memcpy(w + 16, &hi, 16);
-    s += scalar_f16(blk) * x[b].d * static_cast<float>(dot32_i8(w, x[b].q));
+    Decode(row + (b / subs) * Bytes, static_cast<int>(b % subs), d);
+    const float prod = d.scale[0] * static_cast<float>(dot16_i8(d.w, x[b].q)) +
+                       d.scale[1] * static_cast<float>(dot16_i8(d.w + 16, x[b].q + 16));
+    s += x[b].d * prod + d.min * x[b].s;
   }
   return s;
 }
@@ -212,8 +258,14 @@ void impl_scale_add_f16(float* acc, float scale, float w, const std::byte* v, in
 
 [[maybe_unused]] QDotFn impl_qtable(DType t) {
   switch (t) {
-    case DType::Q8_0: return impl_qdot_q8_0;
-    case DType::Q4_0: return impl_qdot_q4_0;
+    case DType::Q8_0: return impl_qdot<decode_q8_0, 32, 34>;
+    case DType::Q4_0: return impl_qdot<decode_small<4, false>, 32, 18>;
+    case DType::Q4_1: return impl_qdot<decode_small<4, true>, 32, 20>;
+    case DType::Q5_0: return impl_qdot<decode_small<5, false>, 32, 22>;
+    case DType::Q5_1: return impl_qdot<decode_small<5, true>, 32, 24>;
+    case DType::Q4_K: return impl_qdot<decode_q45k<false>, 256, 144>;
+    case DType::Q5_K: return impl_qdot<decode_q45k<true>, 256, 176>;
+    case DType::Q6_K: return impl_qdot<decode_q6k, 256, 210>;
     default: return nullptr;
   }
 }

@@ -1,5 +1,5 @@
-// The baseline build of the dot loops, the reference, dequantization, and the
-// choice between builds.
+// The baseline build of the dot loops, the scalar reference, activation
+// quantization, and the choice between builds.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -7,51 +7,48 @@
 
 #include "backend/cpu/dot_impl.h"
 #include "backend/cpu/half.h"
+#include "backend/cpu/kernel_set.h"
 
 namespace umi::cpu {
 
-#if defined(UMI_HAVE_AVX2_BUILD)
-DotFn dot_avx2(DType t);  // dot_avx2.cpp, compiled with -mavx2 -mfma
-QDotFn qdot_avx2(DType t);
-QDot4Fn qdot4_avx2(DType t);
-void scale_add_avx2(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n);
+const KernelSet& portable_kernels() {
+  static constexpr KernelSet set{"portable", impl_table, impl_qtable, [](DType) -> QDot4Fn { return nullptr; },
+                                 [](float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n) {
+                                   if (v_type == DType::F16) impl_scale_add_f16(acc, scale, w, v, n);
+                                   else impl_scale_add_f32(acc, scale, w, v, n);
+                                 }};
+  return set;
+}
+
+std::vector<const KernelSet*> runnable_kernel_sets() {
+  std::vector<const KernelSet*> sets{&portable_kernels()};
+#if defined(UMI_HAVE_X86_BUILDS)
+  __builtin_cpu_init();
+  // F16C is not a feature name clang 14 accepts here; every AVX2 CPU has it.
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return sets;
+  sets.push_back(&avx2_kernels());
+  if (__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni"))
+    sets.push_back(&avx512vnni_kernels());
 #endif
+  return sets;
+}
 
 namespace {
-bool have_avx2() {
-#if defined(UMI_HAVE_AVX2_BUILD)
-  // F16C is not a feature name clang 14 accepts here; every AVX2 CPU has it.
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-#else
-  return false;
-#endif
+// The best build this CPU runs, decided once: a fact of the machine.
+const KernelSet& chosen() {
+  static const KernelSet& set = *runnable_kernel_sets().back();
+  return set;
 }
 }  // namespace
 
+const char* kernel_isa() { return chosen().name; }
+DotFn dot_function(DType t) { return chosen().dot(t); }
+DotFn dot_portable(DType t) { return impl_table(t); }
+QDotFn qdot_function(DType t) { return chosen().qdot(t); }
 QDotFn qdot_portable(DType t) { return impl_qtable(t); }
-
-QDot4Fn qdot4_function(DType t) {
-#if defined(UMI_HAVE_AVX2_BUILD)
-  if (have_avx2()) return qdot4_avx2(t);
-#endif
-  (void)t;
-  return nullptr;
-}
-
+QDot4Fn qdot4_function(DType t) { return chosen().qdot4(t); }
 void scale_add(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n) {
-#if defined(UMI_HAVE_AVX2_BUILD)
-  if (have_avx2()) return scale_add_avx2(acc, scale, w, v, v_type, n);
-#endif
-  if (v_type == DType::F16) impl_scale_add_f16(acc, scale, w, v, n);
-  else impl_scale_add_f32(acc, scale, w, v, n);
-}
-
-QDotFn qdot_function(DType t) {
-#if defined(UMI_HAVE_AVX2_BUILD)
-  if (have_avx2()) return qdot_avx2(t);
-#endif
-  return qdot_portable(t);
+  chosen().scale_add(acc, scale, w, v, v_type, n);
 }
 
 void quantize_activations(const float* x, int64_t n, Q8Block* out) {
@@ -61,46 +58,12 @@ void quantize_activations(const float* x, int64_t n, Q8Block* out) {
     for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
     float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     out[b].d = d;
-    for (int i = 0; i < 32; ++i) out[b].q[i] = static_cast<int8_t>(std::lround(xb[i] * id));
-  }
-}
-
-DotFn dot_portable(DType t) { return impl_table(t); }
-
-DotFn dot_function(DType t) {
-#if defined(UMI_HAVE_AVX2_BUILD)
-  if (have_avx2()) return dot_avx2(t);
-#endif
-  return dot_portable(t);
-}
-
-void dequantize(DType t, const std::byte* row, float* out, int64_t n) {
-  auto u16 = [](const std::byte* p) {
-    uint16_t v;
-    std::memcpy(&v, p, 2);
-    return v;
-  };
-  switch (t) {
-    case DType::F32: std::memcpy(out, row, static_cast<size_t>(n) * 4); return;
-    case DType::F16: for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(u16(row + 2 * i)); return;
-    case DType::BF16: for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(u16(row + 2 * i)); return;
-    case DType::Q8_0:
-      for (int64_t b = 0; b < n / 32; ++b) {
-        float d = f16_to_f32(u16(row + b * 34));
-        for (int i = 0; i < 32; ++i) out[b * 32 + i] = d * static_cast<float>(static_cast<int8_t>(row[b * 34 + 2 + i]));
-      }
-      return;
-    case DType::Q4_0:
-      for (int64_t b = 0; b < n / 32; ++b) {
-        float d = f16_to_f32(u16(row + b * 18));
-        for (int i = 0; i < 16; ++i) {
-          uint8_t q = static_cast<uint8_t>(row[b * 18 + 2 + i]);
-          out[b * 32 + i] = d * static_cast<float>((q & 15) - 8);
-          out[b * 32 + 16 + i] = d * static_cast<float>((q >> 4) - 8);
-        }
-      }
-      return;
-    default: throw std::runtime_error("dequantize: unsupported dtype");
+    int sum = 0;
+    for (int i = 0; i < 32; ++i) {
+      out[b].q[i] = static_cast<int8_t>(std::lround(xb[i] * id));
+      sum += out[b].q[i];
+    }
+    out[b].s = d * static_cast<float>(sum);
   }
 }
 

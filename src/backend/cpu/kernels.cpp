@@ -35,19 +35,17 @@ float VectorView::at(int64_t i) const {
   }
 }
 
-bool matmul_supports(DType t) {
-  return t == DType::F32 || t == DType::F16 || t == DType::BF16 || t == DType::Q8_0 || t == DType::Q4_0;
-}
+bool matmul_supports(DType t) { return dot_portable(t) != nullptr || qdot_portable(t) != nullptr; }
 
 void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y, void* q8_scratch,
             size_t q8_scratch_bytes) {
   if (!matmul_supports(w.dtype)) throw Error("matmul: dtype " + std::string(to_string(w.dtype)) + " is not supported");
-  if (w.cols % dtype_info(w.dtype).block_elems != 0 || tokens < 1 || !w.data || !x || !y)
+  if (w.cols % dtype_info(w.dtype).block_elems != 0 || w.cols % 32 != 0 || tokens < 1 || !w.data || !x || !y)
     throw Error("matmul: bad shape or null operand");
   const size_t rb = w.row_bytes();
   const int64_t k = w.cols, n = w.rows;
   if (QDotFn qdot = qdot_function(w.dtype)) {
-    // x as q8 blocks, once for all rows: 36 bytes per 32 activations.
+    // x as q8 blocks, once for all rows: 40 bytes per 32 activations.
     const size_t blocks = static_cast<size_t>(tokens * k / 32);
     std::vector<Q8Block> temporary;
     Q8Block* xq_data = static_cast<Q8Block*>(q8_scratch);

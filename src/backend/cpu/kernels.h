@@ -38,7 +38,7 @@ bool matmul_supports(DType t);
 // y[t, r] = sum_k w[r, k] * x[t, k] for t < tokens: x is [tokens, w.cols],
 // y is [tokens, w.rows]. Rows are split across the pool's threads.
 // Quantized weights need x as q8 blocks: `q8_scratch` (tokens * cols / 32
-// blocks, 36 bytes each) holds them; callers that account memory pass it,
+// blocks, 40 bytes each) holds them; callers that account memory pass it,
 // others (tests, benchmarks) may pass null to use a temporary.
 void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y,
             void* q8_scratch = nullptr, size_t q8_scratch_bytes = 0);

@@ -9,6 +9,7 @@
 
 #include "backend/cpu/dot.h"
 #include "backend/cpu/half.h"
+#include "backend/cpu/kernel_set.h"
 #include "backend/cpu/quantize.h"
 
 namespace umi::cpu {
@@ -46,28 +47,127 @@ TEST_P(DotKernels, MatchTheScalarReference) {
 INSTANTIATE_TEST_SUITE_P(Types, DotKernels, ::testing::Values(DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0),
                          [](const auto& info) { return std::string(to_string(info.param)); });
 
+const DType kQuantized[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
+                            DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+// Weights with an offset and a spread that varies by block, so that mins,
+// negative scales and per-16 scales all matter.
+std::vector<float> lumpy_floats(size_t n, uint32_t seed) {
+  auto v = random_floats(n, seed);
+  for (size_t i = 0; i < n; ++i) v[i] = v[i] * (0.2f + static_cast<float>((i / 16) % 7)) + 0.3f;
+  return v;
+}
+
 TEST(Kernels, IntegerDotsOfQuantizedWeightsMatchTheFloatReference) {
-  for (DType t : {DType::Q8_0, DType::Q4_0}) {
-    for (int64_t n : {32, 256, 4096}) {
-      auto w = random_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + 7));
+  for (DType t : kQuantized) {
+    for (int64_t n : {256, 512, 4096}) {
+      auto w = lumpy_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + 7));
       auto x = random_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + 8));
       auto row = encode(t, w);
       std::vector<Q8Block> xq(static_cast<size_t>(n / 32));
       quantize_activations(x.data(), n, xq.data());
-      float ref = dot_reference(t, row.data(), x.data(), n);
-      float portable = qdot_portable(t)(row.data(), xq.data(), n);
-      float fast = qdot_function(t)(row.data(), xq.data(), n);
-      // Both integer paths compute the same integers: only float summation order differs.
-      EXPECT_NEAR(fast, portable, 1e-4f * (1 + std::fabs(portable))) << to_string(t) << " " << n;
-      // Against float activations: the q8 rounding of x (0.4% per value) is the difference.
-      EXPECT_NEAR(portable, ref, 0.02f * std::sqrt(static_cast<float>(n))) << to_string(t) << " " << n;
+      // The reference: dequantized weights times the dequantized q8 activations, in double.
+      std::vector<float> wf(static_cast<size_t>(n));
+      dequantize(t, row.data(), wf.data(), n);
+      double ref = 0, mag = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double xv = static_cast<double>(xq[static_cast<size_t>(i / 32)].d) * xq[static_cast<size_t>(i / 32)].q[i % 32];
+        ref += wf[static_cast<size_t>(i)] * xv;
+        mag += std::fabs(wf[static_cast<size_t>(i)] * xv);
+      }
+      const double tol = 1e-5 * mag + 1e-4;
+      EXPECT_NEAR(qdot_portable(t)(row.data(), xq.data(), n), ref, tol) << to_string(t) << " " << n;
+      for (const KernelSet* set : runnable_kernel_sets()) {
+      EXPECT_NEAR(set->qdot(t)(row.data(), xq.data(), n), ref, tol) << to_string(t) << " " << n << " " << set->name;
+      if (QDot4Fn four = set->qdot4(t)) {
+        std::vector<std::vector<Q8Block>> xs(4, std::vector<Q8Block>(static_cast<size_t>(n / 32)));
+        const Q8Block* ptrs[4];
+        for (int j = 0; j < 4; ++j) {
+          auto xj = random_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + 20 + j));
+          quantize_activations(xj.data(), n, xs[static_cast<size_t>(j)].data());
+          ptrs[j] = xs[static_cast<size_t>(j)].data();
+        }
+        float out[4];
+        four(row.data(), ptrs, n, out);
+        for (int j = 0; j < 4; ++j) {
+          const float one = qdot_portable(t)(row.data(), ptrs[j], n);
+          EXPECT_NEAR(out[j], one, 1e-4f * (1 + std::fabs(one)) * std::sqrt(static_cast<float>(n))) << to_string(t) << " row " << j;
+        }
+      }
+      }
     }
   }
 }
 
+TEST(Kernels, QuantizedDotOfFloatActivationsIsCloseToTheFloatDot) {
+  for (DType t : kQuantized) {
+    const int64_t n = 4096;
+    auto w = lumpy_floats(n, 31), x = random_floats(n, 32);
+    auto row = encode(t, w);
+    std::vector<Q8Block> xq(n / 32);
+    quantize_activations(x.data(), n, xq.data());
+    const float ref = dot_reference(t, row.data(), x.data(), n);
+    // The q8 rounding of x (0.4% per value) is the only difference.
+    EXPECT_NEAR(qdot_function(t)(row.data(), xq.data(), n), ref, 0.01 * std::sqrt(n) * 2.5) << to_string(t);
+  }
+}
+
+TEST(Kernels, ActivationBlocksCarryTheirSum) {
+  auto x = random_floats(64, 3);
+  std::vector<Q8Block> xq(2);
+  quantize_activations(x.data(), 64, xq.data());
+  for (const Q8Block& b : xq) {
+    int sum = 0;
+    for (int8_t q : b.q) sum += q;
+    EXPECT_FLOAT_EQ(b.s, b.d * static_cast<float>(sum));
+  }
+}
+
+// Hand-built blocks pin the bit layouts of quant_blocks.h (independently of
+// the quantizers, which could share a misreading with dequantize()).
+TEST(Kernels, BlockLayoutsReadAsGgmlWritesThem) {
+  // Q5_0: d = 1 (f16 0x3c00), qh bit 0 and bit 17 set, qs[0] = 0x21, qs[1] = 0x00.
+  std::vector<std::byte> q50(22, std::byte{0});
+  q50[0] = std::byte{0x00}, q50[1] = std::byte{0x3c};
+  q50[2] = std::byte{0x01}, q50[4] = std::byte{0x02};  // bits 0 and 17
+  q50[6] = std::byte{0x21};
+  std::vector<float> out(32);
+  dequantize(DType::Q5_0, q50.data(), out.data(), 32);
+  EXPECT_EQ(out[0], 1 + 16 - 16);   // low nibble 1, bit 0 set
+  EXPECT_EQ(out[16], 2 - 16);       // high nibble 2, bit 16 clear
+  EXPECT_EQ(out[17], 0 + 16 - 16);  // bit 17 set
+  EXPECT_EQ(out[1], -16);
+  // Q4_K: d = 1, dmin = 1; sub-block 5 gets scale 0x25 = 37 (low nibble 5 in byte 9, top bits 0b10
+  // in byte 1) and min 0x13 = 19 (low nibble 3 in byte 9's high half, top bits 0b01 in byte 5).
+  std::vector<std::byte> q4k(144, std::byte{0});
+  q4k[1] = std::byte{0x3c}, q4k[3] = std::byte{0x3c};
+  q4k[4 + 9] = std::byte{0x35};
+  q4k[4 + 1] = std::byte{0x80};
+  q4k[4 + 5] = std::byte{0x40};
+  q4k[16 + 64 + 3] = std::byte{0x70};  // chunk 2, l = 3: high nibble 7 -> sub-block 5, element 3
+  std::vector<float> k(256);
+  dequantize(DType::Q4_K, q4k.data(), k.data(), 256);
+  EXPECT_EQ(k[5 * 32 + 3], 37.0f * 7 - 19);
+  EXPECT_EQ(k[5 * 32 + 4], -19.0f);
+  EXPECT_EQ(k[4 * 32 + 3], 0.0f);  // sub-block 4: scale and min 0
+  // Q6_K: d = 1 at byte 208; scales[9] = -2; element 128 + 16 + 64 = 208 (second half, group 2, l = 16)
+  // takes the high nibble of ql[64 + 16] and bits 4-5 of qh[32 + 16].
+  std::vector<std::byte> q6k(210, std::byte{0});
+  q6k[209] = std::byte{0x3c};
+  q6k[192 + 13] = std::byte{0xfe};     // scale of values 208..223
+  q6k[64 + 16] = std::byte{0x50};      // nibble 5
+  q6k[128 + 32 + 16] = std::byte{0x20};  // bits 4-5 = 0b10
+  std::vector<float> six(256);
+  dequantize(DType::Q6_K, q6k.data(), six.data(), 256);
+  EXPECT_EQ(six[208], -2.0f * ((5 | (2 << 4)) - 32));
+}
+
 TEST(Kernels, QuantizeThenDequantizeIsCloseAndNeverZeroedOut) {
-  auto x = random_floats(1024, 5);
-  for (auto [t, tol] : {std::pair{DType::F16, 1e-3}, std::pair{DType::BF16, 8e-3}, std::pair{DType::Q8_0, 1e-2}, std::pair{DType::Q4_0, 0.15}}) {
+  auto x = lumpy_floats(1024, 5);
+  for (auto [t, tol] : {std::pair{DType::F16, 1e-3}, std::pair{DType::BF16, 8e-3}, std::pair{DType::Q8_0, 1e-2},
+                        std::pair{DType::Q4_0, 0.15}, std::pair{DType::Q4_1, 0.12}, std::pair{DType::Q5_0, 0.08},
+                        std::pair{DType::Q5_1, 0.06}, std::pair{DType::Q4_K, 0.12}, std::pair{DType::Q5_K, 0.06},
+                        std::pair{DType::Q6_K, 0.03}}) {
     auto q = encode(t, x);
     std::vector<float> back(x.size(), std::nanf(""));  // poisoned: every element must be written
     dequantize(t, q.data(), back.data(), 1024);
@@ -95,8 +195,8 @@ TEST(Kernels, HalfConversionsRoundTripEveryValue) {
 
 TEST(Kernels, MatmulMatchesRowByRowReference) {
   ThreadPool pool(3);
-  for (DType t : {DType::F32, DType::BF16, DType::Q8_0, DType::Q4_0}) {
-    const int64_t rows = 67, cols = 96, tokens = 5;
+  for (DType t : {DType::F32, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+    const int64_t rows = 67, cols = dtype_info(t).block_elems == 256 ? 512 : 96, tokens = 5;
     std::vector<std::byte> data;
     for (int64_t r = 0; r < rows; ++r) {
       auto row = encode(t, random_floats(cols, static_cast<uint32_t>(r)));

@@ -1,0 +1,15 @@
+// The x86 kernels built for AVX-512 VNNI at 256-bit width (this file gets
+// -mavx512f -mavx512bw -mavx512vl -mavx512vnni on top of AVX2): vpdpbusd
+// multiplies and sums four byte pairs per lane in one instruction.
+#include "backend/cpu/dot_x86.h"
+
+namespace umi::cpu {
+
+const KernelSet& avx512vnni_kernels() {
+  static constexpr KernelSet set{
+      "avx512vnni", impl_table, [](DType t) { return x86_qkernels(t).first; },
+      [](DType t) { return x86_qkernels(t).second; }, x86_scale_add};
+  return set;
+}
+
+}  // namespace umi::cpu

@@ -1,0 +1,228 @@
+// Integer kernels for quantized weights on x86, written once and compiled
+// twice: dot_avx2.cpp (AVX2 + FMA: maddubs + madd) and dot_avx512vnni.cpp
+// (the same code where one vpdpbusd does the multiply-add). Everything here is
+// TU-local on purpose; each TU exports its table as a KernelSet.
+//
+// Each format below decodes one 32-value sub-block into 32 bytes of integer
+// weights (signed, or unsigned for the formats with a min) plus a float scale
+// per 16 values and a min; the driver multiplies them with up to four rows of
+// q8 activations, so prefill unpacks each weight block once for four tokens.
+#pragma once
+
+#include <immintrin.h>
+
+#include <utility>
+
+#include "backend/cpu/dot_impl.h"
+#include "backend/cpu/kernel_set.h"
+#include "backend/cpu/quant_blocks.h"
+
+namespace umi::cpu {
+namespace {
+
+// int32 lane k = sum over bytes 4k..4k+3 of u * s (u unsigned, s signed).
+inline __m256i dot_u8_i8(__m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+#else
+  // maddubs saturates at int16: fine here, |u| <= 128 and |s| <= 127 give at most 32,512.
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+#endif
+}
+
+// Both signed: move w's sign onto q so that |w| can be the unsigned operand.
+inline __m256i dot_i8_i8(__m256i w, __m256i q) { return dot_u8_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(q, w)); }
+
+inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float f16_at(const std::byte* p) { return _cvtsh_ss(load_le16(p)); }
+inline __m256i load32(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline __m256i low_nibbles(__m256i v) { return _mm256_and_si256(v, _mm256_set1_epi8(0x0F)); }
+inline __m256i high_nibbles(__m256i v) { return _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0F)); }
+
+// 16 packed bytes -> 32 values: low nibbles first, then the high ones.
+inline __m256i nibbles_32(const std::byte* p) {
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return low_nibbles(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed));
+}
+
+// Byte i = 0xFF where bit i of x is set, else 0.
+inline __m256i bits_to_bytes(uint32_t x) {
+  const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(x)), spread);
+  const __m256i others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);  // every bit but bit (i % 8) of byte i
+  return _mm256_cmpeq_epi8(_mm256_or_si256(v, others), _mm256_set1_epi64x(-1));
+}
+
+struct Q8_0F {
+  static constexpr int elems = 32, bytes = 34, subs = 1;
+  static constexpr bool is_signed = true;
+  const std::byte* blk;
+  __m256i weights(int) const { return load32(blk + 2); }
+  __m256 scale(int) const { return _mm256_set1_ps(f16_at(blk)); }
+  float min(int) const { return 0; }
+};
+
+struct Q4_0F {
+  static constexpr int elems = 32, bytes = 18, subs = 1;
+  static constexpr bool is_signed = true;
+  const std::byte* blk;
+  __m256i weights(int) const { return _mm256_sub_epi8(nibbles_32(blk + 2), _mm256_set1_epi8(8)); }
+  __m256 scale(int) const { return _mm256_set1_ps(f16_at(blk)); }
+  float min(int) const { return 0; }
+};
+
+struct Q4_1F {
+  static constexpr int elems = 32, bytes = 20, subs = 1;
+  static constexpr bool is_signed = false;
+  const std::byte* blk;
+  __m256i weights(int) const { return nibbles_32(blk + 4); }
+  __m256 scale(int) const { return _mm256_set1_ps(f16_at(blk)); }
+  float min(int) const { return f16_at(blk + 2); }
+};
+
+// 5-bit: q = nibble | bit << 4. Without a min, q - 16 is the nibble with the
+// high four bits set where the bit is clear (two's complement), as ggml does.
+template <bool HasMin>
+struct Q5F {
+  static constexpr int elems = 32, bytes = HasMin ? 24 : 22, subs = 1;
+  static constexpr bool is_signed = !HasMin;
+  const std::byte* blk;
+  __m256i weights(int) const {
+    const std::byte* p = blk + (HasMin ? 4 : 2);
+    const __m256i set = bits_to_bytes(load_le32(p));
+    const __m256i nib = nibbles_32(p + 4);
+    if (HasMin) return _mm256_or_si256(nib, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+    return _mm256_or_si256(nib, _mm256_andnot_si256(set, _mm256_set1_epi8(static_cast<char>(0xF0))));
+  }
+  __m256 scale(int) const { return _mm256_set1_ps(f16_at(blk)); }
+  float min(int) const { return HasMin ? f16_at(blk + 2) : 0.0f; }
+};
+
+template <bool FiveBit>
+struct Q45KF {
+  static constexpr int elems = 256, bytes = FiveBit ? 176 : 144, subs = 8;
+  static constexpr bool is_signed = false;
+  const std::byte* blk;
+  float d, dmin;
+  uint8_t sc[8], m[8];
+  explicit Q45KF(const std::byte* b) : blk(b), d(f16_at(b)), dmin(f16_at(b + 2)) { unpack_k_scales(b + 4, sc, m); }
+  __m256i weights(int s) const {
+    const __m256i q = load32(blk + (FiveBit ? 48 : 16) + 32 * (s / 2));
+    __m256i w = s % 2 ? high_nibbles(q) : low_nibbles(q);
+    if (FiveBit) {
+      const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << s));
+      const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(load32(blk + 16), bit), bit);
+      w = _mm256_or_si256(w, _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
+    }
+    return w;
+  }
+  __m256 scale(int s) const { return _mm256_set1_ps(d * sc[s]); }
+  float min(int s) const { return -dmin * m[s]; }
+};
+
+struct Q6KF {
+  static constexpr int elems = 256, bytes = 210, subs = 8;
+  static constexpr bool is_signed = true;
+  const std::byte* blk;
+  float d;
+  explicit Q6KF(const std::byte* b) : blk(b), d(f16_at(b + 208)) {}
+  __m256i weights(int s) const {
+    const int half = s / 4, g = s % 4;
+    const __m256i lo = load32(blk + 64 * half + 32 * (g & 1));
+    const __m256i nib = g < 2 ? low_nibbles(lo) : high_nibbles(lo);
+    const __m256i qh = load32(blk + 128 + 32 * half);
+    const __m256i two = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * g), _mm256_set1_epi8(3));
+    return _mm256_sub_epi8(_mm256_or_si256(nib, _mm256_slli_epi16(two, 4)), _mm256_set1_epi8(32));
+  }
+  // One scale per 16 values: int32 lanes 0-3 hold the first 16 products.
+  __m256 scale(int s) const {
+    const float s0 = d * static_cast<float>(static_cast<int8_t>(blk[192 + 2 * s]));
+    const float s1 = d * static_cast<float>(static_cast<int8_t>(blk[192 + 2 * s + 1]));
+    return _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
+  }
+  float min(int) const { return 0; }
+};
+
+template <class F>
+F make_format(const std::byte* blk) {
+  if constexpr (std::is_constructible_v<F, const std::byte*>) return F(blk);
+  else return F{blk};
+}
+
+// out[j] = row . x[j] for j < NX. Two accumulators per row alternate between
+// sub-blocks so that consecutive FMAs do not wait on each other.
+template <class F, int NX>
+void qdot_rows(const std::byte* row, const Q8Block* const* x, int64_t n, float* out) {
+  __m256 acc[NX][2];
+  float mins[NX];
+  for (int j = 0; j < NX; ++j) acc[j][0] = acc[j][1] = _mm256_setzero_ps(), mins[j] = 0;
+  auto block = [&]<int Parity>(int64_t b, std::integral_constant<int, Parity>) {
+    const F f = make_format<F>(row + b * F::bytes);
+    [&]<int... S>(std::integer_sequence<int, S...>) {
+      ([&] {
+        const __m256i w = f.weights(S);
+        const __m256 ws = f.scale(S);
+        const float wmin = f.min(S);
+        for (int j = 0; j < NX; ++j) {
+          const Q8Block& a = x[j][b * F::subs + S];
+          const __m256i q = load32(a.q);
+          const __m256i dot = F::is_signed ? dot_i8_i8(w, q) : dot_u8_i8(w, q);
+          __m256& into = acc[j][(Parity + S) & 1];
+          into = _mm256_fmadd_ps(_mm256_mul_ps(ws, _mm256_set1_ps(a.d)), _mm256_cvtepi32_ps(dot), into);
+          if constexpr (!F::is_signed) mins[j] += wmin * a.s;  // the formats with a min
+        }
+      }(), ...);
+    }(std::make_integer_sequence<int, F::subs>{});
+  };
+  const int64_t blocks = n / F::elems;
+  int64_t b = 0;
+  for (; b + 2 <= blocks; b += 2) {
+    block(b, std::integral_constant<int, 0>{});
+    block(b + 1, std::integral_constant<int, 1>{});
+  }
+  if (b < blocks) block(b, std::integral_constant<int, 0>{});
+  for (int j = 0; j < NX; ++j) out[j] = hsum8(_mm256_add_ps(acc[j][0], acc[j][1])) + mins[j];
+}
+
+template <class F>
+float qdot1(const std::byte* row, const Q8Block* x, int64_t n) {
+  float out;
+  qdot_rows<F, 1>(row, &x, n, &out);
+  return out;
+}
+
+template <class F>
+void qdot4(const std::byte* row, const Q8Block* const x[4], int64_t n, float out[4]) {
+  qdot_rows<F, 4>(row, x, n, out);
+}
+
+template <class F>
+constexpr std::pair<QDotFn, QDot4Fn> both() { return {qdot1<F>, qdot4<F>}; }
+
+std::pair<QDotFn, QDot4Fn> x86_qkernels(DType t) {
+  switch (t) {
+    case DType::Q8_0: return both<Q8_0F>();
+    case DType::Q4_0: return both<Q4_0F>();
+    case DType::Q4_1: return both<Q4_1F>();
+    case DType::Q5_0: return both<Q5F<false>>();
+    case DType::Q5_1: return both<Q5F<true>>();
+    case DType::Q4_K: return both<Q45KF<false>>();
+    case DType::Q5_K: return both<Q45KF<true>>();
+    case DType::Q6_K: return both<Q6KF>();
+    default: return {nullptr, nullptr};
+  }
+}
+
+void x86_scale_add(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n) {
+  if (v_type == DType::F16) impl_scale_add_f16(acc, scale, w, v, n);
+  else impl_scale_add_f32(acc, scale, w, v, n);
+}
+
+}  // namespace
+}  // namespace umi::cpu

@@ -1,0 +1,28 @@
+// The kernels of one instruction-set build (portable, AVX2, AVX-512 VNNI):
+// dot.cpp picks one set at first use from what the CPU reports, so one
+// binary runs everywhere and uses what it finds.
+#pragma once
+
+#include <vector>
+
+#include "backend/cpu/dot.h"
+
+namespace umi::cpu {
+
+struct KernelSet {
+  const char* name;
+  DotFn (*dot)(DType);
+  QDotFn (*qdot)(DType);
+  QDot4Fn (*qdot4)(DType);
+  void (*scale_add)(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n);
+};
+
+const KernelSet& portable_kernels();
+// Every build this CPU can run, best last (tests run them all).
+std::vector<const KernelSet*> runnable_kernel_sets();
+#if defined(UMI_HAVE_X86_BUILDS)
+const KernelSet& avx2_kernels();        // dot_avx2.cpp
+const KernelSet& avx512vnni_kernels();  // dot_avx512vnni.cpp
+#endif
+
+}  // namespace umi::cpu
