@@ -21,7 +21,7 @@ if (mode === "greedy") {
     out.push(token);
     if (out.length >= n) break;
   }
-  console.log(JSON.stringify({ engine: "llama.cpp", mode: "greedy", tokens: out }));
+  console.log(JSON.stringify({ engine: "llama.cpp", mode: "greedy", tokens: out, text: model.detokenize(out) }));
 } else {
   const promptTokens = Number(rest[0] ?? 512), gen = Number(rest[1] ?? 64), threads = Number(rest[2] ?? 2);
   const context = await model.createContext({ contextSize: promptTokens + gen + 8, threads, batchSize: 512 });

@@ -1,4 +1,5 @@
-// `umi convert SRC DST.gguf --type f16|q8_0|q4_0`, with a progress bar.
+// `umi convert SRC DST.gguf --type f16|q8_0|q4_k|...`: a Hugging Face folder or a GGUF file
+// (requantized) to a GGUF file, with a progress bar.
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -15,7 +16,7 @@ Action add_convert(CLI::App& app, const GlobalOptions&) {
   auto src = std::make_shared<std::string>(), dst = std::make_shared<std::string>(), type = std::make_shared<std::string>("f16");
   cmd->add_option("SRC", *src, "a Hugging Face model folder")->required();
   cmd->add_option("DST", *dst, "the GGUF file to write")->required();
-  cmd->add_option("--type", *type, "weight type")->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0"}));
+  cmd->add_option("--type", *type, "weight type")->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"}));
   return [src, dst, type] {
     ConvertOptions o;
     o.type = *dtype_from_name(*type);

@@ -28,7 +28,37 @@ std::vector<std::byte> key(const std::string& k, uint32_t type) {
   put<uint32_t>(b, type);
   return b;
 }
+
+// The payload of a value of `type` (no key, no type tag).
+void put_payload(std::vector<std::byte>& b, GgufType type, const GgufValue& v) {
+  switch (type) {
+    case GgufType::u8: case GgufType::i8: case GgufType::boolean: put<uint8_t>(b, static_cast<uint8_t>(v.u)); return;
+    case GgufType::u16: case GgufType::i16: put<uint16_t>(b, static_cast<uint16_t>(v.u)); return;
+    case GgufType::u32: case GgufType::i32: put<uint32_t>(b, static_cast<uint32_t>(v.u)); return;
+    case GgufType::u64: case GgufType::i64: put<uint64_t>(b, v.u); return;
+    case GgufType::f32: put<float>(b, static_cast<float>(v.f)); return;
+    case GgufType::f64: put<double>(b, v.f); return;
+    case GgufType::string: put_string(b, std::string(v.str)); return;
+    case GgufType::array:
+      put<uint32_t>(b, static_cast<uint32_t>(v.elem_type));
+      put<uint64_t>(b, v.count);
+      if (v.elem_type == GgufType::string) {
+        for (std::string_view s : v.strings) put_string(b, std::string(s));
+      } else if (v.elem_type == GgufType::array) {
+        for (const GgufValue& item : v.items) put_payload(b, GgufType::array, item);
+      } else {
+        b.insert(b.end(), v.raw.begin(), v.raw.end());  // numbers stay as stored
+      }
+      return;
+  }
+  throw Error("gguf writer: unknown value type");
+}
 }  // namespace
+
+void GgufWriter::add_value(const std::string& k, const GgufValue& v) {
+  kvs_.push_back(key(k, static_cast<uint32_t>(v.type)));
+  put_payload(kvs_.back(), v.type, v);
+}
 
 void GgufWriter::add_u32(const std::string& k, uint32_t v) { kvs_.push_back(key(k, 4)), put(kvs_.back(), v); }
 void GgufWriter::add_f32(const std::string& k, float v) { kvs_.push_back(key(k, 6)), put(kvs_.back(), v); }

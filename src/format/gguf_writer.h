@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "format/dtype.h"
+#include "format/gguf.h"
 
 namespace umi {
 
@@ -21,6 +22,8 @@ class GgufWriter {
   void add_strings(const std::string& key, const std::vector<std::string>& v);
   void add_f32s(const std::string& key, const std::vector<float>& v);
   void add_i32s(const std::string& key, const std::vector<int32_t>& v);
+  // Any value read from another GGUF file, as it was (requantizing copies metadata).
+  void add_value(const std::string& key, const GgufValue& v);
 
   // Fills rows [begin, end) of the tensor, already encoded in `dtype`, into `out`.
   using RowWriter = std::function<void(int64_t begin, int64_t end, std::byte* out)>;

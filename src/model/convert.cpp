@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "backend/cpu/dot.h"
+#include "backend/cpu/kernels.h"
 #include "backend/cpu/quantize.h"
 #include "core/error.h"
 #include "format/gguf_writer.h"
@@ -78,51 +79,84 @@ std::vector<float> llama3_rope_factors(const ModelConfig& c) {
   return f;
 }
 
+DType matrix_type(DType wanted, bool output_projection, int64_t cols) {
+  const bool k_quant = wanted == DType::Q4_K || wanted == DType::Q5_K || wanted == DType::Q6_K;
+  // As llama.cpp: K-quant files keep the output projection at 6 bits.
+  if (k_quant && output_projection) wanted = DType::Q6_K;
+  if (cols % dtype_info(wanted).block_elems != 0 && k_quant)  // llama.cpp's fallbacks for odd widths
+    wanted = wanted == DType::Q4_K ? DType::Q5_0 : wanted == DType::Q5_K ? DType::Q5_1 : DType::Q8_0;
+  return cols % dtype_info(wanted).block_elems == 0 ? wanted : DType::F16;
+}
+
+// The tensors to write: (source name, GGUF name). From a GGUF file every
+// tensor keeps its name; from Hugging Face the Llama-family names map over.
+std::vector<Mapping> tensor_names(const ModelFiles& files, const ModelConfig& c, bool from_hf) {
+  std::vector<Mapping> names;
+  if (!from_hf) {
+    for (const TensorView& t : files.gguf()->tensors) names.push_back({t.name, t.name});
+    return names;
+  }
+  names = {{"model.embed_tokens.weight", "token_embd.weight"},
+           {"model.norm.weight", "output_norm.weight"},
+           {"lm_head.weight", "output.weight"}};
+  for (int64_t i = 0; i < c.n_layers; ++i)
+    for (const Mapping& m : layer_names(i)) names.push_back(m);
+  return names;
+}
+
 }  // namespace
 
 void convert_model(const std::string& src, const std::string& dst, const ConvertOptions& o) {
-  if (!cpu::quantize_supports(o.type)) throw InputError("convert: --type " + std::string(to_string(o.type)) + " is not supported (f32, f16, bf16, q8_0, q4_0)");
+  if (!cpu::quantize_supports(o.type))
+    throw InputError("convert: --type " + std::string(to_string(o.type)) +
+                     " is not supported (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)");
   ModelFiles files = ModelFiles::open(src);
   ModelConfig c = config_from_files(files);
   c.require_supported(src);
   const bool from_hf = files.format() == ModelFormat::safetensors;
   const std::string arch = gguf_arch(c.arch);
-  if (!from_hf && c.rope_scaling.type == RopeScaling::Type::llama3) throw InputError("convert: unexpected llama3 rope scaling in a GGUF source");
 
   GgufWriter w;
   if (from_hf) {
     write_config(w, c, arch);
     // A folder of weights alone (no tokenizer files) still converts.
     if (std::filesystem::exists(std::filesystem::path(src) / "tokenizer.json")) write_tokenizer_metadata(w, src);
-  } else {  // requantize: carry every metadata key over as it is
-    throw InputError("convert: requantizing a GGUF file is not supported yet; convert from the Hugging Face folder");
+  } else {  // requantize: every metadata key carries over but the file type, which would now be
+            // wrong, and the alignment, which the writer sets
+    for (const auto& [key, value] : files.gguf()->metadata)
+      if (key != "general.file_type" && key != "general.alignment") w.add_value(std::string(key), value);
   }
 
-  // Which source tensor becomes which GGUF tensor.
-  std::vector<Mapping> names = {{"model.embed_tokens.weight", "token_embd.weight"},
-                                {"model.norm.weight", "output_norm.weight"},
-                                {"lm_head.weight", "output.weight"}};
-  for (int64_t i = 0; i < c.n_layers; ++i)
-    for (const Mapping& m : layer_names(i)) names.push_back(m);
-  const bool permute = c.arch == Arch::llama || c.arch == Arch::mistral;
-  for (const Mapping& m : names) {
+  // Q/K rows of Hugging Face Llama-family weights are permuted for llama.cpp's
+  // interleaved RoPE; a GGUF source already has them so.
+  const bool permute = from_hf && (c.arch == Arch::llama || c.arch == Arch::mistral);
+  // With tied embeddings the embedding table is the output projection too.
+  const bool tied = !files.find(from_hf ? "lm_head.weight" : "output.weight");
+  for (const Mapping& m : tensor_names(files, c, from_hf)) {
     const TensorView* t = files.find(m.hf);
     if (!t) continue;
     if (t->shape.size() > 2) throw FormatError(src, "tensor '" + m.hf + "'", "has more than 2 dimensions");
     const int64_t rows = t->shape.size() == 2 ? t->shape[0] : 1;
     const int64_t cols = t->shape.back();
-    DType out = t->shape.size() == 1 ? DType::F32 : o.type;  // vectors stay f32, as llama.cpp keeps them
-    if (cols % dtype_info(out).block_elems != 0) out = DType::F16;
+    if (t->shape.size() == 2 && !cpu::matmul_supports(t->dtype))
+      throw FormatError(src, "tensor '" + m.hf + "'", "dtype " + std::string(to_string(t->dtype)) + " cannot be read for requantizing");
+    // Vectors (norms, biases, rope factors) stay f32, as llama.cpp keeps them;
+    // from a GGUF source they are copied as they are.
+    DType out = t->shape.size() == 1 ? (from_hf ? DType::F32 : t->dtype) : matrix_type(o.type, m.gguf == "output.weight" || (tied && m.gguf == "token_embd.weight"), cols);
     // llama.cpp's permute(): within each head, rows (i, i + hd/2) become (2i, 2i+1).
     int64_t heads = 0;
     if (permute && m.gguf.find("attn_q.weight") != std::string::npos) heads = c.n_heads;
     if (permute && m.gguf.find("attn_k.weight") != std::string::npos) heads = c.n_kv_heads;
     const TensorView tv = *t;
     const int64_t hd = c.head_dim;
-    w.add_tensor(m.gguf, out, t->shape, [tv, rows, cols, out, heads, hd](int64_t begin, int64_t end, std::byte* out_rows) {
-      std::vector<float> row(static_cast<size_t>(cols));
+    w.add_tensor(m.gguf, out, t->shape, [tv, cols, out, heads, hd](int64_t begin, int64_t end, std::byte* out_rows) {
       const size_t in_bytes = dtype_bytes(tv.dtype, static_cast<uint64_t>(cols)).value_or(0);
       const size_t out_bytes = dtype_bytes(out, static_cast<uint64_t>(cols)).value_or(0);
+      if (out == tv.dtype && !heads) {  // unchanged: copy the rows as they are
+        std::memcpy(out_rows, tv.data + static_cast<size_t>(begin) * in_bytes, static_cast<size_t>(end - begin) * in_bytes);
+        return;
+      }
+      std::vector<float> row(static_cast<size_t>(cols));
       for (int64_t r = begin; r < end; ++r) {
         int64_t from = r;
         if (heads) {
@@ -132,10 +166,9 @@ void convert_model(const std::string& src, const std::string& dst, const Convert
         cpu::dequantize(tv.dtype, tv.data + static_cast<size_t>(from) * in_bytes, row.data(), cols);
         cpu::quantize_row(out, row.data(), cols, out_rows + static_cast<size_t>(r - begin) * out_bytes);
       }
-      (void)rows;
     });
   }
-  if (c.rope_scaling.type == RopeScaling::Type::llama3) {
+  if (from_hf && c.rope_scaling.type == RopeScaling::Type::llama3) {
     auto factors = std::make_shared<std::vector<float>>(llama3_rope_factors(c));
     w.add_tensor("rope_freqs.weight", DType::F32, {static_cast<int64_t>(factors->size())},
                  [factors](int64_t, int64_t, std::byte* out_rows) { std::memcpy(out_rows, factors->data(), factors->size() * 4); });

@@ -12,7 +12,7 @@
 namespace umi {
 
 struct ConvertOptions {
-  DType type = DType::F16;  // f32, f16, bf16, q8_0, q4_0
+  DType type = DType::F16;  // f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k
   std::function<void(uint64_t done, uint64_t total)> progress;
 };
 
