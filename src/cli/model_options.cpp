@@ -10,7 +10,7 @@ namespace umi::cli {
 
 void ModelArgs::add_to(CLI::App& cmd) {
   cmd.add_option("-m,--model", model, "a .gguf file or Hugging Face folder (default: the bundled tiny-shakespeare)");
-  cmd.add_option("--kv-dtype", kv_dtype, "KV cache element type")->check(CLI::IsMember({"f16", "f32"}));
+  cmd.add_option("--kv-dtype", kv_dtype, "KV cache element type")->check(CLI::IsMember({"f16", "f32", "q8_0"}));
   cmd.add_option("--prefill-chunk", prefill_chunk, "most prompt tokens per forward pass");
   cmd.add_option("-t,--threads", threads, "worker threads (default: all cores)");
   cmd.add_flag("--verbose", verbose, "print the memory pool's counters");
@@ -20,7 +20,7 @@ std::string ModelArgs::path() const { return model.empty() ? std::string(UMI_DEF
 
 ModelOptions ModelArgs::options() const {
   ModelOptions o;
-  o.kv_dtype = kv_dtype == "f32" ? DType::F32 : DType::F16;
+  o.kv_dtype = *dtype_from_name(kv_dtype);
   o.prefill_chunk = prefill_chunk;
   o.threads = threads;
   return o;

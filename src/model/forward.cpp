@@ -9,6 +9,7 @@
 
 #include "backend/cpu/dot.h"
 #include "backend/cpu/half.h"
+#include "backend/cpu/quantize.h"
 #include "core/error.h"
 #include "model/model.h"
 
@@ -16,16 +17,7 @@ namespace umi {
 
 namespace {
 
-void store_kv(std::byte* dst, const float* src, int64_t n, DType dtype) {
-  if (dtype == DType::F32) {
-    std::memcpy(dst, src, static_cast<size_t>(n) * 4);
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    uint16_t h = cpu::f32_to_f16(src[i]);
-    std::memcpy(dst + 2 * i, &h, 2);
-  }
-}
+void store_kv(std::byte* dst, const float* src, int64_t n, DType dtype) { cpu::quantize_row(dtype, src, n, dst); }
 
 void add_bias(float* x, int64_t tokens, const cpu::VectorView& bias) {
   if (!bias) return;
@@ -121,7 +113,7 @@ void Model::attention(int64_t l, int64_t T, int64_t pos0, const SequenceKv& kv) 
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const float* q = q_.as<float>();
   float* out = attn_.as<float>();
-  const size_t elem = kv_dtype == DType::F32 ? 4 : 2;
+  const size_t head_bytes = dtype_bytes(kv_dtype, static_cast<uint64_t>(hd)).value_or(0);
   const cpu::DotFn score_dot = cpu::dot_function(kv_dtype);
   // Each thread's output accumulator lives in the pool's attention scratch.
   std::atomic<int> next_slot{0};
@@ -134,12 +126,12 @@ void Model::attention(int64_t l, int64_t T, int64_t pos0, const SequenceKv& kv) 
       float m = -std::numeric_limits<float>::infinity(), denom = 0;
       std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t p = 0; p <= pos0 + t; ++p) {  // causal: this token and those before
-        const std::byte* kp = kv.k_at(l, p) + static_cast<size_t>(kvh * hd) * elem;
+        const std::byte* kp = kv.k_at(l, p) + static_cast<size_t>(kvh) * head_bytes;
         const float s = score_dot(kp, qh, hd) * scale;
         const float m_new = std::max(m, s);
         const float correction = std::exp(m - m_new), w = std::exp(s - m_new);
         denom = denom * correction + w;
-        cpu::scale_add(acc.data(), correction, w, kv.v_at(l, p) + static_cast<size_t>(kvh * hd) * elem, kv_dtype, hd);
+        cpu::scale_add(acc.data(), correction, w, kv.v_at(l, p) + static_cast<size_t>(kvh) * head_bytes, kv_dtype, hd);
         m = m_new;
       }
       float* o = out + (t * H + h) * hd;

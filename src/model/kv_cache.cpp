@@ -5,8 +5,12 @@
 namespace umi {
 
 KvLayout KvLayout::for_model(const ModelConfig& c, DType dtype, int64_t block_tokens) {
-  if (dtype != DType::F16 && dtype != DType::F32)
-    throw InputError("KV cache dtype " + std::string(to_string(dtype)) + " is not supported (f16, f32)");
+  if (dtype != DType::F16 && dtype != DType::F32 && dtype != DType::Q8_0)
+    throw InputError("KV cache dtype " + std::string(to_string(dtype)) + " is not supported (f16, f32, q8_0)");
+  // q8_0 blocks must not straddle two heads: attention reads one head at a time.
+  if (c.head_dim % dtype_info(dtype).block_elems != 0)
+    throw InputError("KV cache dtype " + std::string(to_string(dtype)) + " needs head_dim (" + std::to_string(c.head_dim) +
+                     ") to be a multiple of " + std::to_string(dtype_info(dtype).block_elems));
   if (block_tokens < 1 || block_tokens > 1024) throw InputError("KV block size must be 1..1024 tokens");
   return {block_tokens, c.n_layers, c.kv_dim(), dtype};
 }
@@ -59,7 +63,7 @@ std::byte* SequenceKv::at(int64_t layer, int64_t position, int which) const {
   int64_t block = position / l.block_tokens, slot = position % l.block_tokens;
   std::byte* base = pool_->data(table_[static_cast<size_t>(block)]);
   size_t offset = static_cast<size_t>(layer) * l.layer_bytes() +
-                  static_cast<size_t>(which * l.block_tokens + slot) * static_cast<size_t>(l.kv_dim) * l.element_bytes();
+                  static_cast<size_t>(which * l.block_tokens + slot) * l.row_bytes();
   return base + offset;
 }
 

@@ -101,6 +101,23 @@ TEST(Model, F16KvCacheStaysClose) {
   }
 }
 
+TEST(Model, Q8KvCacheStaysCloseInLittleMoreThanHalfTheBytes) {
+  const std::string dir = fixture_dir() + "qwen3-qknorm-f32";  // head_dim 32: one q8_0 block per head
+  Pool pool({.limit = 1ull << 30});
+  Model q8(dir, pool, {.kv_dtype = DType::Q8_0, .kv_block_tokens = 16, .prefill_chunk = 5, .threads = 2});
+  Model f16(dir, pool, {.kv_dtype = DType::F16, .kv_block_tokens = 16, .prefill_chunk = 5, .threads = 2});
+  // 34 bytes per 32 values against 64.
+  EXPECT_EQ(q8.kv_pool().layout().block_bytes() * 64, f16.kv_pool().layout().block_bytes() * 34);
+  json ref = load_reference(dir);
+  for (const json& p : ref["prompts"]) {
+    Sequence seq(q8);
+    // Measured 0.58-0.67%: the int8 rounding of K and V (f16 KV: 0.03-0.04%).
+    EXPECT_LT(rel_error(seq.feed(p["ids"].get<std::vector<int32_t>>()), p["logits"].get<std::vector<float>>()), 2e-2);
+  }
+  // head_dim 16 cannot hold whole q8_0 blocks per head.
+  EXPECT_THROW(Model(fixture_dir() + "mistral-gqa-f32", pool, {.kv_dtype = DType::Q8_0}), InputError);
+}
+
 TEST(Model, KvBlocksGrowWithTokensAndReturnWhenTheSequenceEnds) {
   Pool pool({.limit = 1ull << 30});
   Model m(fixture_dir() + "llama-gqa-untied-llama3rope-f32", pool, {.kv_block_tokens = 16});

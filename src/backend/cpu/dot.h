@@ -41,7 +41,7 @@ const char* kernel_isa();
 using QDot4Fn = void (*)(const std::byte* row, const Q8Block* const x[4], int64_t n, float out[4]);
 QDot4Fn qdot4_function(DType t);  // nullptr where there is no such kernel
 
-// acc[i] = acc[i] * scale + w * v[i], v in f32 or f16 (the KV cache's types).
+// acc[i] = acc[i] * scale + w * v[i], v in f32, f16 or q8_0 (the KV cache's types).
 void scale_add(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n);
 
 }  // namespace umi::cpu

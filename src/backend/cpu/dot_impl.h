@@ -256,6 +256,28 @@ void impl_scale_add_f16(float* acc, float scale, float w, const std::byte* v, in
   for (; i < n; ++i) acc[i] = acc[i] * scale + w * scalar_f16(v + 2 * i);
 }
 
+// Q8_0 values: 32 per block, scale first.
+void impl_scale_add_q8_0(float* acc, float scale, float w, const std::byte* v, int64_t n) {
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const std::byte* blk = v + b * 34;
+    const float dw = scalar_f16(blk) * w;
+    for (int g = 0; g < 4; ++g) {
+      v8b q;
+      std::memcpy(&q, blk + 2 + 8 * g, 8);
+      float* a = acc + b * 32 + 8 * g;
+      v8f r = load_f32(a) * scale + __builtin_convertvector(q, v8f) * dw;
+      std::memcpy(a, &r, sizeof r);
+    }
+  }
+}
+
+// The KV cache's element types.
+void impl_scale_add(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n) {
+  if (v_type == DType::F16) impl_scale_add_f16(acc, scale, w, v, n);
+  else if (v_type == DType::Q8_0) impl_scale_add_q8_0(acc, scale, w, v, n);
+  else impl_scale_add_f32(acc, scale, w, v, n);
+}
+
 [[maybe_unused]] QDotFn impl_qtable(DType t) {
   switch (t) {
     case DType::Q8_0: return impl_qdot<decode_q8_0, 32, 34>;

@@ -13,10 +13,7 @@ namespace umi::cpu {
 
 const KernelSet& portable_kernels() {
   static constexpr KernelSet set{"portable", impl_table, impl_qtable, [](DType) -> QDot4Fn { return nullptr; },
-                                 [](float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n) {
-                                   if (v_type == DType::F16) impl_scale_add_f16(acc, scale, w, v, n);
-                                   else impl_scale_add_f32(acc, scale, w, v, n);
-                                 }};
+                                 impl_scale_add};
   return set;
 }
 

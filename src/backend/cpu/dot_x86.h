@@ -220,8 +220,7 @@ std::pair<QDotFn, QDot4Fn> x86_qkernels(DType t) {
 }
 
 void x86_scale_add(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n) {
-  if (v_type == DType::F16) impl_scale_add_f16(acc, scale, w, v, n);
-  else impl_scale_add_f32(acc, scale, w, v, n);
+  impl_scale_add(acc, scale, w, v, v_type, n);
 }
 
 }  // namespace

@@ -181,6 +181,21 @@ TEST(Kernels, QuantizeThenDequantizeIsCloseAndNeverZeroedOut) {
   }
 }
 
+TEST(Kernels, ScaleAddReadsEveryKvType) {
+  const int64_t n = 64;
+  auto v = random_floats(n, 41), acc0 = random_floats(n, 42);
+  for (DType t : {DType::F32, DType::F16, DType::Q8_0}) {
+    auto enc = encode(t, v);
+    std::vector<float> back(n);
+    dequantize(t, enc.data(), back.data(), n);
+    for (const KernelSet* set : runnable_kernel_sets()) {
+      auto acc = acc0;
+      set->scale_add(acc.data(), 0.5f, 2.0f, enc.data(), t, n);
+      for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(acc[i], acc0[i] * 0.5f + 2.0f * back[i], 1e-5f) << to_string(t) << set->name;
+    }
+  }
+}
+
 TEST(Kernels, HalfConversionsRoundTripEveryValue) {
   for (uint32_t h = 0; h < 0x10000; ++h) {
     float f = f16_to_f32(static_cast<uint16_t>(h));
