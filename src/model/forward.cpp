@@ -1,5 +1,6 @@
 // The forward pass of the Llama family (Llama 2/3, Mistral, Qwen2, Qwen3) over
-// a chunk of T tokens of one sequence, top to bottom. Shapes in comments: T
+// T tokens of one or more sequences (each at its own positions, with its own
+// KV blocks), top to bottom. Shapes in comments: T
 // tokens, d hidden, H heads, Hkv kv heads, hd head_dim, F intermediate, V vocab.
 #include <atomic>
 #include <cmath>
@@ -27,17 +28,31 @@ void add_bias(float* x, int64_t tokens, const cpu::VectorView& bias) {
 
 }  // namespace
 
-void Model::forward(std::span<const int32_t> tokens, int64_t pos0, SequenceKv& kv, float* logits) {
+void Model::forward(std::span<const ForwardItem> items) {
   const ModelConfig& c = config_;
-  const int64_t T = static_cast<int64_t>(tokens.size());
   const int64_t d = c.hidden_size, H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim, F = c.intermediate_size;
-  if (T < 1 || T > options_.prefill_chunk) throw Error("forward: chunk of " + std::to_string(T) + " tokens");
-  if (pos0 < 0 || pos0 + T > c.max_context)
-    throw InputError("position " + std::to_string(pos0 + T) + " is past the model's context of " + std::to_string(c.max_context));
-  if (kv.capacity() < pos0 + T) throw Error("forward: KV cache not reserved");
-  for (int32_t id : tokens)
-    if (id < 0 || id >= c.vocab_size)
-      throw InputError("token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(c.vocab_size - 1) + ")");
+  if (items.empty() || static_cast<int64_t>(items.size()) > options_.max_batch)
+    throw Error("forward: " + std::to_string(items.size()) + " sequences in one pass (max " + std::to_string(options_.max_batch) + ")");
+  // Where each of the T tokens belongs, after checking every item.
+  slots_.clear();
+  std::vector<int32_t>& tokens = pass_tokens_;
+  tokens.clear();
+  for (const ForwardItem& it : items) {
+    const int64_t n = static_cast<int64_t>(it.tokens.size());
+    if (n < 1 || static_cast<int64_t>(slots_.size()) + n > options_.prefill_chunk)
+      throw Error("forward: more than " + std::to_string(options_.prefill_chunk) + " tokens in one pass");
+    if (it.pos0 < 0 || it.pos0 + n > c.max_context)
+      throw InputError("position " + std::to_string(it.pos0 + n) + " is past the model's context of " + std::to_string(c.max_context));
+    if (!it.kv || it.kv->capacity() < it.pos0 + n) throw Error("forward: KV cache not reserved");
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t id = it.tokens[static_cast<size_t>(i)];
+      if (id < 0 || id >= c.vocab_size)
+        throw InputError("token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(c.vocab_size - 1) + ")");
+      slots_.push_back({it.kv, it.pos0 + i});
+      tokens.push_back(id);
+    }
+  }
+  const int64_t T = static_cast<int64_t>(slots_.size());
 
   float* x = x_.as<float>();       // [T, d] residual stream
   float* xn = xn_.as<float>();     // [T, d] normed input of a block (and block outputs)
@@ -68,19 +83,21 @@ void Model::forward(std::span<const int32_t> tokens, int64_t pos0, SequenceKv& k
       for (int64_t h = 0; h < H; ++h) {
         float* qh = q + (t * H + h) * hd;  // [hd]
         if (L.q_norm) cpu::rms_norm(qh, L.q_norm, hd, static_cast<float>(c.rms_eps), qh);
-        cpu::rope(qh, hd, inv_freq_.data(), pos0 + t, w_.rope_interleaved);
+        cpu::rope(qh, hd, inv_freq_.data(), slots_[static_cast<size_t>(t)].position, w_.rope_interleaved);
       }
       for (int64_t h = 0; h < Hkv; ++h) {
         float* kh = k + (t * Hkv + h) * hd;
         if (L.k_norm) cpu::rms_norm(kh, L.k_norm, hd, static_cast<float>(c.rms_eps), kh);
-        cpu::rope(kh, hd, inv_freq_.data(), pos0 + t, w_.rope_interleaved);
+        cpu::rope(kh, hd, inv_freq_.data(), slots_[static_cast<size_t>(t)].position, w_.rope_interleaved);
       }
-      // K and V of this position go into the sequence's KV blocks.
-      store_kv(kv.k_at(l, pos0 + t), k + t * Hkv * hd, Hkv * hd, kv_dtype);
-      store_kv(kv.v_at(l, pos0 + t), v + t * Hkv * hd, Hkv * hd, kv_dtype);
+      // K and V of this position go into its sequence's KV blocks.
+      const TokenSlot& slot = slots_[static_cast<size_t>(t)];
+      store_kv(slot.kv->k_at(l, slot.position), k + t * Hkv * hd, Hkv * hd, kv_dtype);
+      store_kv(slot.kv->v_at(l, slot.position), v + t * Hkv * hd, Hkv * hd, kv_dtype);
     }
-    // attn = softmax(q K^T / sqrt(hd)) V over positions 0..pos         [T, H*hd]
-    attention(l, T, pos0, kv);
+    // attn = softmax(q K^T / sqrt(hd)) V over each token's own sequence,
+    // positions 0..its own                                             [T, H*hd]
+    attention(l, T);
     // x += attn Wo^T                                                   [T, d]
     mm(L.wo, attn_.as<float>(), T, xn);
     for (int64_t i = 0; i < T * d; ++i) x[i] += xn[i];
@@ -96,17 +113,24 @@ void Model::forward(std::span<const int32_t> tokens, int64_t pos0, SequenceKv& k
     for (int64_t i = 0; i < T * d; ++i) x[i] += xn[i];
   }
 
-  if (!logits) return;
-  // logits = rmsnorm(x[T-1]) Wout^T                                    [V]
-  cpu::rms_norm(x + (T - 1) * d, w_.final_norm, d, static_cast<float>(c.rms_eps), xn);
-  mm(w_.output, xn, 1, logits_.as<float>());
-  std::memcpy(logits, logits_.data(), static_cast<size_t>(c.vocab_size) * sizeof(float));
+  // logits[i] = rmsnorm(x[last token of item i]) Wout^T               [items with logits, V]
+  int64_t rows = 0, end = 0;
+  for (const ForwardItem& it : items) {
+    end += static_cast<int64_t>(it.tokens.size());
+    if (it.logits) cpu::rms_norm(x + (end - 1) * d, w_.final_norm, d, static_cast<float>(c.rms_eps), xn + rows++ * d);
+  }
+  if (rows == 0) return;
+  mm(w_.output, xn, rows, logits_.as<float>());
+  rows = 0;
+  for (const ForwardItem& it : items)
+    if (it.logits)
+      std::memcpy(it.logits, logits_.as<float>() + rows++ * c.vocab_size, static_cast<size_t>(c.vocab_size) * sizeof(float));
 }
 
 // Flash-style attention over the paged cache: one pass over each (token,
 // head)'s keys with an online softmax, block by block; no [T, positions]
 // score matrix exists anywhere.
-void Model::attention(int64_t l, int64_t T, int64_t pos0, const SequenceKv& kv) {
+void Model::attention(int64_t l, int64_t T) {
   const ModelConfig& c = config_;
   const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim, group = H / Hkv;
   const DType kv_dtype = kv_pool_.layout().dtype;
@@ -122,10 +146,12 @@ void Model::attention(int64_t l, int64_t T, int64_t pos0, const SequenceKv& kv) 
                          static_cast<size_t>(hd));
     for (int64_t th = begin; th < end; ++th) {
       const int64_t t = th / H, h = th % H, kvh = h / group;
+      const SequenceKv& kv = *slots_[static_cast<size_t>(t)].kv;
+      const int64_t last = slots_[static_cast<size_t>(t)].position;
       const float* qh = q + (t * H + h) * hd;
       float m = -std::numeric_limits<float>::infinity(), denom = 0;
       std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t p = 0; p <= pos0 + t; ++p) {  // causal: this token and those before
+      for (int64_t p = 0; p <= last; ++p) {  // causal: this token and those before
         const std::byte* kp = kv.k_at(l, p) + static_cast<size_t>(kvh) * head_bytes;
         const float s = score_dot(kp, qh, hd) * scale;
         const float m_new = std::max(m, s);

@@ -22,7 +22,8 @@ uint64_t ActivationLayout::total(uint64_t page) const {
   return sum;
 }
 
-ActivationLayout activation_layout(const ModelConfig& c, int64_t tokens, int64_t threads, int64_t kv_block_tokens) {
+ActivationLayout activation_layout(const ModelConfig& c, int64_t tokens, int64_t threads, int64_t kv_block_tokens,
+                                   int64_t logit_rows) {
   const uint64_t t = u(tokens), f = sizeof(float);
   ActivationLayout a{};
   a.residual = t * u(c.hidden_size) * f;
@@ -35,7 +36,7 @@ ActivationLayout activation_layout(const ModelConfig& c, int64_t tokens, int64_t
   a.up = a.gate;
   int64_t widest = std::max({c.hidden_size, c.intermediate_size, c.q_dim()});
   a.quantized = t * q8_row_bytes(widest);
-  a.logits = u(c.vocab_size) * f;
+  a.logits = u(logit_rows) * u(c.vocab_size) * f;
   a.attn_scratch = u(threads) * (u(c.head_dim) + u(kv_block_tokens)) * f;
   return a;
 }

@@ -24,12 +24,13 @@ struct ActivationLayout {
   uint64_t gate;        // [tokens, intermediate]
   uint64_t up;          // [tokens, intermediate]
   uint64_t quantized;   // activations quantized to q8 for integer dot products: [tokens, widest row], 40 B per 32
-  uint64_t logits;      // [vocab]: the last position only
+  uint64_t logits;      // [logit_rows, vocab]: the last position of each sequence in the pass
   uint64_t attn_scratch;  // per thread: one head's output accumulator and one KV block of scores
 
   uint64_t total(uint64_t page) const;  // each buffer rounded as the pool accounts it
 };
-ActivationLayout activation_layout(const ModelConfig& c, int64_t tokens, int64_t threads, int64_t kv_block_tokens);
+ActivationLayout activation_layout(const ModelConfig& c, int64_t tokens, int64_t threads, int64_t kv_block_tokens,
+                                   int64_t logit_rows = 1);
 
 // Bytes of K and V for one token across all layers.
 uint64_t kv_bytes_per_token(const ModelConfig& c, DType kv_dtype);

@@ -25,7 +25,11 @@ Model::Model(const std::string& path, Pool& pool, ModelOptions options)
   for (size_t i = 0; i < inv_freq_.size(); ++i) inv_freq_[i] = static_cast<float>(rope_frequency(config_, static_cast<int64_t>(i)));
   if (w_.rope_freqs)
     for (size_t i = 0; i < inv_freq_.size(); ++i) inv_freq_[i] /= w_.rope_freqs.at(static_cast<int64_t>(i));
-  layout_ = activation_layout(config_, options_.prefill_chunk, threads_.size(), options_.kv_block_tokens);
+  if (options_.max_batch < 1 || options_.max_batch > options_.prefill_chunk)
+    throw InputError("max batch must be 1..prefill chunk (" + std::to_string(options_.prefill_chunk) + ")");
+  layout_ = activation_layout(config_, options_.prefill_chunk, threads_.size(), options_.kv_block_tokens, options_.max_batch);
+  slots_.reserve(static_cast<size_t>(options_.prefill_chunk));
+  pass_tokens_.reserve(static_cast<size_t>(options_.prefill_chunk));
   auto scratch = [&](uint64_t bytes, const char* what) { return pool_.allocate(bytes, MemoryUse::activations, what); };
   x_ = scratch(layout_.residual, "activations (residual)");
   xn_ = scratch(layout_.normed, "activations (normed)");

@@ -16,10 +16,23 @@
 
 namespace umi {
 
+class SequenceKv;
+
+// One sequence's share of a forward pass: `tokens` at positions pos0.. of the
+// sequence whose KV cache is `kv` (room already reserved). `logits`, when not
+// null, receives the logits after its last token ([vocab]).
+struct ForwardItem {
+  SequenceKv* kv = nullptr;
+  int64_t pos0 = 0;
+  std::span<const int32_t> tokens;
+  float* logits = nullptr;
+};
+
 struct ModelOptions {
   DType kv_dtype = DType::F16;
   int64_t kv_block_tokens = 16;
   int64_t prefill_chunk = 512;  // most tokens one forward call takes
+  int64_t max_batch = 1;        // most sequences one forward call takes (each gets logits)
   int threads = 0;              // 0: all cores
 };
 
@@ -35,13 +48,26 @@ class Model {
   KvBlockPool& kv_pool() { return kv_pool_; }
   Pool& pool() { return pool_; }
 
-  // Runs tokens (at most options().prefill_chunk) at positions pos0.. of one
-  // sequence whose KV cache must already hold room for pos0 + tokens.size().
-  // Writes the last position's logits ([vocab]) when `logits` is non-null.
-  void forward(std::span<const int32_t> tokens, int64_t pos0, SequenceKv& kv, float* logits);
+  // One pass over several sequences' tokens (continuous batching: decode
+  // tokens and prefill chunks together): every weight is read once for all
+  // of them. At most options().prefill_chunk tokens and options().max_batch
+  // items in all.
+  void forward(std::span<const ForwardItem> items);
+  // The same for one sequence.
+  void forward(std::span<const int32_t> tokens, int64_t pos0, SequenceKv& kv, float* logits) {
+    ForwardItem item{&kv, pos0, tokens, logits};
+    forward(std::span<const ForwardItem>(&item, 1));
+  }
 
  private:
-  void attention(int64_t layer, int64_t tokens, int64_t pos0, const SequenceKv& kv);
+  // Where each token of a pass belongs.
+  struct TokenSlot {
+    const SequenceKv* kv;
+    int64_t position;
+  };
+  void attention(int64_t layer, int64_t tokens);
+  std::vector<TokenSlot> slots_;       // [tokens of the current pass]
+  std::vector<int32_t> pass_tokens_;  // [tokens of the current pass]
 
   Pool& pool_;
   ModelOptions options_;

@@ -118,6 +118,36 @@ TEST(Model, Q8KvCacheStaysCloseInLittleMoreThanHalfTheBytes) {
   EXPECT_THROW(Model(fixture_dir() + "mistral-gqa-f32", pool, {.kv_dtype = DType::Q8_0}), InputError);
 }
 
+// Continuous batching's building block: one pass over a prefill chunk of one
+// sequence and decode tokens of two others gives each the logits it gets alone.
+TEST(Model, BatchedForwardEqualsEachSequenceAlone) {
+  const std::string dir = fixture_dir() + "qwen3-qknorm-f32";
+  Pool pool({.limit = 1ull << 30});
+  Model m(dir, pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 4, .threads = 2});
+  const int64_t V = m.config().vocab_size;
+  std::vector<int32_t> a{5, 9, 200, 17, 3}, b{8, 8, 1, 40}, c2{77};
+  auto alone = [&](const std::vector<int32_t>& prefix, int32_t next) {
+    Sequence s(m);
+    s.feed(prefix);
+    return s.feed(std::vector<int32_t>{next});
+  };
+  // Sequences b and c2 have their prefixes in cache; a is prefilled in the same pass.
+  SequenceKv kv_a(m.kv_pool()), kv_b(m.kv_pool()), kv_c(m.kv_pool());
+  ASSERT_TRUE(kv_b.reserve(5) && kv_c.reserve(2) && kv_a.reserve(5));
+  m.forward(b, 0, kv_b, nullptr);
+  m.forward(c2, 0, kv_c, nullptr);
+  std::vector<float> la(static_cast<size_t>(V)), lb(static_cast<size_t>(V)), lc(static_cast<size_t>(V));
+  const int32_t next_b = 11, next_c = 12;
+  ForwardItem items[] = {{&kv_b, 4, std::span<const int32_t>(&next_b, 1), lb.data()},
+                         {&kv_a, 0, a, la.data()},
+                         {&kv_c, 1, std::span<const int32_t>(&next_c, 1), lc.data()}};
+  m.forward(items);
+  std::vector<int32_t> a_prefix(a.begin(), a.end() - 1);
+  EXPECT_LT(rel_error(la, alone(a_prefix, a.back())), 1e-5);
+  EXPECT_LT(rel_error(lb, alone(b, next_b)), 1e-5);
+  EXPECT_LT(rel_error(lc, alone(c2, next_c)), 1e-5);
+}
+
 TEST(Model, KvBlocksGrowWithTokensAndReturnWhenTheSequenceEnds) {
   Pool pool({.limit = 1ull << 30});
   Model m(fixture_dir() + "llama-gqa-untied-llama3rope-f32", pool, {.kv_block_tokens = 16});
