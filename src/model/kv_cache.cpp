@@ -15,30 +15,6 @@ KvLayout KvLayout::for_model(const ModelConfig& c, DType dtype, int64_t block_to
   return {block_tokens, c.n_layers, c.kv_dim(), dtype};
 }
 
-KvBlockPool::KvBlockPool(Pool& pool, KvLayout layout) : pool_(pool), layout_(layout) {}
-
-std::optional<int32_t> KvBlockPool::allocate() {
-  Buffer b = pool_.try_allocate(layout_.block_bytes(), MemoryUse::kv_cache);
-  if (!b) return std::nullopt;
-  int32_t id;
-  if (!free_ids_.empty()) {
-    id = free_ids_.back();
-    free_ids_.pop_back();
-    blocks_[static_cast<size_t>(id)] = std::move(b);
-  } else {
-    id = static_cast<int32_t>(blocks_.size());
-    blocks_.push_back(std::move(b));
-  }
-  ++in_use_;
-  return id;
-}
-
-void KvBlockPool::release(int32_t id) {
-  blocks_[static_cast<size_t>(id)].reset();  // back to the pool's cache
-  free_ids_.push_back(id);
-  --in_use_;
-}
-
 bool SequenceKv::reserve(int64_t tokens) {
   std::vector<int32_t> added;
   while (capacity() + static_cast<int64_t>(added.size()) * pool_->layout().block_tokens < tokens) {
