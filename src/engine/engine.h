@@ -1,0 +1,139 @@
+// The engine: many requests on one model, continuously batched. It is what
+// the CLI's bench and the server use.
+//
+// Each step() reads as schedule -> run -> postprocess:
+//   schedule    decode tokens of running requests first (oldest first), then
+//               prefill chunks, then new requests admitted while the step's
+//               token budget (the model's prefill chunk) and batch slots last
+//               and their prompt's KV (after prefix-cache hits) fits;
+//   run         one forward pass over all of it (each weight read once);
+//   postprocess sample, stream text, publish full KV blocks to the prefix
+//               cache, finish requests and give their blocks back.
+// When a running request needs a KV block the budget cannot give, the
+// youngest running request is preempted: its blocks are released and it is
+// recomputed later from its prompt and the tokens already streamed (the
+// prefix cache usually still holds them). Nothing exceeds the memory limit.
+//
+// Thread-safety: submit(), cancel() and stats() may be called from any
+// thread; step() from one thread at a time. Callbacks run inside step().
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "core/error.h"
+#include "engine/sampler.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace umi {
+
+struct RequestOptions {
+  int max_tokens = 128;
+  SamplingParams sampling;
+  std::vector<std::string> stop_strings;
+  std::vector<int32_t> stop_tokens;  // EOS and end-of-turn tokens
+  uint64_t cache_salt = 0;           // requests with different salts share no cached KV
+};
+
+struct RequestOutput {
+  uint64_t id = 0;
+  std::string finish_reason;  // "stop", "length", "cancelled", "error"
+  std::string error;          // for "error": why (e.g. the prompt cannot fit the memory limit)
+  int64_t prompt_tokens = 0;
+  int64_t cached_tokens = 0;  // prompt tokens whose KV came from the prefix cache
+  int64_t completion_tokens = 0;
+  int preemptions = 0;
+  std::string tail;  // text held back at the end (the start of a stop string that never completed)
+  double first_token_seconds = 0;  // from submit
+  double total_seconds = 0;
+};
+
+struct RequestCallbacks {
+  // Every generated token, with the text it makes ready (may be empty while
+  // a UTF-8 character or a possible stop string is incomplete).
+  std::function<void(uint64_t id, int32_t token, std::string_view text)> on_token;
+  // Exactly once per accepted request.
+  std::function<void(const RequestOutput&)> on_done;
+};
+
+struct EngineOptions {
+  int64_t max_waiting = 256;  // requests queued beyond this are refused (EngineBusy)
+  // Below this much available system memory (Linux MemAvailable), cached KV
+  // blocks and pool buffers are given back and admission pauses. 0: off.
+  uint64_t low_memory_bytes = 0;
+};
+
+struct EngineStats {
+  int64_t waiting = 0, running = 0;
+  int64_t kv_blocks_in_use = 0, kv_blocks_cached = 0;
+  int64_t prefix_hits = 0;  // blocks found in the prefix cache
+  int64_t finished = 0, preemptions = 0, steps = 0;
+  int64_t prompt_tokens = 0, cached_tokens = 0, generated_tokens = 0;
+  bool memory_pressure = false;
+};
+
+// The queue is full: try later (the server answers 503 with Retry-After).
+struct EngineBusy : Error {
+  using Error::Error;
+};
+
+class Engine {
+ public:
+  Engine(Model& model, const Tokenizer& tok, EngineOptions options = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request. Throws InputError for one that can never run (empty,
+  // longer than the context, bad sampling parameters), EngineBusy when the
+  // queue is full.
+  uint64_t submit(std::vector<int32_t> prompt, RequestOptions options, RequestCallbacks callbacks);
+  // Takes effect at the next step: the request's blocks are freed and its
+  // on_done says "cancelled". Unknown or finished ids are ignored.
+  void cancel(uint64_t id);
+
+  // One step; returns false when there was nothing to do.
+  bool step();
+  void run_until_idle();
+
+  EngineStats stats() const;
+  Model& model() { return model_; }
+
+ private:
+  struct Request;
+  void take_incoming();
+  void schedule(std::vector<Request*>& batch, std::vector<int64_t>& counts);
+  bool admit(Request& r, int64_t budget);
+  bool grow(Request& r, int64_t tokens);
+  void preempt(Request& r);
+  void postprocess(const std::vector<Request*>& batch, const std::vector<int64_t>& counts);
+  void publish_full_blocks(Request& r);
+  void finish(Request& r, std::string reason, std::string error = {});
+  void check_memory_pressure();
+
+  Model& model_;
+  const Tokenizer& tok_;
+  EngineOptions options_;
+  Buffer logits_;  // [max_batch, vocab], from the pool
+
+  mutable std::mutex mu_;  // guards incoming_, cancelled_, stats_, next_id_
+  std::vector<std::unique_ptr<Request>> incoming_;
+  std::unordered_set<uint64_t> cancelled_;
+  EngineStats stats_;
+  uint64_t next_id_ = 1;
+
+  // Step thread only.
+  std::deque<std::unique_ptr<Request>> waiting_;
+  std::vector<std::unique_ptr<Request>> running_;  // oldest admission first
+  bool pressure_ = false;
+};
+
+}  // namespace umi

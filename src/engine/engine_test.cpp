@@ -1,0 +1,216 @@
+// The engine on the bundled model: batched results equal single-sequence
+// ones, the prefix cache hits, preemption under a tight memory limit loses
+// nothing, cancellation frees blocks, the queue is bounded, and the pool goes
+// back to its idle figures.
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "engine/generate.h"
+
+namespace umi {
+namespace {
+
+std::string bundled() { return std::string(UMI_SOURCE_DIR) + "/models/tiny-shakespeare"; }
+
+struct Collected {
+  std::map<uint64_t, std::vector<int32_t>> tokens;
+  std::map<uint64_t, std::string> text;
+  std::map<uint64_t, RequestOutput> done;
+  RequestCallbacks callbacks() {
+    return {[this](uint64_t id, int32_t t, std::string_view s) { tokens[id].push_back(t), text[id] += s; },
+            [this](const RequestOutput& o) { done[o.id] = o, text[o.id] += o.tail; }};
+  }
+};
+
+RequestOptions greedy(int n) {
+  RequestOptions o;
+  o.max_tokens = n;
+  o.sampling.temperature = 0;
+  return o;
+}
+
+std::vector<int32_t> alone(Model& m, const Tokenizer& tok, const std::vector<int32_t>& prompt, int n) {
+  GenerateOptions o;
+  o.max_tokens = n;
+  o.sampling.temperature = 0;
+  return generate(m, tok, prompt, o, [](std::string_view) { return true; }).tokens;
+}
+
+const char* kPrompts[] = {"ROMEO:", "First Citizen:\nBefore we proceed", "JULIET:\nO Romeo, Romeo", "KING HENRY:",
+                          "To be, or not", "MENENIUS:\nWhat work's, my countrymen", "Good morrow", "LADY CAPULET:"};
+
+TEST(Engine, ConcurrentRequestsGetWhatEachGetsAlone) {
+  Pool pool({.limit = 1ull << 30});
+  Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 8, .threads = 2});
+  Tokenizer tok = load_tokenizer(bundled());
+  Engine e(m, tok);
+  Collected c;
+  std::map<uint64_t, std::vector<int32_t>> prompts;
+  for (const char* p : kPrompts) {
+    auto ids = tok.encode(p, true);
+    prompts[e.submit(ids, greedy(24), c.callbacks())] = ids;
+  }
+  e.run_until_idle();
+  ASSERT_EQ(c.done.size(), 8u);
+  for (auto& [id, ids] : prompts) {
+    EXPECT_EQ(c.tokens[id], alone(m, tok, ids, 24)) << id;
+    EXPECT_EQ(c.done[id].finish_reason, "length");
+    EXPECT_EQ(c.text[id], tok.decode(c.tokens[id], true));
+  }
+  // One pass prefilled all eight prompts and sampled their first tokens; each
+  // later pass decoded one token of all eight: 1 + 23 steps, not 8 x 24.
+  EXPECT_EQ(e.stats().steps, 24);
+  EXPECT_EQ(m.kv_pool().in_use(), 0);
+}
+
+TEST(Engine, APromptSeenBeforeComesFromThePrefixCache) {
+  Pool pool({.limit = 1ull << 30});
+  Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 4, .threads = 2});
+  Tokenizer tok = load_tokenizer(bundled());
+  Engine e(m, tok);
+  Collected c;
+  auto shared = tok.encode(
+      "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+      "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n\n",
+      true);
+  const int64_t n = static_cast<int64_t>(shared.size());
+  ASSERT_GT(n, 33);
+  uint64_t a = e.submit(shared, greedy(8), c.callbacks());
+  e.run_until_idle();
+  EXPECT_EQ(c.done[a].cached_tokens, 0);
+  EXPECT_GT(m.kv_pool().stats().cached, 0);  // its full blocks stayed behind
+  // Same prompt: every full block but the one holding the last token is a hit.
+  uint64_t b = e.submit(shared, greedy(8), c.callbacks());
+  // A longer prompt with the same start shares the blocks of the common part.
+  auto longer = shared;
+  longer.insert(longer.end(), {5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20});
+  uint64_t d = e.submit(longer, greedy(8), c.callbacks());
+  e.run_until_idle();
+  EXPECT_EQ(c.done[b].cached_tokens, (n - 1) / 16 * 16);
+  EXPECT_GE(c.done[d].cached_tokens, n / 16 * 16);
+  EXPECT_EQ(c.tokens[b], c.tokens[a]);  // cached KV gives the same tokens
+  EXPECT_EQ(c.tokens[d], alone(m, tok, longer, 8));
+  // Another salt shares nothing.
+  RequestOptions salted = greedy(8);
+  salted.cache_salt = 42;
+  uint64_t s = e.submit(shared, salted, c.callbacks());
+  e.run_until_idle();
+  EXPECT_EQ(c.done[s].cached_tokens, 0);
+}
+
+TEST(Engine, PreemptionUnderATightLimitLosesNothingAndNeverPassesTheLimit) {
+  Tokenizer tok = load_tokenizer(bundled());
+  // Reference outputs with plenty of memory.
+  std::vector<std::vector<int32_t>> expected;
+  {
+    Pool pool({.limit = 1ull << 30});
+    Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 8, .threads = 2});
+    for (const char* p : kPrompts) expected.push_back(alone(m, tok, tok.encode(p, true), 60));
+  }
+  // Weights + activations + room for about 12 blocks of 16 tokens: 8 requests
+  // of ~70 tokens need 40.
+  Pool probe({.limit = 1ull << 30});
+  uint64_t fixed, block;
+  {
+    Model m(bundled(), probe, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 8, .threads = 2});
+    Engine e(m, tok);
+    fixed = probe.stats().active;
+    block = m.kv_pool().block_bytes();
+  }
+  Pool pool({.limit = fixed + 12 * block, .max_cached = 0});
+  Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 8, .threads = 2});
+  Engine e(m, tok);
+  Collected c;
+  std::vector<uint64_t> ids;
+  for (const char* p : kPrompts) ids.push_back(e.submit(tok.encode(p, true), greedy(60), c.callbacks()));
+  while (e.step()) ASSERT_LE(pool.stats().active, pool.limit());
+  EXPECT_LE(pool.stats().peak, pool.limit());
+  EXPECT_GT(e.stats().preemptions, 0);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(c.done[ids[i]].finish_reason, "length") << i;
+    EXPECT_EQ(c.tokens[ids[i]], expected[i]) << i;  // streamed once each, identical despite recomputation
+  }
+  EXPECT_EQ(m.kv_pool().in_use(), 0);
+}
+
+TEST(Engine, CancellationFreesBlocksWithinAStep) {
+  Pool pool({.limit = 1ull << 30});
+  Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 2, .threads = 2});
+  Tokenizer tok = load_tokenizer(bundled());
+  Engine e(m, tok);
+  const uint64_t idle = pool.stats().active;
+  Collected c;
+  uint64_t a = e.submit(tok.encode("ROMEO:", true), greedy(500), c.callbacks());
+  uint64_t b = e.submit(tok.encode("JULIET:", true), greedy(500), c.callbacks());
+  uint64_t q = e.submit(tok.encode("queued", true), greedy(5), c.callbacks());  // max_batch 2: it waits
+  for (int i = 0; i < 40; ++i) e.step();
+  EXPECT_EQ(e.stats().waiting, 1);
+  const int64_t b_blocks = static_cast<int64_t>((tok.encode("JULIET:", true).size() + 40 + 15) / 16);
+  EXPECT_EQ(m.kv_pool().in_use(), b_blocks + static_cast<int64_t>((tok.encode("ROMEO:", true).size() + 40 + 15) / 16));
+  e.cancel(a);
+  e.cancel(q);
+  e.step();
+  EXPECT_EQ(c.done[a].finish_reason, "cancelled");
+  EXPECT_EQ(c.done[q].finish_reason, "cancelled");
+  EXPECT_EQ(c.done[q].completion_tokens, 0);
+  EXPECT_EQ(m.kv_pool().in_use(), b_blocks);  // b grew by one token in that step, still within its blocks
+  e.cancel(b);
+  e.step();
+  EXPECT_EQ(c.done[b].finish_reason, "cancelled");
+  EXPECT_EQ(m.kv_pool().in_use(), 0);
+  e.cancel(12345);  // unknown: ignored
+  EXPECT_FALSE(e.step());
+  m.kv_pool().evict(1 << 20);
+  pool.release_cache();
+  EXPECT_EQ(pool.stats().active, idle);
+}
+
+TEST(Engine, BadRequestsAreRefusedAndTheQueueIsBounded) {
+  Pool pool({.limit = 1ull << 30});
+  Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 4, .threads = 2});
+  Tokenizer tok = load_tokenizer(bundled());
+  Engine e(m, tok, {.max_waiting = 2});
+  Collected c;
+  EXPECT_THROW(e.submit({}, greedy(4), c.callbacks()), InputError);
+  EXPECT_THROW(e.submit({1, 999999}, greedy(4), c.callbacks()), InputError);
+  EXPECT_THROW(e.submit(std::vector<int32_t>(static_cast<size_t>(m.config().max_context), 5), greedy(4), c.callbacks()), InputError);
+  RequestOptions nan = greedy(4);
+  nan.sampling.temperature = std::nanf("");
+  EXPECT_THROW(e.submit({1, 2}, nan, c.callbacks()), InputError);
+  e.submit({1, 2}, greedy(4), c.callbacks());
+  e.submit({1, 3}, greedy(4), c.callbacks());
+  EXPECT_THROW(e.submit({1, 4}, greedy(4), c.callbacks()), EngineBusy);
+  e.run_until_idle();
+  EXPECT_EQ(c.done.size(), 2u);
+  e.submit({1, 4}, greedy(4), c.callbacks());  // room again
+  e.run_until_idle();
+  EXPECT_EQ(c.done.size(), 3u);
+}
+
+TEST(Engine, APromptThatCanNeverFitIsAnErrorSayingWhatFits) {
+  Tokenizer tok = load_tokenizer(bundled());
+  Pool probe({.limit = 1ull << 30});
+  uint64_t fixed, block;
+  {
+    Model m(bundled(), probe, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 2, .threads = 2});
+    Engine e(m, tok);
+    fixed = probe.stats().active;
+    block = m.kv_pool().block_bytes();
+  }
+  Pool pool({.limit = fixed + 3 * block, .max_cached = 0});
+  Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 2, .threads = 2});
+  Engine e(m, tok);
+  Collected c;
+  uint64_t big = e.submit(std::vector<int32_t>(100, 7), greedy(4), c.callbacks());
+  uint64_t ok = e.submit(std::vector<int32_t>(10, 7), greedy(4), c.callbacks());
+  e.run_until_idle();
+  EXPECT_EQ(c.done[big].finish_reason, "error");
+  EXPECT_NE(c.done[big].error.find("room for 48 tokens"), std::string::npos) << c.done[big].error;
+  EXPECT_EQ(c.done[ok].finish_reason, "length");  // the next request runs
+}
+
+}  // namespace
+}  // namespace umi
