@@ -114,7 +114,7 @@ void Engine::take_incoming() {
 
 void Engine::check_memory_pressure() {
   if (options_.low_memory_bytes == 0) return;
-  const auto available = available_memory_bytes();
+  const auto available = options_.available_memory ? options_.available_memory() : std::nullopt;
   pressure_ = available && *available < options_.low_memory_bytes;
   if (pressure_) {
     // Give back what costs nothing to give: cached prefixes, then freed buffers.
@@ -238,6 +238,8 @@ bool Engine::step() {
     std::lock_guard lock(mu_);
     stats_.waiting = static_cast<int64_t>(waiting_.size());
     stats_.running = static_cast<int64_t>(running_.size());
+    stats_.memory_pressure = pressure_;
+    stats_.kv_blocks_cached = model_.kv_pool().stats().cached;
     return !running_.empty();
   }
 

@@ -23,6 +23,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -30,6 +31,7 @@
 
 #include "core/error.h"
 #include "engine/sampler.h"
+#include "memory/system_memory.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -69,6 +71,8 @@ struct EngineOptions {
   // Below this much available system memory (Linux MemAvailable), cached KV
   // blocks and pool buffers are given back and admission pauses. 0: off.
   uint64_t low_memory_bytes = 0;
+  // How available memory is measured (tests substitute their own).
+  std::function<std::optional<uint64_t>()> available_memory = available_memory_bytes;
 };
 
 struct EngineStats {
@@ -100,7 +104,8 @@ class Engine {
   // on_done says "cancelled". Unknown or finished ids are ignored.
   void cancel(uint64_t id);
 
-  // One step; returns false when there was nothing to do.
+  // One step; returns false when there was nothing it could do (idle, or
+  // requests waiting while memory pressure pauses admission).
   bool step();
   void run_until_idle();
 

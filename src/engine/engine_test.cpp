@@ -212,5 +212,29 @@ TEST(Engine, APromptThatCanNeverFitIsAnErrorSayingWhatFits) {
   EXPECT_EQ(c.done[ok].finish_reason, "length");  // the next request runs
 }
 
+TEST(Engine, UnderOutsideMemoryPressureItGivesBackCachesAndStopsAdmitting) {
+  Pool pool({.limit = 1ull << 30});
+  Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 4, .threads = 2});
+  Tokenizer tok = load_tokenizer(bundled());
+  uint64_t available = 8ull << 30;
+  Engine e(m, tok, {.low_memory_bytes = 1ull << 30, .available_memory = [&] { return std::optional<uint64_t>(available); }});
+  Collected c;
+  uint64_t a = e.submit(std::vector<int32_t>(40, 9), greedy(4), c.callbacks());
+  e.run_until_idle();
+  EXPECT_GT(m.kv_pool().stats().cached, 0);
+  EXPECT_GT(pool.stats().cached, 0u);
+  available = 512ull << 20;  // another program took the memory
+  uint64_t b = e.submit(std::vector<int32_t>(40, 8), greedy(4), c.callbacks());
+  e.step();
+  EXPECT_TRUE(e.stats().memory_pressure);
+  EXPECT_EQ(m.kv_pool().stats().cached, 0);
+  EXPECT_EQ(pool.stats().cached, 0u);
+  EXPECT_EQ(e.stats().waiting, 1);  // not admitted, not refused
+  available = 8ull << 30;
+  e.run_until_idle();
+  EXPECT_EQ(c.done[a].finish_reason, "length");
+  EXPECT_EQ(c.done[b].finish_reason, "length");
+}
+
 }  // namespace
 }  // namespace umi
