@@ -25,5 +25,6 @@ Action add_run(CLI::App& app, const GlobalOptions& global);
 Action add_logits(CLI::App& app, const GlobalOptions& global);
 Action add_convert(CLI::App& app, const GlobalOptions& global);
 Action add_chat(CLI::App& app, const GlobalOptions& global);
+Action add_bench(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace umi::cli

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   add(cli::add_chat);
   add(cli::add_logits);
   add(cli::add_convert);
+  add(cli::add_bench);
 
   try {
     app.parse(argc, argv);

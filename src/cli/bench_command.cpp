@@ -1,0 +1,168 @@
+// `umi bench [-m MODEL] ...`: the engine's scenarios, one JSON line each.
+//   decode   aggregate decode tokens/s at 1, 4, 16, 64 concurrent streams
+//   prefix   time to first token of a long prompt, cold and with its shared
+//            prefix already in the prefix cache
+//   memory   KV bytes per token held; many streams under --memory-limit,
+//            which forces preemption: failed requests (must be 0) and peak
+// Prompts are random token ids (seeded), so any model works.
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <unordered_set>
+
+#include "cli/model_options.h"
+#include "core/error.h"
+#include "engine/engine.h"
+
+namespace umi::cli {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+struct BenchArgs {
+  ModelArgs model;
+  std::vector<int> streams{1, 4, 16, 64};
+  int prompt_tokens = 64;
+  int gen_tokens = 64;
+  int prefix_prompt = 2048, prefix_shared = 1900;
+  int pressure_streams = 64, pressure_prompt = 1024, pressure_gen = 16;
+  std::vector<std::string> scenarios{"decode", "prefix", "memory"};
+};
+
+std::vector<int32_t> random_prompt(std::mt19937& rng, int n, int32_t vocab) {
+  std::uniform_int_distribution<int32_t> d(100, std::max<int32_t>(101, std::min<int32_t>(vocab - 1, 30000)));
+  std::vector<int32_t> p(static_cast<size_t>(n));
+  for (int32_t& t : p) t = d(rng);
+  return p;
+}
+
+RequestOptions fixed_length(int n) {
+  RequestOptions o;
+  o.max_tokens = n;
+  o.sampling.temperature = 0;  // no stop tokens: every request runs to n
+  return o;
+}
+
+double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+// N streams at once; decode throughput counted from the moment the last
+// stream got its first token (prefill excluded) to the end.
+void decode_scenario(Engine& e, std::mt19937& rng, const BenchArgs& a, int n) {
+  const int32_t vocab = static_cast<int32_t>(e.model().config().vocab_size);
+  int64_t first_tokens = 0, tokens_after = 0, failed = 0;
+  Clock::time_point all_started{};
+  double ttft_sum = 0;
+  const auto t0 = Clock::now();
+  std::unordered_set<uint64_t> started;
+  RequestCallbacks cb{[&](uint64_t id, int32_t, std::string_view) {
+                        if (started.insert(id).second) {
+                          if (++first_tokens == n) all_started = Clock::now();
+                        } else if (first_tokens == n) {
+                          ++tokens_after;
+                        }
+                      },
+                      [&](const RequestOutput& o) {
+                        ttft_sum += o.first_token_seconds;
+                        if (o.finish_reason != "length") ++failed;
+                      }};
+  for (int i = 0; i < n; ++i) e.submit(random_prompt(rng, a.prompt_tokens, vocab), fixed_length(a.gen_tokens), cb);
+  e.run_until_idle();
+  const auto t1 = Clock::now();
+  std::printf("{\"scenario\":\"decode\",\"streams\":%d,\"prompt_tokens\":%d,\"gen_tokens\":%d,\"wall_s\":%.3f,"
+              "\"aggregate_decode_tok_s\":%.2f,\"per_stream_tok_s\":%.2f,\"mean_ttft_ms\":%.1f,\"failed\":%lld}\n",
+              n, a.prompt_tokens, a.gen_tokens, seconds(t0, t1), static_cast<double>(tokens_after) / seconds(all_started, t1),
+              static_cast<double>(tokens_after) / seconds(all_started, t1) / n, ttft_sum / n * 1e3,
+              static_cast<long long>(failed));
+  std::fflush(stdout);
+}
+
+void prefix_scenario(Engine& e, std::mt19937& rng, const BenchArgs& a) {
+  const int32_t vocab = static_cast<int32_t>(e.model().config().vocab_size);
+  std::vector<int32_t> shared = random_prompt(rng, a.prefix_shared, vocab);
+  auto with_suffix = [&] {
+    auto p = shared;
+    auto tail = random_prompt(rng, a.prefix_prompt - a.prefix_shared, vocab);
+    p.insert(p.end(), tail.begin(), tail.end());
+    return p;
+  };
+  RequestOutput last;
+  RequestCallbacks cb{nullptr, [&](const RequestOutput& o) { last = o; }};
+  e.submit(with_suffix(), fixed_length(1), cb);
+  e.run_until_idle();
+  const RequestOutput cold = last;
+  e.submit(with_suffix(), fixed_length(1), cb);
+  e.run_until_idle();
+  const RequestOutput warm = last;
+  std::printf("{\"scenario\":\"prefix\",\"prompt_tokens\":%d,\"shared_tokens\":%d,\"cold_ttft_ms\":%.1f,\"cached_ttft_ms\":%.1f,"
+              "\"cached_tokens\":%lld,\"speedup\":%.2f}\n",
+              a.prefix_prompt, a.prefix_shared, cold.first_token_seconds * 1e3, warm.first_token_seconds * 1e3,
+              static_cast<long long>(warm.cached_tokens), cold.first_token_seconds / warm.first_token_seconds);
+  std::fflush(stdout);
+}
+
+void memory_scenario(Engine& e, Pool& pool, std::mt19937& rng, const BenchArgs& a) {
+  const KvLayout& kv = e.model().kv_pool().layout();
+  const int32_t vocab = static_cast<int32_t>(e.model().config().vocab_size);
+  int64_t failed = 0, done = 0;
+  RequestCallbacks cb{nullptr, [&](const RequestOutput& o) {
+                        ++done;
+                        if (o.finish_reason != "length") ++failed;
+                      }};
+  pool.reset_peak();
+  const auto t0 = Clock::now();
+  for (int i = 0; i < a.pressure_streams; ++i)
+    e.submit(random_prompt(rng, a.pressure_prompt, vocab), fixed_length(a.pressure_gen), cb);
+  e.run_until_idle();
+  const PoolStats s = pool.stats();
+  const EngineStats es = e.stats();
+  std::printf("{\"scenario\":\"memory\",\"kv_bytes_per_token\":%.1f,\"streams\":%d,\"prompt_tokens\":%d,\"gen_tokens\":%d,"
+              "\"limit_bytes\":%llu,\"peak_bytes\":%llu,\"preemptions\":%lld,\"finished\":%lld,\"failed\":%lld,\"wall_s\":%.2f}\n",
+              static_cast<double>(kv.block_bytes()) / static_cast<double>(kv.block_tokens), a.pressure_streams,
+              a.pressure_prompt, a.pressure_gen, static_cast<unsigned long long>(s.limit),
+              static_cast<unsigned long long>(s.peak), static_cast<long long>(es.preemptions),
+              static_cast<long long>(done), static_cast<long long>(failed), seconds(t0, Clock::now()));
+  std::fflush(stdout);
+}
+}  // namespace
+
+Action add_bench(CLI::App& app, const GlobalOptions& global) {
+  auto* cmd = app.add_subcommand("bench", "engine benchmarks (JSON lines): concurrent decode, prefix cache, memory");
+  auto a = std::make_shared<BenchArgs>();
+  a->model.add_to(*cmd);
+  cmd->add_option("--scenario", a->scenarios, "decode, prefix, memory (repeatable; default: all)")
+      ->check(CLI::IsMember({"decode", "prefix", "memory"}));
+  cmd->add_option("--streams", a->streams, "concurrent streams for the decode scenario")->delimiter(',');
+  cmd->add_option("--prompt-tokens", a->prompt_tokens, "prompt length per stream (decode)")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--gen-tokens", a->gen_tokens, "tokens generated per stream (decode)")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--prefix-prompt", a->prefix_prompt, "prompt length (prefix)")->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--prefix-shared", a->prefix_shared, "shared leading tokens (prefix)")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--pressure-streams", a->pressure_streams, "streams (memory)")->check(CLI::Range(1, 1 << 16));
+  cmd->add_option("--pressure-prompt", a->pressure_prompt, "prompt length (memory)")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--pressure-gen", a->pressure_gen, "tokens generated (memory)")->check(CLI::Range(1, 1 << 20));
+  return [a, &global] {
+    if (a->prefix_shared >= a->prefix_prompt) throw InputError("--prefix-shared must be less than --prefix-prompt");
+    int max_streams = 1;
+    for (int n : a->streams) {
+      if (n < 1 || n > 4096) throw InputError("--streams must be 1..4096");
+      max_streams = std::max(max_streams, n);
+    }
+    Pool pool(a->model.pool_options(global));
+    ModelOptions mo = a->model.options();
+    mo.max_batch = std::min<int64_t>(std::max(max_streams, a->pressure_streams), mo.prefill_chunk);
+    Model model(a->model.path(), pool, mo);
+    Tokenizer tok = load_tokenizer(a->model.path());
+    Engine engine(model, tok, {.max_waiting = 1 << 16});
+    std::mt19937 rng(1);
+    std::printf("{\"bench\":\"engine\",\"model\":\"%s\",\"threads\":%d,\"prefill_chunk\":%lld,\"max_batch\":%lld,\"limit_bytes\":%llu}\n",
+                a->model.path().c_str(), model.options().threads, static_cast<long long>(mo.prefill_chunk),
+                static_cast<long long>(mo.max_batch), static_cast<unsigned long long>(pool.limit()));
+    for (const std::string& s : a->scenarios) {
+      if (s == "decode")
+        for (int n : a->streams) decode_scenario(engine, rng, *a, n);
+      if (s == "prefix") prefix_scenario(engine, rng, *a);
+      if (s == "memory") memory_scenario(engine, pool, rng, *a);
+    }
+  };
+}
+
+}  // namespace umi::cli
