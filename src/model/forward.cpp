@@ -138,12 +138,16 @@ void Model::attention(int64_t l, int64_t T) {
   const float* q = q_.as<float>();
   float* out = attn_.as<float>();
   const size_t head_bytes = dtype_bytes(kv_dtype, static_cast<uint64_t>(hd)).value_or(0);
+  const KvLayout& layout = kv_pool_.layout();
+  const int64_t B = layout.block_tokens;
+  const size_t row = layout.row_bytes(), layer_offset = static_cast<size_t>(l) * layout.layer_bytes();
   const cpu::DotFn score_dot = cpu::dot_function(kv_dtype);
   // Each thread's output accumulator lives in the pool's attention scratch.
   std::atomic<int> next_slot{0};
   threads_.parallel_for(T * H, 1, [&](int64_t begin, int64_t end) {
-    std::span<float> acc(attn_scratch_.as<float>() + static_cast<size_t>(next_slot++) * static_cast<size_t>(hd + options_.kv_block_tokens),
-                         static_cast<size_t>(hd));
+    float* slot = attn_scratch_.as<float>() + static_cast<size_t>(next_slot++) * static_cast<size_t>(hd + B);
+    std::span<float> acc(slot, static_cast<size_t>(hd));  // [hd] running output
+    float* scores = slot + hd;                            // [B] one block's scores
     for (int64_t th = begin; th < end; ++th) {
       const int64_t t = th / H, h = th % H, kvh = h / group;
       const SequenceKv& kv = *slots_[static_cast<size_t>(t)].kv;
@@ -151,13 +155,27 @@ void Model::attention(int64_t l, int64_t T) {
       const float* qh = q + (t * H + h) * hd;
       float m = -std::numeric_limits<float>::infinity(), denom = 0;
       std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t p = 0; p <= last; ++p) {  // causal: this token and those before
-        const std::byte* kp = kv.k_at(l, p) + static_cast<size_t>(kvh) * head_bytes;
-        const float s = score_dot(kp, qh, hd) * scale;
-        const float m_new = std::max(m, s);
-        const float correction = std::exp(m - m_new), w = std::exp(s - m_new);
-        denom = denom * correction + w;
-        cpu::scale_add(acc.data(), correction, w, kv.v_at(l, p) + static_cast<size_t>(kvh) * head_bytes, kv_dtype, hd);
+      // Causal: this token and those before, a KV block at a time. Within
+      // a block the scores come first, so the running output is rescaled
+      // once per block rather than once per position.
+      for (int64_t p0 = 0; p0 <= last; p0 += B) {
+        const std::byte* k_rows = kv_pool_.data(kv.block_table()[static_cast<size_t>(p0 / B)]) + layer_offset +
+                                  static_cast<size_t>(kvh) * head_bytes;  // K of position p0 + i at i * row
+        const std::byte* v_rows = k_rows + static_cast<size_t>(B) * row;
+        const int64_t n = std::min(B, last + 1 - p0);
+        float block_max = -std::numeric_limits<float>::infinity();
+        for (int64_t i = 0; i < n; ++i) {
+          scores[i] = score_dot(k_rows + static_cast<size_t>(i) * row, qh, hd) * scale;
+          block_max = std::max(block_max, scores[i]);
+        }
+        const float m_new = std::max(m, block_max), correction = std::exp(m - m_new);
+        denom *= correction;
+        for (float& a : acc) a *= correction;
+        for (int64_t i = 0; i < n; ++i) {
+          const float w = std::exp(scores[i] - m_new);
+          denom += w;
+          cpu::scale_add(acc.data(), 1.0f, w, v_rows + static_cast<size_t>(i) * row, kv_dtype, hd);
+        }
         m = m_new;
       }
       float* o = out + (t * H + h) * hd;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "backend/cpu/gemm.h"
+#include "backend/cpu/kernels.h"
 #include "core/error.h"
 #include "memory/pool.h"
 
@@ -13,11 +15,16 @@ uint64_t u(int64_t v) { return static_cast<uint64_t>(v); }
 // Activations quantized for integer dot products: 32 int8, a float scale and
 // a float sum per block (cpu::Q8Block).
 uint64_t q8_row_bytes(int64_t width) { return (u(width) + 31) / 32 * 40; }
+
+// One 64-byte-aligned tile per thread, and the alignment slack.
+uint64_t gemm_pack_scratch_bytes(int64_t width, int64_t threads) {
+  return (cpu::gemm_pack_bytes(width) + 63) / 64 * 64 * u(threads) + 64;
+}
 }  // namespace
 
 uint64_t ActivationLayout::total(uint64_t page) const {
   uint64_t sum = 0;
-  for (uint64_t b : {residual, normed, q, k, v, attn_out, gate, up, quantized, logits, attn_scratch})
+  for (uint64_t b : {residual, normed, q, k, v, attn_out, gate, up, quantized, gemm_pack, logits, attn_scratch})
     sum += pool_bucket_size(b, page);
   return sum;
 }
@@ -36,6 +43,9 @@ ActivationLayout activation_layout(const ModelConfig& c, int64_t tokens, int64_t
   a.up = a.gate;
   int64_t widest = std::max({c.hidden_size, c.intermediate_size, c.q_dim()});
   a.quantized = t * q8_row_bytes(widest);
+  // Only quantized weights use it, and only with several tokens: a planning
+  // bound that does not look at the weight types.
+  a.gemm_pack = tokens >= cpu::kGemmMinTokens ? gemm_pack_scratch_bytes(widest, threads) : 0;
   a.logits = u(logit_rows) * u(c.vocab_size) * f;
   a.attn_scratch = u(threads) * (u(c.head_dim) + u(kv_block_tokens)) * f;
   return a;

@@ -24,6 +24,7 @@ struct ActivationLayout {
   uint64_t gate;        // [tokens, intermediate]
   uint64_t up;          // [tokens, intermediate]
   uint64_t quantized;   // activations quantized to q8 for integer dot products: [tokens, widest row], 40 B per 32
+  uint64_t gemm_pack;   // one packed 8-row weight tile per thread for the tiled GEMM: [threads, widest row / 32, 352 B]
   uint64_t logits;      // [logit_rows, vocab]: the last position of each sequence in the pass
   uint64_t attn_scratch;  // per thread: one head's output accumulator and one KV block of scores
 

@@ -40,13 +40,15 @@ Model::Model(const std::string& path, Pool& pool, ModelOptions options)
   gate_ = scratch(layout_.gate, "activations (gate)");
   up_ = scratch(layout_.up, "activations (up)");
   quantized_ = scratch(layout_.quantized, "activations (q8)");
+  if (layout_.gemm_pack) gemm_pack_ = scratch(layout_.gemm_pack, "gemm tiles");
   logits_ = scratch(layout_.logits, "logits");
   attn_scratch_ = scratch(layout_.attn_scratch, "attention scratch");
   files_.advise(Advice::willneed);
 }
 
 void Model::mm(const cpu::MatrixView& w, const float* x, int64_t tokens, float* y) {
-  cpu::matmul(threads_, w, x, tokens, y, quantized_.data(), quantized_.size());
+  const cpu::MatmulScratch scratch{quantized_.data(), quantized_.size(), gemm_pack_.data(), gemm_pack_.size()};
+  cpu::matmul(threads_, w, x, tokens, y, &scratch);
 }
 
 }  // namespace umi

@@ -81,7 +81,7 @@ class Model {
   ActivationLayout layout_;
   // Activation scratch for one chunk: exactly the buffers of `layout_`, which
   // is what `umi fit` reports.
-  Buffer x_, xn_, q_, k_, v_, attn_, gate_, up_, quantized_, logits_, attn_scratch_;
+  Buffer x_, xn_, q_, k_, v_, attn_, gate_, up_, quantized_, gemm_pack_, logits_, attn_scratch_;
   void mm(const cpu::MatrixView& w, const float* x, int64_t tokens, float* y);
 };
 

@@ -21,12 +21,14 @@ void dequantize(DType t, const std::byte* row, float* out, int64_t n);
 // Quantized weights multiply quantized activations: x is first turned into
 // q8 blocks (a float scale d and 32 int8 each, as llama.cpp's q8_1 with float
 // fields) and the dot products run on integers, 32 values a few instructions
-// at a time. s = d * sum(q) serves the formats with a min (x = d*q + m), whose
-// dot product is d * sum(q*w) + m * s.
+// at a time. The sums of q over each half serve the formats with a min
+// (x = d*q + m: the dot product is d * sum(q*w) + m * d * sum(q)) and the
+// kernels that read weights as unsigned bytes (w + offset: subtract offset * sum).
 struct Q8Block {
   float d;
-  float s;
+  int16_t sum[2];  // q[0..15], q[16..31]
   int8_t q[32];
+  float qsum() const { return static_cast<float>(sum[0] + sum[1]); }
 };
 void quantize_activations(const float* x, int64_t n, Q8Block* out);
 using QDotFn = float (*)(const std::byte* row, const Q8Block* x, int64_t n);

@@ -8,7 +8,7 @@ namespace umi::cpu {
 const KernelSet& avx512vnni_kernels() {
   static constexpr KernelSet set{
       "avx512vnni", impl_table, [](DType t) { return x86_qkernels(t).first; },
-      [](DType t) { return x86_qkernels(t).second; }, x86_scale_add};
+      [](DType t) { return x86_qkernels(t).second; }, x86_qgemm, x86_scale_add, impl_quantize_activations};
   return set;
 }
 

@@ -164,6 +164,35 @@ inline int32_t dot16_i8(const int8_t* a, const int8_t* b) {
   return s;
 }
 
+// x to q8 blocks: d = max|x| / 127, q = x / d rounded to nearest (ties to
+// even, as the magic-number trick does in every build), sums per half.
+void impl_quantize_activations(const float* x, int64_t n, Q8Block* out) {
+  for (int64_t b = 0; b < n / 32; ++b) {
+    v8f v[4], amax{};
+    for (int g = 0; g < 4; ++g) {
+      v[g] = load_f32(x + b * 32 + 8 * g);
+      v8f a = v[g] < 0 ? -v[g] : v[g];
+      amax = amax > a ? amax : a;
+    }
+    float m = 0;
+    for (int i = 0; i < 8; ++i) m = m > amax[i] ? m : amax[i];
+    const float d = m / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    out[b].d = d;
+    int sum[2] = {0, 0};
+    for (int g = 0; g < 4; ++g) {
+      // Adding and subtracting 1.5 * 2^23 rounds to an integer (|x * id| <= 127).
+      const v8f r = (v[g] * id + 12582912.0f) - 12582912.0f;
+      const v8i q = __builtin_convertvector(r, v8i);
+      for (int i = 0; i < 8; ++i) {
+        out[b].q[8 * g + i] = static_cast<int8_t>(q[i]);
+        sum[g / 2] += q[i];
+      }
+    }
+    out[b].sum[0] = static_cast<int16_t>(sum[0]);
+    out[b].sum[1] = static_cast<int16_t>(sum[1]);
+  }
+}
+
 // One sub-block: value i = scale[i / 16] * w[i] + min.
 struct Sub32 {
   int8_t w[32];
@@ -229,7 +258,7 @@ float impl_qdot(const std::byte* row, const Q8Block* x, int64_t n) {
     Decode(row + (b / subs) * Bytes, static_cast<int>(b % subs), d);
     const float prod = d.scale[0] * static_cast<float>(dot16_i8(d.w, x[b].q)) +
                        d.scale[1] * static_cast<float>(dot16_i8(d.w + 16, x[b].q + 16));
-    s += x[b].d * prod + d.min * x[b].s;
+    s += x[b].d * (prod + d.min * x[b].qsum());
   }
   return s;
 }

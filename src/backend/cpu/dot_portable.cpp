@@ -13,7 +13,8 @@ namespace umi::cpu {
 
 const KernelSet& portable_kernels() {
   static constexpr KernelSet set{"portable", impl_table, impl_qtable, [](DType) -> QDot4Fn { return nullptr; },
-                                 impl_scale_add};
+                                 [](DType) -> QGemmFn { return nullptr; }, impl_scale_add,
+                                 impl_quantize_activations};
   return set;
 }
 
@@ -44,25 +45,12 @@ DotFn dot_portable(DType t) { return impl_table(t); }
 QDotFn qdot_function(DType t) { return chosen().qdot(t); }
 QDotFn qdot_portable(DType t) { return impl_qtable(t); }
 QDot4Fn qdot4_function(DType t) { return chosen().qdot4(t); }
+QGemmFn qgemm_function(DType t) { return chosen().qgemm(t); }
 void scale_add(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n) {
   chosen().scale_add(acc, scale, w, v, v_type, n);
 }
 
-void quantize_activations(const float* x, int64_t n, Q8Block* out) {
-  for (int64_t b = 0; b < n / 32; ++b) {
-    const float* xb = x + b * 32;
-    float amax = 0;
-    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(xb[i]));
-    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    out[b].d = d;
-    int sum = 0;
-    for (int i = 0; i < 32; ++i) {
-      out[b].q[i] = static_cast<int8_t>(std::lround(xb[i] * id));
-      sum += out[b].q[i];
-    }
-    out[b].s = d * static_cast<float>(sum);
-  }
-}
+void quantize_activations(const float* x, int64_t n, Q8Block* out) { chosen().quantize(x, n, out); }
 
 float dot_reference(DType t, const std::byte* row, const float* x, int64_t n) {
   std::vector<float> w(static_cast<size_t>(n));

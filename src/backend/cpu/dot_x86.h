@@ -59,8 +59,9 @@ inline __m256i bits_to_bytes(uint32_t x) {
   return _mm256_cmpeq_epi8(_mm256_or_si256(v, others), _mm256_set1_epi64x(-1));
 }
 
+// `offset` makes signed weights unsigned bytes for the tiled GEMM (gemm_x86.h).
 struct Q8_0F {
-  static constexpr int elems = 32, bytes = 34, subs = 1;
+  static constexpr int elems = 32, bytes = 34, subs = 1, offset = 128;
   static constexpr bool is_signed = true;
   const std::byte* blk;
   __m256i weights(int) const { return load32(blk + 2); }
@@ -69,7 +70,7 @@ struct Q8_0F {
 };
 
 struct Q4_0F {
-  static constexpr int elems = 32, bytes = 18, subs = 1;
+  static constexpr int elems = 32, bytes = 18, subs = 1, offset = 8;
   static constexpr bool is_signed = true;
   const std::byte* blk;
   __m256i weights(int) const { return _mm256_sub_epi8(nibbles_32(blk + 2), _mm256_set1_epi8(8)); }
@@ -78,7 +79,7 @@ struct Q4_0F {
 };
 
 struct Q4_1F {
-  static constexpr int elems = 32, bytes = 20, subs = 1;
+  static constexpr int elems = 32, bytes = 20, subs = 1, offset = 0;
   static constexpr bool is_signed = false;
   const std::byte* blk;
   __m256i weights(int) const { return nibbles_32(blk + 4); }
@@ -90,7 +91,7 @@ struct Q4_1F {
 // high four bits set where the bit is clear (two's complement), as ggml does.
 template <bool HasMin>
 struct Q5F {
-  static constexpr int elems = 32, bytes = HasMin ? 24 : 22, subs = 1;
+  static constexpr int elems = 32, bytes = HasMin ? 24 : 22, subs = 1, offset = HasMin ? 0 : 16;
   static constexpr bool is_signed = !HasMin;
   const std::byte* blk;
   __m256i weights(int) const {
@@ -106,7 +107,7 @@ struct Q5F {
 
 template <bool FiveBit>
 struct Q45KF {
-  static constexpr int elems = 256, bytes = FiveBit ? 176 : 144, subs = 8;
+  static constexpr int elems = 256, bytes = FiveBit ? 176 : 144, subs = 8, offset = 0;
   static constexpr bool is_signed = false;
   const std::byte* blk;
   float d, dmin;
@@ -127,7 +128,7 @@ struct Q45KF {
 };
 
 struct Q6KF {
-  static constexpr int elems = 256, bytes = 210, subs = 8;
+  static constexpr int elems = 256, bytes = 210, subs = 8, offset = 32;
   static constexpr bool is_signed = true;
   const std::byte* blk;
   float d;
@@ -175,7 +176,7 @@ void qdot_rows(const std::byte* row, const Q8Block* const* x, int64_t n, float* 
           const __m256i dot = F::is_signed ? dot_i8_i8(w, q) : dot_u8_i8(w, q);
           __m256& into = acc[j][(Parity + S) & 1];
           into = _mm256_fmadd_ps(_mm256_mul_ps(ws, _mm256_set1_ps(a.d)), _mm256_cvtepi32_ps(dot), into);
-          if constexpr (!F::is_signed) mins[j] += wmin * a.s;  // the formats with a min
+          if constexpr (!F::is_signed) mins[j] += wmin * a.d * a.qsum();  // the formats with a min
         }
       }(), ...);
     }(std::make_integer_sequence<int, F::subs>{});
@@ -218,6 +219,14 @@ std::pair<QDotFn, QDot4Fn> x86_qkernels(DType t) {
     default: return {nullptr, nullptr};
   }
 }
+
+}  // namespace
+}  // namespace umi::cpu
+
+#include "backend/cpu/gemm_x86.h"
+
+namespace umi::cpu {
+namespace {
 
 void x86_scale_add(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n) {
   impl_scale_add(acc, scale, w, v, v_type, n);

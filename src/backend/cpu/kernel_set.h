@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/cpu/dot.h"
+#include "backend/cpu/gemm.h"
 
 namespace umi::cpu {
 
@@ -14,7 +15,9 @@ struct KernelSet {
   DotFn (*dot)(DType);
   QDotFn (*qdot)(DType);
   QDot4Fn (*qdot4)(DType);
+  QGemmFn (*qgemm)(DType);  // nullptr where there is no tiled GEMM
   void (*scale_add)(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n);
+  void (*quantize)(const float* x, int64_t n, Q8Block* out);
 };
 
 const KernelSet& portable_kernels();

@@ -1,5 +1,6 @@
 #include "backend/cpu/kernels.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <span>
@@ -7,6 +8,7 @@
 #include <vector>
 
 #include "backend/cpu/dot.h"
+#include "backend/cpu/gemm.h"
 #include "backend/cpu/half.h"
 #include "core/error.h"
 
@@ -37,48 +39,67 @@ float VectorView::at(int64_t i) const {
 
 bool matmul_supports(DType t) { return dot_portable(t) != nullptr || qdot_portable(t) != nullptr; }
 
-void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y, void* q8_scratch,
-            size_t q8_scratch_bytes) {
+void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y, const MatmulScratch* scratch) {
   if (!matmul_supports(w.dtype)) throw Error("matmul: dtype " + std::string(to_string(w.dtype)) + " is not supported");
   if (w.cols % dtype_info(w.dtype).block_elems != 0 || w.cols % 32 != 0 || tokens < 1 || !w.data || !x || !y)
     throw Error("matmul: bad shape or null operand");
   const size_t rb = w.row_bytes();
   const int64_t k = w.cols, n = w.rows;
-  if (QDotFn qdot = qdot_function(w.dtype)) {
-    // x as q8 blocks, once for all rows: 40 bytes per 32 activations.
-    const size_t blocks = static_cast<size_t>(tokens * k / 32);
-    std::vector<Q8Block> temporary;
-    Q8Block* xq_data = static_cast<Q8Block*>(q8_scratch);
-    if (!xq_data || q8_scratch_bytes < blocks * sizeof(Q8Block)) {
-      if (xq_data) throw Error("matmul: q8 scratch too small");
-      temporary.resize(blocks);
-      xq_data = temporary.data();
-    }
-    std::span<const Q8Block> xq(xq_data, blocks);
-    for (int64_t t = 0; t < tokens; ++t) quantize_activations(x + t * k, k, xq_data + t * (k / 32));
-    const QDot4Fn qdot4 = qdot4_function(w.dtype);
+  const QDotFn qdot = qdot_function(w.dtype);
+  if (!qdot) {
+    const DotFn dot = dot_function(w.dtype);
     pool.parallel_for(n, 16, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const std::byte* row = w.data + static_cast<size_t>(r) * rb;
-        int64_t t = 0;
-        if (qdot4)
-          for (; t + 4 <= tokens; t += 4) {
-            const Q8Block* xs[4];
-            float out[4];
-            for (int j = 0; j < 4; ++j) xs[j] = xq.data() + (t + j) * (k / 32);
-            qdot4(row, xs, k, out);
-            for (int j = 0; j < 4; ++j) y[(t + j) * n + r] = out[j];
-          }
-        for (; t < tokens; ++t) y[t * n + r] = qdot(row, xq.data() + t * (k / 32), k);
+        for (int64_t t = 0; t < tokens; ++t) y[t * n + r] = dot(row, x + t * k, k);
       }
     });
     return;
   }
-  const DotFn dot = dot_function(w.dtype);
-  pool.parallel_for(n, 16, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
+  // x as q8 blocks, once for all rows: 40 bytes per 32 activations.
+  const size_t blocks = static_cast<size_t>(tokens * k / 32);
+  std::vector<Q8Block> q8_temporary;
+  Q8Block* xq = scratch ? static_cast<Q8Block*>(scratch->q8) : nullptr;
+  if (!xq || scratch->q8_bytes < blocks * sizeof(Q8Block)) {
+    if (xq) throw Error("matmul: q8 scratch too small");
+    q8_temporary.resize(blocks);
+    xq = q8_temporary.data();
+  }
+  for (int64_t t = 0; t < tokens; ++t) quantize_activations(x + t * k, k, xq + t * (k / 32));
+
+  const QGemmFn gemm = tokens >= kGemmMinTokens ? qgemm_function(w.dtype) : nullptr;
+  const size_t pack_each = (gemm_pack_bytes(k) + 63) / 64 * 64;
+  std::vector<std::byte> pack_temporary;
+  std::byte* pack = nullptr;
+  if (gemm) {
+    const size_t need = pack_each * static_cast<size_t>(pool.size()) + 64;
+    pack = scratch ? static_cast<std::byte*>(scratch->pack) : nullptr;
+    if (pack && scratch->pack_bytes < need) throw Error("matmul: pack scratch too small");
+    if (!pack) pack_temporary.resize(need), pack = pack_temporary.data();
+    pack += (64 - reinterpret_cast<uintptr_t>(pack) % 64) % 64;
+  }
+  const QDot4Fn qdot4 = qdot4_function(w.dtype);
+  std::atomic<int> next_slot{0};
+  pool.parallel_for(n, gemm ? 8 : 16, [&](int64_t r0, int64_t r1) {
+    int64_t r = r0;
+    if (gemm) {  // whole tiles of 8 rows through the GEMM, the rest below
+      GemmArgs g{w.data, rb, k, r0, r0 + (r1 - r0) / 8 * 8, xq, tokens, y, n,
+                 pack + pack_each * static_cast<size_t>(next_slot++)};
+      gemm(g);
+      r = g.row_end;
+    }
+    for (; r < r1; ++r) {
       const std::byte* row = w.data + static_cast<size_t>(r) * rb;
-      for (int64_t t = 0; t < tokens; ++t) y[t * n + r] = dot(row, x + t * k, k);
+      int64_t t = 0;
+      if (qdot4)
+        for (; t + 4 <= tokens; t += 4) {
+          const Q8Block* xs[4];
+          float out[4];
+          for (int j = 0; j < 4; ++j) xs[j] = xq + (t + j) * (k / 32);
+          qdot4(row, xs, k, out);
+          for (int j = 0; j < 4; ++j) y[(t + j) * n + r] = out[j];
+        }
+      for (; t < tokens; ++t) y[t * n + r] = qdot(row, xq + t * (k / 32), k);
     }
   });
 }

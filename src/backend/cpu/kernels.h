@@ -35,13 +35,25 @@ struct VectorView {
 // Whether a dtype can be a matrix operand here.
 bool matmul_supports(DType t);
 
+// Scratch a matrix product may use, from the caller's accounted memory:
+// q8 activations (tokens * cols / 32 blocks of 40 bytes) and, for the tiled
+// GEMM, one packed tile per thread (gemm_pack_bytes(cols) each).
+struct MatmulScratch {
+  void* q8 = nullptr;
+  size_t q8_bytes = 0;
+  void* pack = nullptr;
+  size_t pack_bytes = 0;
+};
+
 // y[t, r] = sum_k w[r, k] * x[t, k] for t < tokens: x is [tokens, w.cols],
-// y is [tokens, w.rows]. Rows are split across the pool's threads.
-// Quantized weights need x as q8 blocks: `q8_scratch` (tokens * cols / 32
-// blocks, 40 bytes each) holds them; callers that account memory pass it,
-// others (tests, benchmarks) may pass null to use a temporary.
+// y is [tokens, w.rows]. Rows are split across the pool's threads. Callers
+// that account memory pass scratch; others (tests, benchmarks) may pass null
+// to use temporaries.
 void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y,
-            void* q8_scratch = nullptr, size_t q8_scratch_bytes = 0);
+            const MatmulScratch* scratch = nullptr);
+
+// Tokens from which the tiled GEMM is used (below: row-at-a-time kernels).
+inline constexpr int64_t kGemmMinTokens = 8;
 
 // One row of a matrix as floats (embedding lookup).
 void dequantize_row(const MatrixView& w, int64_t row, float* out);

@@ -99,6 +99,39 @@ TEST(Kernels, IntegerDotsOfQuantizedWeightsMatchTheFloatReference) {
   }
 }
 
+// The tiled GEMM of every build, every format, 1-9 tokens (every tail of the
+// 4-token groups), against the portable row kernel.
+TEST(Kernels, TiledGemmMatchesTheRowKernels) {
+  for (const KernelSet* set : runnable_kernel_sets()) {
+    for (DType t : kQuantized) {
+      QGemmFn gemm = set->qgemm(t);
+      if (!gemm) continue;
+      const int64_t rows = 16, cols = 512, tokens = 9;
+      std::vector<std::byte> data;
+      for (int64_t r = 0; r < rows; ++r) {
+        auto row = encode(t, lumpy_floats(cols, static_cast<uint32_t>(r + 100)));
+        data.insert(data.end(), row.begin(), row.end());
+      }
+      const size_t rb = data.size() / rows;
+      auto x = random_floats(static_cast<size_t>(tokens * cols), 99);
+      std::vector<Q8Block> xq(static_cast<size_t>(tokens * cols / 32));
+      for (int64_t tk = 0; tk < tokens; ++tk) quantize_activations(x.data() + tk * cols, cols, xq.data() + tk * (cols / 32));
+      std::vector<std::byte> pack(gemm_pack_bytes(cols) + 64);
+      void* aligned = pack.data() + (64 - reinterpret_cast<uintptr_t>(pack.data()) % 64) % 64;
+      for (int64_t used = 1; used <= tokens; ++used) {
+        std::vector<float> y(static_cast<size_t>(used * rows), std::nanf(""));
+        gemm(GemmArgs{data.data(), rb, cols, 0, rows, xq.data(), used, y.data(), rows, aligned});
+        for (int64_t tk = 0; tk < used; ++tk)
+          for (int64_t r = 0; r < rows; ++r) {
+            const float ref = qdot_portable(t)(data.data() + r * static_cast<int64_t>(rb), xq.data() + tk * (cols / 32), cols);
+            ASSERT_NEAR(y[static_cast<size_t>(tk * rows + r)], ref, 1e-4f * (1 + std::fabs(ref)) * 10)
+                << set->name << " " << to_string(t) << " tokens " << used << " row " << r;
+          }
+      }
+    }
+  }
+}
+
 TEST(Kernels, QuantizedDotOfFloatActivationsIsCloseToTheFloatDot) {
   for (DType t : kQuantized) {
     const int64_t n = 4096;
@@ -117,9 +150,10 @@ TEST(Kernels, ActivationBlocksCarryTheirSum) {
   std::vector<Q8Block> xq(2);
   quantize_activations(x.data(), 64, xq.data());
   for (const Q8Block& b : xq) {
-    int sum = 0;
-    for (int8_t q : b.q) sum += q;
-    EXPECT_FLOAT_EQ(b.s, b.d * static_cast<float>(sum));
+    int sum[2] = {0, 0};
+    for (int i = 0; i < 32; ++i) sum[i / 16] += b.q[i];
+    EXPECT_EQ(b.sum[0], sum[0]);
+    EXPECT_EQ(b.sum[1], sum[1]);
   }
 }
 
@@ -211,7 +245,7 @@ TEST(Kernels, HalfConversionsRoundTripEveryValue) {
 TEST(Kernels, MatmulMatchesRowByRowReference) {
   ThreadPool pool(3);
   for (DType t : {DType::F32, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
-    const int64_t rows = 67, cols = dtype_info(t).block_elems == 256 ? 512 : 96, tokens = 5;
+    const int64_t rows = 67, cols = dtype_info(t).block_elems == 256 ? 512 : 96, tokens = 13;  // GEMM tiles and row tail
     std::vector<std::byte> data;
     for (int64_t r = 0; r < rows; ++r) {
       auto row = encode(t, random_floats(cols, static_cast<uint32_t>(r)));

@@ -1,0 +1,152 @@
+// Tiled integer GEMM for quantized weights and many tokens (prefill chunks,
+// batched decode), TU-local like dot_x86.h, which includes it.
+//
+// Weights stay where they are in the file. Eight rows at a time are decoded
+// once into a per-thread scratch in an interleaved form (register g holds
+// bytes 4g..4g+3 of each of the 8 rows, as unsigned bytes), so that one
+// multiply-add of a register with 4 broadcast activation bytes feeds all 8
+// rows, and the float epilogue (convert, scale, accumulate) is shared by 8
+// rows instead of paid per row. Signed formats are shifted to unsigned
+// bytes by a constant (w + offset) and corrected with offset * sum(q).
+#pragma once
+
+#include "backend/cpu/gemm.h"
+
+namespace umi::cpu {
+namespace {
+
+// Rows r0..r0+7 of one 32-value sub-block, ready for the kernel.
+struct alignas(32) PackedSub {
+  __m256i w[8];     // w[g] lane r: row r's unsigned bytes 4g..4g+3
+  __m256 scale[2];  // lane r: row r's scale for values 0-15 and 16-31
+  __m256 min;       // lane r: row r's min (formats with one)
+};
+static_assert(sizeof(PackedSub) == kGemmPackedSubBytes);
+
+// lanes -> 8x8 transpose of 32-bit elements.
+inline void transpose8(__m256i r[8]) {
+  const __m256i t0 = _mm256_unpacklo_epi32(r[0], r[1]), t1 = _mm256_unpackhi_epi32(r[0], r[1]);
+  const __m256i t2 = _mm256_unpacklo_epi32(r[2], r[3]), t3 = _mm256_unpackhi_epi32(r[2], r[3]);
+  const __m256i t4 = _mm256_unpacklo_epi32(r[4], r[5]), t5 = _mm256_unpackhi_epi32(r[4], r[5]);
+  const __m256i t6 = _mm256_unpacklo_epi32(r[6], r[7]), t7 = _mm256_unpackhi_epi32(r[6], r[7]);
+  const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);
+  const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);
+  const __m256i u4 = _mm256_unpacklo_epi64(t4, t6), u5 = _mm256_unpackhi_epi64(t4, t6);
+  const __m256i u6 = _mm256_unpacklo_epi64(t5, t7), u7 = _mm256_unpackhi_epi64(t5, t7);
+  r[0] = _mm256_permute2x128_si256(u0, u4, 0x20), r[4] = _mm256_permute2x128_si256(u0, u4, 0x31);
+  r[1] = _mm256_permute2x128_si256(u1, u5, 0x20), r[5] = _mm256_permute2x128_si256(u1, u5, 0x31);
+  r[2] = _mm256_permute2x128_si256(u2, u6, 0x20), r[6] = _mm256_permute2x128_si256(u2, u6, 0x31);
+  r[3] = _mm256_permute2x128_si256(u3, u7, 0x20), r[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
+}
+
+template <class F>
+void pack_rows(const std::byte* row0, size_t row_bytes, int64_t cols, PackedSub* out) {
+  const int64_t blocks = cols / F::elems;
+  for (int64_t b = 0; b < blocks; ++b) {
+    alignas(32) float sc0[8], sc1[8], mn[8];
+    __m256i w[F::subs][8];
+    for (int r = 0; r < 8; ++r) {
+      const F f = make_format<F>(row0 + static_cast<size_t>(r) * row_bytes + b * F::bytes);
+      for (int s = 0; s < F::subs; ++s) w[s][r] = _mm256_add_epi8(f.weights(s), _mm256_set1_epi8(static_cast<char>(F::offset)));
+    }
+    for (int s = 0; s < F::subs; ++s) {
+      PackedSub& p = out[b * F::subs + s];
+      for (int r = 0; r < 8; ++r) {
+        const F f = make_format<F>(row0 + static_cast<size_t>(r) * row_bytes + b * F::bytes);
+        const __m256 scale = f.scale(s);
+        sc0[r] = _mm256_cvtss_f32(scale);
+        sc1[r] = _mm_cvtss_f32(_mm256_extractf128_ps(scale, 1));
+        mn[r] = f.min(s);
+      }
+      transpose8(w[s]);
+      for (int g = 0; g < 8; ++g) p.w[g] = w[s][g];
+      p.scale[0] = _mm256_load_ps(sc0);
+      p.scale[1] = _mm256_load_ps(sc1);
+      p.min = _mm256_load_ps(mn);
+    }
+  }
+}
+
+inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(acc, u, s);
+#else
+  return _mm256_add_epi32(acc, dot_u8_i8(u, s));
+#endif
+}
+
+// y[t * y_stride + lane] for NT tokens and the 8 packed rows.
+template <class F, int NT>
+void gemm_tokens(const PackedSub* packed, int64_t subs, const Q8Block* const* x, float* const* y) {
+  constexpr bool per_half = std::is_same_v<F, Q6KF>;
+  __m256 acc[NT];
+  for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_ps();
+  for (int64_t s = 0; s < subs; ++s) {
+    const PackedSub& p = packed[s];
+    for (int j = 0; j < NT; ++j) {
+      const Q8Block& a = x[j][s];
+      int32_t q4[8];
+      std::memcpy(q4, a.q, 32);
+      // Two chains of four multiply-adds per token: with four tokens, eight
+      // independent chains keep the multiply-add units busy.
+      __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+      for (int g = 0; g < 4; ++g) {
+        lo = dpbusd(lo, p.w[g], _mm256_set1_epi32(q4[g]));
+        hi = dpbusd(hi, p.w[g + 4], _mm256_set1_epi32(q4[g + 4]));
+      }
+      const __m256 ad = _mm256_set1_ps(a.d);
+      if constexpr (F::offset != 0) {
+        lo = _mm256_sub_epi32(lo, _mm256_set1_epi32(F::offset * a.sum[0]));
+        hi = _mm256_sub_epi32(hi, _mm256_set1_epi32(F::offset * a.sum[1]));
+      }
+      if constexpr (per_half) {
+        acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(p.scale[0], ad), acc[j]);
+        acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_mul_ps(p.scale[1], ad), acc[j]);
+      } else {
+        acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi)), _mm256_mul_ps(p.scale[0], ad), acc[j]);
+      }
+      if constexpr (!F::is_signed) acc[j] = _mm256_fmadd_ps(p.min, _mm256_set1_ps(a.d * a.qsum()), acc[j]);
+    }
+  }
+  for (int j = 0; j < NT; ++j) _mm256_storeu_ps(y[j], acc[j]);
+}
+
+template <class F>
+void qgemm(const GemmArgs& g) {
+  const int64_t subs = g.cols / 32;
+  auto* packed = static_cast<PackedSub*>(g.pack);
+  for (int64_t r0 = g.row_begin; r0 + 8 <= g.row_end; r0 += 8) {
+    pack_rows<F>(g.w + static_cast<size_t>(r0) * g.row_bytes, g.row_bytes, g.cols, packed);
+    int64_t t = 0;
+    auto run = [&]<int NT>(std::integral_constant<int, NT>) {
+      const Q8Block* xs[NT];
+      float* ys[NT];
+      for (int j = 0; j < NT; ++j) xs[j] = g.x + (t + j) * subs, ys[j] = g.y + (t + j) * g.y_stride + r0;
+      gemm_tokens<F, NT>(packed, subs, xs, ys);
+      t += NT;
+    };
+    while (t + 4 <= g.tokens) run(std::integral_constant<int, 4>{});
+    if (g.tokens - t == 3) run(std::integral_constant<int, 3>{});
+    if (g.tokens - t == 2) run(std::integral_constant<int, 2>{});
+    if (g.tokens - t == 1) run(std::integral_constant<int, 1>{});
+  }
+}
+
+QGemmFn x86_qgemm(DType t) {
+  switch (t) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    case DType::Q8_0: return qgemm<Q8_0F>;  // bytes up to 255: maddubs would saturate without VNNI
+#endif
+    case DType::Q4_0: return qgemm<Q4_0F>;
+    case DType::Q4_1: return qgemm<Q4_1F>;
+    case DType::Q5_0: return qgemm<Q5F<false>>;
+    case DType::Q5_1: return qgemm<Q5F<true>>;
+    case DType::Q4_K: return qgemm<Q45KF<false>>;
+    case DType::Q5_K: return qgemm<Q45KF<true>>;
+    case DType::Q6_K: return qgemm<Q6KF>;
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+}  // namespace umi::cpu
