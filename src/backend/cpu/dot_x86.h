@@ -125,6 +125,12 @@ struct Q45KF {
   }
   __m256 scale(int s) const { return _mm256_set1_ps(d * sc[s]); }
   float min(int s) const { return -dmin * m[s]; }
+  __m256 mins8() const {  // min(0..7)
+    uint64_t packed;
+    std::memcpy(&packed, m, 8);
+    const __m256 mf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(packed))));
+    return _mm256_mul_ps(mf, _mm256_set1_ps(-dmin));
+  }
 };
 
 struct Q6KF {
@@ -160,11 +166,17 @@ F make_format(const std::byte* blk) {
 // sub-blocks so that consecutive FMAs do not wait on each other.
 template <class F, int NX>
 void qdot_rows(const std::byte* row, const Q8Block* const* x, int64_t n, float* out) {
-  __m256 acc[NX][2];
-  float mins[NX];
-  for (int j = 0; j < NX; ++j) acc[j][0] = acc[j][1] = _mm256_setzero_ps(), mins[j] = 0;
+  // Min terms: two scalar chains for the 32-value formats; for the K-quants
+  // one vector FMA per block over its 8 sub-blocks (a scalar chain of eight
+  // dependent adds per block would be the loop's critical path).
+  constexpr bool k_min = !F::is_signed && F::subs == 8;
+  __m256 acc[NX][2], acc_min[NX];
+  float mins[NX][2];
+  for (int j = 0; j < NX; ++j)
+    acc[j][0] = acc[j][1] = acc_min[j] = _mm256_setzero_ps(), mins[j][0] = mins[j][1] = 0;
   auto block = [&]<int Parity>(int64_t b, std::integral_constant<int, Parity>) {
     const F f = make_format<F>(row + b * F::bytes);
+    alignas(32) float dq[NX][8];  // a.d * sum(a.q) per sub-block (K-quants)
     [&]<int... S>(std::integer_sequence<int, S...>) {
       ([&] {
         const __m256i w = f.weights(S);
@@ -176,10 +188,13 @@ void qdot_rows(const std::byte* row, const Q8Block* const* x, int64_t n, float* 
           const __m256i dot = F::is_signed ? dot_i8_i8(w, q) : dot_u8_i8(w, q);
           __m256& into = acc[j][(Parity + S) & 1];
           into = _mm256_fmadd_ps(_mm256_mul_ps(ws, _mm256_set1_ps(a.d)), _mm256_cvtepi32_ps(dot), into);
-          if constexpr (!F::is_signed) mins[j] += wmin * a.d * a.qsum();  // the formats with a min
+          if constexpr (k_min) dq[j][S] = a.d * a.qsum();
+          else if constexpr (!F::is_signed) mins[j][Parity] += wmin * a.d * a.qsum();
         }
       }(), ...);
     }(std::make_integer_sequence<int, F::subs>{});
+    if constexpr (k_min)
+      for (int j = 0; j < NX; ++j) acc_min[j] = _mm256_fmadd_ps(f.mins8(), _mm256_load_ps(dq[j]), acc_min[j]);
   };
   const int64_t blocks = n / F::elems;
   int64_t b = 0;
@@ -188,7 +203,8 @@ void qdot_rows(const std::byte* row, const Q8Block* const* x, int64_t n, float* 
     block(b + 1, std::integral_constant<int, 1>{});
   }
   if (b < blocks) block(b, std::integral_constant<int, 0>{});
-  for (int j = 0; j < NX; ++j) out[j] = hsum8(_mm256_add_ps(acc[j][0], acc[j][1])) + mins[j];
+  for (int j = 0; j < NX; ++j)
+    out[j] = hsum8(_mm256_add_ps(_mm256_add_ps(acc[j][0], acc[j][1]), acc_min[j])) + (mins[j][0] + mins[j][1]);
 }
 
 template <class F>
