@@ -2,7 +2,7 @@
 // bytes of weights read per second, against the machine's read bandwidth;
 // and the same matrix times 64 tokens (prefill's inner loop) in weight bytes
 // per second and multiply-adds per second.
-//   umi_bench_kernels [rows] [cols] [threads]
+//   umi_bench_kernels [rows] [cols] [threads] [tokens]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   std::vector<float> w(static_cast<size_t>(rows * cols)), x(static_cast<size_t>(cols)), y(static_cast<size_t>(rows));
   for (float& v : w) v = nd(rng);
   for (float& v : x) v = nd(rng);
-  const int64_t tokens = 64;
+  const int64_t tokens = argc > 4 ? std::atoll(argv[4]) : 64;
   std::vector<float> xs(static_cast<size_t>(cols * tokens)), ys(static_cast<size_t>(rows * tokens));
   for (float& v : xs) v = nd(rng);
   for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,

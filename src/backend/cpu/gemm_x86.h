@@ -43,26 +43,25 @@ template <class F>
 void pack_rows(const std::byte* row0, size_t row_bytes, int64_t cols, PackedSub* out) {
   const int64_t blocks = cols / F::elems;
   for (int64_t b = 0; b < blocks; ++b) {
-    alignas(32) float sc0[8], sc1[8], mn[8];
+    alignas(32) float sc0[F::subs][8], sc1[F::subs][8], mn[F::subs][8];
     __m256i w[F::subs][8];
-    for (int r = 0; r < 8; ++r) {
+    for (int r = 0; r < 8; ++r) {  // each row's block decoded once
       const F f = make_format<F>(row0 + static_cast<size_t>(r) * row_bytes + b * F::bytes);
-      for (int s = 0; s < F::subs; ++s) w[s][r] = _mm256_add_epi8(f.weights(s), _mm256_set1_epi8(static_cast<char>(F::offset)));
+      for (int s = 0; s < F::subs; ++s) {
+        w[s][r] = _mm256_add_epi8(f.weights(s), _mm256_set1_epi8(static_cast<char>(F::offset)));
+        const __m256 scale = f.scale(s);
+        sc0[s][r] = _mm256_cvtss_f32(scale);
+        sc1[s][r] = _mm_cvtss_f32(_mm256_extractf128_ps(scale, 1));
+        mn[s][r] = f.min(s);
+      }
     }
     for (int s = 0; s < F::subs; ++s) {
       PackedSub& p = out[b * F::subs + s];
-      for (int r = 0; r < 8; ++r) {
-        const F f = make_format<F>(row0 + static_cast<size_t>(r) * row_bytes + b * F::bytes);
-        const __m256 scale = f.scale(s);
-        sc0[r] = _mm256_cvtss_f32(scale);
-        sc1[r] = _mm_cvtss_f32(_mm256_extractf128_ps(scale, 1));
-        mn[r] = f.min(s);
-      }
       transpose8(w[s]);
       for (int g = 0; g < 8; ++g) p.w[g] = w[s][g];
-      p.scale[0] = _mm256_load_ps(sc0);
-      p.scale[1] = _mm256_load_ps(sc1);
-      p.min = _mm256_load_ps(mn);
+      p.scale[0] = _mm256_load_ps(sc0[s]);
+      p.scale[1] = _mm256_load_ps(sc1[s]);
+      p.min = _mm256_load_ps(mn[s]);
     }
   }
 }
