@@ -170,6 +170,14 @@ void qdot_rows(const std::byte* row, const Q8Block* const* x, int64_t n, float* 
   // one vector FMA per block over its 8 sub-blocks (a scalar chain of eight
   // dependent adds per block would be the loop's critical path).
   constexpr bool k_min = !F::is_signed && F::subs == 8;
+  // With VNNI, signed formats with one scale per sub-block read as unsigned
+  // bytes (w + offset) straight into vpdpbusd, whose accumulator starts at
+  // -offset * sum(q): no sign juggling per block.
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  constexpr bool offset_path = F::is_signed && F::offset != 0 && !std::is_same_v<F, Q6KF>;
+#else
+  constexpr bool offset_path = false;
+#endif
   __m256 acc[NX][2], acc_min[NX];
   float mins[NX][2];
   for (int j = 0; j < NX; ++j)
@@ -180,12 +188,17 @@ void qdot_rows(const std::byte* row, const Q8Block* const* x, int64_t n, float* 
     [&]<int... S>(std::integer_sequence<int, S...>) {
       ([&] {
         const __m256i w = f.weights(S);
+        const __m256i u = offset_path ? _mm256_add_epi8(w, _mm256_set1_epi8(static_cast<char>(F::offset))) : w;
         const __m256 ws = f.scale(S);
         const float wmin = f.min(S);
         for (int j = 0; j < NX; ++j) {
           const Q8Block& a = x[j][b * F::subs + S];
           const __m256i q = load32(a.q);
-          const __m256i dot = F::is_signed ? dot_i8_i8(w, q) : dot_u8_i8(w, q);
+          __m256i dot;
+          if constexpr (offset_path)
+            dot = _mm256_dpbusd_epi32(_mm256_castsi128_si256(_mm_cvtsi32_si128(-F::offset * (a.sum[0] + a.sum[1]))), u, q);
+          else
+            dot = F::is_signed ? dot_i8_i8(w, q) : dot_u8_i8(w, q);
           __m256& into = acc[j][(Parity + S) & 1];
           into = _mm256_fmadd_ps(_mm256_mul_ps(ws, _mm256_set1_ps(a.d)), _mm256_cvtepi32_ps(dot), into);
           if constexpr (k_min) dq[j][S] = a.d * a.qsum();
