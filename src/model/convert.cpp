@@ -136,7 +136,6 @@ void convert_model(const std::string& src, const std::string& dst, const Convert
     const TensorView* t = files.find(m.hf);
     if (!t) continue;
     if (t->shape.size() > 2) throw FormatError(src, "tensor '" + m.hf + "'", "has more than 2 dimensions");
-    const int64_t rows = t->shape.size() == 2 ? t->shape[0] : 1;
     const int64_t cols = t->shape.back();
     if (t->shape.size() == 2 && !cpu::matmul_supports(t->dtype))
       throw FormatError(src, "tensor '" + m.hf + "'", "dtype " + std::string(to_string(t->dtype)) + " cannot be read for requantizing");
