@@ -193,6 +193,12 @@ TEST(Cli, RunAndLogitsRefuseBadInput) {
   auto r = run_command(umi("run x --memory-limit 1MiB"));  // the 7 MiB of weights do not fit
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_NE(r.err.find("do not fit"), std::string::npos) << r.err;
+  // Room for the weights and scratch but not for this prompt's KV: refused, saying what fits.
+  std::string many;
+  for (int i = 0; i < 200; ++i) many += " ROMEO:";  // 800 tokens: 1.56 MiB of KV
+  r = run_command(umi("run '" + many + "' --memory-limit 14MiB -n 4"));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("leaves room for 496 tokens"), std::string::npos) << r.err;
 }
 
 TEST(Cli, LogitsPrintsOneJsonArray) {

@@ -5,6 +5,7 @@
 #include "cli/model_options.h"
 #include "core/error.h"
 #include "core/units.h"
+#include "engine/engine.h"
 #include "engine/generate.h"
 #include "format/mapped_file.h"
 
@@ -58,7 +59,8 @@ Action add_run(CLI::App& app, const GlobalOptions& global) {
     std::vector<int32_t> prompt = tok.encode(a->prompt, true);
     if (prompt.empty() && tok.bos_id()) prompt.push_back(*tok.bos_id());
     if (prompt.empty()) throw InputError("the prompt is empty and the model has no BOS token to start from");
-    GenerateOptions o;
+    // The same engine the server and `umi bench` use, with one request.
+    RequestOptions o;
     o.max_tokens = a->n;
     o.sampling = a->sampling;
     if (a->greedy) o.sampling.temperature = 0;
@@ -66,18 +68,25 @@ Action add_run(CLI::App& app, const GlobalOptions& global) {
     if (!a->ignore_eos) o.stop_tokens = default_stop_tokens(tok);
     if (a->prompt_file.empty()) std::fputs(a->prompt.c_str(), stdout);
     std::fflush(stdout);
-    GenerateResult r = generate(model, tok, prompt, o, [](std::string_view piece) {
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
-      std::fflush(stdout);
-      return true;
-    });
-    std::printf("\n");
-    double decode_tps = r.tokens.size() > 1 ? static_cast<double>(r.tokens.size() - 1) / r.decode_seconds : 0;
+    Engine engine(model, tok);
+    RequestOutput r;
+    engine.submit(prompt, o,
+                  {[](uint64_t, int32_t, std::string_view piece) {
+                     std::fwrite(piece.data(), 1, piece.size(), stdout);
+                     std::fflush(stdout);
+                   },
+                   [&r](const RequestOutput& out) { r = out; }});
+    engine.run_until_idle();
+    if (r.finish_reason == "error") throw OutOfMemory(r.error);
+    std::printf("%s\n", r.tail.c_str());
+    const double prefill = r.first_token_seconds > 0 ? r.first_token_seconds : r.total_seconds;
+    const double decode_s = r.total_seconds - prefill;
+    const double decode_tps = r.completion_tokens > 1 && decode_s > 0 ? static_cast<double>(r.completion_tokens - 1) / decode_s : 0;
     std::fprintf(stderr,
-                 "[prompt %lld tokens, %.1f tok/s | decode %zu tokens, %.1f tok/s | first token %.1f ms | peak memory %s | %s]\n",
-                 static_cast<long long>(r.prompt_tokens), static_cast<double>(r.prompt_tokens) / r.prefill_seconds,
-                 r.tokens.size(), decode_tps, r.first_token_seconds * 1e3, format_bytes(pool.stats().peak).c_str(),
-                 r.finish_reason.c_str());
+                 "[prompt %lld tokens, %.1f tok/s | decode %lld tokens, %.1f tok/s | first token %.1f ms | peak memory %s | %s]\n",
+                 static_cast<long long>(r.prompt_tokens), static_cast<double>(r.prompt_tokens) / prefill,
+                 static_cast<long long>(r.completion_tokens), decode_tps, prefill * 1e3,
+                 format_bytes(pool.stats().peak).c_str(), r.finish_reason.c_str());
     if (a->model.verbose) print_memory(pool, "end");
   };
 }
