@@ -10,6 +10,7 @@
 
 #include "cli/model_options.h"
 #include "core/error.h"
+#include "engine/engine.h"
 #include "engine/generate.h"
 #include "template/chat_template.h"
 
@@ -50,7 +51,10 @@ Action add_chat(CLI::App& app, const GlobalOptions& global) {
     if (!source) throw InputError(a->model.path() + ": the model has no chat template; use `umi run`");
     auto name = [&](std::optional<int32_t> id) { return id ? tok.token_text(*id) : std::string(); };
     ChatTemplate tpl(*source, name(tok.bos_id()), name(tok.eos_id()));
-    GenerateOptions o;
+    // Each turn re-sends the whole conversation to the engine; its prefix
+    // cache still holds the earlier turns' KV, so only the new text is computed.
+    Engine engine(model, tok);
+    RequestOptions o;
     o.max_tokens = a->max_tokens;
     o.sampling = a->sampling;
     o.stop_tokens = default_stop_tokens(tok);
@@ -74,13 +78,21 @@ Action add_chat(CLI::App& app, const GlobalOptions& global) {
       r.messages = messages;
       std::vector<int32_t> prompt = tok.encode(tpl.render(r), /*add_special_tokens=*/false);
       try {
-        GenerateResult out = generate(model, tok, prompt, o, [](std::string_view piece) {
-          std::fwrite(piece.data(), 1, piece.size(), stdout);
-          std::fflush(stdout);
-          return !g_interrupted;
-        });
-        std::printf("\n");
-        messages.push_back({{"role", "assistant"}, {"content", out.text}});
+        RequestOutput out;
+        std::string reply;
+        engine.submit(prompt, o,
+                      {[&](uint64_t id, int32_t, std::string_view piece) {
+                         std::fwrite(piece.data(), 1, piece.size(), stdout);
+                         std::fflush(stdout);
+                         reply += piece;
+                         if (g_interrupted) engine.cancel(id);  // Ctrl-C: this reply stops, the chat goes on
+                       },
+                       [&](const RequestOutput& r) { out = r; }});
+        engine.run_until_idle();
+        if (out.finish_reason == "error") throw OutOfMemory(out.error);
+        reply += out.tail;
+        std::printf("%s\n", out.tail.c_str());
+        messages.push_back({{"role", "assistant"}, {"content", reply}});
       } catch (const InputError& e) {  // e.g. the conversation outgrew the context: say so, keep chatting
         std::fprintf(stderr, "umi: %s\n", e.what());
         messages.erase(messages.end() - 1);
