@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <random>
 
 #include "engine/generate.h"
 
@@ -210,6 +211,58 @@ TEST(Engine, APromptThatCanNeverFitIsAnErrorSayingWhatFits) {
   EXPECT_EQ(c.done[big].finish_reason, "error");
   EXPECT_NE(c.done[big].error.find("room for 48 tokens"), std::string::npos) << c.done[big].error;
   EXPECT_EQ(c.done[ok].finish_reason, "length");  // the next request runs
+}
+
+// Many requests of random lengths, random cancellations, a limit that forces
+// waiting and preemption: the limit is never passed, every request ends
+// exactly once, and afterwards no block and no byte is left behind.
+TEST(Engine, StressUnderALimitWithCancellationsLeavesNothingBehind) {
+  Tokenizer tok = load_tokenizer(bundled());
+  Pool probe({.limit = 1ull << 30});
+  uint64_t fixed, block;
+  {
+    Model m(bundled(), probe, {.kv_dtype = DType::F16, .prefill_chunk = 48, .max_batch = 8, .threads = 2});
+    Engine e(m, tok);
+    fixed = probe.stats().active;
+    block = m.kv_pool().block_bytes();
+  }
+  Pool pool({.limit = fixed + 10 * block});
+  Model m(bundled(), pool, {.kv_dtype = DType::F16, .prefill_chunk = 48, .max_batch = 8, .threads = 2});
+  Engine e(m, tok, {.max_waiting = 1000});
+  const uint64_t idle = pool.stats().active;
+  std::mt19937 rng(11);
+  std::map<uint64_t, int> done_count;
+  std::map<uint64_t, std::string> reason;
+  RequestCallbacks cb{nullptr, [&](const RequestOutput& o) { ++done_count[o.id], reason[o.id] = o.finish_reason; }};
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 40; ++i) {
+    std::vector<int32_t> prompt(1 + rng() % 60);
+    for (int32_t& t : prompt) t = static_cast<int32_t>(rng() % 2000);
+    if (i % 3 == 0) prompt.assign(33, 42);  // a shared prefix now and then
+    RequestOptions o = greedy(1 + static_cast<int>(rng() % 40));
+    o.sampling.temperature = 0.8f;
+    o.sampling.seed = rng();
+    ids.push_back(e.submit(prompt, o, cb));
+  }
+  int steps = 0;
+  while (e.step()) {
+    ASSERT_LE(pool.stats().active, pool.limit());
+    if (++steps % 5 == 0) e.cancel(ids[rng() % ids.size()]);
+    ASSERT_LT(steps, 5000);
+  }
+  EXPECT_LE(pool.stats().peak, pool.limit());
+  int cancelled = 0;
+  for (uint64_t id : ids) {
+    EXPECT_EQ(done_count[id], 1) << id;
+    EXPECT_TRUE(reason[id] == "length" || reason[id] == "cancelled") << reason[id];
+    cancelled += reason[id] == "cancelled";
+  }
+  EXPECT_GT(cancelled, 0);
+  EXPECT_GT(e.stats().preemptions, 0);
+  EXPECT_EQ(m.kv_pool().in_use(), 0);
+  m.kv_pool().evict(1 << 20);
+  pool.release_cache();
+  EXPECT_EQ(pool.stats().active, idle);
 }
 
 TEST(Engine, UnderOutsideMemoryPressureItGivesBackCachesAndStopsAdmitting) {
