@@ -26,5 +26,6 @@ Action add_logits(CLI::App& app, const GlobalOptions& global);
 Action add_convert(CLI::App& app, const GlobalOptions& global);
 Action add_chat(CLI::App& app, const GlobalOptions& global);
 Action add_bench(CLI::App& app, const GlobalOptions& global);
+Action add_serve(CLI::App& app, const GlobalOptions& global);
 
 }  // namespace umi::cli

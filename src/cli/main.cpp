@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   add(cli::add_logits);
   add(cli::add_convert);
   add(cli::add_bench);
+  add(cli::add_serve);
 
   try {
     app.parse(argc, argv);
