@@ -87,7 +87,7 @@ Action add_chat(CLI::App& app, const GlobalOptions& global) {
                          reply += piece;
                          if (g_interrupted) engine.cancel(id);  // Ctrl-C: this reply stops, the chat goes on
                        },
-                       [&](const RequestOutput& r) { out = r; }});
+                       [&](const RequestOutput& result) { out = result; }});
         engine.run_until_idle();
         if (out.finish_reason == "error") throw OutOfMemory(out.error);
         reply += out.tail;

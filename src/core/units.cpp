@@ -66,4 +66,22 @@ std::optional<uint64_t> parse_bytes(std::string_view text) {
   return static_cast<uint64_t>(bytes);
 }
 
+std::optional<double> parse_seconds(std::string_view text) {
+  size_t num_end = 0;
+  while (num_end < text.size() && (std::isdigit(static_cast<unsigned char>(text[num_end])) || text[num_end] == '.')) ++num_end;
+  if (num_end == 0) return std::nullopt;
+  const std::string number(text.substr(0, num_end));
+  const std::string_view suffix = text.substr(num_end);
+  double unit = 0;
+  if (suffix.empty() || suffix == "s") unit = 1;
+  else if (suffix == "ms") unit = 1e-3;
+  else if (suffix == "m") unit = 60;
+  else if (suffix == "h") unit = 3600;
+  else return std::nullopt;
+  char* end = nullptr;
+  const double v = std::strtod(number.c_str(), &end);
+  if (end != number.c_str() + number.size() || !std::isfinite(v) || v * unit > 1e9) return std::nullopt;
+  return v * unit;
+}
+
 }  // namespace umi

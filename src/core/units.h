@@ -16,4 +16,8 @@ std::string format_bytes(uint64_t bytes);
 // insensitive. nullopt on anything else or on overflow.
 std::optional<uint64_t> parse_bytes(std::string_view text);
 
+// "250ms", "30s", "5m", "1h", "90" (seconds), "0" -> seconds; nullopt on
+// anything else (negative numbers included: callers give "-1" its meaning).
+std::optional<double> parse_seconds(std::string_view text);
+
 }  // namespace umi

@@ -16,6 +16,16 @@ TEST(Units, ParsesSizes) {
     EXPECT_EQ(parse_bytes(bad), std::nullopt) << bad;
 }
 
+TEST(Units, ParsesDurations) {
+  EXPECT_EQ(parse_seconds("30s"), 30.0);
+  EXPECT_EQ(parse_seconds("5m"), 300.0);
+  EXPECT_EQ(parse_seconds("1h"), 3600.0);
+  EXPECT_EQ(parse_seconds("250ms"), 0.25);
+  EXPECT_EQ(parse_seconds("90"), 90.0);
+  EXPECT_EQ(parse_seconds("0"), 0.0);
+  for (const char* bad : {"", "s", "-1", "5x", "1..2s", "1e99", "99999999999h"}) EXPECT_EQ(parse_seconds(bad), std::nullopt) << bad;
+}
+
 TEST(Units, FormatsSizes) {
   EXPECT_EQ(format_bytes(512), "512 B");
   EXPECT_EQ(format_bytes(1536), "1.50 KiB");

@@ -55,7 +55,9 @@ Engine::Engine(Model& model, const Tokenizer& tok, EngineOptions options)
       tok_(tok),
       options_(options),
       logits_(model.pool().allocate(static_cast<size_t>(model.options().max_batch * model.config().vocab_size) * sizeof(float),
-                                    MemoryUse::activations, "engine logits")) {
+                                    MemoryUse::activations, "engine logits")),
+      raw_row_(model.pool().allocate(static_cast<size_t>(model.config().vocab_size) * sizeof(float), MemoryUse::activations,
+                                     "logprobs row")) {
   if (options_.max_waiting < 0) throw InputError("max waiting must be >= 0");
 }
 
@@ -75,6 +77,7 @@ uint64_t Engine::submit(std::vector<int32_t> prompt, RequestOptions o, RequestCa
   if (static_cast<int64_t>(prompt.size()) >= c.max_context)
     throw InputError("the prompt has " + std::to_string(prompt.size()) + " tokens; the model's context is " + std::to_string(c.max_context));
   if (o.max_tokens < 0) throw InputError("max tokens must be >= 0");
+  if (o.logprobs < -1 || o.logprobs > 20) throw InputError("logprobs must be between 0 and 20");
   std::lock_guard lock(mu_);
   if (static_cast<int64_t>(incoming_.size()) + stats_.waiting >= options_.max_waiting)
     throw EngineBusy("the request queue is full (" + std::to_string(options_.max_waiting) + " waiting)");
@@ -89,6 +92,16 @@ void Engine::cancel(uint64_t id) {
   cancelled_.insert(id);
 }
 
+void Engine::cancel_all() {
+  std::lock_guard lock(mu_);
+  cancel_all_ = true;
+}
+
+void Engine::release_cached() {
+  std::lock_guard lock(mu_);
+  release_cached_ = true;
+}
+
 EngineStats Engine::stats() const {
   std::lock_guard lock(mu_);
   EngineStats s = stats_;
@@ -99,17 +112,25 @@ EngineStats Engine::stats() const {
 void Engine::take_incoming() {
   std::vector<std::unique_ptr<Request>> incoming;
   std::unordered_set<uint64_t> cancelled;
+  bool all = false, release = false;
   {
     std::lock_guard lock(mu_);
     incoming.swap(incoming_);
     cancelled.swap(cancelled_);
+    std::swap(all, cancel_all_);
+    std::swap(release, release_cached_);
   }
   for (auto& r : incoming) waiting_.push_back(std::move(r));
-  if (cancelled.empty()) return;
-  for (auto& r : running_)
-    if (cancelled.count(r->id)) finish(*r, "cancelled");
-  for (auto& r : waiting_)
-    if (cancelled.count(r->id)) finish(*r, "cancelled");
+  if (all || !cancelled.empty()) {
+    for (auto& r : running_)
+      if (all || cancelled.count(r->id)) finish(*r, "cancelled");
+    for (auto& r : waiting_)
+      if (all || cancelled.count(r->id)) finish(*r, "cancelled");
+  }
+  if (release) {
+    model_.kv_pool().evict(model_.kv_pool().stats().cached);
+    model_.pool().release_cache();
+  }
 }
 
 void Engine::check_memory_pressure() {
@@ -298,7 +319,9 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
       finish(r, "length");
       continue;
     }
-    const int32_t next = r.sampler.sample(std::span<float>(r.logits, static_cast<size_t>(V)), r.tokens);
+    std::span<float> row(r.logits, static_cast<size_t>(V));
+    if (r.o.logprobs >= 0) std::copy(row.begin(), row.end(), raw_row_.as<float>());  // sampling changes `row`
+    const int32_t next = r.sampler.sample(row, r.tokens);
     if (r.generated == 0 && r.first_token == 0) r.first_token = seconds_since(r.submitted);
     if (std::find(r.o.stop_tokens.begin(), r.o.stop_tokens.end(), next) != r.o.stop_tokens.end()) {
       finish(r, "stop");
@@ -310,6 +333,8 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
       std::lock_guard lock(mu_);
       ++stats_.generated_tokens;
     }
+    if (r.o.logprobs >= 0 && r.cb.on_logprobs)
+      r.cb.on_logprobs(r.id, token_logprobs(std::span<const float>(raw_row_.as<float>(), static_cast<size_t>(V)), next, r.o.logprobs));
     const std::string piece = r.stream.push(next);
     if (r.cb.on_token) r.cb.on_token(r.id, next, piece);
     if (r.stream.stopped()) finish(r, "stop");

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "engine/logprobs.h"
 #include "engine/sampler.h"
 #include "memory/system_memory.h"
 #include "model/model.h"
@@ -43,6 +44,9 @@ struct RequestOptions {
   std::vector<std::string> stop_strings;
   std::vector<int32_t> stop_tokens;  // EOS and end-of-turn tokens
   uint64_t cache_salt = 0;           // requests with different salts share no cached KV
+  // -1: none; k >= 0: each generated token's log-probability and the k most
+  // likely alternatives, of the model's raw distribution (see logprobs.h).
+  int logprobs = -1;
 };
 
 struct RequestOutput {
@@ -64,6 +68,9 @@ struct RequestCallbacks {
   std::function<void(uint64_t id, int32_t token, std::string_view text)> on_token;
   // Exactly once per accepted request.
   std::function<void(const RequestOutput&)> on_done;
+  // With RequestOptions::logprobs >= 0: every generated token's
+  // log-probabilities, just before its on_token.
+  std::function<void(uint64_t id, const TokenLogprobs&)> on_logprobs = nullptr;
 };
 
 struct EngineOptions {
@@ -103,6 +110,11 @@ class Engine {
   // Takes effect at the next step: the request's blocks are freed and its
   // on_done says "cancelled". Unknown or finished ids are ignored.
   void cancel(uint64_t id);
+  // Cancels every request queued or running (a server's shutdown deadline).
+  void cancel_all();
+  // Gives back, at the next step, what is held only for reuse: cached
+  // prefix-KV blocks and the pool's freed buffers (another model needs room).
+  void release_cached();
 
   // One step; returns false when there was nothing it could do (idle, or
   // requests waiting while memory pressure pauses admission).
@@ -128,10 +140,12 @@ class Engine {
   const Tokenizer& tok_;
   EngineOptions options_;
   Buffer logits_;  // [max_batch, vocab], from the pool
+  Buffer raw_row_;  // [vocab]: one row before sampling changes it, for logprobs
 
   mutable std::mutex mu_;  // guards incoming_, cancelled_, stats_, next_id_
   std::vector<std::unique_ptr<Request>> incoming_;
   std::unordered_set<uint64_t> cancelled_;
+  bool cancel_all_ = false, release_cached_ = false;
   EngineStats stats_;
   uint64_t next_id_ = 1;
 

@@ -289,5 +289,53 @@ TEST(Engine, UnderOutsideMemoryPressureItGivesBackCachesAndStopsAdmitting) {
   EXPECT_EQ(c.done[b].finish_reason, "length");
 }
 
+TEST(Engine, LogprobsDescribeTheRawDistributionAndGreedyPicksTheTopOne) {
+  Pool pool({.limit = 1ull << 30});
+  Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 4, .threads = 2});
+  Tokenizer tok = load_tokenizer(bundled());
+  Engine e(m, tok);
+  Collected c;
+  std::vector<TokenLogprobs> lps;
+  RequestOptions o = greedy(6);
+  o.logprobs = 3;
+  RequestCallbacks cb = c.callbacks();
+  cb.on_logprobs = [&](uint64_t, const TokenLogprobs& lp) { lps.push_back(lp); };
+  uint64_t id = e.submit(tok.encode("ROMEO:", true), o, cb);
+  e.run_until_idle();
+  ASSERT_EQ(lps.size(), 6u);
+  for (size_t i = 0; i < lps.size(); ++i) {
+    EXPECT_EQ(lps[i].token, c.tokens[id][i]);
+    ASSERT_EQ(lps[i].top.size(), 3u);
+    EXPECT_EQ(lps[i].top[0].first, lps[i].token);  // greedy
+    EXPECT_FLOAT_EQ(lps[i].top[0].second, lps[i].logprob);
+    EXPECT_LE(lps[i].logprob, 0.f);
+    EXPECT_GE(lps[i].top[1].second, lps[i].top[2].second);
+  }
+  o.logprobs = 21;
+  EXPECT_THROW(e.submit(tok.encode("x", true), o, {}), InputError);
+}
+
+TEST(Engine, CancelAllEndsEveryRequestAndReleaseCachedEmptiesThePrefixCache) {
+  Pool pool({.limit = 1ull << 30});
+  Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 4, .threads = 2});
+  Tokenizer tok = load_tokenizer(bundled());
+  Engine e(m, tok);
+  Collected c;
+  e.submit(std::vector<int32_t>(40, 9), greedy(2), c.callbacks());
+  e.run_until_idle();
+  EXPECT_GT(m.kv_pool().stats().cached, 0);
+  for (int i = 0; i < 6; ++i) e.submit(std::vector<int32_t>(20, 5 + i), greedy(100), c.callbacks());
+  e.step();
+  e.cancel_all();
+  e.release_cached();
+  e.step();
+  EXPECT_EQ(c.done.size(), 7u);
+  for (auto& [id, out] : c.done)
+    if (id != 1) EXPECT_EQ(out.finish_reason, "cancelled");
+  EXPECT_EQ(m.kv_pool().in_use(), 0);
+  EXPECT_EQ(m.kv_pool().stats().cached, 0);
+  EXPECT_EQ(pool.stats().cached, 0u);
+}
+
 }  // namespace
 }  // namespace umi

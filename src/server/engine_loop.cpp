@@ -13,6 +13,7 @@ EngineLoop::~EngineLoop() {
     stop_ = true;
   }
   cv_.notify_all();
+  iterated_.notify_all();
   thread_.join();
 }
 
@@ -25,6 +26,22 @@ uint64_t EngineLoop::submit(std::vector<int32_t> prompt, RequestOptions options,
 void EngineLoop::cancel(uint64_t id) {
   engine_.cancel(id);
   wake();
+}
+
+void EngineLoop::cancel_all() {
+  engine_.cancel_all();
+  wake();
+}
+
+void EngineLoop::release_cached() {
+  engine_.release_cached();
+  std::unique_lock lock(mu_);
+  // The flag is read at the start of a step: two finished iterations from now
+  // include one that started after it was set.
+  const uint64_t target = iterations_ + 2;
+  ++wakeups_;
+  cv_.notify_all();
+  iterated_.wait(lock, [&] { return stop_ || iterations_ >= target; });
 }
 
 void EngineLoop::wake() {
@@ -49,6 +66,11 @@ void EngineLoop::run() {
     } catch (const std::exception& e) {  // a bug, not a request's fault: say so, keep serving
       std::fprintf(stderr, "umi: engine step failed: %s\n", e.what());
     }
+    {
+      std::lock_guard lock(mu_);
+      ++iterations_;
+    }
+    iterated_.notify_all();
     if (busy) continue;
     // Idle: sleep until a submit/cancel, or recheck now and then (requests
     // waiting for memory, outside memory pressure easing).

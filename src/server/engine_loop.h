@@ -21,6 +21,10 @@ class EngineLoop {
 
   uint64_t submit(std::vector<int32_t> prompt, RequestOptions options, RequestCallbacks callbacks);
   void cancel(uint64_t id);
+  void cancel_all();
+  // Gives back the engine's cached prefix KV and the pool's freed buffers,
+  // and returns once the loop thread has done so.
+  void release_cached();
   Engine& engine() { return engine_; }
 
  private:
@@ -31,6 +35,8 @@ class EngineLoop {
   std::mutex mu_;
   std::condition_variable cv_;
   uint64_t wakeups_ = 0;
+  uint64_t iterations_ = 0;  // step() calls finished
+  std::condition_variable iterated_;
   bool stop_ = false;
   std::thread thread_;
 };

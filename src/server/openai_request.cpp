@@ -87,7 +87,7 @@ std::vector<int32_t> completion_prompt(const json& body, const ServedModel& m) {
 }
 }  // namespace
 
-ParsedRequest parse_openai_request(const std::string& text, const ServedModel& m, bool chat) {
+json parse_json_object(const std::string& text) {
   json body;
   try {
     body = json::parse(text);
@@ -95,10 +95,17 @@ ParsedRequest parse_openai_request(const std::string& text, const ServedModel& m
     throw ApiError(400, std::string("the body is not valid JSON: ") + e.what());
   }
   if (!body.is_object()) throw ApiError(400, "the body must be a JSON object");
+  return body;
+}
+
+std::string requested_model(const json& body) {
   const json* model = field(body, "model");
-  if (model && (!model->is_string() || model->get<std::string>() != m.id))
-    throw ApiError(404, "the model '" + (model->is_string() ? model->get<std::string>() : model->dump()) + "' does not exist",
-                   "model", "model_not_found");
+  if (!model) return {};
+  if (!model->is_string()) throw ApiError(400, "'model' must be a string", "model");
+  return model->get<std::string>();
+}
+
+ParsedRequest parse_openai_request(const json& body, const ServedModel& m, bool chat) {
   ParsedRequest r;
   r.prompt = chat ? chat_prompt(body, m) : completion_prompt(body, m);
   if (r.prompt.empty()) throw ApiError(400, "the prompt is empty", chat ? "messages" : "prompt");
@@ -109,7 +116,7 @@ ParsedRequest parse_openai_request(const std::string& text, const ServedModel& m
   const int64_t room = m.context - static_cast<int64_t>(r.prompt.size());
   const char* max_name = field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   r.options.max_tokens = static_cast<int>(integer(body, max_name, std::min<int64_t>(room, 4096), 1, room));
-  if (integer(body, "n", 1, 1, 1) != 1) throw ApiError(400, "'n' must be 1", "n");
+  r.n = static_cast<int>(integer(body, "n", 1, 1, kMaxChoices));
   r.options.sampling.temperature = static_cast<float>(number(body, "temperature", 1.0, 0.0, 2.0));
   r.options.sampling.top_p = static_cast<float>(number(body, "top_p", 1.0, 0.0, 1.0));
   if (r.options.sampling.top_p == 0.0f) throw ApiError(400, "'top_p' must be greater than 0", "top_p");
@@ -135,9 +142,23 @@ ParsedRequest parse_openai_request(const std::string& text, const ServedModel& m
   }
   if (const json* so = field(body, "stream_options"); so && so->is_object() && so->contains("include_usage"))
     r.include_usage = (*so)["include_usage"].is_boolean() && (*so)["include_usage"].get<bool>();
-  if (field(body, "logprobs") && body["logprobs"].is_boolean() && body["logprobs"].get<bool>())
-    throw ApiError(400, "logprobs are not supported yet", "logprobs");
-  r.options.stop_tokens = default_stop_tokens(*m.tokenizer);
+  if (chat) {  // logprobs: bool; top_logprobs: 0..20 alternatives
+    if (const json* lp = field(body, "logprobs")) {
+      if (!lp->is_boolean()) throw ApiError(400, "'logprobs' must be a boolean", "logprobs");
+      if (lp->get<bool>()) r.options.logprobs = static_cast<int>(integer(body, "top_logprobs", 0, 0, 20));
+    }
+    if (field(body, "top_logprobs") && r.options.logprobs < 0)
+      throw ApiError(400, "'top_logprobs' needs 'logprobs': true", "top_logprobs");
+  } else {  // logprobs: 0..5 alternatives
+    r.options.logprobs = static_cast<int>(integer(body, "logprobs", -1, 0, 5));
+  }
+  // vLLM's extension, for benchmarks that need a fixed number of tokens.
+  bool ignore_eos = false;
+  if (const json* ie = field(body, "ignore_eos")) {
+    if (!ie->is_boolean()) throw ApiError(400, "'ignore_eos' must be a boolean", "ignore_eos");
+    ignore_eos = ie->get<bool>();
+  }
+  if (!ignore_eos) r.options.stop_tokens = default_stop_tokens(*m.tokenizer);
   return r;
 }
 

@@ -1,6 +1,7 @@
 // The HTTP server on the bundled model, over loopback with raw HTTP: the
-// routes, SSE streams ending in [DONE], OpenAI-format errors with the right
-// status, the API key, and that a bad request leaves the next one working.
+// routes, SSE streams ending in [DONE], n choices and logprobs, OpenAI-format
+// errors with the right status, the API key, disconnects, the bounded queue,
+// metrics, graceful shutdown, and that a bad request leaves the next one working.
 #include "server/server.h"
 
 #include <gtest/gtest.h>
@@ -12,17 +13,23 @@
 namespace umi {
 namespace {
 
+using json = nlohmann::json;
+
 std::string bundled() { return std::string(UMI_SOURCE_DIR) + "/models/tiny-shakespeare"; }
 
+RegistryOptions small_options(int64_t max_batch = 4, int64_t max_waiting = 8) {
+  RegistryOptions o;
+  o.model = {.prefill_chunk = 64, .max_batch = max_batch, .threads = 2};
+  o.engine.max_waiting = max_waiting;
+  return o;
+}
+
 struct Running {
-  explicit Running(std::string key = {})
-      : pool({.limit = 1ull << 30}),
-        model(bundled(), pool, {.prefill_chunk = 64, .max_batch = 4, .threads = 2}),
-        tok(load_tokenizer(bundled())),
-        engine(model, tok, {.max_waiting = 8}),
-        loop(engine),
-        server(loop, {"tiny", &tok, nullptr, model.config().max_context, model.config().vocab_size},
-               {.host = "127.0.0.1", .port = 0, .api_key = std::move(key), .max_body_bytes = 4096}) {
+  explicit Running(std::string key = {}, RegistryOptions ro = small_options(), std::vector<ModelSource> sources = {},
+                   uint64_t limit = 1ull << 30)
+      : pool({.limit = limit}),
+        registry(pool, sources.empty() ? std::vector<ModelSource>{{"tiny", bundled()}} : sources, std::move(ro)),
+        server(registry, {.host = "127.0.0.1", .port = 0, .api_key = std::move(key), .max_body_bytes = 4096}) {
     EXPECT_TRUE(server.bind());
     thread = std::thread([this] { server.run(); });
   }
@@ -30,17 +37,48 @@ struct Running {
     server.stop();
     thread.join();
   }
-  httplib::Client client() { return httplib::Client("127.0.0.1", server.port()); }
+  httplib::Client client() {
+    httplib::Client c("127.0.0.1", server.port());
+    c.set_read_timeout(60, 0);
+    return c;
+  }
   Pool pool;
-  Model model;
-  Tokenizer tok;
-  Engine engine;
-  EngineLoop loop;
+  ModelRegistry registry;
   Server server;
   std::thread thread;
 };
 
-nlohmann::json body(const httplib::Result& r) { return nlohmann::json::parse(r->body); }
+json body(const httplib::Result& r) { return json::parse(r->body); }
+
+// POSTs `payload` and hands each piece of the answer to `receive` (false: hang up).
+bool post_streaming(httplib::Client& c, const std::string& path, const std::string& payload,
+                    std::function<bool(const char*, size_t)> receive) {
+  httplib::Request req;
+  req.method = "POST";
+  req.path = path;
+  req.body = payload;
+  req.set_header("Content-Type", "application/json");
+  req.content_receiver = [receive](const char* d, size_t n, uint64_t, uint64_t) { return receive(d, n); };
+  return static_cast<bool>(c.send(req));
+}
+
+// The JSON events of an SSE body, up to and without [DONE]; `done` says it came.
+std::vector<json> events(const std::string& sse, bool* done = nullptr) {
+  std::vector<json> out;
+  size_t at = 0;
+  if (done) *done = false;
+  while ((at = sse.find("data: ", at)) != std::string::npos) {
+    const size_t end = sse.find("\n\n", at);
+    const std::string data = sse.substr(at + 6, end - at - 6);
+    at = end;
+    if (data == "[DONE]") {
+      if (done) *done = true;
+      break;
+    }
+    out.push_back(json::parse(data));
+  }
+  return out;
+}
 
 TEST(Server, CompletionsModelsHealthAndStreams) {
   Running s;
@@ -49,6 +87,8 @@ TEST(Server, CompletionsModelsHealthAndStreams) {
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 200);
   EXPECT_EQ(body(c.Get("/v1/models"))["data"][0]["id"], "tiny");
+  EXPECT_EQ(body(c.Get("/v1/models/tiny"))["id"], "tiny");
+  EXPECT_EQ(c.Get("/v1/models/nope")->status, 404);
   auto r = c.Post("/v1/completions", R"({"model":"tiny","prompt":"ROMEO:","max_tokens":8,"temperature":0})", "application/json");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
@@ -62,53 +102,155 @@ TEST(Server, CompletionsModelsHealthAndStreams) {
                    "application/json");
   ASSERT_TRUE(st);
   EXPECT_EQ(st->get_header_value("Content-Type"), "text/event-stream");
+  bool done = false;
   std::string streamed;
   bool usage = false;
-  size_t at = 0;
-  std::string last;
-  while ((at = st->body.find("data: ", at)) != std::string::npos) {
-    size_t end = st->body.find("\n\n", at);
-    last = st->body.substr(at + 6, end - at - 6);
-    at = end;
-    if (last == "[DONE]") break;
-    auto chunk = nlohmann::json::parse(last);
-    if (chunk.contains("usage")) usage = true;
-    else streamed += chunk["choices"][0]["text"].get<std::string>();
+  for (const json& e : events(st->body, &done)) {
+    if (e.contains("usage")) usage = true;
+    else streamed += e["choices"][0]["text"].get<std::string>();
   }
-  EXPECT_EQ(last, "[DONE]");
+  EXPECT_TRUE(done);
   EXPECT_TRUE(usage);
   EXPECT_EQ(streamed, text);
   // Tokenize and detokenize round-trip.
   auto ids = body(c.Post("/tokenize", R"({"content":"ROMEO: O"})", "application/json"))["tokens"];
-  EXPECT_EQ(body(c.Post("/detokenize", nlohmann::json{{"tokens", ids}}.dump(), "application/json"))["content"], "ROMEO: O");
+  EXPECT_EQ(body(c.Post("/detokenize", json{{"tokens", ids}}.dump(), "application/json"))["content"], "ROMEO: O");
+}
+
+TEST(Server, ChatThroughTheModelsTemplateWholeAndStreamed) {
+  Running s;
+  auto c = s.client();
+  const std::string req = R"({"model":"tiny","messages":[{"role":"user","content":"Speak, fair maid."}],"max_tokens":12,"temperature":0)";
+  auto r = c.Post("/v1/chat/completions", req + "}", "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = body(r);
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
+  const std::string text = j["choices"][0]["message"]["content"];
+  EXPECT_FALSE(text.empty());
+  // The template's prompt ("ROMEO:\n...\n\nJULIET:\n") is what was counted.
+  EXPECT_GT(j["usage"]["prompt_tokens"].get<int>(), 8);
+  auto st = c.Post("/v1/chat/completions", req + R"(,"stream":true})", "application/json");
+  bool done = false;
+  auto ev = events(st->body, &done);
+  ASSERT_TRUE(done);
+  ASSERT_GE(ev.size(), 2u);
+  EXPECT_EQ(ev[0]["choices"][0]["delta"]["role"], "assistant");
+  std::string streamed;
+  for (const json& e : ev)
+    if (e["choices"][0]["delta"].contains("content")) streamed += e["choices"][0]["delta"]["content"].get<std::string>();
+  EXPECT_EQ(streamed, text);
+  EXPECT_EQ(ev.back()["choices"][0]["finish_reason"], "length");
+}
+
+TEST(Server, SeveralChoicesAndLogprobs) {
+  Running s;
+  auto c = s.client();
+  auto r = c.Post("/v1/completions", R"({"prompt":"ROMEO:","max_tokens":6,"n":3,"temperature":1.0,"seed":5,"logprobs":2})",
+                  "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = body(r);
+  ASSERT_EQ(j["choices"].size(), 3u);
+  std::set<std::string> texts;
+  for (int i = 0; i < 3; ++i) {
+    const json& ch = j["choices"][i];
+    EXPECT_EQ(ch["index"], i);
+    texts.insert(ch["text"].get<std::string>());
+    const json& lp = ch["logprobs"];
+    ASSERT_EQ(lp["tokens"].size(), 6u);
+    ASSERT_EQ(lp["token_logprobs"].size(), 6u);
+    ASSERT_EQ(lp["top_logprobs"][0].size(), 2u);
+    std::string joined;
+    for (size_t k = 0; k < 6; ++k) {
+      EXPECT_EQ(lp["text_offset"][k], joined.size());
+      joined += lp["tokens"][k].get<std::string>();
+      EXPECT_LE(lp["token_logprobs"][k].get<double>(), 0.0);
+    }
+    EXPECT_EQ(joined, ch["text"]);
+  }
+  EXPECT_GT(texts.size(), 1u);  // different seeds per choice
+  EXPECT_EQ(j["usage"]["completion_tokens"], 18);
+  // Chat: logprobs true with top_logprobs; greedy picks the most likely token.
+  auto cr = c.Post("/v1/chat/completions",
+                   R"({"messages":[{"role":"user","content":"Hark"}],"max_tokens":5,"temperature":0,"logprobs":true,"top_logprobs":3})",
+                   "application/json");
+  ASSERT_EQ(cr->status, 200) << cr->body;
+  const json content = body(cr)["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 5u);
+  for (const json& t : content) {
+    ASSERT_EQ(t["top_logprobs"].size(), 3u);
+    EXPECT_EQ(t["top_logprobs"][0]["token"], t["token"]);
+    EXPECT_DOUBLE_EQ(t["top_logprobs"][0]["logprob"].get<double>(), t["logprob"].get<double>());
+    EXPECT_FALSE(t["bytes"].empty());
+  }
+  // Streamed n=2: every event names its choice; each choice finishes once.
+  auto st = c.Post("/v1/chat/completions",
+                   R"({"messages":[{"role":"user","content":"Hark"}],"max_tokens":4,"n":2,"stream":true,"seed":1})", "application/json");
+  bool done = false;
+  std::map<int, int> finishes;
+  for (const json& e : events(st->body, &done))
+    if (!e["choices"][0]["finish_reason"].is_null()) ++finishes[e["choices"][0]["index"].get<int>()];
+  EXPECT_TRUE(done);
+  EXPECT_EQ(finishes, (std::map<int, int>{{0, 1}, {1, 1}}));
 }
 
 TEST(Server, BadRequestsGetOpenAiErrorsAndTheNextRequestWorks) {
   Running s;
   auto c = s.client();
-  auto expect = [&](const std::string& req, int status, const char* type) {
-    auto r = c.Post("/v1/completions", req, "application/json");
+  auto expect = [&](const std::string& path, const std::string& req, int status, const char* code = nullptr) {
+    auto r = c.Post(path, req, "application/json");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, status) << req << " -> " << r->body;
-    auto j = nlohmann::json::parse(r->body, nullptr, false);
+    auto j = json::parse(r->body, nullptr, false);
     ASSERT_TRUE(j.is_object()) << r->body;
-    EXPECT_EQ(j["error"]["type"], type) << req;
+    ASSERT_TRUE(j["error"]["message"].is_string()) << r->body;
+    if (code) EXPECT_EQ(j["error"]["code"], code) << req;
   };
-  expect(R"({"prompt":)", 400, "invalid_request_error");
-  expect(R"([1,2])", 400, "invalid_request_error");
-  expect(R"({"prompt":"x","max_tokens":-3})", 400, "invalid_request_error");
-  expect(R"({"prompt":"x","max_tokens":100000000})", 400, "invalid_request_error");
-  expect(R"({"prompt":"x","temperature":"hot"})", 400, "invalid_request_error");
-  expect(R"({"prompt":"x","n":5})", 400, "invalid_request_error");
-  expect(R"({"prompt":[1,999999]})", 400, "invalid_request_error");
-  expect(R"({"model":"gpt-4","prompt":"x"})", 404, "model_not_found");
+  const std::string cmpl = "/v1/completions", chat = "/v1/chat/completions";
+  expect(cmpl, R"({"prompt":)", 400);
+  expect(cmpl, R"([1,2])", 400);
+  expect(cmpl, R"({"prompt":"x","max_tokens":-3})", 400);
+  expect(cmpl, R"({"prompt":"x","max_tokens":100000000})", 400);
+  expect(cmpl, R"({"prompt":"x","temperature":"hot"})", 400);
+  expect(cmpl, R"({"prompt":"x","temperature":NaN})", 400);
+  expect(cmpl, R"({"prompt":"x","n":9})", 400);
+  expect(cmpl, R"({"prompt":"x","logprobs":6})", 400);
+  expect(cmpl, R"({"prompt":[1,999999]})", 400);
+  expect(cmpl, R"({"model":7,"prompt":"x"})", 400);
+  expect(cmpl, R"({"model":"gpt-4","prompt":"x"})", 404, "model_not_found");
+  expect(cmpl, R"({"prompt":")" + std::string(1500, 'a') + R"("})", 400, "context_length_exceeded");
+  expect(chat, R"({"messages":[]})", 400);
+  expect(chat, R"({"messages":[{"content":"hi"}]})", 400);
+  expect(chat, R"({"messages":[{"role":"user","content":"hi"}],"logprobs":"yes"})", 400);
+  expect(chat, R"({"messages":[{"role":"user","content":"hi"}],"top_logprobs":2})", 400);
+  expect(chat, R"({"messages":[{"role":"user","content":"hi"}],"logprobs":true,"top_logprobs":21})", 400);
+  expect("/detokenize", R"({"tokens":[-1]})", 400);
   std::string huge(3000, 'a');
-  expect(R"({"prompt":")" + huge + huge + R"("})", 413, "invalid_request_error");
-  auto chat = c.Post("/v1/chat/completions", R"({"messages":[{"role":"user","content":"hi"}]})", "application/json");
-  EXPECT_EQ(chat->status, 400);  // this model has no chat template
-  auto ok = c.Post("/v1/completions", R"({"prompt":"ROMEO:","max_tokens":3})", "application/json");
+  expect(cmpl, R"({"prompt":")" + huge + huge + R"("})", 413);
+  EXPECT_EQ(c.Get("/no/such/route")->status, 404);
+  auto ok = c.Post(cmpl, R"({"prompt":"ROMEO:","max_tokens":3})", "application/json");
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
+}
+
+TEST(Server, APromptTooLongForTheMemoryLimitIsRefusedWithWhatFits) {
+  // Room for the weights and scratch, but little KV.
+  Pool probe({.limit = 1ull << 30});
+  uint64_t fixed = 0;
+  {
+    LoadedModel m({"tiny", bundled()}, probe, small_options().model, {});
+    fixed = probe.stats().active;
+  }
+  RegistryOptions ro = small_options();
+  ro.min_kv_tokens = 0;
+  Running s({}, ro, {}, fixed + (96u << 10));
+  auto c = s.client();
+  std::string prompt;
+  for (int i = 0; i < 40; ++i) prompt += "ROMEO: O Romeo, wherefore art thou. ";
+  auto r = c.Post("/v1/completions", json{{"prompt", prompt}, {"max_tokens", 4}}.dump(), "application/json");
+  ASSERT_EQ(r->status, 400) << r->body;
+  EXPECT_NE(body(r)["error"]["message"].get<std::string>().find("leaves room for"), std::string::npos) << r->body;
+  EXPECT_EQ(c.Post("/v1/completions", R"({"prompt":"ROMEO:","max_tokens":3})", "application/json")->status, 200);
 }
 
 TEST(Server, ApiKeyGuardsEverythingButHealth) {
@@ -116,10 +258,139 @@ TEST(Server, ApiKeyGuardsEverythingButHealth) {
   auto c = s.client();
   EXPECT_EQ(c.Get("/health")->status, 200);
   EXPECT_EQ(c.Get("/v1/models")->status, 401);
+  EXPECT_EQ(c.Get("/metrics")->status, 401);
   c.set_bearer_token_auth("wrong!");
   EXPECT_EQ(c.Get("/v1/models")->status, 401);
   c.set_bearer_token_auth("sekrit");
   EXPECT_EQ(c.Get("/v1/models")->status, 200);
+}
+
+int64_t running_requests(ModelRegistry& r) {
+  int64_t n = 0;
+  r.for_each_loaded([&](const std::string&, LoadedModel& m) { n += m.engine.stats().running + m.engine.stats().waiting; });
+  return n;
+}
+
+TEST(Server, AClientThatGoesAwayMidStreamIsCancelledAndItsBlocksFreed) {
+  Running s;
+  auto c = s.client();
+  int chunks = 0;
+  const bool r = post_streaming(c, "/v1/completions", R"({"prompt":"ROMEO:","max_tokens":900,"ignore_eos":true,"stream":true})",
+                  [&](const char*, size_t) { return ++chunks < 3; });
+  EXPECT_FALSE(r);  // we hung up
+  for (int i = 0; i < 200 && running_requests(s.registry) > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(running_requests(s.registry), 0);
+  int64_t in_use = -1;
+  s.registry.for_each_loaded([&](const std::string&, LoadedModel& m) { in_use = m.model.kv_pool().in_use(); });
+  EXPECT_EQ(in_use, 0);
+  const std::string metrics = c.Get("/metrics")->body;
+  EXPECT_NE(metrics.find(R"(umi_requests_total{model="tiny",finish_reason="cancelled"} 1)"), std::string::npos) << metrics;
+}
+
+TEST(Server, AFullQueueAnswers503WithRetryAfter) {
+  Running s({}, small_options(/*max_batch=*/1, /*max_waiting=*/1));
+  auto c1 = s.client(), c2 = s.client(), c3 = s.client();
+  std::atomic<bool> streaming{false};
+  std::thread long_one([&] {
+    post_streaming(c1, "/v1/completions", R"({"prompt":"ROMEO:","max_tokens":1000,"ignore_eos":true,"stream":true})",
+            [&](const char*, size_t) {
+              streaming = true;
+              return true;
+            });
+  });
+  while (!streaming) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::thread waiting_one([&] { c2.Post("/v1/completions", R"({"prompt":"JULIET:","max_tokens":2})", "application/json"); });
+  auto waiting = [&] {
+    int64_t n = 0;
+    s.registry.for_each_loaded([&](const std::string&, LoadedModel& m) { n = m.engine.stats().waiting; });
+    return n;
+  };
+  for (int i = 0; i < 1000 && waiting() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(waiting(), 1);  // the second request sits in the queue behind the long one
+  std::optional<httplib::Result> r;
+  r.emplace(c3.Post("/v1/completions", R"({"prompt":"KING:","max_tokens":2})", "application/json"));
+  ASSERT_TRUE(r && *r);
+  EXPECT_EQ((*r)->status, 503) << (*r)->body;
+  EXPECT_EQ((*r)->get_header_value("Retry-After"), "1");
+  s.registry.for_each_loaded([](const std::string&, LoadedModel& m) { m.loop.cancel_all(); });
+  long_one.join();
+  waiting_one.join();
+}
+
+TEST(Server, MetricsAreValidPrometheusText) {
+  Running s;
+  auto c = s.client();
+  for (int i = 0; i < 3; ++i) c.Post("/v1/completions", R"({"prompt":"ROMEO:","max_tokens":4})", "application/json");
+  c.Post("/v1/completions", R"({"prompt":)", "application/json");
+  auto r = c.Get("/metrics");
+  ASSERT_EQ(r->status, 200);
+  const std::string m = r->body;
+  for (const char* want : {R"(umi_requests_total{model="tiny",finish_reason="length"} 3)",
+                           R"(umi_generation_tokens_total{model="tiny"} 12)", R"(umi_http_errors_total{status="400"} 1)",
+                           R"(umi_time_to_first_token_seconds_count{model="tiny"} 3)",
+                           R"(umi_time_to_first_token_seconds_bucket{model="tiny",le="+Inf"} 3)",
+                           R"(umi_time_per_output_token_seconds_count{model="tiny"} 3)", R"(umi_model_loaded{model="tiny"} 1)",
+                           R"(umi_requests_running{model="tiny"} 0)", R"(umi_kv_blocks{model="tiny",state="used"} 0)",
+                           R"(umi_pool_bytes{kind="limit"} 1073741824)", "# TYPE umi_e2e_request_latency_seconds histogram"})
+    EXPECT_NE(m.find(want), std::string::npos) << want << "\n" << m;
+  // Every sample line is "name{labels} number".
+  std::istringstream lines(m);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t sp = line.rfind(' ');
+    ASSERT_NE(sp, std::string::npos) << line;
+    char* end = nullptr;
+    std::strtod(line.c_str() + sp + 1, &end);
+    EXPECT_EQ(*end, '\0') << line;
+  }
+}
+
+TEST(Server, ShutdownLetsStreamsInFlightFinishThenStops) {
+  Running s;
+  auto c = s.client();
+  std::string got;
+  std::atomic<bool> started{false};
+  std::thread client([&] {
+    post_streaming(c, "/v1/completions", R"({"prompt":"ROMEO:","max_tokens":200,"ignore_eos":true,"stream":true})",
+                   [&](const char* d, size_t n) {
+             got.append(d, n);
+             started = true;
+             return true;
+           });
+  });
+  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  s.server.shutdown(60);
+  client.join();
+  bool done = false;
+  auto ev = events(got, &done);
+  EXPECT_TRUE(done);
+  EXPECT_EQ(ev.back()["choices"][0]["finish_reason"], "length");  // all 200 tokens, not cut short
+  httplib::Client late("127.0.0.1", s.server.port());
+  EXPECT_FALSE(late.Get("/health"));  // no longer accepting
+}
+
+TEST(Server, ShutdownPastItsGraceCancelsWhatIsLeft) {
+  Running s;
+  auto c = s.client();
+  std::string got;
+  std::atomic<bool> started{false};
+  std::thread client([&] {
+    post_streaming(c, "/v1/completions", R"({"prompt":"ROMEO:","max_tokens":1000,"ignore_eos":true,"stream":true})",
+           [&](const char* d, size_t n) {
+             got.append(d, n);
+             started = true;
+             return true;
+           });
+  });
+  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const auto t0 = std::chrono::steady_clock::now();
+  s.server.shutdown(0.05);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  client.join();
+  bool done = false;
+  events(got, &done);
+  EXPECT_TRUE(done);  // the stream still ends properly
 }
 
 }  // namespace

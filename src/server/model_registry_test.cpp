@@ -1,0 +1,160 @@
+// Multi-model residency on copies of the bundled model: loading on demand,
+// unloading the least recently used idle model when the limit needs it,
+// keep-alive expiry, explicit unload, and memory back to its idle figure.
+#include "server/model_registry.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "support/temp_dir.h"
+
+namespace umi {
+namespace {
+
+namespace fs = std::filesystem;
+std::string bundled() { return std::string(UMI_SOURCE_DIR) + "/models/tiny-shakespeare"; }
+
+RegistryOptions options(double keep_alive = -1) {
+  RegistryOptions o;
+  o.model = {.prefill_chunk = 32, .max_batch = 2, .threads = 1};
+  o.keep_alive_seconds = keep_alive;
+  o.min_kv_tokens = 64;
+  return o;
+}
+
+// A models folder: `n` links to the bundled model, a stray file, an empty folder.
+struct ModelsDir {
+  explicit ModelsDir(int n) {
+    for (int i = 0; i < n; ++i) fs::create_directory_symlink(bundled(), dir.path() / ("m" + std::to_string(i)));
+    std::ofstream(dir.file("notes.txt")) << "not a model";
+    fs::create_directory(dir.path() / "empty");
+  }
+  test::TempDir dir;
+};
+
+// Bytes one loaded copy holds (weights mapped + scratch + engine buffers).
+uint64_t one_model_bytes() {
+  Pool p({.limit = 1ull << 30});
+  LoadedModel m({"x", bundled()}, p, options().model, {});
+  return p.stats().active;
+}
+
+std::vector<ModelState> states(const ModelRegistry& r) {
+  std::vector<ModelState> out;
+  for (const ModelStatus& s : r.status()) out.push_back(s.state);
+  return out;
+}
+
+using S = ModelState;
+
+TEST(ModelRegistry, ScansAFolderForModels) {
+  ModelsDir d(3);
+  auto sources = scan_models_dir(d.dir.path().string());
+  ASSERT_EQ(sources.size(), 3u);
+  EXPECT_EQ(sources[0].id, "m0");
+  EXPECT_EQ(sources[2].id, "m2");
+  EXPECT_EQ(model_source("/x/y/llama-q4_0.gguf").id, "llama-q4_0");
+  EXPECT_EQ(model_source("/x/folder/").id, "folder");
+  EXPECT_THROW(scan_models_dir(d.dir.file("nope")), InputError);
+  EXPECT_THROW(scan_models_dir((d.dir.path() / "empty").string()), InputError);
+}
+
+TEST(ModelRegistry, LoadsOnDemandAndUnloadsTheLeastRecentlyUsedIdleModelForRoom) {
+  ModelsDir d(3);
+  const uint64_t one = one_model_bytes();
+  // Room for two models with their minimum KV, not three.
+  Pool pool({.limit = 2 * one + one / 2});
+  ModelRegistry r(pool, scan_models_dir(d.dir.path().string()), options());
+  EXPECT_EQ(states(r), (std::vector<S>{S::unloaded, S::unloaded, S::unloaded}));
+  EXPECT_EQ(pool.stats().active, 0u);
+  { auto a = r.acquire("m0"); }
+  { auto b = r.acquire("m1"); }
+  EXPECT_EQ(states(r), (std::vector<S>{S::loaded, S::loaded, S::unloaded}));
+  { auto a = r.acquire("m0"); }  // m1 is now the least recently used
+  {
+    auto c = r.acquire("m2");
+    EXPECT_EQ(states(r), (std::vector<S>{S::loaded, S::unloaded, S::loaded}));
+    EXPECT_LE(pool.stats().peak, pool.stats().limit);
+    // m0 and m2 busy: m1 cannot be loaded now, but may be later.
+    auto a = r.acquire("m0");
+    try {
+      r.acquire("m1");
+      ADD_FAILURE() << "m1 loaded past the limit";
+    } catch (const ModelUnavailable& e) {
+      EXPECT_TRUE(e.retry) << e.what();
+    }
+    EXPECT_EQ(r.unload("m2"), ModelRegistry::Unloaded::busy);
+  }
+  EXPECT_THROW(r.acquire("m9"), ModelNotFound);
+  EXPECT_THROW(r.acquire(""), ModelNotFound);  // three models: the name is required
+}
+
+TEST(ModelRegistry, UnloadingGivesEveryByteBack) {
+  ModelsDir d(2);
+  Pool pool({.limit = 1ull << 30});
+  ModelRegistry r(pool, scan_models_dir(d.dir.path().string()), options());
+  const PoolStats idle = pool.stats();
+  for (int round = 0; round < 5; ++round) {
+    for (const char* id : {"m0", "m1"}) {
+      auto lease = r.acquire(id);
+      std::atomic<int> done{0};
+      RequestOptions o;
+      o.max_tokens = 8;
+      (*lease)->loop.submit((*lease)->tokenizer.encode("ROMEO: O Romeo, Romeo, wherefore art thou", true), o,
+                           {nullptr, [&](const RequestOutput&) { ++done; }});
+      while (done == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    EXPECT_EQ(r.unload("m0"), ModelRegistry::Unloaded::done);
+    EXPECT_EQ(r.unload("m1"), ModelRegistry::Unloaded::done);
+    EXPECT_EQ(r.unload("m1"), ModelRegistry::Unloaded::not_loaded);
+    const PoolStats now = pool.stats();
+    EXPECT_EQ(now.active, idle.active) << "round " << round;
+    EXPECT_EQ(now.cached, 0u);
+    EXPECT_EQ(now.live_buffers, idle.live_buffers);
+  }
+}
+
+TEST(ModelRegistry, KeepAliveUnloadsIdleModels) {
+  ModelsDir d(1);
+  Pool pool({.limit = 1ull << 30});
+  ModelRegistry r(pool, scan_models_dir(d.dir.path().string()), options(0.05));
+  {
+    auto lease = r.acquire("m0");
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    EXPECT_EQ(states(r)[0], S::loaded);  // in use: never reaped
+  }
+  for (int i = 0; i < 200 && states(r)[0] != S::unloaded; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(states(r)[0], S::unloaded);
+  EXPECT_EQ(pool.stats().active, 0u);
+  { auto again = r.acquire(""); }  // one model: the name may be left out
+}
+
+TEST(ModelRegistry, ABrokenModelFileIsAnErrorAndTheOthersStillServe) {
+  ModelsDir d(1);
+  std::ofstream(d.dir.file("broken.gguf")) << "GGUF but not really";
+  Pool pool({.limit = 1ull << 30});
+  ModelRegistry r(pool, scan_models_dir(d.dir.path().string()), options());
+  EXPECT_THROW(r.acquire("broken"), InputError);
+  EXPECT_FALSE(r.status()[0].last_error.empty());
+  EXPECT_EQ(r.status()[0].state, S::unloaded);
+  EXPECT_NO_THROW(r.acquire("m0"));
+  EXPECT_EQ(pool.stats().active > 0, true);
+}
+
+TEST(ModelRegistry, AModelThatCanNeverFitSaysSo) {
+  ModelsDir d(1);
+  Pool pool({.limit = 1u << 20});
+  ModelRegistry r(pool, scan_models_dir(d.dir.path().string()), options());
+  try {
+    r.acquire("m0");
+    ADD_FAILURE();
+  } catch (const ModelUnavailable& e) {
+    EXPECT_FALSE(e.retry);
+  }
+  EXPECT_EQ(pool.stats().active, 0u);
+}
+
+}  // namespace
+}  // namespace umi
