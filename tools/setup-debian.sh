@@ -10,7 +10,6 @@ packages=(
   libpcre2-dev                      # Unicode-class regexes for tokenizer pre-splitting
   libutf8proc-dev                   # NFC/NFKC normalization for tokenizers
   libedit-dev                       # line editing in `umi chat` (BSD licensed, readline API)
-  libxxhash-dev                     # content hashes of KV blocks (prefix cache)
   libcpp-httplib-dev                # the OpenAI-compatible HTTP server
   libgtest-dev libgmock-dev         # unit tests
   libbenchmark-dev                  # micro-benchmarks
@@ -19,6 +18,10 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The openai npm client tests need Node.js and npm; a Node.js from elsewhere
+# (e.g. NodeSource, which bundles npm) is used as it is.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -20,6 +20,13 @@ cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build/release -j "$jobs"
 ctest --test-dir build/release --output-on-failure -j "$jobs"
 
+echo "== umi serve driven by the official openai npm client"
+(cd tests/openai_client && npm ci --no-audit --no-fund --loglevel=error)
+node tests/openai_client/client.test.mjs build/release/src/umi
+
+echo "== soak: 2,000 requests over HTTP, 16 at a time, 10% cancelled, 1% malformed"
+bash tools/soak.sh build/release
+
 echo "== tests under ASan + UBSan"
 cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DUMI_SANITIZE=ON -DUMI_CUDA=OFF
 cmake --build build/asan -j "$jobs"
