@@ -393,5 +393,56 @@ TEST(Server, ShutdownPastItsGraceCancelsWhatIsLeft) {
   EXPECT_TRUE(done);  // the stream still ends properly
 }
 
+TEST(Server, HealthSays503WhileAModelLoadsAndModelsLoadOnDemand) {
+  // Two names for the bundled model; the registry's log line "loading ..."
+  // is held until the test has seen /health answer 503.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool seen_loading = false;
+  RegistryOptions ro = small_options();
+  ro.log = [&](const std::string& line) {
+    if (line.rfind("loading", 0) != 0) return;
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, std::chrono::seconds(10), [&] { return seen_loading; });
+  };
+  Running s({}, ro, {{"a", bundled()}, {"b", bundled()}});
+  auto c = s.client();
+  auto h = c.Get("/health");
+  EXPECT_EQ(h->status, 200);
+  EXPECT_EQ(body(h)["models"][0]["state"], "unloaded");
+  auto models = body(c.Get("/v1/models"))["data"];
+  ASSERT_EQ(models.size(), 2u);
+  EXPECT_EQ(models[1]["status"], "unloaded");
+  std::thread request([&] {
+    auto c2 = s.client();
+    auto r = c2.Post("/v1/completions", R"({"model":"b","prompt":"ROMEO:","max_tokens":2})", "application/json");
+    EXPECT_EQ(r->status, 200);
+  });
+  httplib::Result during = c.Get("/health");
+  for (int i = 0; i < 500 && during->status != 503; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    during = c.Get("/health");
+  }
+  EXPECT_EQ(during->status, 503);
+  EXPECT_EQ(body(during)["status"], "loading");
+  EXPECT_EQ(body(during)["models"][1]["state"], "loading");
+  {
+    std::lock_guard lock(mu);
+    seen_loading = true;
+  }
+  cv.notify_all();
+  request.join();
+  EXPECT_EQ(c.Get("/health")->status, 200);
+  EXPECT_EQ(body(c.Get("/v1/models/b"))["status"], "loaded");
+  EXPECT_EQ(body(c.Get("/v1/models/a"))["status"], "unloaded");
+  // A request without "model" is refused when there are several.
+  auto r = c.Post("/v1/completions", R"({"prompt":"x"})", "application/json");
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(c.Post("/v1/models/b/unload", "", "application/json")->status, 200);
+  EXPECT_EQ(body(c.Get("/v1/models/b"))["status"], "unloaded");
+  EXPECT_EQ(c.Post("/v1/models/zzz/unload", "", "application/json")->status, 404);
+  EXPECT_EQ(s.pool.stats().active, 0u);  // nothing left behind
+}
+
 }  // namespace
 }  // namespace umi
