@@ -80,15 +80,17 @@ void Model::forward(std::span<const ForwardItem> items) {
     add_bias(k, T, L.k_bias);
     add_bias(v, T, L.v_bias);
     for (int64_t t = 0; t < T; ++t) {
+      // One position's rotation angles serve all its heads.
+      cpu::rope_angles(hd, inv_freq_.data(), slots_[static_cast<size_t>(t)].position, rope_cos_sin_.data());
       for (int64_t h = 0; h < H; ++h) {
         float* qh = q + (t * H + h) * hd;  // [hd]
         if (L.q_norm) cpu::rms_norm(qh, L.q_norm, hd, static_cast<float>(c.rms_eps), qh);
-        cpu::rope(qh, hd, inv_freq_.data(), slots_[static_cast<size_t>(t)].position, w_.rope_interleaved);
+        cpu::rope_apply(qh, hd, rope_cos_sin_.data(), w_.rope_interleaved);
       }
       for (int64_t h = 0; h < Hkv; ++h) {
         float* kh = k + (t * Hkv + h) * hd;
         if (L.k_norm) cpu::rms_norm(kh, L.k_norm, hd, static_cast<float>(c.rms_eps), kh);
-        cpu::rope(kh, hd, inv_freq_.data(), slots_[static_cast<size_t>(t)].position, w_.rope_interleaved);
+        cpu::rope_apply(kh, hd, rope_cos_sin_.data(), w_.rope_interleaved);
       }
       // K and V of this position go into its sequence's KV blocks.
       const TokenSlot& slot = slots_[static_cast<size_t>(t)];

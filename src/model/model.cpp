@@ -22,6 +22,7 @@ Model::Model(const std::string& path, Pool& pool, ModelOptions options)
     throw OutOfMemory("model weights (" + format_bytes(files_.tensor_bytes()) + ") do not fit the memory limit of " +
                       format_bytes(pool_.limit()));
   inv_freq_.resize(static_cast<size_t>(config_.head_dim / 2));
+  rope_cos_sin_.resize(inv_freq_.size() * 2);
   for (size_t i = 0; i < inv_freq_.size(); ++i) inv_freq_[i] = static_cast<float>(rope_frequency(config_, static_cast<int64_t>(i)));
   if (w_.rope_freqs)
     for (size_t i = 0; i < inv_freq_.size(); ++i) inv_freq_[i] /= w_.rope_freqs.at(static_cast<int64_t>(i));

@@ -77,7 +77,8 @@ class Model {
   Reservation weights_reserved_;
   cpu::ThreadPool threads_;
   KvBlockPool kv_pool_;
-  std::vector<float> inv_freq_;  // [head_dim / 2]
+  std::vector<float> inv_freq_;      // [head_dim / 2]
+  std::vector<float> rope_cos_sin_;  // [head_dim]: one position's cos, then sin
   ActivationLayout layout_;
   // Activation scratch for one chunk: exactly the buffers of `layout_`, which
   // is what `umi fit` reports.

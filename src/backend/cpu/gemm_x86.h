@@ -84,25 +84,32 @@ void gemm_tokens(const PackedSub* packed, int64_t subs, const Q8Block* const* x,
     const PackedSub& p = packed[s];
     for (int j = 0; j < NT; ++j) {
       const Q8Block& a = x[j][s];
-      int32_t q4[8];
-      std::memcpy(q4, a.q, 32);
+      // Activation bytes are broadcast straight from memory (a load-port
+      // operation); going through a general register costs a shuffle-port
+      // uop per broadcast and was a third of the loop.
+      auto bcast = [](const void* at) { return _mm256_broadcastd_epi32(_mm_loadu_si32(at)); };
       // Two chains of four multiply-adds per token: with four tokens, eight
-      // independent chains keep the multiply-add units busy.
+      // independent chains keep the multiply-add units busy. (Eight tokens
+      // of one chain each measured slower: the registers run out.)
       __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
       for (int g = 0; g < 4; ++g) {
-        lo = dpbusd(lo, p.w[g], _mm256_set1_epi32(q4[g]));
-        hi = dpbusd(hi, p.w[g + 4], _mm256_set1_epi32(q4[g + 4]));
+        lo = dpbusd(lo, p.w[g], bcast(a.q + 4 * g));
+        hi = dpbusd(hi, p.w[g + 4], bcast(a.q + 4 * (g + 4)));
       }
       const __m256 ad = _mm256_set1_ps(a.d);
-      if constexpr (F::offset != 0) {
-        lo = _mm256_sub_epi32(lo, _mm256_set1_epi32(F::offset * a.sum[0]));
-        hi = _mm256_sub_epi32(hi, _mm256_set1_epi32(F::offset * a.sum[1]));
-      }
       if constexpr (per_half) {
+        if constexpr (F::offset != 0) {  // offset * sum of each half, from the packed int16 pair
+          const __m256i sums = bcast(a.sum);
+          lo = _mm256_sub_epi32(lo, _mm256_madd_epi16(sums, _mm256_set1_epi32(F::offset & 0xFFFF)));
+          hi = _mm256_sub_epi32(hi, _mm256_madd_epi16(sums, _mm256_set1_epi32(F::offset << 16)));
+        }
         acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(p.scale[0], ad), acc[j]);
         acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_mul_ps(p.scale[1], ad), acc[j]);
       } else {
-        acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi)), _mm256_mul_ps(p.scale[0], ad), acc[j]);
+        __m256i sum = _mm256_add_epi32(lo, hi);
+        if constexpr (F::offset != 0)  // offset * (sum0 + sum1) in one multiply-add of the int16 pair
+          sum = _mm256_sub_epi32(sum, _mm256_madd_epi16(bcast(a.sum), _mm256_set1_epi16(static_cast<int16_t>(F::offset))));
+        acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(p.scale[0], ad), acc[j]);
       }
       if constexpr (!F::is_signed) acc[j] = _mm256_fmadd_ps(p.min, _mm256_set1_ps(a.d * a.qsum()), acc[j]);
     }
@@ -116,6 +123,14 @@ void qgemm(const GemmArgs& g) {
   auto* packed = static_cast<PackedSub*>(g.pack);
   for (int64_t r0 = g.row_begin; r0 + 8 <= g.row_end; r0 += 8) {
     pack_rows<F>(g.w + static_cast<size_t>(r0) * g.row_bytes, g.row_bytes, g.cols, packed);
+    // The next eight rows are fetched from memory while these are multiplied,
+    // so that packing them reads cache, not DRAM (the weights stream from the
+    // mapping once per step and no hardware prefetcher follows 8 strided rows
+    // far enough ahead).
+    if (r0 + 16 <= g.row_end) {
+      const char* next = reinterpret_cast<const char*>(g.w + static_cast<size_t>(r0 + 8) * g.row_bytes);
+      for (size_t off = 0; off < 8 * g.row_bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T0);
+    }
     int64_t t = 0;
     auto run = [&]<int NT>(std::integral_constant<int, NT>) {
       const Q8Block* xs[NT];

@@ -116,16 +116,30 @@ void rms_norm(const float* x, const VectorView& weight, int64_t n, float eps, fl
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight.at(i);
 }
 
-void rope(float* head, int64_t dim, const float* inv_freq, int64_t position, bool interleaved) {
+void rope_angles(int64_t dim, const float* inv_freq, int64_t position, float* cos_sin) {
   const int64_t half = dim / 2;
   for (int64_t i = 0; i < half; ++i) {
-    double angle = static_cast<double>(position) * inv_freq[i];
-    float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
-    int64_t a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
-    float x0 = head[a], x1 = head[b];
+    const double angle = static_cast<double>(position) * inv_freq[i];
+    cos_sin[i] = static_cast<float>(std::cos(angle));
+    cos_sin[half + i] = static_cast<float>(std::sin(angle));
+  }
+}
+
+void rope_apply(float* head, int64_t dim, const float* cos_sin, bool interleaved) {
+  const int64_t half = dim / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const float c = cos_sin[i], s = cos_sin[half + i];
+    const int64_t a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+    const float x0 = head[a], x1 = head[b];
     head[a] = x0 * c - x1 * s;
     head[b] = x1 * c + x0 * s;
   }
+}
+
+void rope(float* head, int64_t dim, const float* inv_freq, int64_t position, bool interleaved) {
+  std::vector<float> cos_sin(static_cast<size_t>(dim / 2 * 2));
+  rope_angles(dim, inv_freq, position, cos_sin.data());
+  rope_apply(head, dim, cos_sin.data(), interleaved);
 }
 
 void swiglu(float* gate, const float* up, int64_t n) {

@@ -65,6 +65,10 @@ void rms_norm(const float* x, const VectorView& weight, int64_t n, float eps, fl
 // entries. Pairs are (i, i + dim/2) (Hugging Face's rotate_half) or
 // (2i, 2i+1) (GGUF llama, whose q/k weights were permuted for it).
 void rope(float* head, int64_t dim, const float* inv_freq, int64_t position, bool interleaved);
+// The same in two parts, so that one position's angles serve every head and
+// layer: cos_sin = [cos of each of dim/2 angles, then their sin].
+void rope_angles(int64_t dim, const float* inv_freq, int64_t position, float* cos_sin);
+void rope_apply(float* head, int64_t dim, const float* cos_sin, bool interleaved);
 
 // gate[i] = silu(gate[i]) * up[i]
 void swiglu(float* gate, const float* up, int64_t n);
