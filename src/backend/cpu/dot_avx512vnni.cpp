@@ -1,6 +1,11 @@
-// The x86 kernels built for AVX-512 VNNI at 256-bit width (this file gets
+// The x86 kernels built for AVX-512 VNNI (256-bit dot products; 512-bit GEMM tiles) (this file gets
 // -mavx512f -mavx512bw -mavx512vl -mavx512vnni on top of AVX2): vpdpbusd
 // multiplies and sums four byte pairs per lane in one instruction.
+// GCC 12's own _mm512_undefined_*() (self-initialised on purpose) trips its
+// -Wmaybe-uninitialized in every 512-bit intrinsic that uses it.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include "backend/cpu/dot_x86.h"
 
 namespace umi::cpu {

@@ -1,6 +1,7 @@
 // The tiled quantized GEMM's contract (x86 builds implement it; see
-// gemm_x86.h): y[t, r] = row r . x[t] for rows [row_begin, row_end) (whole
-// tiles of 8) and `tokens` tokens of q8 activations.
+// gemm_x86.h): y[t, r] = row r . x[t] for the leading whole tiles (8 rows,
+// 16 in the AVX-512 build) of rows [row_begin, row_end) and `tokens` tokens
+// of q8 activations. Returns how many rows it did; the caller does the rest.
 #pragma once
 
 #include <cstddef>
@@ -10,8 +11,9 @@
 
 namespace umi::cpu {
 
-// Scratch one thread needs for a matrix `cols` wide: one packed 8-row tile.
-inline constexpr size_t kGemmPackedSubBytes = 8 * 32 + 3 * 32;
+// Scratch one thread needs for a matrix `cols` wide: one packed tile (the
+// larger of the builds' tiles: 16 rows of 32 bytes, two scales and a min).
+inline constexpr size_t kGemmPackedSubBytes = 16 * 32 + 3 * 64;
 inline size_t gemm_pack_bytes(int64_t cols) { return static_cast<size_t>(cols / 32) * kGemmPackedSubBytes; }
 
 struct GemmArgs {
@@ -25,7 +27,7 @@ struct GemmArgs {
   int64_t y_stride = 0;
   void* pack = nullptr;  // gemm_pack_bytes(cols), 32-byte aligned
 };
-using QGemmFn = void (*)(const GemmArgs&);
+using QGemmFn = int64_t (*)(const GemmArgs&);
 // The fastest build's GEMM for this weight type; nullptr where there is none.
 QGemmFn qgemm_function(DType t);
 

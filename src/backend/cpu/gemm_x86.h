@@ -21,7 +21,7 @@ struct alignas(32) PackedSub {
   __m256 scale[2];  // lane r: row r's scale for values 0-15 and 16-31
   __m256 min;       // lane r: row r's min (formats with one)
 };
-static_assert(sizeof(PackedSub) == kGemmPackedSubBytes);
+static_assert(sizeof(PackedSub) <= kGemmPackedSubBytes);
 
 // lanes -> 8x8 transpose of 32-bit elements.
 inline void transpose8(__m256i r[8]) {
@@ -117,19 +117,107 @@ void gemm_tokens(const PackedSub* packed, int64_t subs, const Q8Block* const* x,
   for (int j = 0; j < NT; ++j) _mm256_storeu_ps(y[j], acc[j]);
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+// The AVX-512 build: 16 rows per tile, one 512-bit register per group of
+// four bytes, so every broadcast activation word and every float epilogue
+// instruction serves 16 rows (the front end, not the multiply-add units,
+// limited the 8-row form).
+struct alignas(64) PackedSub16 {
+  __m512i w[8];     // w[g] lane r: row r's unsigned bytes 4g..4g+3
+  __m512 scale[2];  // lane r: row r's scale for values 0-15 and 16-31
+  __m512 min;
+};
+static_assert(sizeof(PackedSub16) == kGemmPackedSubBytes);
+inline constexpr int64_t kTileRows = 16;
+
 template <class F>
-void qgemm(const GemmArgs& g) {
+void pack_tile(const std::byte* row0, size_t row_bytes, int64_t cols, PackedSub16* out) {
+  const int64_t blocks = cols / F::elems;
+  for (int64_t b = 0; b < blocks; ++b) {
+    alignas(64) float sc0[F::subs][16], sc1[F::subs][16], mn[F::subs][16];
+    __m256i w[F::subs][16];
+    for (int r = 0; r < 16; ++r) {  // each row's block decoded once
+      const F f = make_format<F>(row0 + static_cast<size_t>(r) * row_bytes + b * F::bytes);
+      for (int s = 0; s < F::subs; ++s) {
+        w[s][r] = _mm256_add_epi8(f.weights(s), _mm256_set1_epi8(static_cast<char>(F::offset)));
+        const __m256 scale = f.scale(s);
+        sc0[s][r] = _mm256_cvtss_f32(scale);
+        sc1[s][r] = _mm_cvtss_f32(_mm256_extractf128_ps(scale, 1));
+        mn[s][r] = f.min(s);
+      }
+    }
+    for (int s = 0; s < F::subs; ++s) {
+      PackedSub16& p = out[b * F::subs + s];
+      transpose8(w[s]);
+      transpose8(w[s] + 8);
+      for (int g = 0; g < 8; ++g) p.w[g] = _mm512_inserti64x4(_mm512_castsi256_si512(w[s][g]), w[s][8 + g], 1);
+      p.scale[0] = _mm512_load_ps(sc0[s]);
+      p.scale[1] = _mm512_load_ps(sc1[s]);
+      p.min = _mm512_load_ps(mn[s]);
+    }
+  }
+}
+
+template <class F, int NT>
+void gemm_tokens(const PackedSub16* packed, int64_t subs, const Q8Block* const* x, float* const* y) {
+  constexpr bool per_half = std::is_same_v<F, Q6KF>;
+  auto bcast = [](const void* at) { return _mm512_broadcastd_epi32(_mm_loadu_si32(at)); };
+  __m512 acc[NT];
+  for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < subs; ++s) {
+    const PackedSub16& p = packed[s];
+    for (int j = 0; j < NT; ++j) {
+      const Q8Block& a = x[j][s];
+      // Two chains of four multiply-adds per token (see the 8-row form).
+      __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+      for (int g = 0; g < 4; ++g) {
+        lo = _mm512_dpbusd_epi32(lo, p.w[g], bcast(a.q + 4 * g));
+        hi = _mm512_dpbusd_epi32(hi, p.w[g + 4], bcast(a.q + 4 * (g + 4)));
+      }
+      const __m512 ad = _mm512_set1_ps(a.d);
+      if constexpr (per_half) {
+        if constexpr (F::offset != 0) {
+          const __m512i sums = bcast(a.sum);
+          lo = _mm512_sub_epi32(lo, _mm512_madd_epi16(sums, _mm512_set1_epi32(F::offset & 0xFFFF)));
+          hi = _mm512_sub_epi32(hi, _mm512_madd_epi16(sums, _mm512_set1_epi32(F::offset << 16)));
+        }
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lo), _mm512_mul_ps(p.scale[0], ad), acc[j]);
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), _mm512_mul_ps(p.scale[1], ad), acc[j]);
+      } else {
+        __m512i sum = _mm512_add_epi32(lo, hi);
+        if constexpr (F::offset != 0)
+          sum = _mm512_sub_epi32(sum, _mm512_madd_epi16(bcast(a.sum), _mm512_set1_epi16(static_cast<int16_t>(F::offset))));
+        acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(p.scale[0], ad), acc[j]);
+      }
+      if constexpr (!F::is_signed) acc[j] = _mm512_fmadd_ps(p.min, _mm512_set1_ps(a.d * a.qsum()), acc[j]);
+    }
+  }
+  for (int j = 0; j < NT; ++j) _mm512_storeu_ps(y[j], acc[j]);
+}
+using Tile = PackedSub16;
+#else
+inline constexpr int64_t kTileRows = 8;
+template <class F>
+void pack_tile(const std::byte* row0, size_t row_bytes, int64_t cols, PackedSub* out) {
+  pack_rows<F>(row0, row_bytes, cols, out);
+}
+using Tile = PackedSub;
+#endif
+
+template <class F>
+int64_t qgemm(const GemmArgs& g) {
   const int64_t subs = g.cols / 32;
-  auto* packed = static_cast<PackedSub*>(g.pack);
-  for (int64_t r0 = g.row_begin; r0 + 8 <= g.row_end; r0 += 8) {
-    pack_rows<F>(g.w + static_cast<size_t>(r0) * g.row_bytes, g.row_bytes, g.cols, packed);
-    // The next eight rows are fetched from memory while these are multiplied,
-    // so that packing them reads cache, not DRAM (the weights stream from the
-    // mapping once per step and no hardware prefetcher follows 8 strided rows
-    // far enough ahead).
-    if (r0 + 16 <= g.row_end) {
-      const char* next = reinterpret_cast<const char*>(g.w + static_cast<size_t>(r0 + 8) * g.row_bytes);
-      for (size_t off = 0; off < 8 * g.row_bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T0);
+  auto* packed = static_cast<Tile*>(g.pack);
+  const int64_t end = g.row_begin + (g.row_end - g.row_begin) / kTileRows * kTileRows;
+  for (int64_t r0 = g.row_begin; r0 < end; r0 += kTileRows) {
+    pack_tile<F>(g.w + static_cast<size_t>(r0) * g.row_bytes, g.row_bytes, g.cols, packed);
+    // The next tile's rows are fetched from memory while these are
+    // multiplied, so that packing them reads cache, not DRAM (the weights
+    // stream from the mapping once per step and no hardware prefetcher
+    // follows this many strided rows far enough ahead).
+    if (r0 + 2 * kTileRows <= end) {
+      const char* next = reinterpret_cast<const char*>(g.w + static_cast<size_t>(r0 + kTileRows) * g.row_bytes);
+      for (size_t off = 0; off < kTileRows * g.row_bytes; off += 64) _mm_prefetch(next + off, _MM_HINT_T0);
     }
     int64_t t = 0;
     auto run = [&]<int NT>(std::integral_constant<int, NT>) {
@@ -144,6 +232,7 @@ void qgemm(const GemmArgs& g) {
     if (g.tokens - t == 2) run(std::integral_constant<int, 2>{});
     if (g.tokens - t == 1) run(std::integral_constant<int, 1>{});
   }
+  return end - g.row_begin;
 }
 
 QGemmFn x86_qgemm(DType t) {

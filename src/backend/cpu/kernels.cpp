@@ -80,14 +80,10 @@ void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t token
   }
   const QDot4Fn qdot4 = qdot4_function(w.dtype);
   std::atomic<int> next_slot{0};
-  pool.parallel_for(n, gemm ? 8 : 16, [&](int64_t r0, int64_t r1) {
+  pool.parallel_for(n, 16, [&](int64_t r0, int64_t r1) {
     int64_t r = r0;
-    if (gemm) {  // whole tiles of 8 rows through the GEMM, the rest below
-      GemmArgs g{w.data, rb, k, r0, r0 + (r1 - r0) / 8 * 8, xq, tokens, y, n,
-                 pack + pack_each * static_cast<size_t>(next_slot++)};
-      gemm(g);
-      r = g.row_end;
-    }
+    if (gemm)  // whole tiles through the GEMM, the rest below
+      r += gemm(GemmArgs{w.data, rb, k, r0, r1, xq, tokens, y, n, pack + pack_each * static_cast<size_t>(next_slot++)});
     for (; r < r1; ++r) {
       const std::byte* row = w.data + static_cast<size_t>(r) * rb;
       int64_t t = 0;
