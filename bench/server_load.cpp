@@ -5,8 +5,8 @@
 //       [--warmup W] [--api-key K] [--model M] [--vocab V] [--seed S]
 //
 // Each of `concurrency` clients sends streamed /v1/completions requests
-// (random token-id prompts, greedy, ignore_eos, logprobs 0 so every token is
-// counted exactly) until `requests` have gone. A `cancel` share hangs up
+// (random token-id prompts, greedy, ignore_eos, usage in the last chunk)
+// until `requests` have gone. A `cancel` share hangs up
 // mid-stream; a `malformed` share sends broken bodies and must get a 4xx.
 // Anything else that is not a complete 200 stream is "unexpected".
 //
@@ -91,7 +91,7 @@ void one_request(const Args& a, Totals& t, std::mt19937& rng, bool first_round) 
   json prompt = json::array();
   for (int i = 0; i < a.prompt_tokens; ++i) prompt.push_back(tok(rng));
   json body = {{"prompt", prompt}, {"max_tokens", a.max_tokens}, {"temperature", 0}, {"ignore_eos", true},
-               {"stream", true}, {"logprobs", 0}, {"stream_options", {{"include_usage", true}}}};
+               {"stream", true}, {"stream_options", {{"include_usage", true}}}};
   if (!a.model.empty()) body["model"] = a.model;
 
   const auto t0 = Clock::now();
@@ -119,8 +119,11 @@ void one_request(const Args& a, Totals& t, std::mt19937& rng, bool first_round) 
       json j = json::parse(ev, nullptr, false);
       if (j.contains("usage") && j["usage"].is_object()) completion = j["usage"]["completion_tokens"].get<int64_t>();
       if (!j.contains("choices") || j["choices"].empty()) continue;
-      const json& lp = j["choices"][0]["logprobs"];
-      const int64_t k = lp.is_object() ? static_cast<int64_t>(lp["tokens"].size()) : 0;
+      // A chunk is one token at this pace (each step's token is sent as it
+      // comes); a token whose text is not complete yet (part of a UTF-8
+      // character) rides with the next. The usage line gives the exact total.
+      const json& text = j["choices"][0]["text"];
+      const int64_t k = text.is_string() && !text.get<std::string>().empty() ? 1 : 0;
       if (k == 0) continue;
       tokens += k;
       const auto now = Clock::now();
@@ -139,15 +142,15 @@ void one_request(const Args& a, Totals& t, std::mt19937& rng, bool first_round) 
   };
   auto r = c.send(req);
   std::lock_guard lock(t.mu);
-  t.tokens += tokens;
+  t.tokens += completion >= 0 ? completion : tokens;
   if (cancel && !done) {
     ++t.cancelled;
-  } else if (r && r->status == 200 && done && completion == a.max_tokens && tokens == a.max_tokens) {
+  } else if (r && r->status == 200 && done && completion == a.max_tokens && tokens > 0) {
     ++t.ok;
   } else {
     ++t.unexpected;
     if (t.unexpected_samples.size() < 5)
-      t.unexpected_samples.push_back(std::string("status ") + (r ? std::to_string(r->status) : "none") +
+      t.unexpected_samples.push_back(std::string("status ") + (r ? std::to_string(r->status) : "none: " + httplib::to_string(r.error())) +
                                      " done=" + std::to_string(done) + " tokens=" + std::to_string(tokens));
   }
 }
