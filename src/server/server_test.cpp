@@ -346,22 +346,36 @@ TEST(Server, MetricsAreValidPrometheusText) {
   }
 }
 
-TEST(Server, ShutdownLetsStreamsInFlightFinishThenStops) {
-  Running s;
-  auto c = s.client();
+// A streamed completion on a thread of its own, collecting the SSE text;
+// returns once the first bytes have come.
+struct BackgroundStream {
+  BackgroundStream(Running& s, const std::string& body) : c(s.client()) {
+    thread = std::thread([this, body] {
+      post_streaming(c, "/v1/completions", body, [this](const char* d, size_t n) {
+        std::lock_guard lock(mu);
+        got.append(d, n);
+        started = true;
+        return true;
+      });
+    });
+    while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  std::string join() {
+    thread.join();
+    return got;
+  }
+  httplib::Client c;
+  std::mutex mu;
   std::string got;
   std::atomic<bool> started{false};
-  std::thread client([&] {
-    post_streaming(c, "/v1/completions", R"({"prompt":"ROMEO:","max_tokens":200,"ignore_eos":true,"stream":true})",
-                   [&](const char* d, size_t n) {
-             got.append(d, n);
-             started = true;
-             return true;
-           });
-  });
-  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  std::thread thread;
+};
+
+TEST(Server, ShutdownLetsStreamsInFlightFinishThenStops) {
+  Running s;
+  BackgroundStream stream(s, R"({"prompt":"ROMEO:","max_tokens":200,"ignore_eos":true,"stream":true})");
   s.server.shutdown(60);
-  client.join();
+  const std::string got = stream.join();
   bool done = false;
   auto ev = events(got, &done);
   EXPECT_TRUE(done);
@@ -372,22 +386,11 @@ TEST(Server, ShutdownLetsStreamsInFlightFinishThenStops) {
 
 TEST(Server, ShutdownPastItsGraceCancelsWhatIsLeft) {
   Running s;
-  auto c = s.client();
-  std::string got;
-  std::atomic<bool> started{false};
-  std::thread client([&] {
-    post_streaming(c, "/v1/completions", R"({"prompt":"ROMEO:","max_tokens":1000,"ignore_eos":true,"stream":true})",
-           [&](const char* d, size_t n) {
-             got.append(d, n);
-             started = true;
-             return true;
-           });
-  });
-  while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  BackgroundStream stream(s, R"({"prompt":"ROMEO:","max_tokens":1000,"ignore_eos":true,"stream":true})");
   const auto t0 = std::chrono::steady_clock::now();
   s.server.shutdown(0.05);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
-  client.join();
+  const std::string got = stream.join();
   bool done = false;
   events(got, &done);
   EXPECT_TRUE(done);  // the stream still ends properly

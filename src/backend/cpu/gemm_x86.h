@@ -39,13 +39,16 @@ inline void transpose8(__m256i r[8]) {
   r[3] = _mm256_permute2x128_si256(u3, u7, 0x20), r[7] = _mm256_permute2x128_si256(u3, u7, 0x31);
 }
 
-template <class F>
-void pack_rows(const std::byte* row0, size_t row_bytes, int64_t cols, PackedSub* out) {
-  const int64_t blocks = cols / F::elems;
-  for (int64_t b = 0; b < blocks; ++b) {
-    alignas(32) float sc0[F::subs][8], sc1[F::subs][8], mn[F::subs][8];
-    __m256i w[F::subs][8];
-    for (int r = 0; r < 8; ++r) {  // each row's block decoded once
+// One block column of R rows decoded, each row once: per sub-block s, the
+// unsigned weight bytes of row r in w[s][r] and its scales and min in the
+// arrays (transposed and stored by the tile writers below).
+template <class F, int R>
+struct BlockColumn {
+  alignas(64) float sc0[F::subs][R], sc1[F::subs][R], mn[F::subs][R];
+  __m256i w[F::subs][R];
+
+  void decode(const std::byte* row0, size_t row_bytes, int64_t b) {
+    for (int r = 0; r < R; ++r) {
       const F f = make_format<F>(row0 + static_cast<size_t>(r) * row_bytes + b * F::bytes);
       for (int s = 0; s < F::subs; ++s) {
         w[s][r] = _mm256_add_epi8(f.weights(s), _mm256_set1_epi8(static_cast<char>(F::offset)));
@@ -55,13 +58,21 @@ void pack_rows(const std::byte* row0, size_t row_bytes, int64_t cols, PackedSub*
         mn[s][r] = f.min(s);
       }
     }
+  }
+};
+
+template <class F>
+void pack_rows(const std::byte* row0, size_t row_bytes, int64_t cols, PackedSub* out) {
+  BlockColumn<F, 8> c;
+  for (int64_t b = 0; b < cols / F::elems; ++b) {
+    c.decode(row0, row_bytes, b);
     for (int s = 0; s < F::subs; ++s) {
       PackedSub& p = out[b * F::subs + s];
-      transpose8(w[s]);
-      for (int g = 0; g < 8; ++g) p.w[g] = w[s][g];
-      p.scale[0] = _mm256_load_ps(sc0[s]);
-      p.scale[1] = _mm256_load_ps(sc1[s]);
-      p.min = _mm256_load_ps(mn[s]);
+      transpose8(c.w[s]);
+      for (int g = 0; g < 8; ++g) p.w[g] = c.w[s][g];
+      p.scale[0] = _mm256_load_ps(c.sc0[s]);
+      p.scale[1] = _mm256_load_ps(c.sc1[s]);
+      p.min = _mm256_load_ps(c.mn[s]);
     }
   }
 }
@@ -132,28 +143,17 @@ inline constexpr int64_t kTileRows = 16;
 
 template <class F>
 void pack_tile(const std::byte* row0, size_t row_bytes, int64_t cols, PackedSub16* out) {
-  const int64_t blocks = cols / F::elems;
-  for (int64_t b = 0; b < blocks; ++b) {
-    alignas(64) float sc0[F::subs][16], sc1[F::subs][16], mn[F::subs][16];
-    __m256i w[F::subs][16];
-    for (int r = 0; r < 16; ++r) {  // each row's block decoded once
-      const F f = make_format<F>(row0 + static_cast<size_t>(r) * row_bytes + b * F::bytes);
-      for (int s = 0; s < F::subs; ++s) {
-        w[s][r] = _mm256_add_epi8(f.weights(s), _mm256_set1_epi8(static_cast<char>(F::offset)));
-        const __m256 scale = f.scale(s);
-        sc0[s][r] = _mm256_cvtss_f32(scale);
-        sc1[s][r] = _mm_cvtss_f32(_mm256_extractf128_ps(scale, 1));
-        mn[s][r] = f.min(s);
-      }
-    }
+  BlockColumn<F, 16> c;
+  for (int64_t b = 0; b < cols / F::elems; ++b) {
+    c.decode(row0, row_bytes, b);
     for (int s = 0; s < F::subs; ++s) {
       PackedSub16& p = out[b * F::subs + s];
-      transpose8(w[s]);
-      transpose8(w[s] + 8);
-      for (int g = 0; g < 8; ++g) p.w[g] = _mm512_inserti64x4(_mm512_castsi256_si512(w[s][g]), w[s][8 + g], 1);
-      p.scale[0] = _mm512_load_ps(sc0[s]);
-      p.scale[1] = _mm512_load_ps(sc1[s]);
-      p.min = _mm512_load_ps(mn[s]);
+      transpose8(c.w[s]);
+      transpose8(c.w[s] + 8);
+      for (int g = 0; g < 8; ++g) p.w[g] = _mm512_inserti64x4(_mm512_castsi256_si512(c.w[s][g]), c.w[s][8 + g], 1);
+      p.scale[0] = _mm512_load_ps(c.sc0[s]);
+      p.scale[1] = _mm512_load_ps(c.sc1[s]);
+      p.min = _mm512_load_ps(c.mn[s]);
     }
   }
 }
