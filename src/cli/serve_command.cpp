@@ -2,6 +2,7 @@
 //            [--keep-alive D] [--shutdown-grace D]`: the OpenAI-compatible
 // server. SIGINT/SIGTERM stop accepting, let requests in flight finish within
 // the grace period, cancel the rest and exit 0.
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <thread>
@@ -67,22 +68,31 @@ Action add_serve(CLI::App& app, const GlobalOptions& global) {
     Pool pool(a->model.pool_options(global));
     ModelRegistry registry(pool, sources, ro);
     Server server(registry, a->server);
-    if (!server.bind()) throw InputError("cannot listen on " + a->server.host + ":" + std::to_string(a->server.port));
-    std::signal(SIGINT, on_stop);
-    std::signal(SIGTERM, on_stop);
-    std::fprintf(stderr, "umi: listening on http://%s:%d (%zu model%s, %s)\n", a->server.host.c_str(), server.port(), sources.size(),
-                 sources.size() == 1 ? "" : "s", a->server.api_key.empty() ? "no API key" : "API key required");
-    // One model: load it now (while /health says "loading"), not on the first request.
+    // One model: load it now, not on the first request; it is marked as
+    // loading before the port opens, so /health never says "ok" before it is.
     std::thread preload;
     std::string load_error;
-    if (a->models_dir.empty()) preload = std::thread([&] {
+    std::atomic<bool> preload_done{false};
+    if (a->models_dir.empty()) {
+      preload = std::thread([&] {
         try {
           registry.acquire("");
         } catch (const std::exception& e) {
           load_error = e.what();
           g_stop = 1;
         }
+        preload_done = true;
       });
+      while (!preload_done && registry.status()[0].state == ModelState::unloaded) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (!server.bind()) {
+      if (preload.joinable()) preload.join();
+      throw InputError("cannot listen on " + a->server.host + ":" + std::to_string(a->server.port));
+    }
+    std::signal(SIGINT, on_stop);
+    std::signal(SIGTERM, on_stop);
+    std::fprintf(stderr, "umi: listening on http://%s:%d (%zu model%s, %s)\n", a->server.host.c_str(), server.port(), sources.size(),
+                 sources.size() == 1 ? "" : "s", a->server.api_key.empty() ? "no API key" : "API key required");
     std::thread watcher([&] {
       while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(50));
       std::fprintf(stderr, "umi: stopping: finishing requests in flight (up to %.0f s)\n", grace);
