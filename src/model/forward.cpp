@@ -132,56 +132,82 @@ void Model::forward(std::span<const ForwardItem> items) {
 // Flash-style attention over the paged cache: one pass over each (token,
 // head)'s keys with an online softmax, block by block; no [T, positions]
 // score matrix exists anywhere.
+// Flash-style attention on f32 tiles. Work items are (sequence run, KV head):
+// a run is the consecutive tokens of one sequence in this pass (a prefill
+// chunk, or one decode token). Each KV block the run can see is converted to
+// f32 once and serves every query head of the group for every token of the
+// run; the scores of one token's group are one small tile product, the
+// softmax is the online one (running max and denominator per query row), and
+// the output rows accumulate in place.
 void Model::attention(int64_t l, int64_t T) {
   const ModelConfig& c = config_;
   const int64_t H = c.n_heads, Hkv = c.n_kv_heads, hd = c.head_dim, group = H / Hkv;
   const DType kv_dtype = kv_pool_.layout().dtype;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const float* q = q_.as<float>();
-  float* out = attn_.as<float>();
+  float* out = attn_.as<float>();  // [T, H*hd]
   const size_t head_bytes = dtype_bytes(kv_dtype, static_cast<uint64_t>(hd)).value_or(0);
   const KvLayout& layout = kv_pool_.layout();
   const int64_t B = layout.block_tokens;
   const size_t row = layout.row_bytes(), layer_offset = static_cast<size_t>(l) * layout.layer_bytes();
-  const cpu::DotFn score_dot = cpu::dot_function(kv_dtype);
-  // Each thread's output accumulator lives in the pool's attention scratch.
+  runs_.clear();
+  for (int64_t t = 0; t < T; ++t)
+    if (t == 0 || slots_[static_cast<size_t>(t)].kv != slots_[static_cast<size_t>(t - 1)].kv) runs_.push_back({t, t + 1});
+    else runs_.back().second = t + 1;
+  const int64_t per_thread = 2 * B * hd + group * B + 2 * group * options_.prefill_chunk;
   std::atomic<int> next_slot{0};
-  threads_.parallel_for(T * H, 1, [&](int64_t begin, int64_t end) {
-    float* slot = attn_scratch_.as<float>() + static_cast<size_t>(next_slot++) * static_cast<size_t>(hd + B);
-    std::span<float> acc(slot, static_cast<size_t>(hd));  // [hd] running output
-    float* scores = slot + hd;                            // [B] one block's scores
-    for (int64_t th = begin; th < end; ++th) {
-      const int64_t t = th / H, h = th % H, kvh = h / group;
-      const SequenceKv& kv = *slots_[static_cast<size_t>(t)].kv;
-      const int64_t last = slots_[static_cast<size_t>(t)].position;
-      const float* qh = q + (t * H + h) * hd;
-      float m = -std::numeric_limits<float>::infinity(), denom = 0;
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      // Causal: this token and those before, a KV block at a time. Within
-      // a block the scores come first, so the running output is rescaled
-      // once per block rather than once per position.
+  threads_.parallel_for(static_cast<int64_t>(runs_.size()) * Hkv, 1, [&](int64_t begin, int64_t end) {
+    float* kf = attn_scratch_.as<float>() + static_cast<size_t>(next_slot++) * static_cast<size_t>(per_thread);  // [B, hd]
+    float* vf = kf + B * hd;            // [B, hd]
+    float* scores = vf + B * hd;        // [group, B]
+    float* row_max = scores + group * B;  // [run tokens * group]
+    float* denom = row_max + group * options_.prefill_chunk;
+    for (int64_t item = begin; item < end; ++item) {
+      const auto [t0, t1] = runs_[static_cast<size_t>(item / Hkv)];
+      const int64_t kvh = item % Hkv;
+      const SequenceKv& kv = *slots_[static_cast<size_t>(t0)].kv;
+      const int64_t first_pos = slots_[static_cast<size_t>(t0)].position, last = slots_[static_cast<size_t>(t1 - 1)].position;
+      auto q_rows = [&](int64_t t) { return q + (t * H + kvh * group) * hd; };  // [group, hd]
+      auto o_rows = [&](int64_t t) { return out + (t * H + kvh * group) * hd; };
+      for (int64_t t = t0; t < t1; ++t) std::fill(o_rows(t), o_rows(t) + group * hd, 0.0f);
+      std::fill(row_max, row_max + (t1 - t0) * group, -std::numeric_limits<float>::infinity());
+      std::fill(denom, denom + (t1 - t0) * group, 0.0f);
       for (int64_t p0 = 0; p0 <= last; p0 += B) {
         const std::byte* k_rows = kv_pool_.data(kv.block_table()[static_cast<size_t>(p0 / B)]) + layer_offset +
                                   static_cast<size_t>(kvh) * head_bytes;  // K of position p0 + i at i * row
         const std::byte* v_rows = k_rows + static_cast<size_t>(B) * row;
         const int64_t n = std::min(B, last + 1 - p0);
-        float block_max = -std::numeric_limits<float>::infinity();
         for (int64_t i = 0; i < n; ++i) {
-          scores[i] = score_dot(k_rows + static_cast<size_t>(i) * row, qh, hd) * scale;
-          block_max = std::max(block_max, scores[i]);
+          cpu::kv_to_f32(k_rows + static_cast<size_t>(i) * row, kv_dtype, hd, kf + i * hd);
+          cpu::kv_to_f32(v_rows + static_cast<size_t>(i) * row, kv_dtype, hd, vf + i * hd);
         }
-        const float m_new = std::max(m, block_max), correction = std::exp(m - m_new);
-        denom *= correction;
-        for (float& a : acc) a *= correction;
-        for (int64_t i = 0; i < n; ++i) {
-          const float w = std::exp(scores[i] - m_new);
-          denom += w;
-          cpu::scale_add(acc.data(), 1.0f, w, v_rows + static_cast<size_t>(i) * row, kv_dtype, hd);
+        // Causal: token t sees positions up to its own; the run's positions are consecutive.
+        for (int64_t t = std::max(t0, t0 + p0 - first_pos); t < t1; ++t) {
+          const int64_t seen = std::min(n, first_pos + (t - t0) - p0 + 1);  // keys of this block token t sees
+          cpu::attn_scores(q_rows(t), hd, group, kf, seen, hd, scale, scores);  // [group, seen]
+          for (int64_t g = 0; g < group; ++g) {
+            float* s = scores + g * seen;
+            const size_t r = static_cast<size_t>((t - t0) * group + g);
+            float block_max = s[0];
+            for (int64_t i = 1; i < seen; ++i) block_max = std::max(block_max, s[i]);
+            const float m_new = std::max(row_max[r], block_max), correction = std::exp(row_max[r] - m_new);
+            float sum = 0;
+            for (int64_t i = 0; i < seen; ++i) sum += (s[i] = std::exp(s[i] - m_new));
+            denom[r] = denom[r] * correction + sum;
+            row_max[r] = m_new;
+            float* o = o_rows(t) + g * hd;
+            if (correction != 1.0f)
+              for (int64_t i = 0; i < hd; ++i) o[i] *= correction;
+          }
+          cpu::attn_accumulate(scores, group, vf, seen, hd, o_rows(t), hd);
         }
-        m = m_new;
       }
-      float* o = out + (t * H + h) * hd;
-      for (int64_t i = 0; i < hd; ++i) o[i] = acc[static_cast<size_t>(i)] / denom;
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t g = 0; g < group; ++g) {
+          const float inv = 1.0f / denom[static_cast<size_t>((t - t0) * group + g)];
+          float* o = o_rows(t) + g * hd;
+          for (int64_t i = 0; i < hd; ++i) o[i] *= inv;
+        }
     }
   });
 }

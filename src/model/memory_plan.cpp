@@ -47,7 +47,11 @@ ActivationLayout activation_layout(const ModelConfig& c, int64_t tokens, int64_t
   // bound that does not look at the weight types.
   a.gemm_pack = tokens >= cpu::kGemmMinTokens ? gemm_pack_scratch_bytes(widest, threads) : 0;
   a.logits = u(logit_rows) * u(c.vocab_size) * f;
-  a.attn_scratch = u(threads) * (u(c.head_dim) + u(kv_block_tokens)) * f;
+  // Per thread: one KV block's K and V as f32, one token's query group of
+  // scores for it, and the running max and denominator of every query row of
+  // the pass that shares a KV head.
+  const uint64_t group = u(c.n_heads / std::max<int64_t>(c.n_kv_heads, 1));
+  a.attn_scratch = u(threads) * (2 * u(kv_block_tokens) * u(c.head_dim) + group * u(kv_block_tokens) + 2 * group * t) * f;
   return a;
 }
 

@@ -26,7 +26,7 @@ struct ActivationLayout {
   uint64_t quantized;   // activations quantized to q8 for integer dot products: [tokens, widest row], 40 B per 32
   uint64_t gemm_pack;   // one packed 8-row weight tile per thread for the tiled GEMM: [threads, widest row / 32, 352 B]
   uint64_t logits;      // [logit_rows, vocab]: the last position of each sequence in the pass
-  uint64_t attn_scratch;  // per thread: one head's output accumulator and one KV block of scores
+  uint64_t attn_scratch;  // per thread: one KV block's K and V in f32, a query group's scores, per-row softmax state
 
   uint64_t total(uint64_t page) const;  // each buffer rounded as the pool accounts it
 };

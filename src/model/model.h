@@ -68,6 +68,7 @@ class Model {
   void attention(int64_t layer, int64_t tokens);
   std::vector<TokenSlot> slots_;       // [tokens of the current pass]
   std::vector<int32_t> pass_tokens_;  // [tokens of the current pass]
+  std::vector<std::pair<int64_t, int64_t>> runs_;  // attention: [first, end) tokens of one sequence in the pass
 
   Pool& pool_;
   ModelOptions options_;

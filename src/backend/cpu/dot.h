@@ -46,4 +46,12 @@ QDot4Fn qdot4_function(DType t);  // nullptr where there is no such kernel
 // acc[i] = acc[i] * scale + w * v[i], v in f32, f16 or q8_0 (the KV cache's types).
 void scale_add(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n);
 
+// Attention on f32 tiles. A KV row (f32, f16 or q8_0; n a multiple of 32 for
+// q8_0) as floats:
+void kv_to_f32(const std::byte* row, DType t, int64_t n, float* out);
+// scores[i * nk + j] = scale * (q_i . k_j), q_i at q + i * q_stride, k_j at k + j * hd.
+void attn_scores(const float* q, int64_t q_stride, int64_t nq, const float* k, int64_t nk, int64_t hd, float scale, float* scores);
+// acc_i += sum_j w[i * nk + j] * v_j, acc_i at acc + i * acc_stride, v_j at v + j * hd.
+void attn_accumulate(const float* w, int64_t nq, const float* v, int64_t nk, int64_t hd, float* acc, int64_t acc_stride);
+
 }  // namespace umi::cpu

@@ -13,7 +13,8 @@ namespace umi::cpu {
 const KernelSet& avx512vnni_kernels() {
   static constexpr KernelSet set{
       "avx512vnni", impl_table, [](DType t) { return x86_qkernels(t).first; },
-      [](DType t) { return x86_qkernels(t).second; }, x86_qgemm, x86_scale_add, impl_quantize_activations};
+      [](DType t) { return x86_qkernels(t).second; }, x86_qgemm, x86_scale_add, impl_quantize_activations,
+      impl_kv_to_f32, impl_attn_scores, impl_attn_accumulate};
   return set;
 }
 

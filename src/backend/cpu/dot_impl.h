@@ -321,6 +321,96 @@ void impl_scale_add(float* acc, float scale, float w, const std::byte* v, DType 
   }
 }
 
+// Attention on f32 tiles (model/forward.cpp converts each KV block once per
+// pass and reuses it for every query that sees it).
+
+// A KV row (f32, f16 or q8_0) as floats.
+void impl_kv_to_f32(const std::byte* row, DType t, int64_t n, float* out) {
+  int64_t k = 0;
+  if (t == DType::F16) {
+    for (; k + 8 <= n; k += 8) {
+      const v8f f = f16x8_to_f32(row + 2 * k);
+      std::memcpy(out + k, &f, sizeof f);
+    }
+    for (; k < n; ++k) out[k] = scalar_f16(row + 2 * k);
+  } else if (t == DType::Q8_0) {
+    for (; k + 32 <= n; k += 32) {
+      const std::byte* blk = row + k / 32 * 34;
+      const float d = scalar_f16(blk);
+      for (int g = 0; g < 4; ++g) {
+        v8b q;
+        std::memcpy(&q, blk + 2 + 8 * g, 8);
+        const v8f f = __builtin_convertvector(q, v8f) * d;
+        std::memcpy(out + k + 8 * g, &f, sizeof f);
+      }
+    }
+  } else {
+    std::memcpy(out, row, static_cast<size_t>(n) * 4);
+  }
+}
+
+// scores[i * nk + j] = scale * (q_i . k_j): q_i at q + i * q_stride, k_j at
+// k + j * hd. Four keys at a time share each load of q.
+void impl_attn_scores(const float* q, int64_t q_stride, int64_t nq, const float* k, int64_t nk, int64_t hd, float scale,
+                      float* scores) {
+  for (int64_t i = 0; i < nq; ++i) {
+    const float* qi = q + i * q_stride;
+    float* si = scores + i * nk;
+    int64_t j = 0;
+    for (; j + 4 <= nk; j += 4) {
+      const float* k0 = k + j * hd;
+      v8f a0{}, a1{}, a2{}, a3{};
+      int64_t d = 0;
+      for (; d + 8 <= hd; d += 8) {
+        const v8f x = load_f32(qi + d);
+        a0 += x * load_f32(k0 + d);
+        a1 += x * load_f32(k0 + hd + d);
+        a2 += x * load_f32(k0 + 2 * hd + d);
+        a3 += x * load_f32(k0 + 3 * hd + d);
+      }
+      float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+      for (; d < hd; ++d) s0 += qi[d] * k0[d], s1 += qi[d] * k0[hd + d], s2 += qi[d] * k0[2 * hd + d], s3 += qi[d] * k0[3 * hd + d];
+      si[j] = s0 * scale, si[j + 1] = s1 * scale, si[j + 2] = s2 * scale, si[j + 3] = s3 * scale;
+    }
+    for (; j < nk; ++j) {
+      const float* kj = k + j * hd;
+      v8f a{};
+      int64_t d = 0;
+      for (; d + 8 <= hd; d += 8) a += load_f32(qi + d) * load_f32(kj + d);
+      float s = hsum(a);
+      for (; d < hd; ++d) s += qi[d] * kj[d];
+      si[j] = s * scale;
+    }
+  }
+}
+
+// acc_i += sum_j w[i * nk + j] * v_j, for acc_i at acc + i * acc_stride and
+// v_j at v + j * hd.
+void impl_attn_accumulate(const float* w, int64_t nq, const float* v, int64_t nk, int64_t hd, float* acc, int64_t acc_stride) {
+  for (int64_t i = 0; i < nq; ++i) {
+    float* ai = acc + i * acc_stride;
+    const float* wi = w + i * nk;
+    int64_t d = 0;
+    for (; d + 32 <= hd; d += 32) {  // four registers of the output row stay put over all keys
+      v8f a0 = load_f32(ai + d), a1 = load_f32(ai + d + 8), a2 = load_f32(ai + d + 16), a3 = load_f32(ai + d + 24);
+      for (int64_t j = 0; j < nk; ++j) {
+        const float* vj = v + j * hd + d;
+        const v8f wj = v8f{} + wi[j];
+        a0 += wj * load_f32(vj), a1 += wj * load_f32(vj + 8), a2 += wj * load_f32(vj + 16), a3 += wj * load_f32(vj + 24);
+      }
+      std::memcpy(ai + d, &a0, sizeof a0), std::memcpy(ai + d + 8, &a1, sizeof a1);
+      std::memcpy(ai + d + 16, &a2, sizeof a2), std::memcpy(ai + d + 24, &a3, sizeof a3);
+    }
+    for (; d + 8 <= hd; d += 8) {
+      v8f a = load_f32(ai + d);
+      for (int64_t j = 0; j < nk; ++j) a += (v8f{} + wi[j]) * load_f32(v + j * hd + d);
+      std::memcpy(ai + d, &a, sizeof a);
+    }
+    for (; d < hd; ++d)
+      for (int64_t j = 0; j < nk; ++j) ai[d] += wi[j] * v[j * hd + d];
+  }
+}
+
 [[maybe_unused]] DotFn impl_table(DType t) {
   switch (t) {
     case DType::F32: return impl_dot_f32;

@@ -14,7 +14,7 @@ namespace umi::cpu {
 const KernelSet& portable_kernels() {
   static constexpr KernelSet set{"portable", impl_table, impl_qtable, [](DType) -> QDot4Fn { return nullptr; },
                                  [](DType) -> QGemmFn { return nullptr; }, impl_scale_add,
-                                 impl_quantize_activations};
+                                 impl_quantize_activations, impl_kv_to_f32, impl_attn_scores, impl_attn_accumulate};
   return set;
 }
 
@@ -51,6 +51,13 @@ void scale_add(float* acc, float scale, float w, const std::byte* v, DType v_typ
 }
 
 void quantize_activations(const float* x, int64_t n, Q8Block* out) { chosen().quantize(x, n, out); }
+void kv_to_f32(const std::byte* row, DType t, int64_t n, float* out) { chosen().kv_to_f32(row, t, n, out); }
+void attn_scores(const float* q, int64_t q_stride, int64_t nq, const float* k, int64_t nk, int64_t hd, float scale, float* scores) {
+  chosen().attn_scores(q, q_stride, nq, k, nk, hd, scale, scores);
+}
+void attn_accumulate(const float* w, int64_t nq, const float* v, int64_t nk, int64_t hd, float* acc, int64_t acc_stride) {
+  chosen().attn_accumulate(w, nq, v, nk, hd, acc, acc_stride);
+}
 
 float dot_reference(DType t, const std::byte* row, const float* x, int64_t n) {
   std::vector<float> w(static_cast<size_t>(n));

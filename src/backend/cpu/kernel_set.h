@@ -18,6 +18,10 @@ struct KernelSet {
   QGemmFn (*qgemm)(DType);  // nullptr where there is no tiled GEMM
   void (*scale_add)(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n);
   void (*quantize)(const float* x, int64_t n, Q8Block* out);
+  void (*kv_to_f32)(const std::byte* row, DType t, int64_t n, float* out);
+  void (*attn_scores)(const float* q, int64_t q_stride, int64_t nq, const float* k, int64_t nk, int64_t hd, float scale,
+                      float* scores);
+  void (*attn_accumulate)(const float* w, int64_t nq, const float* v, int64_t nk, int64_t hd, float* acc, int64_t acc_stride);
 };
 
 const KernelSet& portable_kernels();

@@ -312,3 +312,54 @@ TEST(ThreadPool, RunsEveryIndexExactlyOnce) {
 
 }  // namespace
 }  // namespace umi::cpu
+
+namespace umi::cpu {
+namespace {
+
+// The attention tile kernels of every build against plain double loops, on
+// random inputs and awkward sizes (keys not a multiple of 4, hd not of 32).
+TEST(Kernels, AttentionTilesMatchPlainLoops) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (const KernelSet* set : runnable_kernel_sets()) {
+    for (int64_t hd : {64, 40, 128}) {
+      const int64_t nq = 5, nk = 13, q_stride = hd + 8;
+      std::vector<float> q(static_cast<size_t>(nq * q_stride)), k(static_cast<size_t>(nk * hd)), v(k.size());
+      for (float& x : q) x = nd(rng);
+      for (float& x : k) x = nd(rng);
+      for (float& x : v) x = nd(rng);
+      std::vector<float> scores(static_cast<size_t>(nq * nk), std::nanf(""));
+      set->attn_scores(q.data(), q_stride, nq, k.data(), nk, hd, 0.125f, scores.data());
+      std::vector<float> acc(static_cast<size_t>(nq * hd)), ref_acc(acc.size());
+      for (float& x : acc) x = nd(rng);
+      ref_acc = acc;
+      for (int64_t i = 0; i < nq; ++i)
+        for (int64_t j = 0; j < nk; ++j) {
+          double s = 0;
+          for (int64_t d = 0; d < hd; ++d) s += static_cast<double>(q[static_cast<size_t>(i * q_stride + d)]) * k[static_cast<size_t>(j * hd + d)];
+          ASSERT_NEAR(scores[static_cast<size_t>(i * nk + j)], s * 0.125, 1e-4) << set->name << " hd " << hd;
+        }
+      set->attn_accumulate(scores.data(), nq, v.data(), nk, hd, acc.data(), hd);
+      for (int64_t i = 0; i < nq; ++i)
+        for (int64_t d = 0; d < hd; ++d) {
+          double s = ref_acc[static_cast<size_t>(i * hd + d)];
+          for (int64_t j = 0; j < nk; ++j) s += static_cast<double>(scores[static_cast<size_t>(i * nk + j)]) * v[static_cast<size_t>(j * hd + d)];
+          ASSERT_NEAR(acc[static_cast<size_t>(i * hd + d)], s, 1e-4) << set->name << " hd " << hd;
+        }
+    }
+    // KV rows in every cache type come back as the dequantizer gives them.
+    std::vector<float> x(64);
+    for (float& f : x) f = nd(rng);
+    for (DType t : {DType::F32, DType::F16, DType::Q8_0}) {
+      std::vector<std::byte> row(dtype_bytes(t, 64).value());
+      quantize_row(t, x.data(), 64, row.data());
+      std::vector<float> got(64, std::nanf("")), want(64);
+      set->kv_to_f32(row.data(), t, 64, got.data());
+      dequantize(t, row.data(), want.data(), 64);
+      for (size_t i = 0; i < 64; ++i) ASSERT_EQ(got[i], want[i]) << set->name << " " << to_string(t) << " " << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace umi::cpu
