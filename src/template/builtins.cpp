@@ -108,7 +108,8 @@ List split(const std::string& s, const Value& sep, int64_t maxsplit) {
   return out;
 }
 
-std::string replace(const std::string& s, const std::string& from, const std::string& to, int64_t count) {
+std::string replace(Interpreter& in, int line, const std::string& s, const std::string& from, const std::string& to,
+                    int64_t count) {
   if (from.empty()) return s;
   std::string out;
   size_t start = 0;
@@ -116,6 +117,7 @@ std::string replace(const std::string& s, const std::string& from, const std::st
   while (count < 0 || done < count) {
     size_t at = s.find(from, start);
     if (at == std::string::npos) break;
+    in.check_text(out.size() + (at - start) + to.size() + (s.size() - at - from.size()), line);
     out.append(s, start, at - start).append(to);
     start = at + from.size();
     ++done;
@@ -301,7 +303,7 @@ Value get_attribute(Interpreter&, const Value& target, const std::string& name, 
     if (name == "replace")
       return method([](Interpreter& i, const std::string& t, Args& a, int l) {
         const Value& c = arg(a, 2, "count");
-        return Value(replace(t, need_string(i, arg(a, 0, "old"), "replace", l), need_string(i, arg(a, 1, "new"), "replace", l),
+        return Value(replace(i, l, t, need_string(i, arg(a, 0, "old"), "replace", l), need_string(i, arg(a, 1, "new"), "replace", l),
                              c.kind() == Value::Kind::integer ? c.as_int() : -1));
       });
     if (name == "find")
@@ -321,7 +323,11 @@ Value get_attribute(Interpreter&, const Value& target, const std::string& name, 
       return method([](Interpreter& i, const std::string& t, Args& a, int l) {
         std::string out;
         List items = iterate(i, arg(a, 0, "iterable"), l);
-        for (size_t k = 0; k < items.size(); ++k) out += (k ? t : "") + items[k].str();
+        for (size_t k = 0; k < items.size(); ++k) {
+          std::string item = items[k].str();
+          i.check_text(out.size() + (k ? t.size() : 0) + item.size(), l);
+          out += (k ? t : "") + item;
+        }
         return Value(std::move(out));
       });
     return {};
@@ -333,7 +339,11 @@ Value apply_filter(Interpreter& in, const std::string& name, const Value& v, Arg
   if (name == "trim") return Value(strip(v.str(), arg(a, 0, "chars"), true, true));
   if (name == "tojson") {
     const Value& indent = arg(a, 0, "indent");
-    return Value(v.to_json(indent.kind() == Value::Kind::integer ? static_cast<int>(indent.as_int()) : -1));
+    if (indent.kind() != Value::Kind::integer) return Value(v.to_json());
+    // json.dumps treats a negative indent as 0 (newlines, no spaces).
+    int64_t n = std::max<int64_t>(0, indent.as_int());
+    if (n > 64) in.fail(line, "tojson indent " + std::to_string(n) + " is larger than 64");
+    return Value(v.to_json(static_cast<int>(n)));
   }
   if (name == "length" || name == "count") return Value(py_len(in, v, line));
   if (name == "default" || name == "d") {
@@ -358,7 +368,9 @@ Value apply_filter(Interpreter& in, const std::string& name, const Value& v, Arg
     List items = iterate(in, v, line);
     for (size_t k = 0; k < items.size(); ++k) {
       Value item = attr.is_undefined() ? items[k] : get_attribute(in, items[k], attr.str(), line);
-      out += (k ? sep : "") + item.str();
+      std::string text = item.str();
+      in.check_text(out.size() + (k ? sep.size() : 0) + text.size(), line);
+      out += (k ? sep : "") + text;
     }
     return Value(std::move(out));
   }
@@ -368,7 +380,7 @@ Value apply_filter(Interpreter& in, const std::string& name, const Value& v, Arg
   if (name == "title") return Value(change_case(change_case(v.str(), 0), 3));
   if (name == "replace") {
     const Value& c = arg(a, 2, "count");
-    return Value(replace(v.str(), arg(a, 0, "old").str(), arg(a, 1, "new").str(), c.kind() == Value::Kind::integer ? c.as_int() : -1));
+    return Value(replace(in, line, v.str(), arg(a, 0, "old").str(), arg(a, 1, "new").str(), c.kind() == Value::Kind::integer ? c.as_int() : -1));
   }
   if (name == "first" || name == "last") {
     List items = iterate(in, v, line);
@@ -493,6 +505,7 @@ Value apply_filter(Interpreter& in, const std::string& name, const Value& v, Arg
       size_t nl = s.find('\n', start);
       std::string line_text = s.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
       if ((!is_first || first) && (blank || !line_text.empty())) out += pad;
+      in.check_text(out.size() + line_text.size(), line);
       out += line_text;
       if (nl == std::string::npos) break;
       out += '\n';

@@ -85,6 +85,39 @@ TEST(ChatTemplate, SandboxBoundsLoopsOutputAndRecursion) {
   EXPECT_THROW(ChatTemplate("{{ 'abc'.split(4) }}", "", "").render(r), tmpl::TemplateError);
 }
 
+// Each of these once took unbounded memory or time; found by fuzzing or by
+// reading the code after fuzzing found the first (tojson with a huge indent).
+TEST(ChatTemplate, SandboxBoundsTheSizeOfValues) {
+  ChatRequest r;
+  auto fails = [&](const std::string& src) {
+    EXPECT_THROW(ChatTemplate(src, "", "").render(r), tmpl::TemplateError) << src;
+  };
+  fails("{{ [1] | tojson(indent=11111111111111110) }}");
+  fails("{{ [[1]] | tojson(indent=65) }}");
+  EXPECT_EQ(ChatTemplate("{{ [1] | tojson(indent=-3) }}", "", "").render(r), "[\n1\n]");
+  EXPECT_EQ(ChatTemplate("{{ {'a': [1]} | tojson(indent=2) }}", "", "").render(r), "{\n  \"a\": [\n    1\n  ]\n}");
+  // A list that doubles per statement: 2^40 elements reachable in 40 steps.
+  // (a namespace, because a for loop scopes plain `set`)
+  const std::string ns_doubling =
+      "{% set ns = namespace(a=[1]) %}{% for i in range(40) %}{% set ns.a = [ns.a, ns.a] %}{% endfor %}";
+  fails(ns_doubling + "{{ ns.a }}");
+  fails(ns_doubling + "{{ ns.a | tojson }}");
+  fails(ns_doubling + "{{ ns.a ~ '' }}");
+  fails(ns_doubling + "{{ [ns.a] | join(',') }}");
+  // Identity short-cuts equality of shared parts, as in Python.
+  EXPECT_EQ(ChatTemplate(ns_doubling + "{{ ns.a == ns.a }}", "", "").render(r), "True");
+  // A namespace holding itself: printing and comparing are errors, not a stack overflow.
+  const std::string self = "{% set ns = namespace(x=1) %}{% set ns.x = ns %}";
+  fails(self + "{{ ns }}");
+  fails(self + "{{ ns | tojson }}");
+  fails(self + "{% set o = namespace(x=1) %}{% set o.x = o %}{{ ns == o }}");
+  // Strings that double: concatenation, join, replace and list + list are bounded.
+  fails("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}");
+  fails("{% set ns = namespace(s='x') %}{% for i in range(40) %}{% set ns.s = [ns.s, ns.s] | join('') %}{% endfor %}");
+  fails("{% set ns = namespace(s='xxxx') %}{% for i in range(40) %}{% set ns.s = ns.s.replace('x', ns.s) %}{% endfor %}");
+  fails("{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}");
+}
+
 TEST(ChatTemplate, JinjaSemantics) {
   ChatRequest r;
   r.messages = ordered_json::parse(R"([{"role":"user","content":"  Hi  "},{"role":"assistant","content":"yo"}])");

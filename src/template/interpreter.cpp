@@ -15,6 +15,10 @@ void Interpreter::fail(int line, const std::string& why) const {
   throw TemplateError("template line " + std::to_string(line) + ": " + why);
 }
 
+void Interpreter::check_text(size_t bytes, int line) const {
+  if (bytes > limits_.max_output) fail(line, "string longer than " + std::to_string(limits_.max_output) + " bytes");
+}
+
 void Interpreter::step(int line) {
   if (++steps_ > limits_.max_steps)
     fail(line, "rendering took more than " + std::to_string(limits_.max_steps) + " steps");
@@ -276,7 +280,11 @@ Value Interpreter::eval_binary(const Expr& e) {
   };
   if (op == "==") return Value(l.equals(r));
   if (op == "!=") return Value(!l.equals(r));
-  if (op == "~") return Value(l.str() + r.str());
+  if (op == "~") {
+    std::string a = l.str(), b = r.str();
+    check_text(a.size() + b.size(), e.line);
+    return Value(a + b);
+  }
   if (op == "in" || op == "not in") {
     bool found = false;
     if (r.is_string()) {
@@ -312,10 +320,11 @@ Value Interpreter::eval_binary(const Expr& e) {
     if (ints) return checked([](int64_t a, int64_t b, int64_t* o) { return __builtin_add_overflow(a, b, o); });
     if (l.is_number() && r.is_number()) return Value(l.as_float() + r.as_float());
     if (l.is_string() && r.is_string()) {
-      if (l.as_string().size() + r.as_string().size() > limits_.max_output) fail(e.line, "string too long");
+      check_text(l.as_string().size() + r.as_string().size(), e.line);
       return Value(l.as_string() + r.as_string());
     }
     if (l.is_list() && r.is_list()) {
+      if (l.as_list().size() + r.as_list().size() > limits_.max_range) fail(e.line, "list too long");
       List out = l.as_list();
       out.insert(out.end(), r.as_list().begin(), r.as_list().end());
       return Value(std::move(out));

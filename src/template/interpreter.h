@@ -31,6 +31,9 @@ class Interpreter {
   void step(int line);  // counts work; throws past the limit
   const Limits& limits() const { return limits_; }
   [[noreturn]] void fail(int line, const std::string& why) const;
+  // Every string a template builds is at most max_output bytes; builders check
+  // before they grow (join, replace, indent, ~), so memory stays bounded.
+  void check_text(size_t bytes, int line) const;
 
  private:
   enum class Flow { normal, break_, continue_ };

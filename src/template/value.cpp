@@ -194,6 +194,29 @@ void json_string(std::string& out, const std::string& s) {
 }
 }  // namespace
 
+namespace {
+// Values form a DAG (a list may hold the same list twice, so size can double at
+// every step) and a namespace may even hold itself; printing or comparing one
+// must stay bounded in bytes, depth and time whatever the template did.
+constexpr size_t kMaxSerializedBytes = 16u << 20;
+constexpr int kMaxNesting = 256;
+
+void check_depth(int depth) {
+  if (depth > kMaxNesting)
+    throw TemplateError("value nested more than " + std::to_string(kMaxNesting) + " levels deep");
+}
+
+}  // namespace
+
+struct ValueWriter {
+  std::string out;
+  void put(std::string_view text) {
+    if (out.size() + text.size() > kMaxSerializedBytes)
+      throw TemplateError("printed value is larger than " + std::to_string(kMaxSerializedBytes) + " bytes");
+    out += text;
+  }
+};
+
 std::string Value::str() const {
   switch (kind_) {
     case Kind::undefined: return "";
@@ -209,85 +232,125 @@ std::string Value::str() const {
 }
 
 std::string Value::repr() const {
+  ValueWriter w;
+  write_repr(w, 0);
+  return std::move(w.out);
+}
+
+void Value::write_repr(ValueWriter& w, int depth) const {
+  check_depth(depth);
   switch (kind_) {
-    case Kind::string: return python_str_repr(*s_);
-    case Kind::list: {
-      std::string out = "[";
-      for (size_t i = 0; i < l_->size(); ++i) out += (i ? ", " : "") + (*l_)[i].repr();
-      return out + "]";
-    }
-    case Kind::dict: {
-      std::string out = "{";
-      for (size_t i = 0; i < d_->items.size(); ++i)
-        out += (i ? ", " : "") + python_str_repr(d_->items[i].first) + ": " + d_->items[i].second.repr();
-      return out + "}";
-    }
-    default: return str();
+    case Kind::string: w.put(python_str_repr(*s_)); return;
+    case Kind::list:
+      w.put("[");
+      for (size_t i = 0; i < l_->size(); ++i) {
+        if (i) w.put(", ");
+        (*l_)[i].write_repr(w, depth + 1);
+      }
+      w.put("]");
+      return;
+    case Kind::dict:
+      w.put("{");
+      for (size_t i = 0; i < d_->items.size(); ++i) {
+        if (i) w.put(", ");
+        w.put(python_str_repr(d_->items[i].first));
+        w.put(": ");
+        d_->items[i].second.write_repr(w, depth + 1);
+      }
+      w.put("}");
+      return;
+    default: w.put(str());
   }
 }
 
-std::string Value::to_json(int indent, int level) const {
-  std::string out;
-  auto newline = [&](int lvl) {
-    if (indent >= 0) out += "\n" + std::string(static_cast<size_t>(indent * lvl), ' ');
+std::string Value::to_json(int indent) const {
+  if (indent > 64) throw TemplateError("tojson indent " + std::to_string(indent) + " is larger than 64");
+  ValueWriter w;
+  write_json(w, indent, 0);
+  return std::move(w.out);
+}
+
+void Value::write_json(ValueWriter& w, int indent, int depth) const {
+  check_depth(depth);
+  auto newline = [&](int level) {
+    if (indent < 0) return;
+    w.put("\n");
+    for (int i = 0; i < indent * level; ++i) w.put(" ");
   };
   switch (kind_) {
-    case Kind::undefined: case Kind::none: return "null";
-    case Kind::boolean: return b_ ? "true" : "false";
-    case Kind::integer: return std::to_string(i_);
+    case Kind::undefined: case Kind::none: w.put("null"); return;
+    case Kind::boolean: w.put(b_ ? "true" : "false"); return;
+    case Kind::integer: w.put(std::to_string(i_)); return;
     case Kind::floating:
-      if (std::isnan(f_)) return "NaN";
-      if (std::isinf(f_)) return f_ > 0 ? "Infinity" : "-Infinity";
-      return python_float_repr(f_);
-    case Kind::string: json_string(out, *s_); return out;
+      if (std::isnan(f_)) w.put("NaN");
+      else if (std::isinf(f_)) w.put(f_ > 0 ? "Infinity" : "-Infinity");
+      else w.put(python_float_repr(f_));
+      return;
+    case Kind::string: {
+      std::string s;
+      json_string(s, *s_);
+      w.put(s);
+      return;
+    }
     case Kind::list:
-      if (l_->empty()) return "[]";
-      out += "[";
+      if (l_->empty()) return w.put("[]");
+      w.put("[");
       for (size_t i = 0; i < l_->size(); ++i) {
-        if (i) out += indent >= 0 ? "," : ", ";
-        newline(level + 1);
-        out += (*l_)[i].to_json(indent, level + 1);
+        if (i) w.put(indent >= 0 ? "," : ", ");
+        newline(depth + 1);
+        (*l_)[i].write_json(w, indent, depth + 1);
       }
-      newline(level);
-      return out + "]";
+      newline(depth);
+      w.put("]");
+      return;
     case Kind::dict:
-      if (d_->items.empty()) return "{}";
-      out += "{";
+      if (d_->items.empty()) return w.put("{}");
+      w.put("{");
       for (size_t i = 0; i < d_->items.size(); ++i) {
-        if (i) out += indent >= 0 ? "," : ", ";
-        newline(level + 1);
-        json_string(out, d_->items[i].first);
-        out += ": " + d_->items[i].second.to_json(indent, level + 1);
+        if (i) w.put(indent >= 0 ? "," : ", ");
+        newline(depth + 1);
+        std::string key;
+        json_string(key, d_->items[i].first);
+        w.put(key);
+        w.put(": ");
+        d_->items[i].second.write_json(w, indent, depth + 1);
       }
-      newline(level);
-      return out + "}";
+      newline(depth);
+      w.put("}");
+      return;
     case Kind::function: throw TemplateError("Object of type function is not JSON serializable");
   }
-  return "null";
 }
 
-bool Value::equals(const Value& o) const {
+bool Value::equals(const Value& o) const { return equals(o, 0); }
+
+bool Value::equals(const Value& o, int depth) const {
+  check_depth(depth);
   if (is_number() && o.is_number()) {
     if (kind_ == Kind::integer && o.kind_ == Kind::integer) return i_ == o.i_;
     return as_float() == o.as_float();
   }
-  if (kind_ == Kind::boolean && o.is_number()) return Value(static_cast<int64_t>(b_)).equals(o);
-  if (o.kind_ == Kind::boolean && is_number()) return o.equals(*this);
+  if (kind_ == Kind::boolean && o.is_number()) return Value(static_cast<int64_t>(b_)).equals(o, depth);
+  if (o.kind_ == Kind::boolean && is_number()) return o.equals(*this, depth);
   if (kind_ != o.kind_) return false;
   switch (kind_) {
     case Kind::undefined: case Kind::none: return true;
     case Kind::boolean: return b_ == o.b_;
     case Kind::string: return *s_ == *o.s_;
+    // Identity first, as Python's containers do: a shared sub-list is compared
+    // once, not once per path to it.
     case Kind::list:
+      if (l_ == o.l_) return true;
       if (l_->size() != o.l_->size()) return false;
       for (size_t i = 0; i < l_->size(); ++i)
-        if (!(*l_)[i].equals((*o.l_)[i])) return false;
+        if (!(*l_)[i].equals((*o.l_)[i], depth + 1)) return false;
       return true;
     case Kind::dict:
+      if (d_ == o.d_) return true;
       if (d_->items.size() != o.d_->items.size()) return false;
       for (const auto& [k, v] : d_->items) {
         const Value* w = o.d_->find(k);
-        if (!w || !v.equals(*w)) return false;
+        if (!w || !v.equals(*w, depth + 1)) return false;
       }
       return true;
     case Kind::function: return fn_ == o.fn_;

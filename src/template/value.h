@@ -19,6 +19,7 @@ class Value;
 class Interpreter;
 using List = std::vector<Value>;
 struct Dict;
+struct ValueWriter;  // value.cpp: bounded text output
 struct Args {
   std::vector<Value> positional;
   std::vector<std::pair<std::string, Value>> keyword;
@@ -67,11 +68,17 @@ class Value {
   // Python's repr(): strings quoted, as inside a printed list.
   std::string repr() const;
   // json.dumps(x, ensure_ascii=False, indent=indent) with Python's separators.
-  std::string to_json(int indent = -1, int level = 0) const;
+  // All three throw TemplateError past 16 MiB of text or 256 levels of nesting
+  // (a value can double in size per statement, and a namespace can hold itself).
+  std::string to_json(int indent = -1) const;
   bool equals(const Value& other) const;
   std::string_view type_name() const;
 
  private:
+  void write_repr(ValueWriter& w, int depth) const;
+  void write_json(ValueWriter& w, int indent, int depth) const;
+  bool equals(const Value& other, int depth) const;
+
   Kind kind_ = Kind::undefined;
   bool b_ = false;
   int64_t i_ = 0;
