@@ -13,6 +13,8 @@ void ModelArgs::add_to(CLI::App& cmd) {
   cmd.add_option("--kv-dtype", kv_dtype, "KV cache element type")->check(CLI::IsMember({"f16", "f32", "q8_0"}));
   cmd.add_option("--prefill-chunk", prefill_chunk, "most prompt tokens per forward pass");
   cmd.add_option("-t,--threads", threads, "worker threads (default: all cores)");
+  cmd.add_option("--device", device, "where the model runs: auto (a GPU when this build and machine have one), cpu, cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd.add_flag("--verbose", verbose, "print the memory pool's counters");
 }
 
@@ -23,6 +25,7 @@ ModelOptions ModelArgs::options() const {
   o.kv_dtype = *dtype_from_name(kv_dtype);
   o.prefill_chunk = prefill_chunk;
   o.threads = threads;
+  o.device = parse_device(device);
   return o;
 }
 

@@ -16,6 +16,7 @@ struct ModelArgs {
   std::string kv_dtype = "f16";
   int64_t prefill_chunk = 512;
   int threads = 0;
+  std::string device = "auto";
   bool verbose = false;
 
   void add_to(CLI::App& cmd);

@@ -130,6 +130,7 @@ void Engine::take_incoming() {
   if (release) {
     model_.kv_pool().evict(model_.kv_pool().stats().cached);
     model_.pool().release_cache();
+    model_.kv_pool().memory().release_cache();
   }
 }
 
@@ -141,6 +142,7 @@ void Engine::check_memory_pressure() {
     // Give back what costs nothing to give: cached prefixes, then freed buffers.
     model_.kv_pool().evict(model_.kv_pool().stats().cached);
     model_.pool().release_cache();
+    model_.kv_pool().memory().release_cache();
   }
 }
 
@@ -180,7 +182,7 @@ bool Engine::admit(Request& r, int64_t budget) {
     r.kv.clear();
     if (running_.empty()) {  // nothing will ever free memory for it
       const uint64_t block = pool.block_bytes();
-      const PoolStats s = model_.pool().stats();
+      const PoolStats s = pool.memory().stats();
       const uint64_t free_bytes = s.limit > s.active ? s.limit - s.active : 0;
       finish(r, "error",
              std::to_string(n) + " tokens need " + format_bytes(static_cast<uint64_t>((n + B - 1) / B) * block) +

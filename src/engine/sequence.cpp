@@ -16,8 +16,8 @@ std::vector<float> Sequence::feed(std::span<const int32_t> tokens) {
   if (!kv_.reserve(position_ + n)) {
     // Say how many would fit: blocks the budget still holds, beyond those we have.
     const KvLayout& layout = model_.kv_pool().layout();
-    PoolStats s = model_.pool().stats();
-    uint64_t block = model_.pool().bucket_size(layout.block_bytes());
+    PoolStats s = model_.kv_pool().memory().stats();
+    uint64_t block = model_.kv_pool().block_bytes();
     uint64_t free_bytes = s.limit > s.active ? s.limit - s.active : 0;
     int64_t fit = kv_.capacity() + static_cast<int64_t>(free_bytes / block) * layout.block_tokens - position_;
     throw OutOfMemory(std::to_string(n) + " tokens need " + format_bytes((static_cast<uint64_t>(n) / layout.block_tokens + 1) * block) +

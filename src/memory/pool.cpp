@@ -94,7 +94,8 @@ void Reservation::reset() {
 // ---- Pool -------------------------------------------------------------------
 
 Pool::Pool(PoolOptions options)
-    : page_(page_size()),
+    : source_(options.source),
+      page_(page_size()),
       limit_(options.limit ? options.limit : default_memory_limit()),
       max_allocation_(options.max_allocation ? options.max_allocation : limit_ / 4),
       max_allocation_from_limit_(options.max_allocation == 0),
@@ -104,6 +105,15 @@ Pool::Pool(PoolOptions options)
 }
 
 Pool::~Pool() { release_cache(); }
+
+void* Pool::source_allocate(uint64_t capacity) {
+  return source_ ? source_->allocate(capacity) : os_allocate(capacity, page_);
+}
+
+void Pool::source_free(void* ptr, uint64_t capacity) {
+  if (source_) source_->free(ptr, capacity);
+  else os_free(ptr, capacity);
+}
 
 
 Pool::Refusal Pool::admit_locked(uint64_t capacity) {
@@ -135,7 +145,7 @@ void* Pool::take_from_cache_locked(uint64_t capacity) {
 
 void Pool::evict_oldest_locked() {
   Cached& oldest = lru_.front();
-  os_free(oldest.ptr, oldest.capacity);
+  source_free(oldest.ptr, oldest.capacity);
   stats_.cached -= oldest.capacity;
   by_size_.erase(oldest.by_size);
   lru_.pop_front();
@@ -160,11 +170,11 @@ Buffer Pool::try_allocate(size_t bytes, MemoryUse use) {
     ++stats_.cache_hits;
   } else {
     while (!lru_.empty() && stats_.active + stats_.cached + capacity > limit_) evict_oldest_locked();
-    ptr = os_allocate(capacity, page_);
+    ptr = source_allocate(capacity);
     if (!ptr && !lru_.empty()) {
       // The OS is short even though our budget is not: give it our cache.
       while (!lru_.empty()) evict_oldest_locked();
-      ptr = os_allocate(capacity, page_);
+      ptr = source_allocate(capacity);
     }
     if (!ptr) return {};
   }
@@ -218,7 +228,7 @@ void Pool::give_back(void* ptr, uint64_t capacity, MemoryUse use) {
   stats_.active_by_use[static_cast<size_t>(use)] -= capacity;
   --stats_.live_buffers;
   if (capacity > max_cached_ || stats_.active + capacity > limit_) {
-    os_free(ptr, capacity);
+    source_free(ptr, capacity);
     return;
   }
   lru_.push_back(Cached{ptr, capacity, {}});

@@ -37,7 +37,19 @@ enum class MemoryUse : uint8_t { weights, kv_cache, activations, scratch, other 
 inline constexpr size_t kMemoryUseCount = 5;
 const char* to_string(MemoryUse use);
 
+// Where a pool's bytes come from: the host (mmap / aligned_alloc, the
+// default) or a device (a backend's cudaMalloc). The pool does the accounting
+// and caching either way; a source only maps and unmaps.
+class MemorySource {
+ public:
+  virtual ~MemorySource() = default;
+  // nullptr when the system has no room.
+  virtual void* allocate(uint64_t bytes) = 0;
+  virtual void free(void* ptr, uint64_t bytes) = 0;
+};
+
 struct PoolOptions {
+  MemorySource* source = nullptr;  // nullptr: host memory; otherwise must outlive the pool
   uint64_t limit = 0;           // 0: default_memory_limit()
   uint64_t max_allocation = 0;  // largest single buffer; 0: a quarter of the limit
   uint64_t max_cached = 0;      // cache size cap; 0: no cap other than the limit
@@ -155,10 +167,13 @@ class Pool {
   void evict_oldest_locked();
   void count_active_locked(uint64_t bytes, MemoryUse use);
   void give_back(void* ptr, uint64_t capacity, MemoryUse use);
+  void* source_allocate(uint64_t capacity);
+  void source_free(void* ptr, uint64_t capacity);
   void unreserve(uint64_t bytes, MemoryUse use);
   std::string refusal_message_locked(Refusal why, uint64_t capacity, std::string_view what) const;
 
   mutable std::mutex mu_;
+  MemorySource* source_;
   uint64_t page_;
   uint64_t limit_;
   uint64_t max_allocation_;

@@ -64,6 +64,7 @@ class KvBlockPool {
 
   std::byte* data(int32_t id) const { return meta_[static_cast<size_t>(id)].buffer.as<std::byte>(); }
   const KvLayout& layout() const { return layout_; }
+  Pool& memory() const { return pool_; }  // where blocks come from (host or device)
   int64_t in_use() const { return stats_.in_use; }
   int64_t ref_count(int32_t id) const { return meta_[static_cast<size_t>(id)].refs; }
   const KvBlockStats& stats() const { return stats_; }

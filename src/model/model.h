@@ -1,6 +1,6 @@
-// A loaded model: its mapped files, config, bound weights, thread pool, KV
-// block pool and activation scratch, and the forward pass over a chunk of one
-// sequence's tokens.
+// A loaded model: its mapped files, config, bound weights, the backend that
+// runs it (which owns the KV block pool), activation scratch, and the forward
+// pass over a chunk of tokens of one or more sequences.
 #pragma once
 
 #include <memory>
@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "backend/cpu/thread_pool.h"
+#include "backend/backend.h"
 #include "memory/pool.h"
 #include "model/kv_cache.h"
 #include "model/memory_plan.h"
@@ -34,6 +34,7 @@ struct ModelOptions {
   int64_t prefill_chunk = 512;  // most tokens one forward call takes
   int64_t max_batch = 1;        // most sequences one forward call takes (each gets logits)
   int threads = 0;              // 0: all cores
+  Device device = Device::cpu;  // automatic: a GPU when the build and the machine have one
 };
 
 class Model {
@@ -45,8 +46,11 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelFiles& files() const { return files_; }
   const ModelOptions& options() const { return options_; }
-  KvBlockPool& kv_pool() { return kv_pool_; }
+  KvBlockPool& kv_pool() { return backend_->kv_pool(); }
+  // The host pool (the engine's buffers); KV blocks and activations live in
+  // kv_pool().memory(), which is this pool on the CPU.
   Pool& pool() { return pool_; }
+  Device device() const { return backend_->device(); }
 
   // One pass over several sequences' tokens (continuous batching: decode
   // tokens and prefill chunks together): every weight is read once for all
@@ -60,31 +64,21 @@ class Model {
   }
 
  private:
-  // Where each token of a pass belongs.
-  struct TokenSlot {
-    const SequenceKv* kv;
-    int64_t position;
-  };
-  void attention(int64_t layer, int64_t tokens);
-  std::vector<TokenSlot> slots_;       // [tokens of the current pass]
-  std::vector<int32_t> pass_tokens_;  // [tokens of the current pass]
-  std::vector<std::pair<int64_t, int64_t>> runs_;  // attention: [first, end) tokens of one sequence in the pass
+  void plan_pass(std::span<const ForwardItem> items);
 
   Pool& pool_;
   ModelOptions options_;
   ModelFiles files_;
   ModelConfig config_;
   ModelWeights w_;
-  Reservation weights_reserved_;
-  cpu::ThreadPool threads_;
-  KvBlockPool kv_pool_;
-  std::vector<float> inv_freq_;      // [head_dim / 2]
-  std::vector<float> rope_cos_sin_;  // [head_dim]: one position's cos, then sin
-  ActivationLayout layout_;
-  // Activation scratch for one chunk: exactly the buffers of `layout_`, which
-  // is what `umi fit` reports.
-  Buffer x_, xn_, q_, k_, v_, attn_, gate_, up_, quantized_, gemm_pack_, logits_, attn_scratch_;
-  void mm(const cpu::MatrixView& w, const float* x, int64_t tokens, float* y);
+  std::unique_ptr<Backend> backend_;
+  // This pass's tokens, positions and runs, as the backend sees them.
+  std::vector<int32_t> pass_ids_;
+  std::vector<int64_t> pass_positions_;
+  std::vector<TokenRun> pass_runs_;
+  // Activation scratch for one chunk, in the backend's memory: exactly the
+  // buffers of activation_layout(), which is what `umi fit` reports.
+  Buffer x_, xn_, q_, k_, v_, attn_, gate_, up_, logits_;
 };
 
 }  // namespace umi

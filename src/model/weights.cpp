@@ -1,5 +1,6 @@
 #include "model/weights.h"
 
+#include "backend/cpu/kernels.h"
 #include "core/error.h"
 
 namespace umi {
@@ -17,7 +18,7 @@ class Binder {
  public:
   Binder(const ModelFiles& f, const ModelConfig& c) : files_(f), config_(c) {}
 
-  cpu::MatrixView matrix(const std::string& name, int64_t rows, int64_t cols) const {
+  MatrixView matrix(const std::string& name, int64_t rows, int64_t cols) const {
     const TensorView& t = need(name);
     if (t.shape.size() != 2 || t.shape[0] != rows || t.shape[1] != cols)
       fail(t, "shape " + t.shape_string() + " but the config needs [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
@@ -26,7 +27,7 @@ class Binder {
     return {t.dtype, t.data, rows, cols};
   }
 
-  cpu::VectorView vector(const std::string& name, int64_t size) const {
+  VectorView vector(const std::string& name, int64_t size) const {
     const TensorView& t = need(name);
     if (t.n_elements() != static_cast<uint64_t>(size))
       fail(t, "has " + std::to_string(t.n_elements()) + " elements but the config needs " + std::to_string(size));

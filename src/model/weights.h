@@ -6,25 +6,25 @@
 #include <string>
 #include <vector>
 
-#include "backend/cpu/kernels.h"
+#include "backend/weight_view.h"
 #include "format/model_files.h"
 #include "model/config.h"
 
 namespace umi {
 
 struct LayerWeights {
-  cpu::VectorView attn_norm, ffn_norm;
-  cpu::VectorView q_norm, k_norm;          // Qwen3: [head_dim]
-  cpu::VectorView q_bias, k_bias, v_bias;  // Qwen2
-  cpu::MatrixView wq, wk, wv, wo;          // [q_dim, d], [kv_dim, d], [kv_dim, d], [d, q_dim]
-  cpu::MatrixView gate, up, down;          // [ff, d], [ff, d], [d, ff]
+  VectorView attn_norm, ffn_norm;
+  VectorView q_norm, k_norm;          // Qwen3: [head_dim]
+  VectorView q_bias, k_bias, v_bias;  // Qwen2
+  MatrixView wq, wk, wv, wo;          // [q_dim, d], [kv_dim, d], [kv_dim, d], [d, q_dim]
+  MatrixView gate, up, down;          // [ff, d], [ff, d], [d, ff]
 };
 
 struct ModelWeights {
-  cpu::MatrixView embed;   // [vocab, d]
-  cpu::MatrixView output;  // [vocab, d]: the embedding when tied
-  cpu::VectorView final_norm;
-  cpu::VectorView rope_freqs;  // GGUF: per-frequency divisors (Llama 3 scaling), optional
+  MatrixView embed;   // [vocab, d]
+  MatrixView output;  // [vocab, d]: the embedding when tied
+  VectorView final_norm;
+  VectorView rope_freqs;  // GGUF: per-frequency divisors (Llama 3 scaling), optional
   std::vector<LayerWeights> layers;
   // GGUF llama-family files store q/k rows permuted for interleaved RoPE.
   bool rope_interleaved = false;

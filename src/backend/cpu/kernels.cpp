@@ -14,29 +14,6 @@
 
 namespace umi::cpu {
 
-size_t MatrixView::row_bytes() const { return dtype_bytes(dtype, static_cast<uint64_t>(cols)).value_or(0); }
-
-float VectorView::at(int64_t i) const {
-  switch (dtype) {
-    case DType::F32: {
-      float f;
-      std::memcpy(&f, data + 4 * i, 4);
-      return f;
-    }
-    case DType::F16: {
-      uint16_t h;
-      std::memcpy(&h, data + 2 * i, 2);
-      return f16_to_f32(h);
-    }
-    case DType::BF16: {
-      uint16_t h;
-      std::memcpy(&h, data + 2 * i, 2);
-      return bf16_to_f32(h);
-    }
-    default: throw Error("vector of dtype " + std::string(to_string(dtype)) + " is not supported");
-  }
-}
-
 bool matmul_supports(DType t) { return dot_portable(t) != nullptr || qdot_portable(t) != nullptr; }
 
 void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y, const MatmulScratch* scratch) {

@@ -10,27 +10,13 @@
 #include <cstdint>
 
 #include "backend/cpu/thread_pool.h"
+#include "backend/weight_view.h"
 #include "format/dtype.h"
 
 namespace umi::cpu {
 
-// A [rows, cols] matrix in a model file, row-major, rows packed.
-struct MatrixView {
-  DType dtype = DType::F32;
-  const std::byte* data = nullptr;
-  int64_t rows = 0;
-  int64_t cols = 0;
-  size_t row_bytes() const;
-};
-
-// A vector (norm weight, bias) in a model file.
-struct VectorView {
-  DType dtype = DType::F32;
-  const std::byte* data = nullptr;
-  int64_t size = 0;
-  float at(int64_t i) const;
-  explicit operator bool() const { return data != nullptr; }
-};
+using umi::MatrixView;
+using umi::VectorView;
 
 // Whether a dtype can be a matrix operand here.
 bool matmul_supports(DType t);

@@ -1,0 +1,15 @@
+// make_backend() for a build without CUDA: the CPU is the only device.
+#include <memory>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
+#include "core/error.h"
+
+namespace umi {
+
+std::unique_ptr<Backend> make_backend(Device device, Pool& host, const BackendSetup& setup) {
+  if (device == Device::cuda) throw InputError("--device cuda: this umi was built without CUDA (-DUMI_CUDA=ON)");
+  return std::make_unique<cpu::CpuBackend>(host, setup);
+}
+
+}  // namespace umi

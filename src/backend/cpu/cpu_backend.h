@@ -1,0 +1,52 @@
+// The CPU backend: ops on the host's threads, weights read in place from the
+// mapped file (nothing copied or dequantized to a full-size buffer), KV
+// blocks and activations in the process's pool. On unified memory (Apple
+// Silicon) this is also the memory a GPU backend would share.
+#pragma once
+
+#include <utility>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/thread_pool.h"
+
+namespace umi::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend(Pool& pool, const BackendSetup& setup);
+
+  Device device() const override { return Device::cpu; }
+  Pool& memory() override { return pool_; }
+  KvBlockPool& kv_pool() override { return kv_pool_; }
+  int64_t threads() const override { return threads_.size(); }
+  void bind_weights(ModelWeights& w, uint64_t mapped_bytes) override;
+  Buffer scratch(int64_t count, const char* what) override;
+
+  void begin_pass(const PassTokens& pass) override { pass_ = pass; }
+  void embed(const MatrixView& table, float* x) override;
+  void rms_norm(const float* x, const VectorView& w, int64_t rows, float* out) override;
+  void matmul(const MatrixView& w, const float* x, int64_t rows, float* y) override;
+  void add_bias(float* x, const VectorView& b, int64_t rows) override;
+  void rope_store_kv(int64_t layer, float* q, float* k, const float* v, const VectorView& q_norm,
+                     const VectorView& k_norm) override;
+  void attention(int64_t layer, const float* q, float* out) override;
+  void swiglu(float* gate, const float* up, int64_t n) override;
+  void add(float* x, const float* y, int64_t n) override;
+  void read(const float* src, int64_t n, float* host) override;
+
+ private:
+  Pool& pool_;
+  BackendSetup setup_;
+  ThreadPool threads_;
+  KvBlockPool kv_pool_;
+  Reservation weights_;
+  PassTokens pass_;
+  std::vector<float> rope_cos_sin_;  // [head_dim]: one position's cos, then sin
+  // Scratch of the matrix products and of attention, sized as
+  // activation_layout() says (what `umi fit` reports).
+  Buffer quantized_, gemm_pack_, attn_scratch_;
+};
+
+}  // namespace umi::cpu
