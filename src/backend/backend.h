@@ -102,5 +102,7 @@ class Backend {
 // makes its own pool of device memory. Throws InputError when the device is
 // not available in this build or on this machine.
 std::unique_ptr<Backend> make_backend(Device device, Pool& host, const BackendSetup& setup);
+// Whether make_backend(device, ...) can succeed here (build and machine).
+bool device_available(Device device);
 
 }  // namespace umi

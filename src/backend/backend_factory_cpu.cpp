@@ -12,4 +12,6 @@ std::unique_ptr<Backend> make_backend(Device device, Pool& host, const BackendSe
   return std::make_unique<cpu::CpuBackend>(host, setup);
 }
 
+bool device_available(Device device) { return device != Device::cuda; }
+
 }  // namespace umi

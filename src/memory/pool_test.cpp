@@ -221,3 +221,53 @@ TEST(Pool, ConcurrentUseKeepsCountsExact) {
 
 }  // namespace
 }  // namespace umi
+
+namespace umi {
+namespace {
+
+// A source that counts what the pool maps and unmaps (a device backend's
+// cudaMalloc in real use): the pool's accounting and caching are the same.
+class CountingSource final : public MemorySource {
+ public:
+  void* allocate(uint64_t bytes) override {
+    if (refuse) return nullptr;
+    ++maps;
+    live += bytes;
+    return ::operator new(bytes);
+  }
+  void free(void* ptr, uint64_t bytes) override {
+    ++unmaps;
+    live -= bytes;
+    ::operator delete(ptr);
+  }
+  int maps = 0, unmaps = 0;
+  uint64_t live = 0;
+  bool refuse = false;
+};
+
+TEST(Pool, DrawsFromItsMemorySourceAndGivesEverythingBack) {
+  CountingSource source;
+  {
+    Pool pool({.source = &source, .limit = 64u << 20});
+    Buffer a = pool.allocate(1u << 20, MemoryUse::kv_cache);
+    EXPECT_EQ(source.maps, 1);
+    a.reset();
+    Buffer b = pool.allocate(1u << 20, MemoryUse::kv_cache);  // from the cache
+    EXPECT_EQ(source.maps, 1);
+    EXPECT_EQ(pool.stats().cache_hits, 1u);
+    b.reset();
+    EXPECT_GT(pool.release_cache(), 0u);
+    EXPECT_EQ(source.unmaps, 1);
+    EXPECT_EQ(source.live, 0u);
+    source.refuse = true;  // the device is full although the budget is not
+    EXPECT_FALSE(pool.try_allocate(4096, MemoryUse::other));
+    EXPECT_THROW(pool.allocate(4096, MemoryUse::other, "x"), OutOfMemory);
+    source.refuse = false;
+    Buffer c = pool.allocate(8192, MemoryUse::other);
+  }  // the pool's destructor returns its cache
+  EXPECT_EQ(source.live, 0u);
+  EXPECT_EQ(source.maps, source.unmaps);
+}
+
+}  // namespace
+}  // namespace umi

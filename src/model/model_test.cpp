@@ -53,14 +53,19 @@ struct Case {
   DType kv;
 };
 
-class Parity : public ::testing::TestWithParam<std::string> {};
+// Every fixture on every device this build has: the CUDA cases run on the
+// GPU machine and are skipped where no GPU is visible (CI).
+class Parity : public ::testing::TestWithParam<std::tuple<std::string, Device>> {};
 
 TEST_P(Parity, LogitsAndGreedyTokensMatchTransformers) {
-  const std::string dir = fixture_dir() + GetParam();
-  const bool bf16 = GetParam().size() > 5 && GetParam().substr(GetParam().size() - 4) == "bf16";
+  const auto& [name, device] = GetParam();
+  if (!device_available(device)) GTEST_SKIP() << to_string(device) << " is not available here";
+  const std::string dir = fixture_dir() + name;
+  const bool bf16 = name.size() > 5 && name.substr(name.size() - 4) == "bf16";
   Pool pool({.limit = 1ull << 30});
   // f32 KV: the reference keeps K/V in float32 too; f16 KV is tested below.
-  Model m(dir, pool, {.kv_dtype = DType::F32, .kv_block_tokens = 16, .prefill_chunk = 8, .threads = 2});
+  Model m(dir, pool, {.kv_dtype = DType::F32, .kv_block_tokens = 16, .prefill_chunk = 8, .threads = 2, .device = device});
+  ASSERT_EQ(m.device(), device);
   json ref = load_reference(dir);
   for (const json& p : ref["prompts"]) {
     auto ids = p["ids"].get<std::vector<int32_t>>();
@@ -79,16 +84,30 @@ TEST_P(Parity, LogitsAndGreedyTokensMatchTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, Parity,
-                         ::testing::Values("llama-gqa-untied-llama3rope-f32", "llama-gqa-untied-llama3rope-bf16",
-                                           "llama-mha-tied-linearrope-f32", "llama-mha-tied-linearrope-bf16",
-                                           "mistral-gqa-f32", "mistral-gqa-bf16", "qwen2-bias-f32", "qwen2-bias-bf16",
-                                           "qwen3-qknorm-f32", "qwen3-qknorm-bf16"),
+                         ::testing::Combine(::testing::Values("llama-gqa-untied-llama3rope-f32", "llama-gqa-untied-llama3rope-bf16",
+                                                              "llama-mha-tied-linearrope-f32", "llama-mha-tied-linearrope-bf16",
+                                                              "mistral-gqa-f32", "mistral-gqa-bf16", "qwen2-bias-f32",
+                                                              "qwen2-bias-bf16", "qwen3-qknorm-f32", "qwen3-qknorm-bf16"),
+                                            ::testing::Values(Device::cpu, Device::cuda)),
                          [](const auto& info) {
-                           std::string n = info.param;
+                           std::string n = std::get<0>(info.param) + "_" + to_string(std::get<1>(info.param));
                            for (char& ch : n)
                              if (ch == '-') ch = '_';
                            return n;
                          });
+
+// The f16 KV cache on the GPU: the same tolerance as on the CPU.
+TEST(Model, F16KvCacheOnCudaStaysClose) {
+  if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device here";
+  const std::string dir = fixture_dir() + "qwen3-qknorm-f32";
+  Pool pool({.limit = 1ull << 30});
+  Model m(dir, pool, {.kv_dtype = DType::F16, .kv_block_tokens = 16, .prefill_chunk = 512, .device = Device::cuda});
+  json ref = load_reference(dir);
+  for (const json& p : ref["prompts"]) {
+    Sequence seq(m);
+    EXPECT_LT(rel_error(seq.feed(p["ids"].get<std::vector<int32_t>>()), p["logits"].get<std::vector<float>>()), 2e-3);
+  }
+}
 
 TEST(Model, F16KvCacheStaysClose) {
   const std::string dir = fixture_dir() + "qwen3-qknorm-f32";

@@ -1,0 +1,19 @@
+// make_backend() for a build with CUDA: the GPU when asked for or, on
+// automatic, when one is visible; the CPU otherwise.
+#include <memory>
+
+#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_backend.h"
+
+namespace umi {
+
+std::unique_ptr<Backend> make_backend(Device device, Pool& host, const BackendSetup& setup) {
+  if (device == Device::cuda || (device == Device::automatic && cuda::visible_devices() > 0))
+    return std::make_unique<cuda::CudaBackend>(host, setup);
+  return std::make_unique<cpu::CpuBackend>(host, setup);
+}
+
+bool device_available(Device device) { return device != Device::cuda || cuda::visible_devices() > 0; }
+
+}  // namespace umi

@@ -1,0 +1,256 @@
+#include "backend/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <unistd.h>
+
+#include "backend/cuda/quant_matvec.h"
+#include "core/error.h"
+#include "core/units.h"
+
+namespace umi::cuda {
+
+namespace {
+
+void ok(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw Error(std::string("cuda: ") + what + ": " + cudaGetErrorString(e));
+}
+
+constexpr size_t kStagingBytes = 32u << 20;  // each of the three upload buffers
+constexpr int kStagingBuffers = 3;
+
+WeightMatrix device_matrix(const MatrixView& m) { return {m.dtype, m.data, m.rows, m.cols}; }
+WeightVector device_vector(const VectorView& v) { return {v.dtype, v.data, v.size}; }
+
+size_t align8(size_t n) { return (n + 7) / 8 * 8; }
+
+}  // namespace
+
+int visible_devices() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no device" error
+    return 0;
+  }
+  return n;
+}
+
+// Device memory for the pool: cudaMalloc and cudaFree, nothing cached here
+// (the pool caches).
+class CudaBackend::DeviceMemory final : public MemorySource {
+ public:
+  void* allocate(uint64_t bytes) override {
+    void* p = nullptr;
+    if (cudaMalloc(&p, bytes) != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    return p;
+  }
+  void free(void* ptr, uint64_t) override { cudaFree(ptr); }
+};
+
+CudaBackend::CudaBackend(Pool& host, const BackendSetup& setup) : host_(host), setup_(setup) {
+  if (visible_devices() == 0) throw InputError("--device cuda: no CUDA device is visible to this process");
+  ok(cudaSetDevice(0), "set device");
+  if (!ops_support_kv(setup_.kv.dtype))
+    throw InputError("--kv-dtype " + std::string(to_string(setup_.kv.dtype)) + " is not supported on CUDA yet (f16, f32)");
+  if (setup_.config.head_dim > 256 || setup_.config.head_dim % 2 != 0)
+    throw InputError("head_dim " + std::to_string(setup_.config.head_dim) + " is not supported on CUDA (even, at most 256)");
+  size_t free_bytes = 0, total_bytes = 0;
+  ok(cudaMemGetInfo(&free_bytes, &total_bytes), "memory info");
+  source_ = std::make_unique<DeviceMemory>();
+  PoolOptions po;
+  po.source = source_.get();
+  // What is free now, less a margin for the CUDA context's own growth.
+  po.limit = free_bytes > (512u << 20) ? free_bytes - (512u << 20) : free_bytes / 2;
+  po.max_allocation = po.limit;
+  device_pool_ = std::make_unique<Pool>(po);
+  kv_pool_ = std::make_unique<KvBlockPool>(*device_pool_, setup_.kv);
+  ok(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
+  pinned_ = host_.reserve(kStagingBuffers * kStagingBytes, MemoryUse::scratch, "pinned upload buffers");
+  for (int i = 0; i < kStagingBuffers; ++i) {
+    void* p = nullptr;
+    ok(cudaMallocHost(&p, kStagingBytes), "pinned staging buffer");
+    staging_.push_back(p);
+    cudaEvent_t e;
+    ok(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "event");
+    staging_free_.push_back(e);
+  }
+}
+
+CudaBackend::~CudaBackend() {
+  if (stream_) cudaStreamSynchronize(stream_);
+  for (cudaEvent_t e : staging_free_) cudaEventDestroy(e);
+  for (void* p : staging_) cudaFreeHost(p);
+  if (pass_host_) cudaFreeHost(pass_host_);
+  pass_device_.reset();
+  inv_freq_.reset();
+  weights_.clear();
+  kv_pool_.reset();
+  device_pool_.reset();
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+// One tensor through the ring: the CPU copies chunk i from the mapping into
+// staging buffer i % 3 (touching the file's pages) while the copies of the
+// chunks before it run on the DMA engine.
+const std::byte* CudaBackend::upload(const std::byte* host, size_t bytes) {
+  if (!host || bytes == 0) return host;
+  if (auto it = uploaded_.find(host); it != uploaded_.end()) return it->second;
+  weights_.push_back(device_pool_->allocate(bytes, MemoryUse::weights, "weights on the device"));
+  auto* dst = weights_.back().as<std::byte>();
+  static_assert(kStagingBuffers > 0);
+  size_t slot = upload_bytes_ / kStagingBytes;  // continue the ring where the last tensor left it
+  for (size_t done = 0; done < bytes; done += kStagingBytes, ++slot) {
+    const size_t n = std::min(kStagingBytes, bytes - done);
+    const size_t i = slot % kStagingBuffers;
+    ok(cudaEventSynchronize(staging_free_[i]), "upload wait");
+    std::memcpy(staging_[i], host + done, n);
+    ok(cudaMemcpyAsync(dst + done, staging_[i], n, cudaMemcpyHostToDevice, stream_), "upload copy");
+    ok(cudaEventRecord(staging_free_[i], stream_), "upload event");
+  }
+  upload_bytes_ += (bytes + kStagingBytes - 1) / kStagingBytes * kStagingBytes;
+  uploaded_[host] = dst;
+  return dst;
+}
+
+void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
+  const auto start = std::chrono::steady_clock::now();
+  const bool tty = isatty(2);
+  uint64_t sent = 0;
+  auto matrix = [&](MatrixView& m) {
+    if (!m.data) return;
+    if (!ops_support_matrix(m.dtype))
+      throw InputError("weight type " + std::string(to_string(m.dtype)) + " is not supported on CUDA yet");
+    m.data = upload(m.data, m.bytes());
+    sent += m.bytes();
+    if (tty)
+      std::fprintf(stderr, "\r[upload] %s / %s", format_bytes(sent).c_str(), format_bytes(mapped_bytes).c_str());
+  };
+  auto vector = [&](VectorView& v) {
+    if (!v.data) return;
+    if (!ops_support_vector(v.dtype)) throw InputError("vector type " + std::string(to_string(v.dtype)) + " is not supported on CUDA");
+    v.data = upload(v.data, v.bytes());
+    sent += v.bytes();
+  };
+  matrix(w.embed);
+  matrix(w.output);
+  vector(w.final_norm);
+  w.rope_freqs = {};  // folded into inv_freq on the host
+  for (LayerWeights& L : w.layers) {
+    for (VectorView* v : {&L.attn_norm, &L.ffn_norm, &L.q_norm, &L.k_norm, &L.q_bias, &L.k_bias, &L.v_bias}) vector(*v);
+    for (MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) matrix(*m);
+  }
+  ok(cudaStreamSynchronize(stream_), "upload");
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::fprintf(stderr, "%s[upload] %s to the GPU in %.2f s (%.2f GB/s)\n", tty ? "\r" : "", format_bytes(sent).c_str(),
+               seconds, static_cast<double>(sent) / seconds / 1e9);
+  upload_seconds_ = seconds;
+  // RoPE frequencies, and the pass buffers.
+  inv_freq_ = device_pool_->allocate(setup_.inv_freq.size() * sizeof(float), MemoryUse::activations, "rope frequencies");
+  ok(cudaMemcpy(inv_freq_.data(), setup_.inv_freq.data(), setup_.inv_freq.size() * sizeof(float), cudaMemcpyHostToDevice),
+     "rope frequencies");
+}
+
+Buffer CudaBackend::scratch(int64_t count, const char* what) {
+  return device_pool_->allocate(static_cast<size_t>(count) * sizeof(float), MemoryUse::activations, what);
+}
+
+void CudaBackend::begin_pass(const PassTokens& pass) {
+  const size_t T = pass.ids.size();
+  size_t blocks = 0;
+  for (const TokenRun& r : pass.runs) blocks += r.blocks.size();
+  const size_t need = align8(T * 4) + T * 8 + align8(T * 4) + blocks * sizeof(void*);
+  // The previous pass's copy must be done before its staging is rewritten.
+  ok(cudaStreamSynchronize(stream_), "pass");
+  if (need > pass_bytes_) {
+    const size_t bytes = std::max(need * 2, size_t{64} << 10);
+    if (pass_host_) cudaFreeHost(pass_host_);
+    pass_host_ = nullptr;
+    ok(cudaMallocHost(&pass_host_, bytes), "pinned pass buffer");
+    pass_device_ = device_pool_->allocate(bytes, MemoryUse::activations, "pass tables");
+    pass_bytes_ = bytes;
+  }
+  auto* h = static_cast<std::byte*>(pass_host_);
+  auto* ids = reinterpret_cast<int32_t*>(h);
+  auto* positions = reinterpret_cast<int64_t*>(h + align8(T * 4));
+  auto* table_start = reinterpret_cast<int32_t*>(h + align8(T * 4) + T * 8);
+  auto* block_ptrs = reinterpret_cast<void**>(h + align8(T * 4) + T * 8 + align8(T * 4));
+  std::memcpy(ids, pass.ids.data(), T * 4);
+  std::memcpy(positions, pass.positions.data(), T * 8);
+  size_t b = 0;
+  for (const TokenRun& r : pass.runs) {
+    for (int64_t t = r.first; t < r.end; ++t) table_start[t] = static_cast<int32_t>(b);
+    for (int32_t id : r.blocks) block_ptrs[b++] = kv_pool_->data(id);
+  }
+  ok(cudaMemcpyAsync(pass_device_.data(), pass_host_, need, cudaMemcpyHostToDevice, stream_), "pass copy");
+  auto* d = pass_device_.as<std::byte>();
+  ids_ = reinterpret_cast<int32_t*>(d);
+  positions_ = reinterpret_cast<int64_t*>(d + align8(T * 4));
+  table_start_ = reinterpret_cast<int32_t*>(d + align8(T * 4) + T * 8);
+  block_ptrs_ = reinterpret_cast<void**>(d + align8(T * 4) + T * 8 + align8(T * 4));
+  tokens_ = static_cast<int64_t>(T);
+}
+
+KvPass CudaBackend::kv_pass() const {
+  KvPass p;
+  p.positions = positions_;
+  p.table_start = table_start_;
+  p.block_ptrs = block_ptrs_;
+  p.tokens = tokens_;
+  p.block_tokens = setup_.kv.block_tokens;
+  p.layer_bytes = setup_.kv.layer_bytes();
+  p.kv_dtype = setup_.kv.dtype;
+  return p;
+}
+
+void CudaBackend::embed(const MatrixView& table, float* x) {
+  ok(cuda::embed(device_matrix(table), ids_, tokens_, x, stream_), "embed");
+}
+
+void CudaBackend::rms_norm(const float* x, const VectorView& w, int64_t rows, float* out) {
+  ok(cuda::rms_norm(x, device_vector(w), rows, static_cast<float>(setup_.config.rms_eps), out, stream_), "rms_norm");
+}
+
+void CudaBackend::matmul(const MatrixView& w, const float* x, int64_t rows, float* y) {
+  if (rows == 1 && matvec_supports(w.dtype)) {
+    ok(matvec({w.dtype, w.data, w.rows, w.cols}, x, y, stream_), "matvec");
+    return;
+  }
+  ok(matmul_generic(device_matrix(w), x, rows, y, stream_), "matmul");
+}
+
+void CudaBackend::add_bias(float* x, const VectorView& b, int64_t rows) {
+  if (!b) return;
+  ok(cuda::add_bias(x, device_vector(b), rows, stream_), "add_bias");
+}
+
+void CudaBackend::rope_store_kv(int64_t layer, float* q, float* k, const float* v, const VectorView& q_norm,
+                                const VectorView& k_norm) {
+  const ModelConfig& c = setup_.config;
+  const HeadShape shape{static_cast<int>(c.n_heads), static_cast<int>(c.n_kv_heads), static_cast<int>(c.head_dim)};
+  ok(cuda::rope_store_kv(kv_pass(), shape, layer, q, k, v, device_vector(q_norm), device_vector(k_norm),
+                         static_cast<float>(c.rms_eps), inv_freq_.as<float>(), setup_.rope_interleaved, stream_),
+     "rope_store_kv");
+}
+
+void CudaBackend::attention(int64_t layer, const float* q, float* out) {
+  const ModelConfig& c = setup_.config;
+  const HeadShape shape{static_cast<int>(c.n_heads), static_cast<int>(c.n_kv_heads), static_cast<int>(c.head_dim)};
+  ok(cuda::attention(kv_pass(), shape, layer, q, out, stream_), "attention");
+}
+
+void CudaBackend::swiglu(float* gate, const float* up, int64_t n) { ok(cuda::swiglu(gate, up, n, stream_), "swiglu"); }
+
+void CudaBackend::add(float* x, const float* y, int64_t n) { ok(cuda::add(x, y, n, stream_), "add"); }
+
+void CudaBackend::read(const float* src, int64_t n, float* host) {
+  ok(cudaMemcpyAsync(host, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "read");
+  ok(cudaStreamSynchronize(stream_), "read");
+}
+
+}  // namespace umi::cuda

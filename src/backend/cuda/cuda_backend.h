@@ -1,0 +1,86 @@
+// The CUDA backend: the forward pass's ops as kernels on one GPU.
+//
+// Memory: a Pool of device memory (cudaMalloc, accounted like the host pool,
+// limited to what the device has free at start) holds the uploaded weights,
+// the KV blocks (same KvBlockPool and block tables as the CPU) and the
+// activations. Weights are uploaded once, from the mapped file through a ring
+// of three pinned staging buffers, so that reading the file (page faults
+// into the mapping) and the copies to the device overlap.
+//
+// Not yet: CUDA graphs for the decode step, K-quant and tensor-core kernels,
+// q8_0 KV cache, sampling on the device (see README's status table).
+#pragma once
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cuda/ops.h"
+
+namespace umi::cuda {
+
+// How many CUDA devices this process sees (0 without driver or device).
+int visible_devices();
+
+class CudaBackend final : public Backend {
+ public:
+  // `host` counts the pinned staging and pass buffers; device memory has its
+  // own pool. Throws Error when no device can be used.
+  CudaBackend(Pool& host, const BackendSetup& setup);
+  ~CudaBackend() override;
+
+  Device device() const override { return Device::cuda; }
+  Pool& memory() override { return *device_pool_; }
+  KvBlockPool& kv_pool() override { return *kv_pool_; }
+  int64_t threads() const override { return 1; }
+  void bind_weights(ModelWeights& w, uint64_t mapped_bytes) override;
+  Buffer scratch(int64_t count, const char* what) override;
+
+  void begin_pass(const PassTokens& pass) override;
+  void embed(const MatrixView& table, float* x) override;
+  void rms_norm(const float* x, const VectorView& w, int64_t rows, float* out) override;
+  void matmul(const MatrixView& w, const float* x, int64_t rows, float* y) override;
+  void add_bias(float* x, const VectorView& b, int64_t rows) override;
+  void rope_store_kv(int64_t layer, float* q, float* k, const float* v, const VectorView& q_norm,
+                     const VectorView& k_norm) override;
+  void attention(int64_t layer, const float* q, float* out) override;
+  void swiglu(float* gate, const float* up, int64_t n) override;
+  void add(float* x, const float* y, int64_t n) override;
+  void read(const float* src, int64_t n, float* host) override;
+
+ private:
+  class DeviceMemory;
+  const std::byte* upload(const std::byte* host, size_t bytes);
+  KvPass kv_pass() const;
+
+  Pool& host_;
+  BackendSetup setup_;
+  std::unique_ptr<DeviceMemory> source_;
+  std::unique_ptr<Pool> device_pool_;
+  std::unique_ptr<KvBlockPool> kv_pool_;
+  cudaStream_t stream_ = nullptr;
+  // Weight copies on the device, by the host address they came from (a tied
+  // output matrix is the embedding: uploaded once).
+  std::vector<Buffer> weights_;
+  std::unordered_map<const std::byte*, const std::byte*> uploaded_;
+  // Upload ring: pinned host buffers and the event that says each is free.
+  Reservation pinned_;  // the staging buffers, counted in the host pool
+  std::vector<void*> staging_;
+  std::vector<cudaEvent_t> staging_free_;
+  double upload_seconds_ = 0;
+  uint64_t upload_bytes_ = 0;
+  // This pass's tokens as the kernels see them: ids, positions, block table
+  // starts and block pointers, staged in pinned memory, copied in one go.
+  Buffer inv_freq_;    // device [head_dim / 2]
+  Buffer pass_device_;  // device
+  void* pass_host_ = nullptr;  // pinned
+  size_t pass_bytes_ = 0;
+  int32_t* ids_ = nullptr;
+  int64_t* positions_ = nullptr;
+  int32_t* table_start_ = nullptr;
+  void** block_ptrs_ = nullptr;
+  int64_t tokens_ = 0;
+};
+
+}  // namespace umi::cuda

@@ -1,0 +1,84 @@
+// The CUDA backend's kernels other than the quantized matvec: each launcher
+// checks its arguments (throws umi::Error naming the problem), enqueues on
+// `stream` and returns the launch's error code. All pointers are device
+// pointers unless named host_. C++17 (nvcc), no C++20 headers.
+//
+// Weight operands are in their file dtype: matrices f32, f16, bf16, q8_0 or
+// q4_0; vectors f32, f16 or bf16. Activations are f32. KV cache rows are f16
+// or f32 (kv_dtype).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "format/dtype.h"
+
+namespace umi::cuda {
+
+struct WeightMatrix {
+  DType dtype = DType::F32;
+  const void* data = nullptr;
+  int64_t rows = 0, cols = 0;
+};
+
+struct WeightVector {
+  DType dtype = DType::F32;
+  const void* data = nullptr;  // nullptr: absent
+  int64_t size = 0;
+};
+
+bool ops_support_matrix(DType t);
+bool ops_support_vector(DType t);
+bool ops_support_kv(DType t);
+
+// x[t] = row ids[t] of `table` as floats, t < tokens.                 [tokens, table.cols]
+cudaError_t embed(const WeightMatrix& table, const int32_t* ids, int64_t tokens, float* x, cudaStream_t stream);
+
+// y[t] = w x[t] for t < tokens: any matrix dtype, any token count (weights
+// re-read per token from cache; the batch-1 quantized case has its own
+// faster kernel in quant_matvec.h).                                    [tokens, w.rows]
+cudaError_t matmul_generic(const WeightMatrix& w, const float* x, int64_t tokens, float* y, cudaStream_t stream);
+
+// out[r] = x[r] / rms(x[r]) * w, rows of w.size floats (out may be x).
+cudaError_t rms_norm(const float* x, const WeightVector& w, int64_t rows, float eps, float* out, cudaStream_t stream);
+
+// x[r] += b, rows of b.size floats.
+cudaError_t add_bias(float* x, const WeightVector& b, int64_t rows, cudaStream_t stream);
+
+// x[i] += y[i]; gate[i] = silu(gate[i]) * up[i].
+cudaError_t add(float* x, const float* y, int64_t n, cudaStream_t stream);
+cudaError_t swiglu(float* gate, const float* up, int64_t n, cudaStream_t stream);
+
+// Where the tokens of a pass live in the paged KV cache. For token t: its
+// position, and its sequence's block table as a slice of `block_ptrs`
+// starting at table_start[t] (one device pointer per block of block_tokens
+// positions). A block holds, per layer, K [block_tokens, kv_dim] then V.
+struct KvPass {
+  const int64_t* positions = nullptr;    // [tokens]
+  const int32_t* table_start = nullptr;  // [tokens]
+  void* const* block_ptrs = nullptr;     // [blocks of all sequences in the pass]
+  int64_t tokens = 0;
+  int64_t block_tokens = 16;
+  size_t layer_bytes = 0;  // 2 * block_tokens * kv_dim * element size
+  DType kv_dtype = DType::F16;
+};
+
+struct HeadShape {
+  int n_heads = 0, n_kv_heads = 0, head_dim = 0;
+};
+
+// Per token: optional RMSNorm of each q and k head (q_norm/k_norm data may be
+// null), RoPE at its position (inv_freq [head_dim/2]; pairs (i, i+hd/2), or
+// (2i, 2i+1) when interleaved), then K and V into the KV cache at `layer`.
+cudaError_t rope_store_kv(const KvPass& pass, const HeadShape& shape, int64_t layer, float* q, float* k, const float* v,
+                          const WeightVector& q_norm, const WeightVector& k_norm, float eps, const float* inv_freq,
+                          bool interleaved, cudaStream_t stream);
+
+// out = softmax(q K^T / sqrt(hd)) V per token and head over positions
+// 0..its own of its sequence (online softmax; no score matrix in memory).
+cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer, const float* q, float* out,
+                      cudaStream_t stream);
+
+}  // namespace umi::cuda

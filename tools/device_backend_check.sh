@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Runs on the device machine (the H100): the CUDA backend end to end, from
+# binaries built on the development machine with CUDA (the device image has
+# none of our Debian libraries, so they travel in build/devlibs).
+#
+# On the development machine:
+#   cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build build/release
+#   bash tools/device_backend_check.sh --prepare    # copies the .so files and the Llama-3 tokenizer into build/
+# Then through the device tool, carrying build/release/src/umi, build/release/tests/umi_tests,
+# build/release/bench/umi_make_random_model, build/devlibs and build/tok-llama3:
+#   bash tools/device_backend_check.sh [tests|small|8b ...]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+B=build/release
+if [[ ${1:-} == --prepare ]]; then
+  rm -rf build/devlibs build/tok-llama3 && mkdir -p build/devlibs build/tok-llama3
+  for b in $B/src/umi $B/tests/umi_tests $B/bench/umi_make_random_model; do ldd "$b"; done | awk '/=>/ {print $3}' |
+    sort -u | grep -v -E "libc\.so|libm\.so|libstdc\+\+|libgcc_s|ld-linux" | xargs -I{} cp -L {} build/devlibs/
+  cp ../shared/data/tokenizers/llama3/* build/tok-llama3/
+  exit 0
+fi
+export LD_LIBRARY_PATH=$PWD/build/devlibs
+OUT=${OUT:-build/device-out}
+mkdir -p "$OUT"
+steps=("$@")
+((${#steps[@]})) || steps=(tests small 8b)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+umi=$B/src/umi
+
+for step in "${steps[@]}"; do
+  case $step in
+  tests)
+    echo "== CUDA tests (fixture parity with transformers on the GPU, f16 KV, pool)"
+    timeout 300 $B/tests/umi_tests --gtest_filter='*cuda*:*Cuda*:Pool.*' 2>&1 | tail -40
+    ;;
+  small)
+    echo "== bundled model: greedy tokens on the GPU against the CPU"
+    $umi run -n 64 --temp 0 --device cpu "ROMEO:" > "$OUT/bundled-cpu.txt" 2> "$OUT/bundled-cpu.err"
+    $umi run -n 64 --temp 0 --device cuda "ROMEO:" > "$OUT/bundled-cuda.txt" 2> "$OUT/bundled-cuda.err"
+    tail -1 "$OUT/bundled-cuda.err"
+    cmp "$OUT/bundled-cpu.txt" "$OUT/bundled-cuda.txt" && echo "bundled: same 64 greedy tokens on cpu and cuda"
+    echo "== quantized GGUFs of the bundled model: the matvec kernels"
+    for t in q8_0 q4_0; do
+      $umi convert models/tiny-shakespeare "$OUT/tiny-$t.gguf" --type $t > /dev/null 2>&1
+      $umi run -m "$OUT/tiny-$t.gguf" -n 64 --temp 0 --device cpu "ROMEO:" > "$OUT/tiny-$t-cpu.txt" 2>/dev/null
+      $umi run -m "$OUT/tiny-$t.gguf" -n 64 --temp 0 --device cuda "ROMEO:" > "$OUT/tiny-$t-cuda.txt" 2>/dev/null
+      if cmp -s "$OUT/tiny-$t-cpu.txt" "$OUT/tiny-$t-cuda.txt"; then echo "tiny $t: same greedy text"; else
+        echo "tiny $t: greedy text differs (cpu, then cuda):"; head -c 300 "$OUT/tiny-$t-cpu.txt"; echo; head -c 300 "$OUT/tiny-$t-cuda.txt"; echo; fi
+      # The CPU multiplies q8-quantized activations, the GPU f32 ones: logits differ by that rounding.
+      ids=$($umi tokenize -m "$OUT/tiny-$t.gguf" --json --text "ROMEO: I am a man, and I will be so" 2>/dev/null | tr -d "[] ")
+      for d in cpu cuda; do $umi logits -m "$OUT/tiny-$t.gguf" --device $d --ids "$ids" > "$OUT/tiny-$t-logits-$d.json" 2>/dev/null; done
+      python3 -c "
+import json,math,sys
+a=json.load(open('$OUT/tiny-$t-logits-cpu.json')); b=json.load(open('$OUT/tiny-$t-logits-cuda.json'))
+num=math.sqrt(sum((x-y)**2 for x,y in zip(a,b))); den=math.sqrt(sum(x*x for x in a))
+top=lambda v: sorted(range(len(v)), key=lambda i:-v[i])[:2]
+print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den, top(a), top(b)))"
+    done
+    ;;
+  8b)
+    echo "== Llama-3-8B shape, random weights: decode on the GPU"
+    dir=/tmp/llama8b
+    if [[ ! -d $dir ]]; then
+      rm -rf $dir.part
+      /usr/bin/time -f "made in %e s" $B/bench/umi_make_random_model $dir.part --preset llama-3-8b --tokenizer build/tok-llama3 &&
+        mv $dir.part $dir
+    fi
+    for t in q4_0 q8_0; do
+      if [[ ! -f /tmp/llama8b-$t.gguf ]]; then
+        /usr/bin/time -f "converted in %e s" $umi convert $dir /tmp/llama8b-$t.gguf.part --type $t 2>&1 | tail -2 &&
+          mv /tmp/llama8b-$t.gguf.part /tmp/llama8b-$t.gguf
+      fi
+      echo "-- $t"
+      timeout 300 $umi bench -m /tmp/llama8b-$t.gguf --device cuda --scenario decode --streams 1 --prompt-tokens 16 \
+        --gen-tokens 128 2>&1 | tail -4 | tee -a "$OUT/bench-8b.jsonl"
+    done
+    echo "-- bf16 safetensors"
+    timeout 300 $umi bench -m $dir --device cuda --scenario decode --streams 1 --prompt-tokens 16 --gen-tokens 64 2>&1 |
+      tail -4 | tee -a "$OUT/bench-8b.jsonl"
+    ;;
+  esac
+done
