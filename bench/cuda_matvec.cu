@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
   // Llama-3-8B's matrices: q/o (4096 x 4096), k/v (1024 x 4096), gate/up (14336 x 4096), down (4096 x 14336),
   // output (128256 x 4096); plus odd sizes (rows not a multiple of 4, few blocks).
   const Shape shapes[] = {{4096, 4096}, {1024, 4096}, {14336, 4096}, {4096, 14336}, {128256, 4096}, {7, 64}, {1001, 96}};
-  for (umi::DType t : {umi::DType::Q8_0, umi::DType::Q4_0})
+  for (umi::DType t : {umi::DType::Q8_0, umi::DType::Q4_0, umi::DType::BF16, umi::DType::F16})
     for (Shape s : shapes) failures += run(t, s, reps, rng);
   // Bad arguments are refused, not launched.
   int refused = 0;

@@ -2,6 +2,7 @@
 // shape (for speed measurements on realistic sizes; the weights mean nothing).
 //   umi_make_random_model OUT_DIR --preset llama-3.2-1b|llama-3-8b [--tokenizer DIR]
 #include <cstdio>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -58,8 +59,15 @@ void write_folder(const std::string& dir, const Shape& s) {
   uint64_t hl = header.size();
   out.write(reinterpret_cast<const char*>(&hl), 8);
   out.write(header.data(), static_cast<std::streamsize>(header.size()));
-  std::mt19937 rng(1);
-  std::normal_distribution<float> normal(0.0f, 0.02f);
+  // Uniform in [-a, a] with the standard deviation 0.02 of a normal init:
+  // xorshift is ~10x faster than mt19937 + normal_distribution, which made an
+  // 8B-shaped folder take 4 minutes.
+  uint64_t state = 0x9E3779B97F4A7C15ull;
+  const float a = 0.02f * std::sqrt(3.0f);
+  auto uniform = [&]() {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    return (static_cast<float>(state >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * a;
+  };
   std::vector<uint16_t> chunk(1 << 20);
   for (auto& [name, shape] : tensors) {
     uint64_t n = 1;
@@ -67,7 +75,7 @@ void write_folder(const std::string& dir, const Shape& s) {
     bool norm = shape.size() == 1;
     for (uint64_t done = 0; done < n;) {
       size_t m = static_cast<size_t>(std::min<uint64_t>(chunk.size(), n - done));
-      for (size_t i = 0; i < m; ++i) chunk[i] = umi::cpu::f32_to_bf16(norm ? 1.0f : normal(rng));
+      for (size_t i = 0; i < m; ++i) chunk[i] = umi::cpu::f32_to_bf16(norm ? 1.0f : uniform());
       out.write(reinterpret_cast<const char*>(chunk.data()), static_cast<std::streamsize>(2 * m));
       done += m;
     }

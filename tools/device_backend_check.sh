@@ -7,23 +7,23 @@
 #   cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build build/release
 #   bash tools/device_backend_check.sh --prepare    # copies the .so files and the Llama-3 tokenizer into build/
 # Then through the device tool, carrying build/release/src/umi, build/release/tests/umi_tests,
-# build/release/bench/umi_make_random_model, build/devlibs and build/tok-llama3:
-#   bash tools/device_backend_check.sh [tests|small|8b ...]
+# build/release/bench/umi_make_random_model, build/release/bench/umi_cuda_matvec, build/devlibs and build/tok-llama3:
+#   [TYPES="q4_0 q8_0"] [CONTEXT=8192] bash tools/device_backend_check.sh [tests|kernels|small|8b ...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=build/release
 if [[ ${1:-} == --prepare ]]; then
   rm -rf build/devlibs build/tok-llama3 && mkdir -p build/devlibs build/tok-llama3
   for b in $B/src/umi $B/tests/umi_tests $B/bench/umi_make_random_model; do ldd "$b"; done | awk '/=>/ {print $3}' |
-    sort -u | grep -v -E "libc\.so|libm\.so|libstdc\+\+|libgcc_s|ld-linux" | xargs -I{} cp -L {} build/devlibs/
+    sort -u | grep -v -E "libc\.so|libm\.so|libstdc\+\+|libgcc_s|ld-linux|libdl\.so|libpthread|librt\.so|/usr/local/cuda" | xargs -I{} cp -L {} build/devlibs/
   cp ../shared/data/tokenizers/llama3/* build/tok-llama3/
   exit 0
 fi
-export LD_LIBRARY_PATH=$PWD/build/devlibs
+export LD_LIBRARY_PATH=$PWD/build/devlibs:/usr/local/cuda/lib64:/usr/local/cuda/lib
 OUT=${OUT:-build/device-out}
 mkdir -p "$OUT"
 steps=("$@")
-((${#steps[@]})) || steps=(tests small 8b)
+((${#steps[@]})) || steps=(tests kernels small 8b)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 umi=$B/src/umi
 
@@ -31,7 +31,7 @@ for step in "${steps[@]}"; do
   case $step in
   tests)
     echo "== CUDA tests (fixture parity with transformers on the GPU, f16 KV, pool)"
-    timeout 300 $B/tests/umi_tests --gtest_filter='*cuda*:*Cuda*:Pool.*' 2>&1 | tail -40
+    timeout 300 $B/tests/umi_tests --gtest_filter='*cuda*:*Cuda*:Pool.*' 2>&1 | grep -E "^\[ *(OK|FAILED|PASSED|SKIPPED) |Failure|error|Expected|Which is|actual" | tail -40
     ;;
   small)
     echo "== bundled model: greedy tokens on the GPU against the CPU"
@@ -57,26 +57,34 @@ top=lambda v: sorted(range(len(v)), key=lambda i:-v[i])[:2]
 print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den, top(a), top(b)))"
     done
     ;;
+  kernels)
+    echo "== matvec kernels against the CPU dequantizer (Q8_0, Q4_0, BF16, F16)"
+    $B/bench/umi_cuda_matvec 50 | tee "$OUT/cuda_matvec.jsonl"
+    ;;
   8b)
-    echo "== Llama-3-8B shape, random weights: decode on the GPU"
+    echo "== Llama-3-8B shape, random weights: decode and prefill on the GPU"
     dir=/tmp/llama8b
     if [[ ! -d $dir ]]; then
       rm -rf $dir.part
       /usr/bin/time -f "made in %e s" $B/bench/umi_make_random_model $dir.part --preset llama-3-8b --tokenizer build/tok-llama3 &&
         mv $dir.part $dir
     fi
-    for t in q4_0 q8_0; do
+    for t in ${TYPES:-q4_0}; do
       if [[ ! -f /tmp/llama8b-$t.gguf ]]; then
         /usr/bin/time -f "converted in %e s" $umi convert $dir /tmp/llama8b-$t.gguf.part --type $t 2>&1 | tail -2 &&
           mv /tmp/llama8b-$t.gguf.part /tmp/llama8b-$t.gguf
       fi
-      echo "-- $t"
-      timeout 300 $umi bench -m /tmp/llama8b-$t.gguf --device cuda --scenario decode --streams 1 --prompt-tokens 16 \
-        --gen-tokens 128 2>&1 | tail -4 | tee -a "$OUT/bench-8b.jsonl"
     done
-    echo "-- bf16 safetensors"
-    timeout 300 $umi bench -m $dir --device cuda --scenario decode --streams 1 --prompt-tokens 16 --gen-tokens 64 2>&1 |
-      tail -4 | tee -a "$OUT/bench-8b.jsonl"
+    bench() {  # MODEL PROMPT GEN
+      timeout 300 $umi bench -m "$1" --device cuda --scenario decode --streams 1 --prompt-tokens "$2" --gen-tokens "$3" 2>&1 |
+        grep '"scenario"' | sed "s|^{|{\"model\":\"$(basename "$1")\",|" | tee -a "$OUT/bench-8b.jsonl"
+    }
+    for t in ${TYPES:-q4_0}; do
+      bench /tmp/llama8b-$t.gguf 16 128   # decode at the start of the context
+      bench /tmp/llama8b-$t.gguf 512 1    # prefill: time to first token of a 512-token prompt
+    done
+    bench $dir 16 64                      # bf16 safetensors
+    [[ -n ${CONTEXT:-} ]] && bench /tmp/llama8b-q4_0.gguf "$CONTEXT" 32  # decode after a long prompt
     ;;
   esac
 done

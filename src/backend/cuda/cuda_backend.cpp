@@ -20,6 +20,13 @@ void ok(cudaError_t e, const char* what) {
 }
 
 constexpr size_t kStagingBytes = 32u << 20;  // each of the three upload buffers
+constexpr int64_t kTensorCoreTokens = 32;      // from here a matmul is a cuBLAS GEMM
+constexpr size_t kWeightSliceBytes = 64u << 20;  // f16 weight rows per GEMM
+constexpr size_t kBlasWorkspaceBytes = 32u << 20;
+
+void blas_ok(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string("cublas: ") + what + ": status " + std::to_string(static_cast<int>(s)));
+}
 constexpr int kStagingBuffers = 3;
 
 WeightMatrix device_matrix(const MatrixView& m) { return {m.dtype, m.data, m.rows, m.cols}; }
@@ -83,12 +90,22 @@ CudaBackend::CudaBackend(Pool& host, const BackendSetup& setup) : host_(host), s
 }
 
 CudaBackend::~CudaBackend() {
+  if (capturing_) {
+    cudaGraph_t g = nullptr;
+    if (cudaStreamEndCapture(stream_, &g) == cudaSuccess && g) cudaGraphDestroy(g);
+    cudaGetLastError();
+  }
   if (stream_) cudaStreamSynchronize(stream_);
+  for (auto& [tokens, exec] : graphs_) cudaGraphExecDestroy(exec);
+  if (blas_) cublasDestroy(blas_);
   for (cudaEvent_t e : staging_free_) cudaEventDestroy(e);
   for (void* p : staging_) cudaFreeHost(p);
   if (pass_host_) cudaFreeHost(pass_host_);
   pass_device_.reset();
   inv_freq_.reset();
+  blas_workspace_.reset();
+  w16_.reset();
+  x16_.reset();
   weights_.clear();
   kv_pool_.reset();
   device_pool_.reset();
@@ -154,13 +171,58 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
   inv_freq_ = device_pool_->allocate(setup_.inv_freq.size() * sizeof(float), MemoryUse::activations, "rope frequencies");
   ok(cudaMemcpy(inv_freq_.data(), setup_.inv_freq.data(), setup_.inv_freq.size() * sizeof(float), cudaMemcpyHostToDevice),
      "rope frequencies");
+  // Prefill GEMM scratch, sized for the widest matrix and the largest chunk
+  // (fixed: it does not grow with the prompt).
+  if (setup_.max_tokens >= kTensorCoreTokens) {
+    const ModelConfig& c = setup_.config;
+    const int64_t widest = std::max({c.hidden_size, c.intermediate_size, c.q_dim()});
+    blas_ok(cublasCreate(&blas_), "create");
+    blas_ok(cublasSetStream(blas_, stream_), "stream");
+    blas_workspace_ = device_pool_->allocate(kBlasWorkspaceBytes, MemoryUse::scratch, "cuBLAS workspace");
+    blas_ok(cublasSetWorkspace(blas_, blas_workspace_.data(), kBlasWorkspaceBytes), "workspace");
+    w16_elems_ = static_cast<int64_t>(kWeightSliceBytes / 2);
+    w16_ = device_pool_->allocate(kWeightSliceBytes, MemoryUse::scratch, "f16 weight slice");
+    x16_ = device_pool_->allocate(static_cast<size_t>(setup_.max_tokens * widest) * 2, MemoryUse::scratch, "f16 activations");
+  }
 }
 
 Buffer CudaBackend::scratch(int64_t count, const char* what) {
   return device_pool_->allocate(static_cast<size_t>(count) * sizeof(float), MemoryUse::activations, what);
 }
 
+void CudaBackend::launch_captured() {
+  capturing_ = false;
+  cudaGraph_t graph = nullptr;
+  ok(cudaStreamEndCapture(stream_, &graph), "end of graph capture");
+  auto it = graphs_.find(tokens_);
+  if (it != graphs_.end()) {
+    cudaGraphExecUpdateResultInfo info{};
+    if (cudaGraphExecUpdate(it->second, graph, &info) != cudaSuccess) {  // the kernels changed: instantiate anew
+      cudaGetLastError();
+      cudaGraphExecDestroy(it->second);
+      graphs_.erase(it);
+      it = graphs_.end();
+    }
+  }
+  if (it == graphs_.end()) {
+    if (graphs_.size() >= 16) {  // prefill chunks of many sizes: keep the set small
+      for (auto& [tokens, exec] : graphs_) cudaGraphExecDestroy(exec);
+  if (blas_) cublasDestroy(blas_);
+      graphs_.clear();
+    }
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    if (e != cudaSuccess) cudaGraphDestroy(graph);
+    ok(e, "graph instantiate");
+    it = graphs_.emplace(tokens_, exec).first;
+  }
+  cudaGraphDestroy(graph);
+  ok(cudaGraphLaunch(it->second, stream_), "graph launch");
+}
+
 void CudaBackend::begin_pass(const PassTokens& pass) {
+  // A pass that read nothing back (a prefill chunk without logits) still runs.
+  if (capturing_) launch_captured();
   const size_t T = pass.ids.size();
   size_t blocks = 0;
   for (const TokenRun& r : pass.runs) blocks += r.blocks.size();
@@ -194,6 +256,8 @@ void CudaBackend::begin_pass(const PassTokens& pass) {
   table_start_ = reinterpret_cast<int32_t*>(d + align8(T * 4) + T * 8);
   block_ptrs_ = reinterpret_cast<void**>(d + align8(T * 4) + T * 8 + align8(T * 4));
   tokens_ = static_cast<int64_t>(T);
+  ok(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "graph capture");
+  capturing_ = true;
 }
 
 KvPass CudaBackend::kv_pass() const {
@@ -216,8 +280,37 @@ void CudaBackend::rms_norm(const float* x, const VectorView& w, int64_t rows, fl
   ok(cuda::rms_norm(x, device_vector(w), rows, static_cast<float>(setup_.config.rms_eps), out, stream_), "rms_norm");
 }
 
+// y^T = W x^T in cuBLAS's column-major terms: W is [w.rows, cols] row-major,
+// that is column-major [cols, w.rows] used transposed; x is [rows, cols]
+// row-major = column-major [cols, rows]; y [rows, w.rows] row-major =
+// column-major [w.rows, rows] with leading dimension w.rows.
+void CudaBackend::matmul_tensor_cores(const MatrixView& w, const float* x, int64_t rows, float* y) {
+  const float one = 1.0f, zero = 0.0f;
+  const int k = static_cast<int>(w.cols), n = static_cast<int>(rows), ldc = static_cast<int>(w.rows);
+  if (w.dtype == DType::F32) {  // full precision: the f32 path, no copy
+    blas_ok(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, ldc, n, k, &one, reinterpret_cast<const float*>(w.data), k, x, k,
+                        &zero, y, ldc),
+            "sgemm");
+    return;
+  }
+  ok(to_f16(x, rows * w.cols, x16_.data(), stream_), "to_f16");
+  const int64_t slice = std::max<int64_t>(1, w16_elems_ / w.cols);
+  const WeightMatrix dw = {w.dtype, w.data, w.rows, w.cols};
+  for (int64_t r0 = 0; r0 < w.rows; r0 += slice) {
+    const int64_t m = std::min(slice, w.rows - r0);
+    ok(dequantize_f16(dw, r0, m, w16_.data(), stream_), "dequantize_f16");
+    blas_ok(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(m), n, k, &one, w16_.data(), CUDA_R_16F, k,
+                         x16_.data(), CUDA_R_16F, k, &zero, y + r0, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "gemm");
+  }
+}
+
 void CudaBackend::matmul(const MatrixView& w, const float* x, int64_t rows, float* y) {
-  if (rows == 1 && matvec_supports(w.dtype)) {
+  if (rows >= kTensorCoreTokens && blas_ && w.rows < (int64_t{1} << 31) && w.cols < (int64_t{1} << 31)) {
+    matmul_tensor_cores(w, x, rows, y);
+    return;
+  }
+  if (rows == 1 && matvec_supports(w.dtype) && w.cols % 32 == 0) {
     ok(matvec({w.dtype, w.data, w.rows, w.cols}, x, y, stream_), "matvec");
     return;
   }
@@ -249,6 +342,7 @@ void CudaBackend::swiglu(float* gate, const float* up, int64_t n) { ok(cuda::swi
 void CudaBackend::add(float* x, const float* y, int64_t n) { ok(cuda::add(x, y, n, stream_), "add"); }
 
 void CudaBackend::read(const float* src, int64_t n, float* host) {
+  if (capturing_) launch_captured();
   ok(cudaMemcpyAsync(host, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "read");
   ok(cudaStreamSynchronize(stream_), "read");
 }

@@ -7,13 +7,24 @@
 // of three pinned staging buffers, so that reading the file (page faults
 // into the mapping) and the copies to the device overlap.
 //
-// Not yet: CUDA graphs for the decode step, K-quant and tensor-core kernels,
-// q8_0 KV cache, sampling on the device (see README's status table).
+// Every pass is captured as a CUDA graph (begin_pass to the first read) and
+// replayed through an executable graph kept per token count, updated in
+// place when only kernel arguments changed: the GPU runs the ~450 kernels of
+// a decode step back to back instead of waiting on the CPU's launches.
+//
+// Matrix products: batch-1 (decode) through the matvec kernels that read the
+// file's blocks; from kTensorCoreTokens tokens (prefill) through cuBLAS on
+// f16 copies of the weights made a slice at a time.
+//
+// Not yet: K-quant kernels, q8_0 KV cache, sampling on the device, fused
+// small ops (see README's status table).
 #pragma once
 
 #include <memory>
 #include <unordered_map>
 #include <vector>
+
+#include <cublas_v2.h>
 
 #include "backend/backend.h"
 #include "backend/cuda/ops.h"
@@ -53,6 +64,8 @@ class CudaBackend final : public Backend {
   class DeviceMemory;
   const std::byte* upload(const std::byte* host, size_t bytes);
   KvPass kv_pass() const;
+  void launch_captured();  // ends this pass's capture and runs it
+  void matmul_tensor_cores(const MatrixView& w, const float* x, int64_t rows, float* y);
 
   Pool& host_;
   BackendSetup setup_;
@@ -81,6 +94,13 @@ class CudaBackend final : public Backend {
   int32_t* table_start_ = nullptr;
   void** block_ptrs_ = nullptr;
   int64_t tokens_ = 0;
+  // Prefill: weights dequantized to f16 a slice of rows at a time, the
+  // activations to f16, and a cuBLAS GEMM on the tensor cores (f32 sums).
+  cublasHandle_t blas_ = nullptr;
+  Buffer blas_workspace_, w16_, x16_;
+  int64_t w16_elems_ = 0;
+  bool capturing_ = false;
+  std::unordered_map<int64_t, cudaGraphExec_t> graphs_;  // by tokens in the pass
 };
 
 }  // namespace umi::cuda

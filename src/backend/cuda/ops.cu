@@ -108,6 +108,17 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) matmul_kernel(const unsign
   }
 }
 
+template <int K>
+__global__ void dequantize_f16_kernel(const unsigned char* w, size_t row_bytes, int64_t cols, int64_t n, __half* out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[i] = __float2half(wval<K>(w + static_cast<size_t>(i / cols) * row_bytes, i % cols));
+}
+
+__global__ void to_f16_kernel(const float* x, int64_t n, __half* out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[i] = __float2half(x[i]);
+}
+
 // ---- norms and element-wise ------------------------------------------------
 
 constexpr int kNormThreads = 256;
@@ -342,6 +353,30 @@ cudaError_t matmul_generic(const WeightMatrix& w, const float* x, int64_t tokens
     case kQ8: matmul_kernel<kQ8><<<grid, block, 0, stream>>>(data, rb, w.rows, w.cols, x, tokens, y); break;
     default: matmul_kernel<kQ4><<<grid, block, 0, stream>>>(data, rb, w.rows, w.cols, x, tokens, y); break;
   }
+  return cudaGetLastError();
+}
+
+cudaError_t dequantize_f16(const WeightMatrix& w, int64_t row0, int64_t rows, void* out, cudaStream_t stream) {
+  check(ops_support_matrix(w.dtype) && w.data && out && row0 >= 0 && rows > 0 && row0 + rows <= w.rows && w.cols > 0,
+        "dequantize_f16: bad arguments");
+  check(dtype_info(w.dtype).block_elems == 1 || w.cols % 32 == 0, "dequantize_f16: columns not in whole blocks");
+  const size_t rb = row_bytes(w.dtype, w.cols);
+  const auto* data = static_cast<const unsigned char*>(w.data) + static_cast<size_t>(row0) * rb;
+  const int64_t n = rows * w.cols;
+  auto* o = static_cast<__half*>(out);
+  switch (kind_of(w.dtype)) {
+    case kF32: dequantize_f16_kernel<kF32><<<grid_for(n), 256, 0, stream>>>(data, rb, w.cols, n, o); break;
+    case kF16: dequantize_f16_kernel<kF16><<<grid_for(n), 256, 0, stream>>>(data, rb, w.cols, n, o); break;
+    case kBF16: dequantize_f16_kernel<kBF16><<<grid_for(n), 256, 0, stream>>>(data, rb, w.cols, n, o); break;
+    case kQ8: dequantize_f16_kernel<kQ8><<<grid_for(n), 256, 0, stream>>>(data, rb, w.cols, n, o); break;
+    default: dequantize_f16_kernel<kQ4><<<grid_for(n), 256, 0, stream>>>(data, rb, w.cols, n, o); break;
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t to_f16(const float* x, int64_t n, void* out, cudaStream_t stream) {
+  check(x && out && n > 0, "to_f16: bad arguments");
+  to_f16_kernel<<<grid_for(n), 256, 0, stream>>>(x, n, static_cast<__half*>(out));
   return cudaGetLastError();
 }
 

@@ -41,6 +41,11 @@ cudaError_t embed(const WeightMatrix& table, const int32_t* ids, int64_t tokens,
 // faster kernel in quant_matvec.h).                                    [tokens, w.rows]
 cudaError_t matmul_generic(const WeightMatrix& w, const float* x, int64_t tokens, float* y, cudaStream_t stream);
 
+// Rows [row0, row0 + rows) of w as f16, [rows, w.cols] (for tensor-core
+// GEMMs), and n floats as f16.
+cudaError_t dequantize_f16(const WeightMatrix& w, int64_t row0, int64_t rows, void* out, cudaStream_t stream);
+cudaError_t to_f16(const float* x, int64_t n, void* out, cudaStream_t stream);
+
 // out[r] = x[r] / rms(x[r]) * w, rows of w.size floats (out may be x).
 cudaError_t rms_norm(const float* x, const WeightVector& w, int64_t rows, float eps, float* out, cudaStream_t stream);
 

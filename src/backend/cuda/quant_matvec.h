@@ -1,6 +1,7 @@
-// The CUDA backend's quantized matrix-vector product (batch-1 decode):
-// y[r] = row r . x for GGUF Q8_0 and Q4_0 weights read in place on the
-// device (the blocks exactly as the file stores them), f32 activations.
+// The CUDA backend's matrix-vector product (batch-1 decode): y[r] = row r . x
+// for Q8_0 and Q4_0 weights (the blocks exactly as the file stores them) and
+// F16, BF16, F32 weights (16-byte aligned), f32 activations. Columns: a
+// multiple of 32.
 //
 // The launcher checks its inputs and enqueues on `stream`; it does not
 // synchronize. Device pointers; x and y must not overlap the weights.

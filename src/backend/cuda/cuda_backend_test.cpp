@@ -1,0 +1,126 @@
+// The CUDA backend's resource tests: run on the GPU machine
+// (tools/device_backend_check.sh), skipped where no GPU is visible. Parity
+// with transformers on every fixture is in model/model_test.cpp.
+#include "backend/cuda/cuda_backend.h"
+
+#include <gtest/gtest.h>
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+#include "engine/sequence.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+namespace umi {
+namespace {
+
+size_t device_free_bytes() {
+  size_t free_bytes = 0, total = 0;
+  EXPECT_EQ(cudaMemGetInfo(&free_bytes, &total), cudaSuccess);
+  return free_bytes;
+}
+
+const std::string kBundled = std::string(UMI_SOURCE_DIR) + "/models/tiny-shakespeare";
+
+// The seed projects' machines needed reboots after leaks: every load must
+// give back all it took.
+TEST(CudaBackend, LoadingAndUnloadingAHundredTimesReturnsDeviceAndPinnedMemory) {
+  if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device here";
+  Pool pool({.limit = 1ull << 30});
+  // The CUDA context's and the driver's graph memory grow on first use:
+  // one full load and pass before counting.
+  {
+    Model warm(kBundled, pool, {.kv_dtype = DType::F16, .prefill_chunk = 64, .device = Device::cuda});
+    Sequence seq(warm);
+    seq.feed(std::vector<int32_t>{1, 2, 3, 4, 5});
+    seq.feed(std::vector<int32_t>{6});
+  }
+  const size_t before = device_free_bytes();
+  const uint64_t host_before = pool.stats().active;
+  for (int i = 0; i < 100; ++i) {
+    Model m(kBundled, pool, {.kv_dtype = DType::F16, .prefill_chunk = 64, .device = Device::cuda});
+    Sequence seq(m);
+    seq.feed(std::vector<int32_t>{1, 2, 3, 4, 5});
+    seq.feed(std::vector<int32_t>{6});
+  }
+  EXPECT_EQ(device_free_bytes(), before);
+  EXPECT_EQ(pool.stats().active, host_before);
+}
+
+TEST(CudaBackend, AThousandCancelledRequestsLeaveNoBlocksOrDeviceMemory) {
+  if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device here";
+  Pool pool({.limit = 1ull << 30});
+  Model m(kBundled, pool, {.kv_dtype = DType::F16, .prefill_chunk = 64, .max_batch = 16, .device = Device::cuda});
+  Tokenizer tok = load_tokenizer(kBundled);
+  Engine e(m, tok);
+  Pool& device = m.kv_pool().memory();
+  std::map<uint64_t, std::string> finish;
+  RequestCallbacks cb{[](uint64_t, int32_t, std::string_view) {}, [&](const RequestOutput& o) { finish[o.id] = o.finish_reason; }};
+  RequestOptions o;
+  o.max_tokens = 200;
+  o.sampling.temperature = 0;
+  // The pass tables' buffer grows to the largest pass and is kept: warm up
+  // with as many requests as the cancelled ones will run at once.
+  RequestOptions short_run = o;
+  short_run.max_tokens = 3;
+  for (int i = 0; i < 16; ++i) e.submit(tok.encode("warm-up " + std::to_string(i), true), short_run, cb);
+  e.run_until_idle();
+  finish.clear();
+  e.release_cached();
+  device.release_cache();
+  const uint64_t device_idle = device.stats().active;
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 1000; ++i) {
+    ids.push_back(e.submit(tok.encode("ROMEO " + std::to_string(i), true), o, cb));
+    if (i % 16 == 15) {
+      e.step();
+      e.step();
+      for (uint64_t id : ids) e.cancel(id);
+      ids.clear();
+      e.step();
+    }
+  }
+  for (uint64_t id : ids) e.cancel(id);
+  e.run_until_idle();
+  ASSERT_EQ(finish.size(), 1000u);
+  for (const auto& [id, why] : finish) EXPECT_EQ(why, "cancelled") << id;
+  EXPECT_EQ(m.kv_pool().in_use(), 0);
+  e.release_cached();
+  device.release_cache();
+  EXPECT_EQ(device.stats().active_by_use[static_cast<size_t>(MemoryUse::kv_cache)], 0u);
+  EXPECT_EQ(device.stats().active, device_idle);
+}
+
+double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) num += (a[i] - b[i]) * double(a[i] - b[i]), den += double(b[i]) * b[i];
+  return std::sqrt(num / den);
+}
+
+// Chunks of 32 tokens or more go through cuBLAS on f16 copies of the
+// weights; they must agree with the CPU's f32 products to f16 rounding.
+TEST(CudaBackend, PrefillOnTensorCoresMatchesTheCpu) {
+  if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device here";
+  for (const char* name : {"qwen3-qknorm-bf16", "llama-gqa-untied-llama3rope-f32"}) {
+    const std::string dir = std::string(UMI_SOURCE_DIR) + "/tests/fixtures/models/" + name;
+    Pool pool({.limit = 1ull << 30});
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 150; ++i) prompt.push_back((i * 37 + 11) % 200);
+    std::vector<std::vector<float>> logits;
+    for (Device d : {Device::cpu, Device::cuda}) {
+      Model m(dir, pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .threads = 2, .device = d});
+      Sequence seq(m);
+      logits.push_back(seq.feed(prompt));  // chunks of 64, 64 and 22 tokens
+    }
+    EXPECT_LT(rel_error(logits[1], logits[0]), 5e-3) << name;
+  }
+}
+
+}  // namespace
+}  // namespace umi
