@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
   std::string preset = argv[3];
   Shape s;
   if (preset == "llama-3.2-1b") s = {128256, 2048, 8192, 16, 32, 8, 131072, true, 500000.0};
-  else if (preset == "llama-3-8b") s = {128256, 4096, 14336, 32, 32, 8, 8192, false, 500000.0};
+  else if (preset == "llama-3-8b") s = {128256, 4096, 14336, 32, 32, 8, 131072, false, 500000.0};  // Llama 3.1 8B context
   else if (preset == "tiny-32k") s = {128256, 256, 768, 4, 8, 4, 65536, true, 500000.0};
   else {
     std::fprintf(stderr, "unknown preset %s\n", preset.c_str());

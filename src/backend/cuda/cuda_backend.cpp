@@ -23,6 +23,7 @@ constexpr size_t kStagingBytes = 32u << 20;  // each of the three upload buffers
 constexpr int64_t kTensorCoreTokens = 32;      // from here a matmul is a cuBLAS GEMM
 constexpr size_t kWeightSliceBytes = 64u << 20;  // f16 weight rows per GEMM
 constexpr size_t kBlasWorkspaceBytes = 32u << 20;
+constexpr size_t kAttentionPartialBytes = 16u << 20;  // split attention's partial softmax states
 
 void blas_ok(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string("cublas: ") + what + ": status " + std::to_string(static_cast<int>(s)));
@@ -104,6 +105,7 @@ CudaBackend::~CudaBackend() {
   pass_device_.reset();
   inv_freq_.reset();
   blas_workspace_.reset();
+  attn_partial_.reset();
   w16_.reset();
   x16_.reset();
   weights_.clear();
@@ -171,6 +173,7 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
   inv_freq_ = device_pool_->allocate(setup_.inv_freq.size() * sizeof(float), MemoryUse::activations, "rope frequencies");
   ok(cudaMemcpy(inv_freq_.data(), setup_.inv_freq.data(), setup_.inv_freq.size() * sizeof(float), cudaMemcpyHostToDevice),
      "rope frequencies");
+  attn_partial_ = device_pool_->allocate(kAttentionPartialBytes, MemoryUse::scratch, "attention partials");
   // Prefill GEMM scratch, sized for the widest matrix and the largest chunk
   // (fixed: it does not grow with the prompt).
   if (setup_.max_tokens >= kTensorCoreTokens) {
@@ -256,6 +259,8 @@ void CudaBackend::begin_pass(const PassTokens& pass) {
   table_start_ = reinterpret_cast<int32_t*>(d + align8(T * 4) + T * 8);
   block_ptrs_ = reinterpret_cast<void**>(d + align8(T * 4) + T * 8 + align8(T * 4));
   tokens_ = static_cast<int64_t>(T);
+  max_position_ = 0;
+  for (int64_t p : pass.positions) max_position_ = std::max(max_position_, p);
   ok(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "graph capture");
   capturing_ = true;
 }
@@ -334,7 +339,9 @@ void CudaBackend::rope_store_kv(int64_t layer, float* q, float* k, const float* 
 void CudaBackend::attention(int64_t layer, const float* q, float* out) {
   const ModelConfig& c = setup_.config;
   const HeadShape shape{static_cast<int>(c.n_heads), static_cast<int>(c.n_kv_heads), static_cast<int>(c.head_dim)};
-  ok(cuda::attention(kv_pass(), shape, layer, q, out, stream_), "attention");
+  ok(cuda::attention(kv_pass(), shape, layer, q, out, max_position_, attn_partial_.as<float>(),
+                     attn_partial_.size() / sizeof(float), stream_),
+     "attention");
 }
 
 void CudaBackend::swiglu(float* gate, const float* up, int64_t n) { ok(cuda::swiglu(gate, up, n, stream_), "swiglu"); }

@@ -94,6 +94,8 @@ class CudaBackend final : public Backend {
   int32_t* table_start_ = nullptr;
   void** block_ptrs_ = nullptr;
   int64_t tokens_ = 0;
+  int64_t max_position_ = 0;
+  Buffer attn_partial_;  // device: split attention's partial softmax states
   // Prefill: weights dequantized to f16 a slice of rows at a time, the
   // activations to f16, and a cuBLAS GEMM on the tensor cores (f32 sums).
   cublasHandle_t blas_ = nullptr;

@@ -122,5 +122,26 @@ TEST(CudaBackend, PrefillOnTensorCoresMatchesTheCpu) {
   }
 }
 
+// Past 256 positions attention splits the keys across blocks and merges the
+// partial softmax states (flash-decoding): prefill chunks and decode tokens
+// at 700+ positions must match the CPU's single pass.
+TEST(CudaBackend, SplitAttentionAtLongContextMatchesTheCpu) {
+  if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device here";
+  const std::string dir = kBundled;  // 1,024 positions (the fixtures have 256)
+  Pool pool({.limit = 1ull << 30});
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 700; ++i) prompt.push_back((i * 53 + 7) % 2000);
+  std::vector<std::vector<float>> logits;
+  for (Device d : {Device::cpu, Device::cuda}) {
+    Model m(dir, pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .threads = 2, .device = d});
+    Sequence seq(m);
+    logits.push_back(seq.feed(prompt));
+    for (int i = 0; i < 3; ++i) logits.push_back(seq.feed(std::vector<int32_t>{static_cast<int32_t>(17 + i)}));
+  }
+  // bf16 weights; prefill chunks run on f16 tensor cores: f16 rounding, not
+  // the O(1) error a wrong merge of splits gives.
+  for (size_t i = 0; i < 4; ++i) EXPECT_LT(rel_error(logits[4 + i], logits[i]), 5e-3) << "pass " << i;
+}
+
 }  // namespace
 }  // namespace umi

@@ -7,6 +7,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <string>
 
 #include "core/error.h"
@@ -246,7 +247,7 @@ constexpr int kMaxHeadDim = 256;
 // with its own online softmax; the warps' states merge at the end. Lane i
 // holds elements i, i + 32, ... of q and of the output.
 __global__ void __launch_bounds__(32 * kAttnWarps) attention_kernel(KvPass p, HeadShape s, int64_t layer, const float* q,
-                                                                     float* out) {
+                                                                     float* out, int64_t keys_per_split, float* partial) {
   constexpr int kPer = kMaxHeadDim / 32;
   __shared__ float s_m[kAttnWarps], s_l[kAttnWarps];
   __shared__ float s_acc[kAttnWarps][kMaxHeadDim];
@@ -266,7 +267,9 @@ __global__ void __launch_bounds__(32 * kAttnWarps) attention_kernel(KvPass p, He
     acc[j] = 0.f;
   }
   float m = -INFINITY, l = 0.f;
-  for (int64_t key = warp; key <= pos; key += kAttnWarps) {
+  const int64_t k0 = static_cast<int64_t>(blockIdx.z) * keys_per_split;
+  const int64_t k1 = k0 + keys_per_split < pos + 1 ? k0 + keys_per_split : pos + 1;
+  for (int64_t key = k0 + warp; key < k1; key += kAttnWarps) {
     const KvRow r = kv_row(p, t, key, layer, kv_dim, f16 ? 2 : 4);
     const unsigned char* kr = r.k + static_cast<size_t>(kvh) * hd * (f16 ? 2 : 4);
     const unsigned char* vr = r.v + static_cast<size_t>(kvh) * hd * (f16 ? 2 : 4);
@@ -303,11 +306,49 @@ __global__ void __launch_bounds__(32 * kAttnWarps) attention_kernel(KvPass p, He
     weight[w] = s_l[w] > 0.f ? __expf(s_m[w] - M) : 0.f;
     L += s_l[w] * weight[w];
   }
-  float* o = out + (t * s.n_heads + h) * hd;
+  if (!partial) {  // one split: the final output
+    float* o = out + (t * s.n_heads + h) * hd;
+    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+      float v = 0.f;
+      for (int w = 0; w < kAttnWarps; ++w) v += s_acc[w][i] * weight[w];
+      o[i] = v / L;
+    }
+    return;
+  }
+  // Several splits: this one's max, denominator and unnormalised sum.
+  float* rec = partial + ((t * s.n_heads + h) * gridDim.z + blockIdx.z) * (hd + 2);
+  if (threadIdx.x == 0) {
+    rec[0] = M;
+    rec[1] = L;
+  }
   for (int i = threadIdx.x; i < hd; i += blockDim.x) {
     float v = 0.f;
     for (int w = 0; w < kAttnWarps; ++w) v += s_acc[w][i] * weight[w];
-    o[i] = v / L;
+    rec[2 + i] = v;
+  }
+}
+
+// Merges the splits of each (token, head): flash-decoding's second step.
+__global__ void attention_merge_kernel(const float* partial, int splits, int n_heads, int hd, float* out) {
+  const int64_t t = blockIdx.x;
+  const int h = blockIdx.y;
+  const float* recs = partial + (t * n_heads + h) * static_cast<int64_t>(splits) * (hd + 2);
+  float M = -INFINITY;
+  for (int i = 0; i < splits; ++i)
+    if (recs[i * (hd + 2) + 1] > 0.f) M = fmaxf(M, recs[i * (hd + 2)]);
+  float L = 0.f;
+  for (int i = 0; i < splits; ++i) {
+    const float* r = recs + i * (hd + 2);
+    if (r[1] > 0.f) L += r[1] * __expf(r[0] - M);
+  }
+  float* o = out + (t * n_heads + h) * hd;
+  for (int j = threadIdx.x; j < hd; j += blockDim.x) {
+    float v = 0.f;
+    for (int i = 0; i < splits; ++i) {
+      const float* r = recs + i * (hd + 2);
+      if (r[1] > 0.f) v += r[2 + j] * __expf(r[0] - M);
+    }
+    o[j] = v / L;
   }
 }
 
@@ -431,12 +472,28 @@ cudaError_t rope_store_kv(const KvPass& pass, const HeadShape& shape, int64_t la
   return cudaGetLastError();
 }
 
+size_t attention_partial_floats(int64_t tokens, int n_heads, int head_dim, int64_t splits) {
+  return static_cast<size_t>(tokens) * static_cast<size_t>(n_heads) * static_cast<size_t>(splits) * static_cast<size_t>(head_dim + 2);
+}
+
 cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer, const float* q, float* out,
-                      cudaStream_t stream) {
+                      int64_t max_position, float* partial, size_t partial_floats, cudaStream_t stream) {
   check_pass(pass, shape, "attention");
-  check(q && out && layer >= 0, "attention: null operand");
-  const dim3 grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads));
-  attention_kernel<<<grid, 32 * kAttnWarps, 0, stream>>>(pass, shape, layer, q, out);
+  check(q && out && layer >= 0 && max_position >= 0, "attention: bad operand");
+  // Enough (token, head, split) blocks to fill the GPU, splits of at least
+  // 256 keys, no more than the partials buffer holds.
+  const int64_t blocks = pass.tokens * shape.n_heads;
+  int64_t splits = std::min<int64_t>((max_position + 256) / 256, std::max<int64_t>(1, 1024 / blocks));
+  while (splits > 1 && (!partial || attention_partial_floats(pass.tokens, shape.n_heads, shape.head_dim, splits) > partial_floats))
+    --splits;
+  splits = std::max<int64_t>(1, std::min<int64_t>(splits, 65535));
+  const int64_t per_split = (max_position + splits) / splits;  // ceil((max_position + 1) / splits)
+  const dim3 grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads), static_cast<unsigned>(splits));
+  attention_kernel<<<grid, 32 * kAttnWarps, 0, stream>>>(pass, shape, layer, q, out, per_split, splits > 1 ? partial : nullptr);
+  if (splits > 1) {
+    const dim3 merge_grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads));
+    attention_merge_kernel<<<merge_grid, 128, 0, stream>>>(partial, static_cast<int>(splits), shape.n_heads, shape.head_dim, out);
+  }
   return cudaGetLastError();
 }
 

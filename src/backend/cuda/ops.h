@@ -83,7 +83,11 @@ cudaError_t rope_store_kv(const KvPass& pass, const HeadShape& shape, int64_t la
 
 // out = softmax(q K^T / sqrt(hd)) V per token and head over positions
 // 0..its own of its sequence (online softmax; no score matrix in memory).
+// Long contexts are split across blocks (flash-decoding): each split's
+// partial softmax state goes to `partial` (partial_floats floats; the split
+// count shrinks to fit, down to 1 which needs none) and a second kernel
+// merges them. max_position: the largest position in the pass.
 cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer, const float* q, float* out,
-                      cudaStream_t stream);
+                      int64_t max_position, float* partial, size_t partial_floats, cudaStream_t stream);
 
 }  // namespace umi::cuda
