@@ -602,9 +602,10 @@ void add_globals(std::unordered_map<std::string, Value>& frame) {
     }
     return Value(std::move(out));
   });
-  frame["namespace"] = Value::function("namespace", [](Interpreter&, Args& a) {
+  frame["namespace"] = Value::function("namespace", [](Interpreter& in, Args& a) {
     auto d = std::make_shared<Dict>();
     d->is_namespace = true;
+    in.track_namespace(d);
     for (const Value& init : a.positional)
       if (init.is_dict())
         for (const auto& [k, v] : init.as_dict().items) d->set(k, v);

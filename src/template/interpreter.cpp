@@ -38,6 +38,14 @@ std::string Interpreter::render(const Template& tpl, const std::vector<std::pair
   for (const auto& [k, v] : context) frames_.back()[k] = v;
   steps_ = 0;
   call_depth_ = 0;
+  struct BreakCycles {
+    Interpreter& in;
+    ~BreakCycles() {
+      for (auto& ns : in.namespaces_) ns->items.clear();
+      in.namespaces_.clear();
+      in.frames_.clear();
+    }
+  } break_cycles{*this};
   std::string out;
   exec(tpl.body, out);  // a break/continue outside a loop just ends the body, as Jinja's loopcontrols do
   return out;

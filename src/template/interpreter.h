@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -34,6 +35,10 @@ class Interpreter {
   // Every string a template builds is at most max_output bytes; builders check
   // before they grow (join, replace, indent, ~), so memory stays bounded.
   void check_text(size_t bytes, int line) const;
+  // namespace() objects are the one mutable value, so the one way to build a
+  // reference cycle ({% set ns.me = ns %}); render() empties each one it made
+  // when it ends, so no cycle outlives a render (nor leaks).
+  void track_namespace(std::shared_ptr<Dict> ns) { namespaces_.push_back(std::move(ns)); }
 
  private:
   enum class Flow { normal, break_, continue_ };
@@ -50,6 +55,7 @@ class Interpreter {
   using Frame = std::unordered_map<std::string, Value>;
   std::vector<Frame> frames_;  // [0] globals, [1] the template's variables, then loops and macros
   Limits limits_;
+  std::vector<std::shared_ptr<Dict>> namespaces_;
   int64_t steps_ = 0;
   int call_depth_ = 0;
 };
