@@ -5,15 +5,16 @@
 #include "backend/backend.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/device_info.h"
 
 namespace umi {
 
 std::unique_ptr<Backend> make_backend(Device device, Pool& host, const BackendSetup& setup) {
-  if (device == Device::cuda || (device == Device::automatic && cuda::visible_devices() > 0))
+  if (device == Device::cuda || (device == Device::automatic && cuda::device_count() > 0))
     return std::make_unique<cuda::CudaBackend>(host, setup);
   return std::make_unique<cpu::CpuBackend>(host, setup);
 }
 
-bool device_available(Device device) { return device != Device::cuda || cuda::visible_devices() > 0; }
+bool device_available(Device device) { return device != Device::cuda || cuda::device_count() > 0; }
 
 }  // namespace umi

@@ -7,6 +7,7 @@
 #include <string>
 #include <unistd.h>
 
+#include "backend/cuda/device_info.h"
 #include "backend/cuda/quant_matvec.h"
 #include "core/error.h"
 #include "core/units.h"
@@ -20,6 +21,7 @@ void ok(cudaError_t e, const char* what) {
 }
 
 constexpr size_t kStagingBytes = 32u << 20;  // each of the three upload buffers
+constexpr int kStagingBuffers = 3;
 constexpr int64_t kTensorCoreTokens = 32;      // from here a matmul is a cuBLAS GEMM
 constexpr size_t kWeightSliceBytes = 64u << 20;  // f16 weight rows per GEMM
 constexpr size_t kBlasWorkspaceBytes = 32u << 20;
@@ -28,7 +30,6 @@ constexpr size_t kAttentionPartialBytes = 16u << 20;  // split attention's parti
 void blas_ok(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS) throw Error(std::string("cublas: ") + what + ": status " + std::to_string(static_cast<int>(s)));
 }
-constexpr int kStagingBuffers = 3;
 
 WeightMatrix device_matrix(const MatrixView& m) { return {m.dtype, m.data, m.rows, m.cols}; }
 WeightVector device_vector(const VectorView& v) { return {v.dtype, v.data, v.size}; }
@@ -36,15 +37,6 @@ WeightVector device_vector(const VectorView& v) { return {v.dtype, v.data, v.siz
 size_t align8(size_t n) { return (n + 7) / 8 * 8; }
 
 }  // namespace
-
-int visible_devices() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no device" error
-    return 0;
-  }
-  return n;
-}
 
 // Device memory for the pool: cudaMalloc and cudaFree, nothing cached here
 // (the pool caches).
@@ -62,7 +54,7 @@ class CudaBackend::DeviceMemory final : public MemorySource {
 };
 
 CudaBackend::CudaBackend(Pool& host, const BackendSetup& setup) : host_(host), setup_(setup) {
-  if (visible_devices() == 0) throw InputError("--device cuda: no CUDA device is visible to this process");
+  if (device_count() == 0) throw InputError("--device cuda: no CUDA device is visible to this process");
   ok(cudaSetDevice(0), "set device");
   if (!ops_support_kv(setup_.kv.dtype))
     throw InputError("--kv-dtype " + std::string(to_string(setup_.kv.dtype)) + " is not supported on CUDA yet (f16, f32)");

@@ -31,9 +31,6 @@
 
 namespace umi::cuda {
 
-// How many CUDA devices this process sees (0 without driver or device).
-int visible_devices();
-
 class CudaBackend final : public Backend {
  public:
   // `host` counts the pinned staging and pass buffers; device memory has its
