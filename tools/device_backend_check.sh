@@ -8,7 +8,7 @@
 #   bash tools/device_backend_check.sh --prepare    # copies the .so files and the Llama-3 tokenizer into build/
 # Then through the device tool, carrying build/release/src/umi, build/release/tests/umi_tests,
 # build/release/bench/umi_make_random_model, build/release/bench/umi_cuda_matvec, build/devlibs and build/tok-llama3:
-#   [TYPES="q4_0 q8_0"] [CONTEXT=8192] bash tools/device_backend_check.sh [tests|kernels|small|8b ...]
+#   [TYPES="q8_0"] [STREAMS=1,16,64] [CONTEXT="8192 32768"] [BF16=1] bash tools/device_backend_check.sh [tests|kernels|small|8b ...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=build/release
@@ -46,7 +46,7 @@ for step in "${steps[@]}"; do
       $umi run -m "$OUT/tiny-$t.gguf" -n 64 --temp 0 --device cuda "ROMEO:" > "$OUT/tiny-$t-cuda.txt" 2>/dev/null
       if cmp -s "$OUT/tiny-$t-cpu.txt" "$OUT/tiny-$t-cuda.txt"; then echo "tiny $t: same greedy text"; else
         echo "tiny $t: greedy text differs (cpu, then cuda):"; head -c 300 "$OUT/tiny-$t-cpu.txt"; echo; head -c 300 "$OUT/tiny-$t-cuda.txt"; echo; fi
-      # The CPU multiplies q8-quantized activations, the GPU f32 ones: logits differ by that rounding.
+      # Both devices multiply the same q8 activations: logits differ by summation order only.
       ids=$($umi tokenize -m "$OUT/tiny-$t.gguf" --json --text "ROMEO: I am a man, and I will be so" 2>/dev/null | tr -d "[] ")
       for d in cpu cuda; do $umi logits -m "$OUT/tiny-$t.gguf" --device $d --ids "$ids" > "$OUT/tiny-$t-logits-$d.json" 2>/dev/null; done
       python3 -c "
@@ -69,22 +69,31 @@ print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den
       /usr/bin/time -f "made in %e s" $B/bench/umi_make_random_model $dir.part --preset llama-3-8b --tokenizer build/tok-llama3 &&
         mv $dir.part $dir
     fi
-    for t in ${TYPES:-q4_0}; do
-      if [[ ! -f /tmp/llama8b-$t.gguf ]]; then
-        /usr/bin/time -f "converted in %e s" $umi convert $dir /tmp/llama8b-$t.gguf.part --type $t 2>&1 | tail -2 &&
-          mv /tmp/llama8b-$t.gguf.part /tmp/llama8b-$t.gguf
-      fi
-    done
-    bench() {  # MODEL PROMPT GEN
-      timeout 300 $umi bench -m "$1" --device cuda --scenario decode --streams 1 --prompt-tokens "$2" --gen-tokens "$3" 2>&1 |
-        grep '"scenario"' | sed "s|^{|{\"model\":\"$(basename "$1")\",|" | tee -a "$OUT/bench-8b.jsonl"
+    convert() {  # TYPE: the 8B GGUF of that type, made once per machine
+      [[ -f /tmp/llama8b-$1.gguf ]] && return
+      /usr/bin/time -f "converted in %e s" $umi convert $dir /tmp/llama8b-$1.gguf.part --type $1 2>&1 | tail -2 &&
+        mv /tmp/llama8b-$1.gguf.part /tmp/llama8b-$1.gguf
     }
-    for t in ${TYPES:-q4_0}; do
-      bench /tmp/llama8b-$t.gguf 16 128   # decode at the start of the context
-      bench /tmp/llama8b-$t.gguf 512 1    # prefill: time to first token of a 512-token prompt
+    bench() {  # MODEL PROMPT GEN [STREAMS]
+      local log=/tmp/bench.log
+      timeout 300 $umi bench -m "$1" --device cuda --scenario decode --streams "${4:-1}" --prompt-tokens "$2" --gen-tokens "$3" > $log 2>&1
+      if grep -q '"scenario"' $log; then
+        grep '"scenario"' $log | sed "s|^{|{\"model\":\"$(basename "$1")\",|" | tee -a "$OUT/bench-8b.jsonl"
+      else
+        echo "bench $* failed:"; tail -5 $log
+      fi
+    }
+    convert q4_0
+    bench /tmp/llama8b-q4_0.gguf 16 128   # decode at the start of the context
+    bench /tmp/llama8b-q4_0.gguf 512 1    # prefill: time to first token of a 512-token prompt
+    [[ -n ${STREAMS:-} ]] && bench /tmp/llama8b-q4_0.gguf 256 128 "$STREAMS"  # aggregate decode, llama-batched-bench's shape
+    for c in ${CONTEXT:-}; do bench /tmp/llama8b-q4_0.gguf "$c" 32; done  # decode after a long prompt
+    for t in ${TYPES:-}; do
+      convert $t
+      bench /tmp/llama8b-$t.gguf 16 128
+      bench /tmp/llama8b-$t.gguf 512 1
     done
-    bench $dir 16 64                      # bf16 safetensors
-    [[ -n ${CONTEXT:-} ]] && bench /tmp/llama8b-q4_0.gguf "$CONTEXT" 32  # decode after a long prompt
+    [[ -n ${BF16:-} ]] && { bench $dir 16 64; bench $dir 512 1; }  # bf16 safetensors
     ;;
   esac
 done

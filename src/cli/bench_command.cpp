@@ -52,6 +52,8 @@ void decode_scenario(Engine& e, std::mt19937& rng, const BenchArgs& a, int n) {
   int64_t first_tokens = 0, tokens_after = 0, failed = 0;
   Clock::time_point all_started{};
   double ttft_sum = 0;
+  Pool& memory = e.model().kv_pool().memory();  // the device's pool on a GPU
+  memory.reset_peak();
   const auto t0 = Clock::now();
   std::unordered_set<uint64_t> started;
   RequestCallbacks cb{[&](uint64_t id, int32_t, std::string_view) {
@@ -69,10 +71,12 @@ void decode_scenario(Engine& e, std::mt19937& rng, const BenchArgs& a, int n) {
   e.run_until_idle();
   const auto t1 = Clock::now();
   std::printf("{\"scenario\":\"decode\",\"streams\":%d,\"prompt_tokens\":%d,\"gen_tokens\":%d,\"wall_s\":%.3f,"
-              "\"aggregate_decode_tok_s\":%.2f,\"per_stream_tok_s\":%.2f,\"mean_ttft_ms\":%.1f,\"failed\":%lld}\n",
+              "\"aggregate_decode_tok_s\":%.2f,\"per_stream_tok_s\":%.2f,\"mean_ttft_ms\":%.1f,\"failed\":%lld,"
+              "\"memory_peak_bytes\":%llu,\"largest_buffer_bytes\":%llu}\n",
               n, a.prompt_tokens, a.gen_tokens, seconds(t0, t1), static_cast<double>(tokens_after) / seconds(all_started, t1),
               static_cast<double>(tokens_after) / seconds(all_started, t1) / n, ttft_sum / n * 1e3,
-              static_cast<long long>(failed));
+              static_cast<long long>(failed), static_cast<unsigned long long>(memory.stats().peak),
+              static_cast<unsigned long long>(memory.stats().largest));
   std::fflush(stdout);
 }
 

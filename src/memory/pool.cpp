@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstdlib>
 #include <utility>
@@ -181,6 +182,7 @@ Buffer Pool::try_allocate(size_t bytes, MemoryUse use) {
   count_active_locked(capacity, use);
   ++stats_.allocations;
   ++stats_.live_buffers;
+  stats_.largest = std::max(stats_.largest, capacity);
   Buffer b;
   b.pool_ = this;
   b.ptr_ = ptr;

@@ -63,6 +63,7 @@ struct PoolStats {
   uint64_t max_allocation = 0;
   std::array<uint64_t, kMemoryUseCount> active_by_use{};
   uint64_t allocations = 0;  // allocate() calls that succeeded
+  uint64_t largest = 0;      // the largest buffer allocated (its size class), since construction
   uint64_t cache_hits = 0;   // of those, served from the cache
   uint64_t live_buffers = 0;
 };

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "backend/cuda/device_info.h"
+#include "backend/cuda/quant_layout.h"
 #include "backend/cuda/quant_matvec.h"
 #include "core/error.h"
 #include "core/units.h"
@@ -35,6 +36,7 @@ WeightMatrix device_matrix(const MatrixView& m) { return {m.dtype, m.data, m.row
 WeightVector device_vector(const VectorView& v) { return {v.dtype, v.data, v.size}; }
 
 size_t align8(size_t n) { return (n + 7) / 8 * 8; }
+size_t align16(size_t n) { return (n + 15) / 16 * 16; }
 
 }  // namespace
 
@@ -58,8 +60,9 @@ CudaBackend::CudaBackend(Pool& host, const BackendSetup& setup) : host_(host), s
   ok(cudaSetDevice(0), "set device");
   if (!ops_support_kv(setup_.kv.dtype))
     throw InputError("--kv-dtype " + std::string(to_string(setup_.kv.dtype)) + " is not supported on CUDA yet (f16, f32)");
-  if (setup_.config.head_dim > 256 || setup_.config.head_dim % 2 != 0)
-    throw InputError("head_dim " + std::to_string(setup_.config.head_dim) + " is not supported on CUDA (even, at most 256)");
+  if (setup_.config.head_dim > 256 || setup_.config.head_dim % 8 != 0)
+    throw InputError("head_dim " + std::to_string(setup_.config.head_dim) + " is not supported on CUDA (a multiple of 8, at most 256)");
+  group_tokens_ = attention_tokens_per_group(head_shape());
   size_t free_bytes = 0, total_bytes = 0;
   ok(cudaMemGetInfo(&free_bytes, &total_bytes), "memory info");
   source_ = std::make_unique<DeviceMemory>();
@@ -100,6 +103,8 @@ CudaBackend::~CudaBackend() {
   attn_partial_.reset();
   w16_.reset();
   x16_.reset();
+  q8_buffer_.reset();
+  split_staging_.reset();
   weights_.clear();
   kv_pool_.reset();
   device_pool_.reset();
@@ -108,23 +113,36 @@ CudaBackend::~CudaBackend() {
 
 // One tensor through the ring: the CPU copies chunk i from the mapping into
 // staging buffer i % 3 (touching the file's pages) while the copies of the
-// chunks before it run on the DMA engine.
-const std::byte* CudaBackend::upload(const std::byte* host, size_t bytes) {
+// chunks before it run on the DMA engine. Q8_0/Q4_0 matrices go through a
+// device buffer, from which a kernel writes each chunk's blocks into the
+// split layout (quant_layout.h); chunks then hold whole blocks.
+const std::byte* CudaBackend::upload(const std::byte* host, size_t bytes, DType split) {
   if (!host || bytes == 0) return host;
   if (auto it = uploaded_.find(host); it != uploaded_.end()) return it->second;
   weights_.push_back(device_pool_->allocate(bytes, MemoryUse::weights, "weights on the device"));
   auto* dst = weights_.back().as<std::byte>();
+  const bool splitting = is_split_type(split);
+  const size_t block_bytes = splitting ? dtype_info(split).block_bytes : 1;
+  const size_t chunk = kStagingBytes / block_bytes * block_bytes;
+  const int64_t total_blocks = static_cast<int64_t>(bytes / block_bytes);
   static_assert(kStagingBuffers > 0);
-  size_t slot = upload_bytes_ / kStagingBytes;  // continue the ring where the last tensor left it
-  for (size_t done = 0; done < bytes; done += kStagingBytes, ++slot) {
-    const size_t n = std::min(kStagingBytes, bytes - done);
+  size_t slot = upload_slot_;
+  for (size_t done = 0; done < bytes; done += chunk, ++slot) {
+    const size_t n = std::min(chunk, bytes - done);
     const size_t i = slot % kStagingBuffers;
     ok(cudaEventSynchronize(staging_free_[i]), "upload wait");
     std::memcpy(staging_[i], host + done, n);
-    ok(cudaMemcpyAsync(dst + done, staging_[i], n, cudaMemcpyHostToDevice, stream_), "upload copy");
+    if (splitting) {
+      ok(cudaMemcpyAsync(split_staging_.data(), staging_[i], n, cudaMemcpyHostToDevice, stream_), "upload copy");
+      ok(split_blocks(split, split_staging_.data(), static_cast<int64_t>(done / block_bytes), static_cast<int64_t>(n / block_bytes),
+                      total_blocks, dst, stream_),
+         "split blocks");
+    } else {
+      ok(cudaMemcpyAsync(dst + done, staging_[i], n, cudaMemcpyHostToDevice, stream_), "upload copy");
+    }
     ok(cudaEventRecord(staging_free_[i], stream_), "upload event");
   }
-  upload_bytes_ += (bytes + kStagingBytes - 1) / kStagingBytes * kStagingBytes;
+  upload_slot_ = slot;  // the next tensor continues the ring here
   uploaded_[host] = dst;
   return dst;
 }
@@ -133,11 +151,15 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
   const auto start = std::chrono::steady_clock::now();
   const bool tty = isatty(2);
   uint64_t sent = 0;
+  split_staging_ = device_pool_->allocate(kStagingBytes, MemoryUse::scratch, "upload split buffer");
   auto matrix = [&](MatrixView& m) {
     if (!m.data) return;
     if (!ops_support_matrix(m.dtype))
       throw InputError("weight type " + std::string(to_string(m.dtype)) + " is not supported on CUDA yet");
-    m.data = upload(m.data, m.bytes());
+    if (m.cols % 32 != 0) throw InputError("a matrix of " + std::to_string(m.cols) + " columns is not supported on CUDA (a multiple of 32)");
+    quantized_ |= matvec_q8_supports(m.dtype);
+    widest_ = std::max(widest_, m.cols);
+    m.data = upload(m.data, m.bytes(), m.dtype);
     sent += m.bytes();
     if (tty)
       std::fprintf(stderr, "\r[upload] %s / %s", format_bytes(sent).c_str(), format_bytes(mapped_bytes).c_str());
@@ -145,7 +167,7 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
   auto vector = [&](VectorView& v) {
     if (!v.data) return;
     if (!ops_support_vector(v.dtype)) throw InputError("vector type " + std::string(to_string(v.dtype)) + " is not supported on CUDA");
-    v.data = upload(v.data, v.bytes());
+    v.data = upload(v.data, v.bytes(), DType::F32);
     sent += v.bytes();
   };
   matrix(w.embed);
@@ -157,10 +179,18 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
     for (MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) matrix(*m);
   }
   ok(cudaStreamSynchronize(stream_), "upload");
+  split_staging_.reset();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::fprintf(stderr, "%s[upload] %s to the GPU in %.2f s (%.2f GB/s)\n", tty ? "\r" : "", format_bytes(sent).c_str(),
                seconds, static_cast<double>(sent) / seconds / 1e9);
   upload_seconds_ = seconds;
+  // Quantized activations for the integer matvec: up to the largest batch
+  // it takes, the widest matrix input.
+  if (quantized_) {
+    const int64_t n = (kTensorCoreTokens - 1) * std::max(widest_, setup_.config.hidden_size);
+    q8_buffer_ = device_pool_->allocate(static_cast<size_t>(n) * 2, MemoryUse::activations, "q8 activations");
+    q8_values_ = n;
+  }
   // RoPE frequencies, and the pass buffers.
   inv_freq_ = device_pool_->allocate(setup_.inv_freq.size() * sizeof(float), MemoryUse::activations, "rope frequencies");
   ok(cudaMemcpy(inv_freq_.data(), setup_.inv_freq.data(), setup_.inv_freq.size() * sizeof(float), cudaMemcpyHostToDevice),
@@ -202,7 +232,6 @@ void CudaBackend::launch_captured() {
   if (it == graphs_.end()) {
     if (graphs_.size() >= 16) {  // prefill chunks of many sizes: keep the set small
       for (auto& [tokens, exec] : graphs_) cudaGraphExecDestroy(exec);
-  if (blas_) cublasDestroy(blas_);
       graphs_.clear();
     }
     cudaGraphExec_t exec = nullptr;
@@ -218,10 +247,17 @@ void CudaBackend::launch_captured() {
 void CudaBackend::begin_pass(const PassTokens& pass) {
   // A pass that read nothing back (a prefill chunk without logits) still runs.
   if (capturing_) launch_captured();
+  q8_source_ = nullptr;
   const size_t T = pass.ids.size();
-  size_t blocks = 0;
-  for (const TokenRun& r : pass.runs) blocks += r.blocks.size();
-  const size_t need = align8(T * 4) + T * 8 + align8(T * 4) + blocks * sizeof(void*);
+  size_t blocks = 0, groups = 0;
+  for (const TokenRun& r : pass.runs) {
+    blocks += r.blocks.size();
+    groups += static_cast<size_t>((r.end - r.first + group_tokens_ - 1) / group_tokens_);
+  }
+  // Layout: ids [T] i32, positions [T] i64, table starts [T] i32, groups
+  // [groups] i32, block pointers [blocks].
+  const size_t at_pos = align8(T * 4), at_table = at_pos + T * 8, at_groups = at_table + align8(T * 4),
+               at_blocks = at_groups + align8(groups * 4), need = at_blocks + blocks * sizeof(void*);
   // The previous pass's copy must be done before its staging is rewritten.
   ok(cudaStreamSynchronize(stream_), "pass");
   if (need > pass_bytes_) {
@@ -233,28 +269,36 @@ void CudaBackend::begin_pass(const PassTokens& pass) {
     pass_bytes_ = bytes;
   }
   auto* h = static_cast<std::byte*>(pass_host_);
-  auto* ids = reinterpret_cast<int32_t*>(h);
-  auto* positions = reinterpret_cast<int64_t*>(h + align8(T * 4));
-  auto* table_start = reinterpret_cast<int32_t*>(h + align8(T * 4) + T * 8);
-  auto* block_ptrs = reinterpret_cast<void**>(h + align8(T * 4) + T * 8 + align8(T * 4));
-  std::memcpy(ids, pass.ids.data(), T * 4);
-  std::memcpy(positions, pass.positions.data(), T * 8);
-  size_t b = 0;
+  std::memcpy(h, pass.ids.data(), T * 4);
+  std::memcpy(h + at_pos, pass.positions.data(), T * 8);
+  auto* table_start = reinterpret_cast<int32_t*>(h + at_table);
+  auto* group = reinterpret_cast<int32_t*>(h + at_groups);
+  auto* block_ptrs = reinterpret_cast<void**>(h + at_blocks);
+  size_t b = 0, g = 0;
   for (const TokenRun& r : pass.runs) {
     for (int64_t t = r.first; t < r.end; ++t) table_start[t] = static_cast<int32_t>(b);
+    for (int64_t t = r.first; t < r.end; t += group_tokens_)
+      group[g++] = static_cast<int32_t>(t | (std::min(group_tokens_, r.end - t) << 24));
     for (int32_t id : r.blocks) block_ptrs[b++] = kv_pool_->data(id);
   }
   ok(cudaMemcpyAsync(pass_device_.data(), pass_host_, need, cudaMemcpyHostToDevice, stream_), "pass copy");
   auto* d = pass_device_.as<std::byte>();
   ids_ = reinterpret_cast<int32_t*>(d);
-  positions_ = reinterpret_cast<int64_t*>(d + align8(T * 4));
-  table_start_ = reinterpret_cast<int32_t*>(d + align8(T * 4) + T * 8);
-  block_ptrs_ = reinterpret_cast<void**>(d + align8(T * 4) + T * 8 + align8(T * 4));
+  positions_ = reinterpret_cast<int64_t*>(d + at_pos);
+  table_start_ = reinterpret_cast<int32_t*>(d + at_table);
+  groups_ = reinterpret_cast<int32_t*>(d + at_groups);
+  block_ptrs_ = reinterpret_cast<void**>(d + at_blocks);
   tokens_ = static_cast<int64_t>(T);
+  n_groups_ = static_cast<int64_t>(groups);
   max_position_ = 0;
   for (int64_t p : pass.positions) max_position_ = std::max(max_position_, p);
   ok(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "graph capture");
   capturing_ = true;
+}
+
+HeadShape CudaBackend::head_shape() const {
+  const ModelConfig& c = setup_.config;
+  return {static_cast<int>(c.n_heads), static_cast<int>(c.n_kv_heads), static_cast<int>(c.head_dim)};
 }
 
 KvPass CudaBackend::kv_pass() const {
@@ -262,7 +306,9 @@ KvPass CudaBackend::kv_pass() const {
   p.positions = positions_;
   p.table_start = table_start_;
   p.block_ptrs = block_ptrs_;
+  p.groups = groups_;
   p.tokens = tokens_;
+  p.n_groups = n_groups_;
   p.block_tokens = setup_.kv.block_tokens;
   p.layer_bytes = setup_.kv.layer_bytes();
   p.kv_dtype = setup_.kv.dtype;
@@ -270,17 +316,32 @@ KvPass CudaBackend::kv_pass() const {
 }
 
 void CudaBackend::embed(const MatrixView& table, float* x) {
+  q8_source_ = nullptr;
   ok(cuda::embed(device_matrix(table), ids_, tokens_, x, stream_), "embed");
 }
 
+Q8Rows CudaBackend::q8_rows(int64_t n) const {
+  return {q8_buffer_.as<int8_t>(), reinterpret_cast<float2*>(q8_buffer_.as<std::byte>() + align16(static_cast<size_t>(q8_values_))), n};
+}
+
+// Norm outputs feed matrix products: when those will be integer ones, the
+// norm writes the quantized copy too, and the products find it (q8_source_).
 void CudaBackend::rms_norm(const float* x, const VectorView& w, int64_t rows, float* out) {
-  ok(cuda::rms_norm(x, device_vector(w), rows, static_cast<float>(setup_.config.rms_eps), out, stream_), "rms_norm");
+  const int64_t n = rows * w.size;
+  const bool fuse = quantized_ && rows < kTensorCoreTokens && n <= q8_values_ && w.size % 32 == 0;
+  const Q8Rows q8 = q8_rows(n);
+  ok(cuda::rms_norm(x, device_vector(w), rows, static_cast<float>(setup_.config.rms_eps), out, fuse ? &q8 : nullptr, stream_),
+     "rms_norm");
+  q8_source_ = fuse ? out : nullptr;
+  q8_source_n_ = n;
 }
 
 // y^T = W x^T in cuBLAS's column-major terms: W is [w.rows, cols] row-major,
 // that is column-major [cols, w.rows] used transposed; x is [rows, cols]
 // row-major = column-major [cols, rows]; y [rows, w.rows] row-major =
-// column-major [w.rows, rows] with leading dimension w.rows.
+// column-major [w.rows, rows] with leading dimension w.rows. F16 and BF16
+// weights are used as they are (activations converted to their type);
+// F32 through SGEMM; quantized ones dequantized to f16 a slice at a time.
 void CudaBackend::matmul_tensor_cores(const MatrixView& w, const float* x, int64_t rows, float* y) {
   const float one = 1.0f, zero = 0.0f;
   const int k = static_cast<int>(w.cols), n = static_cast<int>(rows), ldc = static_cast<int>(w.rows);
@@ -290,7 +351,15 @@ void CudaBackend::matmul_tensor_cores(const MatrixView& w, const float* x, int64
             "sgemm");
     return;
   }
-  ok(to_f16(x, rows * w.cols, x16_.data(), stream_), "to_f16");
+  const DType half = w.dtype == DType::BF16 ? DType::BF16 : DType::F16;
+  const cudaDataType type = half == DType::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+  ok(to_half(x, rows * w.cols, half, x16_.data(), stream_), "to_half");
+  if (w.dtype == DType::F16 || w.dtype == DType::BF16) {
+    blas_ok(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, ldc, n, k, &one, w.data, type, k, x16_.data(), type, k, &zero, y,
+                         CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "gemm");
+    return;
+  }
   const int64_t slice = std::max<int64_t>(1, w16_elems_ / w.cols);
   const WeightMatrix dw = {w.dtype, w.data, w.rows, w.cols};
   for (int64_t r0 = 0; r0 < w.rows; r0 += slice) {
@@ -303,11 +372,26 @@ void CudaBackend::matmul_tensor_cores(const MatrixView& w, const float* x, int64
 }
 
 void CudaBackend::matmul(const MatrixView& w, const float* x, int64_t rows, float* y) {
+  const float* source = q8_source_;
+  q8_source_ = nullptr;
   if (rows >= kTensorCoreTokens && blas_ && w.rows < (int64_t{1} << 31) && w.cols < (int64_t{1} << 31)) {
     matmul_tensor_cores(w, x, rows, y);
     return;
   }
-  if (rows == 1 && matvec_supports(w.dtype) && w.cols % 32 == 0) {
+  const int64_t n = rows * w.cols;
+  if (matvec_q8_supports(w.dtype) && n <= q8_values_) {
+    const Q8Rows q8 = q8_rows(n);
+    // The q, k, v products (and gate, up) share their input: quantized once,
+    // by the norm or by the first of them.
+    if (source != x || q8_source_n_ != n) ok(quantize_q8(x, q8, stream_), "quantize_q8");
+    ok(matvec_q8({w.dtype, w.data, w.rows, w.cols}, q8, rows, y, false, stream_), "matvec_q8");
+    if (y != x) {  // y does not overwrite x: its quantized copy stays good
+      q8_source_ = x;
+      q8_source_n_ = n;
+    }
+    return;
+  }
+  if (rows == 1 && matvec_supports(w.dtype)) {
     ok(matvec({w.dtype, w.data, w.rows, w.cols}, x, y, stream_), "matvec");
     return;
   }
@@ -316,31 +400,43 @@ void CudaBackend::matmul(const MatrixView& w, const float* x, int64_t rows, floa
 
 void CudaBackend::add_bias(float* x, const VectorView& b, int64_t rows) {
   if (!b) return;
+  q8_source_ = nullptr;
   ok(cuda::add_bias(x, device_vector(b), rows, stream_), "add_bias");
 }
 
 void CudaBackend::rope_store_kv(int64_t layer, float* q, float* k, const float* v, const VectorView& q_norm,
                                 const VectorView& k_norm) {
+  q8_source_ = nullptr;
   const ModelConfig& c = setup_.config;
-  const HeadShape shape{static_cast<int>(c.n_heads), static_cast<int>(c.n_kv_heads), static_cast<int>(c.head_dim)};
-  ok(cuda::rope_store_kv(kv_pass(), shape, layer, q, k, v, device_vector(q_norm), device_vector(k_norm),
+  ok(cuda::rope_store_kv(kv_pass(), head_shape(), layer, q, k, v, device_vector(q_norm), device_vector(k_norm),
                          static_cast<float>(c.rms_eps), inv_freq_.as<float>(), setup_.rope_interleaved, stream_),
      "rope_store_kv");
 }
 
 void CudaBackend::attention(int64_t layer, const float* q, float* out) {
-  const ModelConfig& c = setup_.config;
-  const HeadShape shape{static_cast<int>(c.n_heads), static_cast<int>(c.n_kv_heads), static_cast<int>(c.head_dim)};
-  ok(cuda::attention(kv_pass(), shape, layer, q, out, max_position_, attn_partial_.as<float>(),
+  q8_source_ = nullptr;
+  ok(cuda::attention(kv_pass(), head_shape(), layer, q, out, max_position_, attn_partial_.as<float>(),
                      attn_partial_.size() / sizeof(float), stream_),
      "attention");
 }
 
-void CudaBackend::swiglu(float* gate, const float* up, int64_t n) { ok(cuda::swiglu(gate, up, n, stream_), "swiglu"); }
+// Its output feeds the down projection: quantized here when that is an
+// integer product (n values of whole 32-value blocks: rows of F).
+void CudaBackend::swiglu(float* gate, const float* up, int64_t n) {
+  const bool fuse = quantized_ && n <= q8_values_ && n % 32 == 0 && n / setup_.config.intermediate_size < kTensorCoreTokens;
+  const Q8Rows q8 = q8_rows(n);
+  ok(cuda::swiglu(gate, up, n, fuse ? &q8 : nullptr, stream_), "swiglu");
+  q8_source_ = fuse ? gate : nullptr;
+  q8_source_n_ = n;
+}
 
-void CudaBackend::add(float* x, const float* y, int64_t n) { ok(cuda::add(x, y, n, stream_), "add"); }
+void CudaBackend::add(float* x, const float* y, int64_t n) {
+  q8_source_ = nullptr;
+  ok(cuda::add(x, y, n, stream_), "add");
+}
 
 void CudaBackend::read(const float* src, int64_t n, float* host) {
+  q8_source_ = nullptr;
   if (capturing_) launch_captured();
   ok(cudaMemcpyAsync(host, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "read");
   ok(cudaStreamSynchronize(stream_), "read");

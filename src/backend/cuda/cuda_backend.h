@@ -12,9 +12,10 @@
 // place when only kernel arguments changed: the GPU runs the ~450 kernels of
 // a decode step back to back instead of waiting on the CPU's launches.
 //
-// Matrix products: batch-1 (decode) through the matvec kernels that read the
-// file's blocks; from kTensorCoreTokens tokens (prefill) through cuBLAS on
-// f16 copies of the weights made a slice at a time.
+// Matrix products: under kTensorCoreTokens tokens (decode, small batches)
+// through the matvec kernels (Q8_0/Q4_0: dp4a on q8 activations); from
+// there (prefill) through cuBLAS: F16/BF16 weights as they are, quantized
+// ones dequantized to f16 a slice at a time.
 //
 // Not yet: K-quant kernels, q8_0 KV cache, sampling on the device, fused
 // small ops (see README's status table).
@@ -59,8 +60,12 @@ class CudaBackend final : public Backend {
 
  private:
   class DeviceMemory;
-  const std::byte* upload(const std::byte* host, size_t bytes);
+  // Copies a tensor to the device (once per host address); `split`: a
+  // Q8_0/Q4_0 matrix's type, turned into the split layout on the way.
+  const std::byte* upload(const std::byte* host, size_t bytes, DType split);
   KvPass kv_pass() const;
+  HeadShape head_shape() const;
+  Q8Rows q8_rows(int64_t n) const;
   void launch_captured();  // ends this pass's capture and runs it
   void matmul_tensor_cores(const MatrixView& w, const float* x, int64_t rows, float* y);
 
@@ -78,8 +83,9 @@ class CudaBackend final : public Backend {
   Reservation pinned_;  // the staging buffers, counted in the host pool
   std::vector<void*> staging_;
   std::vector<cudaEvent_t> staging_free_;
+  size_t upload_slot_ = 0;  // the next staging buffer of the ring
+  Buffer split_staging_;    // device, during upload: chunks of Q8_0/Q4_0 blocks before splitting
   double upload_seconds_ = 0;
-  uint64_t upload_bytes_ = 0;
   // This pass's tokens as the kernels see them: ids, positions, block table
   // starts and block pointers, staged in pinned memory, copied in one go.
   Buffer inv_freq_;    // device [head_dim / 2]
@@ -90,7 +96,9 @@ class CudaBackend final : public Backend {
   int64_t* positions_ = nullptr;
   int32_t* table_start_ = nullptr;
   void** block_ptrs_ = nullptr;
-  int64_t tokens_ = 0;
+  int32_t* groups_ = nullptr;
+  int64_t tokens_ = 0, n_groups_ = 0;
+  int64_t group_tokens_ = 1;  // tokens one attention block takes together
   int64_t max_position_ = 0;
   Buffer attn_partial_;  // device: split attention's partial softmax states
   // Prefill: weights dequantized to f16 a slice of rows at a time, the
@@ -98,6 +106,15 @@ class CudaBackend final : public Backend {
   cublasHandle_t blas_ = nullptr;
   Buffer blas_workspace_, w16_, x16_;
   int64_t w16_elems_ = 0;
+  // Few-token products on Q8_0/Q4_0 weights multiply q8 activations: one
+  // buffer, and which float input it holds now (q8_source_, q8_source_n_
+  // values; any op that may write that input forgets it).
+  bool quantized_ = false;  // any matrix is Q8_0/Q4_0
+  int64_t widest_ = 0;      // the most columns of any matrix
+  Buffer q8_buffer_;
+  int64_t q8_values_ = 0;
+  const float* q8_source_ = nullptr;
+  int64_t q8_source_n_ = 0;
   bool capturing_ = false;
   std::unordered_map<int64_t, cudaGraphExec_t> graphs_;  // by tokens in the pass
 };

@@ -10,6 +10,9 @@
 #include <algorithm>
 #include <string>
 
+#include "backend/cuda/kv_pass.cuh"
+#include "backend/cuda/q8_store.cuh"
+#include "backend/cuda/split_blocks.cuh"
 #include "core/error.h"
 
 namespace umi::cuda {
@@ -29,37 +32,51 @@ int kind_of(DType t) {
   }
 }
 
-__device__ inline float f16_at(const unsigned char* p) { return __half2float(*reinterpret_cast<const __half*>(p)); }
+// A matrix row where the kernels find it: float types at p; Q8_0/Q4_0 in the
+// split layout (quant_layout.h): the row's quants at p, its scales at d.
+struct RowRef {
+  const unsigned char* p;
+  const __half* d;
+};
 
-// Element j of a row in its file dtype.
 template <int K>
-__device__ inline float wval(const unsigned char* row, int64_t j) {
+__device__ inline RowRef row_ref(const unsigned char* base, int64_t rows, int64_t cols, int64_t r) {
   if constexpr (K == kF32) {
-    return reinterpret_cast<const float*>(row)[j];
-  } else if constexpr (K == kF16) {
-    return __half2float(reinterpret_cast<const __half*>(row)[j]);
-  } else if constexpr (K == kBF16) {
-    return __uint_as_float(static_cast<unsigned>(reinterpret_cast<const unsigned short*>(row)[j]) << 16);
-  } else if constexpr (K == kQ8) {
-    const unsigned char* b = row + (j >> 5) * 34;
-    return f16_at(b) * static_cast<float>(static_cast<signed char>(b[2 + (j & 31)]));
+    return {base + r * cols * 4, nullptr};
+  } else if constexpr (K == kF16 || K == kBF16) {
+    return {base + r * cols * 2, nullptr};
   } else {
-    const unsigned char* b = row + (j >> 5) * 18;
+    constexpr int qb = K == kQ8 ? 32 : 16;
+    const SplitBlocks<qb> m(base, rows * (cols / 32));
+    return {m.q(r * (cols / 32)), m.scales + r * (cols / 32)};
+  }
+}
+
+// Element j of a row.
+template <int K>
+__device__ inline float wval(RowRef row, int64_t j) {
+  if constexpr (K == kF32) {
+    return reinterpret_cast<const float*>(row.p)[j];
+  } else if constexpr (K == kF16) {
+    return __half2float(reinterpret_cast<const __half*>(row.p)[j]);
+  } else if constexpr (K == kBF16) {
+    return __uint_as_float(static_cast<unsigned>(reinterpret_cast<const unsigned short*>(row.p)[j]) << 16);
+  } else if constexpr (K == kQ8) {
+    return __half2float(row.d[j >> 5]) * static_cast<float>(static_cast<signed char>(row.p[j]));
+  } else {
     const int i = static_cast<int>(j & 31);
-    const unsigned char byte = b[2 + (i & 15)];
+    const unsigned char byte = row.p[(j >> 5) * 16 + (i & 15)];
     const int q = i < 16 ? (byte & 15) : (byte >> 4);
-    return f16_at(b) * static_cast<float>(q - 8);
+    return __half2float(row.d[j >> 5]) * static_cast<float>(q - 8);
   }
 }
 
 __device__ inline float vval(int kind, const void* v, int64_t i) {
-  const unsigned char* p = static_cast<const unsigned char*>(v);
-  if (kind == kF32) return wval<kF32>(p, i);
-  if (kind == kF16) return wval<kF16>(p, i);
-  return wval<kBF16>(p, i);
+  const RowRef r{static_cast<const unsigned char*>(v), nullptr};
+  if (kind == kF32) return wval<kF32>(r, i);
+  if (kind == kF16) return wval<kF16>(r, i);
+  return wval<kBF16>(r, i);
 }
-
-size_t row_bytes(DType t, int64_t cols) { return dtype_bytes(t, static_cast<uint64_t>(cols)).value_or(0); }
 
 __device__ inline float warp_sum(float s) {
 #pragma unroll
@@ -70,9 +87,9 @@ __device__ inline float warp_sum(float s) {
 // ---- embed ------------------------------------------------------------------
 
 template <int K>
-__global__ void embed_kernel(const unsigned char* table, size_t row_bytes, int64_t cols, const int32_t* ids, float* x) {
+__global__ void embed_kernel(const unsigned char* table, int64_t rows, int64_t cols, const int32_t* ids, float* x) {
   const int64_t t = blockIdx.x;
-  const unsigned char* row = table + static_cast<size_t>(ids[t]) * row_bytes;
+  const RowRef row = row_ref<K>(table, rows, cols, ids[t]);
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) x[t * cols + j] = wval<K>(row, j);
 }
 
@@ -84,13 +101,13 @@ constexpr int kTokensPerPass = 8;
 // One warp per row; the row is swept once per group of 8 tokens, each weight
 // dequantized once for all of them.
 template <int K>
-__global__ void __launch_bounds__(32 * kRowsPerBlock) matmul_kernel(const unsigned char* w, size_t row_bytes, int64_t rows,
+__global__ void __launch_bounds__(32 * kRowsPerBlock) matmul_kernel(const unsigned char* w, int64_t rows,
                                                                      int64_t cols, const float* __restrict__ x,
                                                                      int64_t tokens, float* __restrict__ y) {
   const int lane = threadIdx.x & 31;
   const int64_t r = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   if (r >= rows) return;
-  const unsigned char* row = w + static_cast<size_t>(r) * row_bytes;
+  const RowRef row = row_ref<K>(w, rows, cols, r);
   for (int64_t t0 = 0; t0 < tokens; t0 += kTokensPerPass) {
     const int n = static_cast<int>(tokens - t0 < kTokensPerPass ? tokens - t0 : kTokensPerPass);
     float acc[kTokensPerPass] = {};
@@ -109,22 +126,45 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) matmul_kernel(const unsign
   }
 }
 
+// One thread per 32-value group of the slice (groups are contiguous in
+// every layout: a row's groups follow each other and rows do too): 64 bytes
+// of f16 out as four 16-byte stores.
 template <int K>
-__global__ void dequantize_f16_kernel(const unsigned char* w, size_t row_bytes, int64_t cols, int64_t n, __half* out) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    out[i] = __float2half(wval<K>(w + static_cast<size_t>(i / cols) * row_bytes, i % cols));
+__global__ void dequantize_f16_kernel(const unsigned char* w, int64_t total_groups, int64_t first, int64_t groups, __half* out) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= groups) return;
+  const int64_t g = first + i;
+  __align__(16) __half h[32];
+  if constexpr (K == kQ8 || K == kQ4) {
+    constexpr int qb = K == kQ8 ? 32 : 16;
+    const SplitBlocks<qb> m(w, total_groups);
+    const RowRef row{m.q(g), m.scales + g};
+#pragma unroll
+    for (int j = 0; j < 32; ++j) h[j] = __float2half(wval<K>(row, j));
+  } else {
+    constexpr int elem = K == kF32 ? 4 : 2;
+    const RowRef row{w + g * 32 * elem, nullptr};
+#pragma unroll
+    for (int j = 0; j < 32; ++j) h[j] = __float2half(wval<K>(row, j));
+  }
+  uint4* o = reinterpret_cast<uint4*>(out + i * 32);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) o[j] = reinterpret_cast<const uint4*>(h)[j];
 }
 
-__global__ void to_f16_kernel(const float* x, int64_t n, __half* out) {
+template <typename H>
+__global__ void to_half_kernel(const float* x, int64_t n, H* out) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    out[i] = __float2half(x[i]);
+    out[i] = static_cast<H>(x[i]);
 }
 
 // ---- norms and element-wise ------------------------------------------------
 
 constexpr int kNormThreads = 256;
 
-__global__ void rms_norm_kernel(const float* x, const void* w, int wkind, int64_t n, float eps, float* out) {
+// With q8 set, the output is also quantized (n a multiple of 32: a warp's
+// 32 consecutive values are one block).
+__global__ void rms_norm_kernel(const float* x, const void* w, int wkind, int64_t n, float eps, float* out, Q8Rows q8) {
   __shared__ float partial[kNormThreads / 32];
   const float* xr = x + blockIdx.x * n;
   float* o = out + blockIdx.x * n;
@@ -136,7 +176,11 @@ __global__ void rms_norm_kernel(const float* x, const void* w, int wkind, int64_
   float total = 0.f;
   for (int i = 0; i < kNormThreads / 32; ++i) total += partial[i];
   const float scale = rsqrtf(total / static_cast<float>(n) + eps);
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) o[i] = xr[i] * scale * vval(wkind, w, i);
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const float v = xr[i] * scale * vval(wkind, w, i);
+    o[i] = v;
+    if (q8.q) store_q8(v, (blockIdx.x * n + i) >> 5, threadIdx.x & 31, q8.q, q8.ds);
+  }
 }
 
 __global__ void add_bias_kernel(float* x, const void* b, int bkind, int64_t n, int64_t total) {
@@ -149,10 +193,12 @@ __global__ void add_kernel(float* x, const float* y, int64_t n) {
     x[i] += y[i];
 }
 
-__global__ void swiglu_kernel(float* gate, const float* up, int64_t n) {
+__global__ void swiglu_kernel(float* gate, const float* up, int64_t n, Q8Rows q8) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float g = gate[i];
-    gate[i] = g / (1.f + expf(-g)) * up[i];
+    const float v = g / (1.f + expf(-g)) * up[i];
+    gate[i] = v;
+    if (q8.q) store_q8(v, i >> 5, threadIdx.x & 31, q8.q, q8.ds);
   }
 }
 
@@ -163,26 +209,11 @@ dim3 grid_for(int64_t n) {
 
 // ---- KV cache ---------------------------------------------------------------
 
-struct KvRow {
-  unsigned char* k;
-  unsigned char* v;
-};
-
-__device__ inline KvRow kv_row(const KvPass& p, int64_t t, int64_t position, int64_t layer, int64_t kv_dim, int elem) {
-  unsigned char* block = static_cast<unsigned char*>(p.block_ptrs[p.table_start[t] + position / p.block_tokens]);
-  const size_t row = static_cast<size_t>(kv_dim) * elem;
-  unsigned char* k = block + static_cast<size_t>(layer) * p.layer_bytes + static_cast<size_t>(position % p.block_tokens) * row;
-  return {k, k + static_cast<size_t>(p.block_tokens) * row};
-}
-
 __device__ inline void kv_store(unsigned char* row, int64_t i, float v, bool f16) {
   if (f16) reinterpret_cast<__half*>(row)[i] = __float2half(v);
   else reinterpret_cast<float*>(row)[i] = v;
 }
 
-__device__ inline float kv_load(const unsigned char* row, int64_t i, bool f16) {
-  return f16 ? __half2float(reinterpret_cast<const __half*>(row)[i]) : reinterpret_cast<const float*>(row)[i];
-}
 
 // Grid (tokens, H + 2 Hkv), one warp each: q heads, then k heads, then v heads.
 __global__ void rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q, float* k, const float* v, WeightVector qn,
@@ -238,120 +269,6 @@ __global__ void rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q
   }
 }
 
-// ---- attention --------------------------------------------------------------
-
-constexpr int kAttnWarps = 4;
-constexpr int kMaxHeadDim = 256;
-
-// Grid (tokens, H), kAttnWarps warps: warp w takes keys w, w + kAttnWarps, ...
-// with its own online softmax; the warps' states merge at the end. Lane i
-// holds elements i, i + 32, ... of q and of the output.
-__global__ void __launch_bounds__(32 * kAttnWarps) attention_kernel(KvPass p, HeadShape s, int64_t layer, const float* q,
-                                                                     float* out, int64_t keys_per_split, float* partial) {
-  constexpr int kPer = kMaxHeadDim / 32;
-  __shared__ float s_m[kAttnWarps], s_l[kAttnWarps];
-  __shared__ float s_acc[kAttnWarps][kMaxHeadDim];
-  const int64_t t = blockIdx.x;
-  const int h = blockIdx.y, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, hd = s.head_dim;
-  const int kvh = h / (s.n_heads / s.n_kv_heads);
-  const int64_t kv_dim = static_cast<int64_t>(s.n_kv_heads) * hd;
-  const int64_t pos = p.positions[t];
-  const bool f16 = p.kv_dtype == DType::F16;
-  const float scale = rsqrtf(static_cast<float>(hd));
-  const float* qh = q + (t * s.n_heads + h) * hd;
-  float qr[kPer], acc[kPer];
-#pragma unroll
-  for (int j = 0; j < kPer; ++j) {
-    const int i = lane + 32 * j;
-    qr[j] = i < hd ? qh[i] * scale : 0.f;
-    acc[j] = 0.f;
-  }
-  float m = -INFINITY, l = 0.f;
-  const int64_t k0 = static_cast<int64_t>(blockIdx.z) * keys_per_split;
-  const int64_t k1 = k0 + keys_per_split < pos + 1 ? k0 + keys_per_split : pos + 1;
-  for (int64_t key = k0 + warp; key < k1; key += kAttnWarps) {
-    const KvRow r = kv_row(p, t, key, layer, kv_dim, f16 ? 2 : 4);
-    const unsigned char* kr = r.k + static_cast<size_t>(kvh) * hd * (f16 ? 2 : 4);
-    const unsigned char* vr = r.v + static_cast<size_t>(kvh) * hd * (f16 ? 2 : 4);
-    float dot = 0.f;
-#pragma unroll
-    for (int j = 0; j < kPer; ++j) {
-      const int i = lane + 32 * j;
-      if (i < hd) dot += qr[j] * kv_load(kr, i, f16);
-    }
-    dot = warp_sum(dot);
-    const float m_new = fmaxf(m, dot), corr = __expf(m - m_new), e = __expf(dot - m_new);
-    l = l * corr + e;
-#pragma unroll
-    for (int j = 0; j < kPer; ++j) {
-      const int i = lane + 32 * j;
-      if (i < hd) acc[j] = acc[j] * corr + e * kv_load(vr, i, f16);
-    }
-    m = m_new;
-  }
-  if (lane == 0) {
-    s_m[warp] = m;
-    s_l[warp] = l;
-  }
-#pragma unroll
-  for (int j = 0; j < kPer; ++j) {
-    const int i = lane + 32 * j;
-    if (i < hd) s_acc[warp][i] = acc[j];
-  }
-  __syncthreads();
-  float M = -INFINITY;
-  for (int w = 0; w < kAttnWarps; ++w) M = fmaxf(M, s_m[w]);
-  float L = 0.f, weight[kAttnWarps];
-  for (int w = 0; w < kAttnWarps; ++w) {
-    weight[w] = s_l[w] > 0.f ? __expf(s_m[w] - M) : 0.f;
-    L += s_l[w] * weight[w];
-  }
-  if (!partial) {  // one split: the final output
-    float* o = out + (t * s.n_heads + h) * hd;
-    for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-      float v = 0.f;
-      for (int w = 0; w < kAttnWarps; ++w) v += s_acc[w][i] * weight[w];
-      o[i] = v / L;
-    }
-    return;
-  }
-  // Several splits: this one's max, denominator and unnormalised sum.
-  float* rec = partial + ((t * s.n_heads + h) * gridDim.z + blockIdx.z) * (hd + 2);
-  if (threadIdx.x == 0) {
-    rec[0] = M;
-    rec[1] = L;
-  }
-  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
-    float v = 0.f;
-    for (int w = 0; w < kAttnWarps; ++w) v += s_acc[w][i] * weight[w];
-    rec[2 + i] = v;
-  }
-}
-
-// Merges the splits of each (token, head): flash-decoding's second step.
-__global__ void attention_merge_kernel(const float* partial, int splits, int n_heads, int hd, float* out) {
-  const int64_t t = blockIdx.x;
-  const int h = blockIdx.y;
-  const float* recs = partial + (t * n_heads + h) * static_cast<int64_t>(splits) * (hd + 2);
-  float M = -INFINITY;
-  for (int i = 0; i < splits; ++i)
-    if (recs[i * (hd + 2) + 1] > 0.f) M = fmaxf(M, recs[i * (hd + 2)]);
-  float L = 0.f;
-  for (int i = 0; i < splits; ++i) {
-    const float* r = recs + i * (hd + 2);
-    if (r[1] > 0.f) L += r[1] * __expf(r[0] - M);
-  }
-  float* o = out + (t * n_heads + h) * hd;
-  for (int j = threadIdx.x; j < hd; j += blockDim.x) {
-    float v = 0.f;
-    for (int i = 0; i < splits; ++i) {
-      const float* r = recs + i * (hd + 2);
-      if (r[1] > 0.f) v += r[2 + j] * __expf(r[0] - M);
-    }
-    o[j] = v / L;
-  }
-}
-
 void check(bool ok, const std::string& what) {
   if (!ok) throw Error("cuda " + what);
 }
@@ -367,14 +284,13 @@ cudaError_t embed(const WeightMatrix& table, const int32_t* ids, int64_t tokens,
   check(table.data && ids && x && tokens > 0 && tokens < (int64_t{1} << 31) && table.cols > 0, "embed: bad arguments");
   check(dtype_info(table.dtype).block_elems == 1 || table.cols % 32 == 0, "embed: columns not in whole blocks");
   const auto* data = static_cast<const unsigned char*>(table.data);
-  const size_t rb = row_bytes(table.dtype, table.cols);
   const dim3 grid(static_cast<unsigned>(tokens)), block(256);
   switch (kind_of(table.dtype)) {
-    case kF32: embed_kernel<kF32><<<grid, block, 0, stream>>>(data, rb, table.cols, ids, x); break;
-    case kF16: embed_kernel<kF16><<<grid, block, 0, stream>>>(data, rb, table.cols, ids, x); break;
-    case kBF16: embed_kernel<kBF16><<<grid, block, 0, stream>>>(data, rb, table.cols, ids, x); break;
-    case kQ8: embed_kernel<kQ8><<<grid, block, 0, stream>>>(data, rb, table.cols, ids, x); break;
-    default: embed_kernel<kQ4><<<grid, block, 0, stream>>>(data, rb, table.cols, ids, x); break;
+    case kF32: embed_kernel<kF32><<<grid, block, 0, stream>>>(data, table.rows, table.cols, ids, x); break;
+    case kF16: embed_kernel<kF16><<<grid, block, 0, stream>>>(data, table.rows, table.cols, ids, x); break;
+    case kBF16: embed_kernel<kBF16><<<grid, block, 0, stream>>>(data, table.rows, table.cols, ids, x); break;
+    case kQ8: embed_kernel<kQ8><<<grid, block, 0, stream>>>(data, table.rows, table.cols, ids, x); break;
+    default: embed_kernel<kQ4><<<grid, block, 0, stream>>>(data, table.rows, table.cols, ids, x); break;
   }
   return cudaGetLastError();
 }
@@ -385,14 +301,13 @@ cudaError_t matmul_generic(const WeightMatrix& w, const float* x, int64_t tokens
   check(dtype_info(w.dtype).block_elems == 1 || w.cols % 32 == 0, "matmul: columns not in whole blocks");
   check(w.rows < (int64_t{1} << 31) * kRowsPerBlock, "matmul: too many rows");
   const auto* data = static_cast<const unsigned char*>(w.data);
-  const size_t rb = row_bytes(w.dtype, w.cols);
   const dim3 grid(static_cast<unsigned>((w.rows + kRowsPerBlock - 1) / kRowsPerBlock)), block(32 * kRowsPerBlock);
   switch (kind_of(w.dtype)) {
-    case kF32: matmul_kernel<kF32><<<grid, block, 0, stream>>>(data, rb, w.rows, w.cols, x, tokens, y); break;
-    case kF16: matmul_kernel<kF16><<<grid, block, 0, stream>>>(data, rb, w.rows, w.cols, x, tokens, y); break;
-    case kBF16: matmul_kernel<kBF16><<<grid, block, 0, stream>>>(data, rb, w.rows, w.cols, x, tokens, y); break;
-    case kQ8: matmul_kernel<kQ8><<<grid, block, 0, stream>>>(data, rb, w.rows, w.cols, x, tokens, y); break;
-    default: matmul_kernel<kQ4><<<grid, block, 0, stream>>>(data, rb, w.rows, w.cols, x, tokens, y); break;
+    case kF32: matmul_kernel<kF32><<<grid, block, 0, stream>>>(data, w.rows, w.cols, x, tokens, y); break;
+    case kF16: matmul_kernel<kF16><<<grid, block, 0, stream>>>(data, w.rows, w.cols, x, tokens, y); break;
+    case kBF16: matmul_kernel<kBF16><<<grid, block, 0, stream>>>(data, w.rows, w.cols, x, tokens, y); break;
+    case kQ8: matmul_kernel<kQ8><<<grid, block, 0, stream>>>(data, w.rows, w.cols, x, tokens, y); break;
+    default: matmul_kernel<kQ4><<<grid, block, 0, stream>>>(data, w.rows, w.cols, x, tokens, y); break;
   }
   return cudaGetLastError();
 }
@@ -400,31 +315,44 @@ cudaError_t matmul_generic(const WeightMatrix& w, const float* x, int64_t tokens
 cudaError_t dequantize_f16(const WeightMatrix& w, int64_t row0, int64_t rows, void* out, cudaStream_t stream) {
   check(ops_support_matrix(w.dtype) && w.data && out && row0 >= 0 && rows > 0 && row0 + rows <= w.rows && w.cols > 0,
         "dequantize_f16: bad arguments");
-  check(dtype_info(w.dtype).block_elems == 1 || w.cols % 32 == 0, "dequantize_f16: columns not in whole blocks");
-  const size_t rb = row_bytes(w.dtype, w.cols);
-  const auto* data = static_cast<const unsigned char*>(w.data) + static_cast<size_t>(row0) * rb;
-  const int64_t n = rows * w.cols;
+  check(w.cols % 32 == 0, "dequantize_f16: columns not a multiple of 32");
+  check(reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0,
+        "dequantize_f16: pointers must be 16-byte aligned");
+  const auto* data = static_cast<const unsigned char*>(w.data);
+  const int64_t total = w.rows * (w.cols / 32), first = row0 * (w.cols / 32), groups = rows * (w.cols / 32);
+  check((groups + 255) / 256 < (int64_t{1} << 31), "dequantize_f16: too many rows");
+  const unsigned grid = static_cast<unsigned>((groups + 255) / 256);
   auto* o = static_cast<__half*>(out);
   switch (kind_of(w.dtype)) {
-    case kF32: dequantize_f16_kernel<kF32><<<grid_for(n), 256, 0, stream>>>(data, rb, w.cols, n, o); break;
-    case kF16: dequantize_f16_kernel<kF16><<<grid_for(n), 256, 0, stream>>>(data, rb, w.cols, n, o); break;
-    case kBF16: dequantize_f16_kernel<kBF16><<<grid_for(n), 256, 0, stream>>>(data, rb, w.cols, n, o); break;
-    case kQ8: dequantize_f16_kernel<kQ8><<<grid_for(n), 256, 0, stream>>>(data, rb, w.cols, n, o); break;
-    default: dequantize_f16_kernel<kQ4><<<grid_for(n), 256, 0, stream>>>(data, rb, w.cols, n, o); break;
+    case kF32: dequantize_f16_kernel<kF32><<<grid, 256, 0, stream>>>(data, total, first, groups, o); break;
+    case kF16: dequantize_f16_kernel<kF16><<<grid, 256, 0, stream>>>(data, total, first, groups, o); break;
+    case kBF16: dequantize_f16_kernel<kBF16><<<grid, 256, 0, stream>>>(data, total, first, groups, o); break;
+    case kQ8: dequantize_f16_kernel<kQ8><<<grid, 256, 0, stream>>>(data, total, first, groups, o); break;
+    default: dequantize_f16_kernel<kQ4><<<grid, 256, 0, stream>>>(data, total, first, groups, o); break;
   }
   return cudaGetLastError();
 }
 
-cudaError_t to_f16(const float* x, int64_t n, void* out, cudaStream_t stream) {
-  check(x && out && n > 0, "to_f16: bad arguments");
-  to_f16_kernel<<<grid_for(n), 256, 0, stream>>>(x, n, static_cast<__half*>(out));
+cudaError_t to_half(const float* x, int64_t n, DType type, void* out, cudaStream_t stream) {
+  check(x && out && n > 0 && (type == DType::F16 || type == DType::BF16), "to_half: bad arguments");
+  if (type == DType::F16) to_half_kernel<<<grid_for(n), 256, 0, stream>>>(x, n, static_cast<__half*>(out));
+  else to_half_kernel<<<grid_for(n), 256, 0, stream>>>(x, n, static_cast<__nv_bfloat16*>(out));
   return cudaGetLastError();
 }
 
-cudaError_t rms_norm(const float* x, const WeightVector& w, int64_t rows, float eps, float* out, cudaStream_t stream) {
+static void check_q8(const Q8Rows* q8, int64_t n, const char* op) {
+  if (!q8) return;
+  check(q8->q && q8->ds && q8->n == n && n % 32 == 0,
+        std::string(op) + ": the q8 output must hold all " + std::to_string(n) + " values, a multiple of 32");
+}
+
+cudaError_t rms_norm(const float* x, const WeightVector& w, int64_t rows, float eps, float* out, const Q8Rows* q8,
+                     cudaStream_t stream) {
   check(ops_support_vector(w.dtype) && w.data && x && out && rows > 0 && w.size > 0 && rows < (int64_t{1} << 31),
         "rms_norm: bad arguments");
-  rms_norm_kernel<<<static_cast<unsigned>(rows), kNormThreads, 0, stream>>>(x, w.data, kind_of(w.dtype), w.size, eps, out);
+  check_q8(q8, rows * w.size, "rms_norm");
+  rms_norm_kernel<<<static_cast<unsigned>(rows), kNormThreads, 0, stream>>>(x, w.data, kind_of(w.dtype), w.size, eps, out,
+                                                                            q8 ? *q8 : Q8Rows{});
   return cudaGetLastError();
 }
 
@@ -440,28 +368,17 @@ cudaError_t add(float* x, const float* y, int64_t n, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-cudaError_t swiglu(float* gate, const float* up, int64_t n, cudaStream_t stream) {
+cudaError_t swiglu(float* gate, const float* up, int64_t n, const Q8Rows* q8, cudaStream_t stream) {
   check(gate && up && n > 0, "swiglu: bad arguments");
-  swiglu_kernel<<<grid_for(n), 256, 0, stream>>>(gate, up, n);
+  check_q8(q8, n, "swiglu");
+  swiglu_kernel<<<grid_for(n), 256, 0, stream>>>(gate, up, n, q8 ? *q8 : Q8Rows{});
   return cudaGetLastError();
 }
-
-namespace {
-void check_pass(const KvPass& p, const HeadShape& s, const char* op) {
-  const std::string name(op);
-  check(p.positions && p.table_start && p.block_ptrs && p.tokens > 0 && p.tokens < 65536 * 32768LL && p.block_tokens > 0,
-        name + ": bad KV pass");
-  check(ops_support_kv(p.kv_dtype), name + ": KV cache type " + std::string(to_string(p.kv_dtype)) + " is not supported on CUDA");
-  check(s.n_heads > 0 && s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0 && s.head_dim > 0 && s.head_dim % 2 == 0 &&
-            s.head_dim <= kMaxHeadDim,
-        name + ": bad head shape");
-}
-}  // namespace
 
 cudaError_t rope_store_kv(const KvPass& pass, const HeadShape& shape, int64_t layer, float* q, float* k, const float* v,
                           const WeightVector& q_norm, const WeightVector& k_norm, float eps, const float* inv_freq,
                           bool interleaved, cudaStream_t stream) {
-  check_pass(pass, shape, "rope_store_kv");
+  check_kv_pass(pass, shape, "rope_store_kv");
   check(q && k && v && inv_freq && layer >= 0, "rope_store_kv: null operand");
   check((!q_norm.data || (ops_support_vector(q_norm.dtype) && q_norm.size == shape.head_dim)) &&
             (!k_norm.data || (ops_support_vector(k_norm.dtype) && k_norm.size == shape.head_dim)),
@@ -469,31 +386,6 @@ cudaError_t rope_store_kv(const KvPass& pass, const HeadShape& shape, int64_t la
   const dim3 grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads + 2 * shape.n_kv_heads));
   rope_store_kernel<<<grid, 32, 0, stream>>>(pass, shape, layer, q, k, v, q_norm, kind_of(q_norm.dtype), k_norm,
                                              kind_of(k_norm.dtype), eps, inv_freq, interleaved);
-  return cudaGetLastError();
-}
-
-size_t attention_partial_floats(int64_t tokens, int n_heads, int head_dim, int64_t splits) {
-  return static_cast<size_t>(tokens) * static_cast<size_t>(n_heads) * static_cast<size_t>(splits) * static_cast<size_t>(head_dim + 2);
-}
-
-cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer, const float* q, float* out,
-                      int64_t max_position, float* partial, size_t partial_floats, cudaStream_t stream) {
-  check_pass(pass, shape, "attention");
-  check(q && out && layer >= 0 && max_position >= 0, "attention: bad operand");
-  // Enough (token, head, split) blocks to fill the GPU, splits of at least
-  // 256 keys, no more than the partials buffer holds.
-  const int64_t blocks = pass.tokens * shape.n_heads;
-  int64_t splits = std::min<int64_t>((max_position + 256) / 256, std::max<int64_t>(1, 1024 / blocks));
-  while (splits > 1 && (!partial || attention_partial_floats(pass.tokens, shape.n_heads, shape.head_dim, splits) > partial_floats))
-    --splits;
-  splits = std::max<int64_t>(1, std::min<int64_t>(splits, 65535));
-  const int64_t per_split = (max_position + splits) / splits;  // ceil((max_position + 1) / splits)
-  const dim3 grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads), static_cast<unsigned>(splits));
-  attention_kernel<<<grid, 32 * kAttnWarps, 0, stream>>>(pass, shape, layer, q, out, per_split, splits > 1 ? partial : nullptr);
-  if (splits > 1) {
-    const dim3 merge_grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads));
-    attention_merge_kernel<<<merge_grid, 128, 0, stream>>>(partial, static_cast<int>(splits), shape.n_heads, shape.head_dim, out);
-  }
   return cudaGetLastError();
 }
 

@@ -4,8 +4,8 @@
 // pointers unless named host_. C++17 (nvcc), no C++20 headers.
 //
 // Weight operands are in their file dtype: matrices f32, f16, bf16, q8_0 or
-// q4_0; vectors f32, f16 or bf16. Activations are f32. KV cache rows are f16
-// or f32 (kv_dtype).
+// q4_0 (the last two in the split layout of quant_layout.h); vectors f32,
+// f16 or bf16. Activations are f32. KV cache rows are f16 or f32 (kv_dtype).
 #pragma once
 
 #include <cstddef>
@@ -13,6 +13,7 @@
 
 #include <cuda_runtime.h>
 
+#include "backend/cuda/q8_rows.h"
 #include "format/dtype.h"
 
 namespace umi::cuda {
@@ -42,29 +43,35 @@ cudaError_t embed(const WeightMatrix& table, const int32_t* ids, int64_t tokens,
 cudaError_t matmul_generic(const WeightMatrix& w, const float* x, int64_t tokens, float* y, cudaStream_t stream);
 
 // Rows [row0, row0 + rows) of w as f16, [rows, w.cols] (for tensor-core
-// GEMMs), and n floats as f16.
+// GEMMs; cols a multiple of 32, 16-byte aligned), and n floats as f16 or
+// bf16 (`type`).
 cudaError_t dequantize_f16(const WeightMatrix& w, int64_t row0, int64_t rows, void* out, cudaStream_t stream);
-cudaError_t to_f16(const float* x, int64_t n, void* out, cudaStream_t stream);
+cudaError_t to_half(const float* x, int64_t n, DType type, void* out, cudaStream_t stream);
 
-// out[r] = x[r] / rms(x[r]) * w, rows of w.size floats (out may be x).
-cudaError_t rms_norm(const float* x, const WeightVector& w, int64_t rows, float eps, float* out, cudaStream_t stream);
+// out[r] = x[r] / rms(x[r]) * w, rows of w.size floats (out may be x). With
+// q8 (optional), out is also written quantized for the integer matvec.
+cudaError_t rms_norm(const float* x, const WeightVector& w, int64_t rows, float eps, float* out, const Q8Rows* q8,
+                     cudaStream_t stream);
 
 // x[r] += b, rows of b.size floats.
 cudaError_t add_bias(float* x, const WeightVector& b, int64_t rows, cudaStream_t stream);
 
-// x[i] += y[i]; gate[i] = silu(gate[i]) * up[i].
+// x[i] += y[i]; gate[i] = silu(gate[i]) * up[i] (and into q8, optional).
 cudaError_t add(float* x, const float* y, int64_t n, cudaStream_t stream);
-cudaError_t swiglu(float* gate, const float* up, int64_t n, cudaStream_t stream);
+cudaError_t swiglu(float* gate, const float* up, int64_t n, const Q8Rows* q8, cudaStream_t stream);
 
 // Where the tokens of a pass live in the paged KV cache. For token t: its
 // position, and its sequence's block table as a slice of `block_ptrs`
 // starting at table_start[t] (one device pointer per block of block_tokens
 // positions). A block holds, per layer, K [block_tokens, kv_dim] then V.
+// Attention takes the tokens in groups of consecutive tokens of one
+// sequence (at most tokens_per_group): groups[g] = first token | count << 24.
 struct KvPass {
   const int64_t* positions = nullptr;    // [tokens]
   const int32_t* table_start = nullptr;  // [tokens]
   void* const* block_ptrs = nullptr;     // [blocks of all sequences in the pass]
-  int64_t tokens = 0;
+  const int32_t* groups = nullptr;       // [n_groups]
+  int64_t tokens = 0, n_groups = 0;
   int64_t block_tokens = 16;
   size_t layer_bytes = 0;  // 2 * block_tokens * kv_dim * element size
   DType kv_dtype = DType::F16;
@@ -83,11 +90,17 @@ cudaError_t rope_store_kv(const KvPass& pass, const HeadShape& shape, int64_t la
 
 // out = softmax(q K^T / sqrt(hd)) V per token and head over positions
 // 0..its own of its sequence (online softmax; no score matrix in memory).
-// Long contexts are split across blocks (flash-decoding): each split's
-// partial softmax state goes to `partial` (partial_floats floats; the split
-// count shrinks to fit, down to 1 which needs none) and a second kernel
-// merges them. max_position: the largest position in the pass.
+// One thread block takes a group of tokens (pass.groups) and the q heads
+// that share a KV head (up to 16 (token, head) rows), so each K and V row it
+// reads serves all of them. Long contexts are split across blocks
+// (flash-decoding): each split's partial softmax state goes to `partial`
+// (partial_floats floats; the split count shrinks to fit, down to 1 which
+// needs none) and a second kernel merges them. max_position: the largest
+// position in the pass. head_dim: a multiple of 8, at most 256.
 cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer, const float* q, float* out,
                       int64_t max_position, float* partial, size_t partial_floats, cudaStream_t stream);
+// How many tokens one attention block takes together (the group size the
+// pass's groups must not exceed), for a head shape.
+int attention_tokens_per_group(const HeadShape& shape);
 
 }  // namespace umi::cuda

@@ -1,10 +1,14 @@
-// The CUDA backend's matrix-vector product (batch-1 decode): y[r] = row r . x
-// for Q8_0 and Q4_0 weights (the blocks exactly as the file stores them) and
-// F16, BF16, F32 weights (16-byte aligned), f32 activations. Columns: a
-// multiple of 32.
+// The CUDA backend's matrix products for few tokens (decode, small batches):
+// y[t][r] = row r of W . x[t].
 //
-// The launcher checks its inputs and enqueues on `stream`; it does not
-// synchronize. Device pointers; x and y must not overlap the weights.
+// Q8_0 and Q4_0 (split layout, quant_layout.h) multiply q8-quantized
+// activations (q8_rows.h) with dp4a: 4 multiply-adds of int8 per
+// instruction, a block's 32 weights in one or two 128-bit loads. F16, BF16
+// and F32 weights (16-byte aligned) multiply f32 activations, one token.
+//
+// Launchers check their inputs (throwing umi::Error that names the problem),
+// enqueue on `stream` and return the launch's error code; they do not
+// synchronize. Device pointers; outputs must not overlap inputs.
 #pragma once
 
 #include <cstddef>
@@ -12,21 +16,28 @@
 
 #include <cuda_runtime.h>
 
+#include "backend/cuda/q8_rows.h"
 #include "format/dtype.h"
 
 namespace umi::cuda {
 
 struct QuantMatrix {
   DType dtype = DType::Q8_0;
-  const void* data = nullptr;  // device memory: rows x row_bytes
+  const void* data = nullptr;  // device memory: the whole matrix
   int64_t rows = 0, cols = 0;  // cols: a multiple of 32
 };
 
-// True for the weight types this kernel reads.
-bool matvec_supports(DType t);
+// x (n floats) into q8 blocks: out.n == n, a multiple of 32.
+cudaError_t quantize_q8(const float* x, const Q8Rows& out, cudaStream_t stream);
 
-// Throws umi::Error (naming the problem) for bad arguments; returns the
-// launch's error code otherwise.
+// Q8_0 and Q4_0 (split): y [tokens, w.rows] = x W^T for x quantized,
+// x.n == tokens * w.cols. `accumulate`: y += instead of y =.
+bool matvec_q8_supports(DType t);
+cudaError_t matvec_q8(const QuantMatrix& w, const Q8Rows& x, int64_t tokens, float* y, bool accumulate,
+                      cudaStream_t stream);
+
+// F16, BF16, F32: y [w.rows] = W x, one token of f32 activations.
+bool matvec_supports(DType t);
 cudaError_t matvec(const QuantMatrix& w, const float* x, float* y, cudaStream_t stream);
 
 }  // namespace umi::cuda

@@ -1,0 +1,310 @@
+// Paged attention on the GPU for decode and prefill chunks.
+//
+// A thread block holds R (token, q head) rows that read the same keys: the
+// q heads of one KV head group (GQA) times a few consecutive tokens of one
+// sequence. Its four warps take tiles of 32 keys in turn; in a tile each
+// lane scores one key against every row (the K row in 16-byte loads, q from
+// shared memory), the warp updates each row's online softmax (one max
+// reduction per row and tile), then the warp walks the tile's 32 V rows
+// with each lane owning head_dim / 32 of the output dimensions. So K and V
+// are read once per block instead of once per (token, head): the first
+// version (a block per token and head, a warp per key) read them n_heads /
+// n_kv_heads times per token, and per token again in prefill.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <string>
+
+#include "backend/cuda/kv_pass.cuh"
+#include "backend/cuda/ops.h"
+#include "core/error.h"
+
+namespace umi::cuda {
+
+namespace {
+
+constexpr int kWarps = 4;
+
+__device__ inline float warp_max(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+__device__ inline float warp_add(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+// N consecutive KV values as floats (N = 1, 2, 4 or 8; aligned to N values).
+template <int N>
+__device__ inline void load_kv(const __half* p, float* out) {
+  if constexpr (N == 8) {
+    const uint4 u = *reinterpret_cast<const uint4*>(p);
+    const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __half22float2(h[i]);
+      out[2 * i] = f.x;
+      out[2 * i + 1] = f.y;
+    }
+  } else if constexpr (N == 4) {
+    const uint2 u = *reinterpret_cast<const uint2*>(p);
+    const __half2* h = reinterpret_cast<const __half2*>(&u);
+    const float2 a = __half22float2(h[0]), b = __half22float2(h[1]);
+    out[0] = a.x, out[1] = a.y, out[2] = b.x, out[3] = b.y;
+  } else if constexpr (N == 2) {
+    const float2 a = __half22float2(*reinterpret_cast<const __half2*>(p));
+    out[0] = a.x, out[1] = a.y;
+  } else {
+    out[0] = __half2float(*p);
+  }
+}
+template <int N>
+__device__ inline void load_kv(const float* p, float* out) {
+  if constexpr (N >= 4) {
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i) {
+      const float4 f = reinterpret_cast<const float4*>(p)[i];
+      out[4 * i] = f.x, out[4 * i + 1] = f.y, out[4 * i + 2] = f.z, out[4 * i + 3] = f.w;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < N; ++i) out[i] = p[i];
+  }
+}
+
+// Shared memory of a block, in floats: q rows, a tile's probabilities per
+// warp, the merged output, each warp's max and sum per row.
+size_t smem_floats(int rows, int hd) { return static_cast<size_t>(rows) * (2 * hd + kWarps * 34); }
+
+// KV: __half or float. E: output dimensions per lane (head_dim <= 32 E).
+// R: most rows per block. Grid (groups, n_heads / hpc, splits).
+template <typename KV, int E, int R>
+__global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadShape s, int hpc, int64_t layer,
+                                                               const float* __restrict__ q, float* __restrict__ out,
+                                                               int64_t keys_per_split, float* __restrict__ partial) {
+  extern __shared__ float smem[];
+  const int hd = s.head_dim, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int32_t gw = p.groups[blockIdx.x];
+  const int64_t t0 = gw & 0xFFFFFF;
+  const int tn = gw >> 24, rows = tn * hpc, h0 = blockIdx.y * hpc;
+  const int kvh = h0 / (s.n_heads / s.n_kv_heads);
+  const int64_t kv_dim = static_cast<int64_t>(s.n_kv_heads) * hd;
+  float* s_q = smem;                      // [rows][hd], scaled by 1/sqrt(hd)
+  float* s_acc = s_q + R * hd;            // [rows][hd]
+  float* s_p = s_acc + R * hd;            // [kWarps][R][32]
+  float* s_m = s_p + kWarps * R * 32;     // [kWarps][R]
+  float* s_l = s_m + kWarps * R;          // [kWarps][R]
+  const float scale = rsqrtf(static_cast<float>(hd));
+  // Row r: token t0 + r / hpc, head h0 + r % hpc.
+  for (int i = threadIdx.x; i < rows * hd; i += blockDim.x) {
+    const int r = i / hd, d = i % hd;
+    s_q[i] = q[((t0 + r / hpc) * s.n_heads + h0 + r % hpc) * hd + d] * scale;
+    s_acc[i] = 0.f;
+  }
+  __syncthreads();
+  const int64_t first_pos = p.positions[t0];  // the group's tokens are consecutive
+  const int64_t k0 = static_cast<int64_t>(blockIdx.z) * keys_per_split;
+  const int64_t k1 = min(k0 + keys_per_split, first_pos + tn);
+  float m[R], l[R], acc[R][E];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    m[r] = -INFINITY;
+    l[r] = 0.f;
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[r][e] = 0.f;
+  }
+  const bool owns = lane * E < hd;
+  for (int64_t tile = k0 + 32 * warp; tile < k1; tile += 32 * kWarps) {
+    const int64_t key = tile + lane;
+    float sc[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) sc[r] = 0.f;
+    unsigned long long my_v = 0;  // this lane's key's V row, handed round the warp below
+    if (key < k1) {
+      const KvRow row = kv_row(p, t0, key, layer, kv_dim, sizeof(KV));
+      const KV* kr = reinterpret_cast<const KV*>(row.k) + kvh * hd;
+      my_v = reinterpret_cast<unsigned long long>(reinterpret_cast<const KV*>(row.v) + kvh * hd);
+      for (int d = 0; d < hd; d += 8) {
+        float k8[8];
+        load_kv<8>(kr + d, k8);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          if (r >= rows) break;
+          const float4 a = *reinterpret_cast<const float4*>(s_q + r * hd + d);
+          const float4 b = *reinterpret_cast<const float4*>(s_q + r * hd + d + 4);
+          sc[r] += a.x * k8[0] + a.y * k8[1] + a.z * k8[2] + a.w * k8[3] + b.x * k8[4] + b.y * k8[5] + b.z * k8[6] + b.w * k8[7];
+        }
+      }
+    }
+    float* tile_p = s_p + warp * R * 32;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      if (r >= rows) break;
+      const float v = key < k1 && key <= first_pos + r / hpc ? sc[r] : -INFINITY;
+      const float m_new = fmaxf(m[r], warp_max(v));
+      const float corr = m_new == -INFINITY ? 1.f : __expf(m[r] - m_new);
+      const float pr = v == -INFINITY ? 0.f : __expf(v - m_new);
+      l[r] = l[r] * corr + pr;  // this lane's share; summed over the warp at the end
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[r][e] *= corr;
+      m[r] = m_new;
+      tile_p[r * 32 + lane] = pr;
+    }
+    __syncwarp();
+    const int n = k1 - tile < 32 ? static_cast<int>(k1 - tile) : 32;
+    for (int j = 0; j < n; ++j) {
+      const KV* vr = reinterpret_cast<const KV*>(__shfl_sync(0xffffffffu, my_v, j));
+      float v[E];
+      if (owns) load_kv<E>(vr + lane * E, v);
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (r >= rows) break;
+        const float pj = tile_p[r * 32 + j];
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[r][e] += pj * (owns ? v[e] : 0.f);
+      }
+    }
+    __syncwarp();
+  }
+  // Merge the warps: each scales its sums to the block's max per row, then
+  // adds them into s_acc in turn.
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (r >= rows) break;
+    const float lw = warp_add(l[r]);
+    if (lane == 0) {
+      s_m[warp * R + r] = m[r];
+      s_l[warp * R + r] = lw;
+    }
+  }
+  __syncthreads();
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (r >= rows) break;
+    float M = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, s_m[w * R + r]);
+    const float wgt = s_l[warp * R + r] > 0.f ? __expf(m[r] - M) : 0.f;
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[r][e] *= wgt;
+  }
+  for (int w = 0; w < kWarps; ++w) {
+    if (warp == w && owns) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (r >= rows) break;
+#pragma unroll
+        for (int e = 0; e < E; ++e) s_acc[r * hd + lane * E + e] += acc[r][e];
+      }
+    }
+    __syncthreads();
+  }
+  for (int i = threadIdx.x; i < rows * hd; i += blockDim.x) {
+    const int r = i / hd, d = i % hd;
+    float M = -INFINITY, L = 0.f;
+    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, s_m[w * R + r]);
+    for (int w = 0; w < kWarps; ++w)
+      if (s_l[w * R + r] > 0.f) L += s_l[w * R + r] * __expf(s_m[w * R + r] - M);
+    const int64_t th = (t0 + r / hpc) * s.n_heads + h0 + r % hpc;  // (token, head)
+    if (!partial) {
+      out[th * hd + d] = s_acc[i] / L;
+    } else {  // this split's max, denominator and unnormalised sum
+      float* rec = partial + (th * gridDim.z + blockIdx.z) * (hd + 2);
+      if (d == 0) {
+        rec[0] = M;
+        rec[1] = L;
+      }
+      rec[2 + d] = s_acc[i];
+    }
+  }
+}
+
+// Merges the splits of each (token, head): flash-decoding's second step.
+__global__ void attention_merge_kernel(const float* partial, int splits, int n_heads, int hd, float* out) {
+  const int64_t t = blockIdx.x;
+  const int h = blockIdx.y;
+  const float* recs = partial + (t * n_heads + h) * static_cast<int64_t>(splits) * (hd + 2);
+  float M = -INFINITY;
+  for (int i = 0; i < splits; ++i)
+    if (recs[i * (hd + 2) + 1] > 0.f) M = fmaxf(M, recs[i * (hd + 2)]);
+  float L = 0.f;
+  for (int i = 0; i < splits; ++i) {
+    const float* r = recs + i * (hd + 2);
+    if (r[1] > 0.f) L += r[1] * __expf(r[0] - M);
+  }
+  float* o = out + (t * n_heads + h) * hd;
+  for (int j = threadIdx.x; j < hd; j += blockDim.x) {
+    float v = 0.f;
+    for (int i = 0; i < splits; ++i) {
+      const float* r = recs + i * (hd + 2);
+      if (r[1] > 0.f) v += r[2 + j] * __expf(r[0] - M);
+    }
+    o[j] = v / L;
+  }
+}
+
+int max_rows(int head_dim) { return head_dim <= 128 ? 16 : 8; }
+
+// The q heads of a block: the largest divisor of the group size that fits.
+int heads_per_block(const HeadShape& s) {
+  const int group = s.n_heads / s.n_kv_heads;
+  for (int h = std::min(group, max_rows(s.head_dim)); h > 1; --h)
+    if (group % h == 0) return h;
+  return 1;
+}
+
+template <typename KV, int E, int R>
+void launch(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const float* q, float* out, int64_t per_split,
+            float* partial, dim3 grid, cudaStream_t stream) {
+  const size_t smem = smem_floats(R, s.head_dim) * sizeof(float);
+  attention_kernel<KV, E, R><<<grid, 32 * kWarps, smem, stream>>>(p, s, hpc, layer, q, out, per_split, partial);
+}
+
+template <typename KV>
+void launch_for_dim(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const float* q, float* out,
+                    int64_t per_split, float* partial, dim3 grid, cudaStream_t stream) {
+  if (s.head_dim <= 32) launch<KV, 1, 16>(p, s, hpc, layer, q, out, per_split, partial, grid, stream);
+  else if (s.head_dim <= 64) launch<KV, 2, 16>(p, s, hpc, layer, q, out, per_split, partial, grid, stream);
+  else if (s.head_dim <= 128) launch<KV, 4, 16>(p, s, hpc, layer, q, out, per_split, partial, grid, stream);
+  else launch<KV, 8, 8>(p, s, hpc, layer, q, out, per_split, partial, grid, stream);
+}
+
+size_t partial_floats_for(int64_t tokens, int n_heads, int head_dim, int64_t splits) {
+  return static_cast<size_t>(tokens) * static_cast<size_t>(n_heads) * static_cast<size_t>(splits) * static_cast<size_t>(head_dim + 2);
+}
+
+}  // namespace
+
+int attention_tokens_per_group(const HeadShape& shape) {
+  if (shape.n_heads <= 0 || shape.n_kv_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0) return 1;
+  return std::max(1, max_rows(shape.head_dim) / heads_per_block(shape));
+}
+
+cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer, const float* q, float* out,
+                      int64_t max_position, float* partial, size_t partial_floats, cudaStream_t stream) {
+  check_kv_pass(pass, shape, "attention");
+  if (!(q && out && layer >= 0 && max_position >= 0 && pass.groups && pass.n_groups > 0 && pass.n_groups <= pass.tokens &&
+        pass.n_groups < (int64_t{1} << 31)))
+    throw Error("cuda attention: bad operand");
+  const int hpc = heads_per_block(shape);
+  // Enough (group, head, split) blocks to fill the GPU, splits of at least
+  // 256 keys, no more than the partials buffer holds.
+  const int64_t blocks = pass.n_groups * (shape.n_heads / hpc);
+  int64_t splits = std::min<int64_t>((max_position + 256) / 256, std::max<int64_t>(1, 1024 / blocks));
+  while (splits > 1 && (!partial || partial_floats_for(pass.tokens, shape.n_heads, shape.head_dim, splits) > partial_floats))
+    --splits;
+  splits = std::max<int64_t>(1, std::min<int64_t>(splits, 65535));
+  const int64_t per_split = (max_position + splits) / splits;  // ceil((max_position + 1) / splits)
+  const dim3 grid(static_cast<unsigned>(pass.n_groups), static_cast<unsigned>(shape.n_heads / hpc), static_cast<unsigned>(splits));
+  float* part = splits > 1 ? partial : nullptr;
+  if (pass.kv_dtype == DType::F16) launch_for_dim<__half>(pass, shape, hpc, layer, q, out, per_split, part, grid, stream);
+  else launch_for_dim<float>(pass, shape, hpc, layer, q, out, per_split, part, grid, stream);
+  if (splits > 1) {
+    const dim3 merge_grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads));
+    attention_merge_kernel<<<merge_grid, 128, 0, stream>>>(partial, static_cast<int>(splits), shape.n_heads, shape.head_dim, out);
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace umi::cuda

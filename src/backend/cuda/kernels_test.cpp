@@ -1,0 +1,264 @@
+// The CUDA kernels against plain CPU references on random inputs: the q8
+// activation quantizer (bit for bit the CPU's), the integer matvec for every
+// token count it takes, the split layout through dequantize_f16, and paged
+// attention (GQA rows, prefill groups, split keys) in double. Run on the GPU
+// machine; skipped where no GPU is visible.
+#include <gtest/gtest.h>
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/cpu/dot.h"
+#include "backend/cpu/quantize.h"
+#include "backend/cuda/ops.h"
+#include "backend/cuda/quant_layout.h"
+#include "backend/cuda/quant_matvec.h"
+
+namespace umi::cuda {
+namespace {
+
+// A device array that frees itself.
+template <typename T>
+struct DeviceArray {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit DeviceArray(size_t count) : n(count) { EXPECT_EQ(cudaMalloc(&p, count * sizeof(T)), cudaSuccess); }
+  explicit DeviceArray(const std::vector<T>& v) : DeviceArray(v.size()) {
+    EXPECT_EQ(cudaMemcpy(p, v.data(), n * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  ~DeviceArray() { cudaFree(p); }
+  DeviceArray(const DeviceArray&) = delete;
+  DeviceArray& operator=(const DeviceArray&) = delete;
+  std::vector<T> get() const {
+    std::vector<T> v(n);
+    EXPECT_EQ(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+    return v;
+  }
+};
+
+std::vector<float> random_floats(size_t n, std::mt19937& rng, float scale = 1.f) {
+  std::normal_distribution<float> nd(0.f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = nd(rng);
+  return v;
+}
+
+double rel_error(const std::vector<float>& y, const std::vector<double>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    if (!std::isfinite(y[i])) return INFINITY;
+    num += (y[i] - ref[i]) * (y[i] - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  return std::sqrt(num / den);
+}
+
+#define SKIP_WITHOUT_GPU() \
+  if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device here"
+
+TEST(CudaKernels, Q8QuantizationIsTheCpusBitForBit) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(7);
+  for (size_t n : {32u, 4096u, 14336u * 3}) {
+    std::vector<float> x = random_floats(n, rng, 3.f);
+    x[5] = 0.f;
+    if (n >= 64)
+      for (int i = 0; i < 32; ++i) x[32 + i] = 0.f;  // an all-zero block: d = 0
+    DeviceArray<float> dx(x);
+    DeviceArray<int8_t> q(x.size());
+    DeviceArray<float2> ds(x.size() / 32);
+    ASSERT_EQ(quantize_q8(dx.p, {q.p, ds.p, static_cast<int64_t>(x.size())}, nullptr), cudaSuccess);
+    std::vector<cpu::Q8Block> ref(x.size() / 32);
+    cpu::quantize_activations(x.data(), static_cast<int64_t>(x.size()), ref.data());
+    const std::vector<int8_t> gq = q.get();
+    const std::vector<float2> gds = ds.get();
+    int64_t mismatches = 0;
+    for (size_t b = 0; b < ref.size(); ++b) {
+      mismatches += gds[b].x != ref[b].d || gds[b].y != ref[b].qsum();
+      for (int i = 0; i < 32; ++i) mismatches += gq[b * 32 + i] != ref[b].q[i];
+    }
+    EXPECT_EQ(mismatches, 0) << n << " values";
+  }
+}
+
+// A Q8_0/Q4_0 matrix made by the CPU quantizer, uploaded in the split layout.
+struct SplitMatrix {
+  std::vector<std::byte> file;
+  DeviceArray<std::byte> device;
+  SplitMatrix(DType t, int64_t rows, int64_t cols, std::mt19937& rng)
+      : file(dtype_bytes(t, static_cast<uint64_t>(rows * cols)).value()), device(file.size()) {
+    const size_t rb = dtype_bytes(t, static_cast<uint64_t>(cols)).value();
+    for (int64_t r = 0; r < rows; ++r) {
+      const std::vector<float> v = random_floats(static_cast<size_t>(cols), rng);
+      cpu::quantize_row(t, v.data(), cols, file.data() + static_cast<size_t>(r) * rb);
+    }
+    DeviceArray<std::byte> raw(file);
+    const int64_t blocks = rows * cols / 32;
+    // In two calls, as upload splits chunk by chunk.
+    EXPECT_EQ(split_blocks(t, raw.p, 0, blocks / 2, blocks, device.p, nullptr), cudaSuccess);
+    EXPECT_EQ(split_blocks(t, raw.p + static_cast<size_t>(blocks / 2) * dtype_info(t).block_bytes, blocks / 2, blocks - blocks / 2,
+                           blocks, device.p, nullptr),
+              cudaSuccess);
+  }
+};
+
+TEST(CudaKernels, IntegerMatvecMatchesTheCpuForEveryTokenCount) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(11);
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    const int64_t rows = 37, cols = 320;
+    SplitMatrix w(t, rows, cols, rng);
+    const size_t rb = dtype_bytes(t, static_cast<uint64_t>(cols)).value();
+    for (int64_t tokens : {1, 2, 3, 4, 5, 8, 9, 17, 31}) {
+      const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), rng);
+      std::vector<cpu::Q8Block> xb(x.size() / 32);
+      cpu::quantize_activations(x.data(), static_cast<int64_t>(x.size()), xb.data());
+      std::vector<double> ref(static_cast<size_t>(tokens * rows));
+      std::vector<float> row(static_cast<size_t>(cols));
+      for (int64_t r = 0; r < rows; ++r) {
+        cpu::dequantize(t, w.file.data() + static_cast<size_t>(r) * rb, row.data(), cols);
+        for (int64_t k = 0; k < tokens; ++k) {
+          double acc = 0;
+          for (int64_t c = 0; c < cols; ++c) {
+            const cpu::Q8Block& b = xb[static_cast<size_t>((k * cols + c) / 32)];
+            acc += static_cast<double>(row[static_cast<size_t>(c)]) * b.d * b.q[c % 32];
+          }
+          ref[static_cast<size_t>(k * rows + r)] = acc;
+        }
+      }
+      DeviceArray<float> dx(x), dy(ref.size());
+      DeviceArray<int8_t> q(x.size());
+      DeviceArray<float2> ds(x.size() / 32);
+      const Q8Rows xq{q.p, ds.p, static_cast<int64_t>(x.size())};
+      ASSERT_EQ(quantize_q8(dx.p, xq, nullptr), cudaSuccess);
+      ASSERT_EQ(cudaMemset(dy.p, 0xFF, dy.n * sizeof(float)), cudaSuccess);  // NaN: an unwritten output fails
+      ASSERT_EQ(matvec_q8({t, w.device.p, rows, cols}, xq, tokens, dy.p, false, nullptr), cudaSuccess);
+      EXPECT_LT(rel_error(dy.get(), ref), 1e-5) << to_string(t) << ", " << tokens << " tokens";
+      // accumulate: y += W x
+      ASSERT_EQ(matvec_q8({t, w.device.p, rows, cols}, xq, tokens, dy.p, true, nullptr), cudaSuccess);
+      for (double& v : ref) v *= 2;
+      EXPECT_LT(rel_error(dy.get(), ref), 1e-5) << to_string(t) << ", " << tokens << " tokens, accumulated";
+    }
+  }
+}
+
+TEST(CudaKernels, DequantizedSlicesOfTheSplitLayoutAreTheCpusValues) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(3);
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    const int64_t rows = 21, cols = 96, row0 = 5, n = 11;
+    SplitMatrix w(t, rows, cols, rng);
+    DeviceArray<__half> out(static_cast<size_t>(n * cols));
+    ASSERT_EQ(dequantize_f16({t, w.device.p, rows, cols}, row0, n, out.p, nullptr), cudaSuccess);
+    const std::vector<__half> got = out.get();
+    const size_t rb = dtype_bytes(t, static_cast<uint64_t>(cols)).value();
+    std::vector<float> row(static_cast<size_t>(cols));
+    int64_t bad = 0;
+    for (int64_t r = 0; r < n; ++r) {
+      cpu::dequantize(t, w.file.data() + static_cast<size_t>(row0 + r) * rb, row.data(), cols);
+      for (int64_t c = 0; c < cols; ++c)
+        bad += __half2float(got[static_cast<size_t>(r * cols + c)]) != __half2float(__float2half(row[static_cast<size_t>(c)]));
+    }
+    EXPECT_EQ(bad, 0) << to_string(t);
+  }
+}
+
+// Two sequences in one pass: a prefill chunk of 21 tokens at positions
+// 280..300 and one decode token at position 1500 (long enough to split).
+TEST(CudaKernels, PagedAttentionMatchesADoubleReference) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(5);
+  for (HeadShape s : {HeadShape{8, 2, 128}, HeadShape{4, 4, 64}, HeadShape{6, 1, 16}, HeadShape{4, 2, 256}}) {
+    const int64_t bt = 16, layers = 2, layer = 1, kv_dim = static_cast<int64_t>(s.n_kv_heads) * s.head_dim;
+    const int64_t lens[2] = {301, 1501};
+    const int64_t firsts[2] = {280, 1500};
+    // KV blocks: per layer K [bt, kv_dim] then V, f16; random values.
+    const size_t layer_elems = static_cast<size_t>(2 * bt * kv_dim), block_elems = layer_elems * layers;
+    std::vector<std::vector<__half>> kv(2);
+    std::vector<void*> block_ptrs;
+    std::vector<int32_t> table_start, groups;
+    std::vector<int64_t> positions;
+    std::vector<DeviceArray<__half>*> blocks;
+    const int64_t per_group = attention_tokens_per_group(s);
+    for (int q = 0; q < 2; ++q) {
+      const int64_t nblocks = (lens[q] + bt - 1) / bt;
+      const std::vector<float> v = random_floats(static_cast<size_t>(nblocks) * block_elems, rng);
+      kv[q].resize(v.size());
+      for (size_t i = 0; i < v.size(); ++i) kv[q][i] = __float2half(v[i]);
+      const int32_t start = static_cast<int32_t>(block_ptrs.size());
+      for (int64_t b = 0; b < nblocks; ++b) {
+        blocks.push_back(new DeviceArray<__half>(std::vector<__half>(kv[q].begin() + b * block_elems, kv[q].begin() + (b + 1) * block_elems)));
+        block_ptrs.push_back(blocks.back()->p);
+      }
+      const int64_t t_first = static_cast<int64_t>(positions.size());
+      for (int64_t pos = firsts[q]; pos < lens[q]; ++pos) {
+        positions.push_back(pos);
+        table_start.push_back(start);
+      }
+      const int64_t t_end = static_cast<int64_t>(positions.size());
+      for (int64_t t = t_first; t < t_end; t += per_group)
+        groups.push_back(static_cast<int32_t>(t | (std::min(per_group, t_end - t) << 24)));
+    }
+    const int64_t T = static_cast<int64_t>(positions.size());
+    const std::vector<float> qv = random_floats(static_cast<size_t>(T * s.n_heads * s.head_dim), rng);
+    // Reference, in double.
+    std::vector<double> ref(qv.size());
+    for (int64_t t = 0; t < T; ++t) {
+      const int q = t < lens[0] - firsts[0] ? 0 : 1;
+      for (int h = 0; h < s.n_heads; ++h) {
+        const int kvh = h / (s.n_heads / s.n_kv_heads);
+        const float* qh = qv.data() + (t * s.n_heads + h) * s.head_dim;
+        auto at = [&](int64_t key, bool v, int d) {
+          const size_t i = static_cast<size_t>(key / bt) * block_elems + static_cast<size_t>(layer) * layer_elems +
+                           (v ? static_cast<size_t>(bt * kv_dim) : 0) + static_cast<size_t>((key % bt) * kv_dim + kvh * s.head_dim + d);
+          return static_cast<double>(__half2float(kv[q][i]));
+        };
+        std::vector<double> score(static_cast<size_t>(positions[t] + 1));
+        double mx = -INFINITY, sum = 0;
+        for (int64_t k = 0; k <= positions[t]; ++k) {
+          double dot = 0;
+          for (int d = 0; d < s.head_dim; ++d) dot += qh[d] * at(k, false, d);
+          score[k] = dot / std::sqrt(static_cast<double>(s.head_dim));
+          mx = std::max(mx, score[k]);
+        }
+        for (double& x : score) sum += (x = std::exp(x - mx));
+        for (int d = 0; d < s.head_dim; ++d) {
+          double o = 0;
+          for (int64_t k = 0; k <= positions[t]; ++k) o += score[k] * at(k, true, d);
+          ref[static_cast<size_t>((t * s.n_heads + h) * s.head_dim + d)] = o / sum;
+        }
+      }
+    }
+    DeviceArray<int64_t> dpos(positions);
+    DeviceArray<int32_t> dstart(table_start), dgroups(groups);
+    DeviceArray<void*> dblocks(block_ptrs);
+    DeviceArray<float> dq(qv), out(qv.size()), partial(1u << 20);
+    KvPass p;
+    p.positions = dpos.p;
+    p.table_start = dstart.p;
+    p.block_ptrs = dblocks.p;
+    p.groups = dgroups.p;
+    p.tokens = T;
+    p.n_groups = static_cast<int64_t>(groups.size());
+    p.block_tokens = bt;
+    p.layer_bytes = layer_elems * sizeof(__half);
+    p.kv_dtype = DType::F16;
+    for (bool split : {false, true}) {
+      ASSERT_EQ(cudaMemset(out.p, 0xFF, out.n * sizeof(float)), cudaSuccess);
+      ASSERT_EQ(attention(p, s, layer, dq.p, out.p, lens[1] - 1, split ? partial.p : nullptr, split ? partial.n : 0, nullptr),
+                cudaSuccess);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      EXPECT_LT(rel_error(out.get(), ref), 1e-5)
+          << s.n_heads << "/" << s.n_kv_heads << " heads of " << s.head_dim << (split ? ", split keys" : ", one split");
+    }
+    for (auto* b : blocks) delete b;
+  }
+}
+
+}  // namespace
+}  // namespace umi::cuda

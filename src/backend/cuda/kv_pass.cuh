@@ -1,0 +1,45 @@
+// Device-side helpers over a KvPass (ops.h): where a token's K and V rows
+// live in the paged cache, and the launchers' shared argument check.
+#pragma once
+
+#include <string>
+
+#include "backend/cuda/ops.h"
+#include "core/error.h"
+
+namespace umi::cuda {
+
+constexpr int kMaxHeadDim = 256;
+
+struct KvRow {
+  unsigned char* k;
+  unsigned char* v;
+};
+
+// Row `position` of the sequence of pass token t, at `layer` (elem: bytes
+// per KV value).
+// Positions and block sizes fit 32 bits (the launchers check the token
+// count; contexts are far below 2^31): 32-bit division is several times
+// cheaper than 64-bit on the GPU.
+__device__ inline KvRow kv_row(const KvPass& p, int64_t t, int64_t position, int64_t layer, int64_t kv_dim, int elem) {
+  const unsigned pos = static_cast<unsigned>(position), bt = static_cast<unsigned>(p.block_tokens);
+  unsigned char* block = static_cast<unsigned char*>(p.block_ptrs[p.table_start[t] + pos / bt]);
+  const size_t row = static_cast<size_t>(kv_dim) * elem;
+  unsigned char* k = block + static_cast<size_t>(layer) * p.layer_bytes + static_cast<size_t>(pos % bt) * row;
+  return {k, k + static_cast<size_t>(p.block_tokens) * row};
+}
+
+inline void check_kv_pass(const KvPass& p, const HeadShape& s, const char* op) {
+  const std::string name(op);
+  if (!(p.positions && p.table_start && p.block_ptrs && p.tokens > 0 && p.tokens < (int64_t{1} << 24) && p.block_tokens > 0 &&
+        p.block_tokens < (int64_t{1} << 20)))
+    throw Error("cuda " + name + ": bad KV pass");
+  if (!ops_support_kv(p.kv_dtype))
+    throw Error("cuda " + name + ": KV cache type " + std::string(to_string(p.kv_dtype)) + " is not supported on CUDA");
+  if (!(s.n_heads > 0 && s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0 && s.head_dim > 0 && s.head_dim % 8 == 0 &&
+        s.head_dim <= kMaxHeadDim))
+    throw Error("cuda " + name + ": head shape " + std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) + " x " +
+                std::to_string(s.head_dim) + " is not supported (head_dim a multiple of 8, at most 256)");
+}
+
+}  // namespace umi::cuda

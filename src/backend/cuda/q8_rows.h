@@ -1,0 +1,24 @@
+// Activations quantized for the integer dot products of the Q8_0/Q4_0
+// kernels: per 32 consecutive values one float scale d = max|x| / 127, the
+// int8 q = round-to-even(x / d), and the sum of the 32 q (Q4_0 stores
+// unsigned nibbles w + 8: its dot product is sum(w*q) - 8 * sum(q)). The same
+// rounding as the CPU backend's quantize_activations, so both devices
+// multiply the same integers.
+//
+// Laid out over the flat [rows * cols] values (cols a multiple of 32), so a
+// row's blocks are contiguous and block b of row r is r * cols / 32 + b.
+#pragma once
+
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace umi::cuda {
+
+struct Q8Rows {
+  int8_t* q = nullptr;   // [n]
+  float2* ds = nullptr;  // [n / 32]: (d, sum of the block's q)
+  int64_t n = 0;         // values: rows * cols
+};
+
+}  // namespace umi::cuda
