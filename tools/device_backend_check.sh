@@ -8,7 +8,7 @@
 #   bash tools/device_backend_check.sh --prepare    # copies the .so files and the Llama-3 tokenizer into build/
 # Then through the device tool, carrying build/release/src/umi, build/release/tests/umi_tests,
 # build/release/bench/umi_make_random_model, build/release/bench/umi_cuda_matvec, build/devlibs and build/tok-llama3:
-#   [TYPES="q8_0"] [STREAMS=1,16,64] [CONTEXT="8192 32768"] [BF16=1] bash tools/device_backend_check.sh [tests|kernels|small|8b ...]
+#   [TYPES="q8_0"] [STREAMS=1,16,64] [CONTEXT="8192 32768"] [BF16=1] [LONG=131000] bash tools/device_backend_check.sh [tests|kernels|small|8b ...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=build/release
@@ -76,7 +76,8 @@ print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den
     }
     bench() {  # MODEL PROMPT GEN [STREAMS]
       local log=/tmp/bench.log
-      timeout 300 $umi bench -m "$1" --device cuda --scenario decode --streams "${4:-1}" --prompt-tokens "$2" --gen-tokens "$3" > $log 2>&1
+      timeout ${BENCH_TIMEOUT:-300} $umi bench -m "$1" --device cuda --scenario decode --streams "${4:-1}" --prompt-tokens "$2" \
+        --gen-tokens "$3" ${NO_WARMUP:+--no-warmup} > $log 2>&1
       if grep -q '"scenario"' $log; then
         grep '"scenario"' $log | sed "s|^{|{\"model\":\"$(basename "$1")\",|" | tee -a "$OUT/bench-8b.jsonl"
       else
@@ -87,13 +88,29 @@ print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den
     bench /tmp/llama8b-q4_0.gguf 16 128   # decode at the start of the context
     bench /tmp/llama8b-q4_0.gguf 512 1    # prefill: time to first token of a 512-token prompt
     [[ -n ${STREAMS:-} ]] && bench /tmp/llama8b-q4_0.gguf 256 128 "$STREAMS"  # aggregate decode, llama-batched-bench's shape
-    for c in ${CONTEXT:-}; do bench /tmp/llama8b-q4_0.gguf "$c" 32; done  # decode after a long prompt
+    for c in ${CONTEXT:-}; do NO_WARMUP=1 bench /tmp/llama8b-q4_0.gguf "$c" 32; done  # decode after a long prompt
     for t in ${TYPES:-}; do
       convert $t
       bench /tmp/llama8b-$t.gguf 16 128
       bench /tmp/llama8b-$t.gguf 512 1
     done
     [[ -n ${BF16:-} ]] && { bench $dir 16 64; bench $dir 512 1; }  # bf16 safetensors
+    # A long prompt in chunks: time to first token, the pool's peak and its largest single buffer.
+    [[ -n ${LONG:-} ]] && NO_WARMUP=1 BENCH_TIMEOUT=${LONG_TIMEOUT:-480} bench /tmp/llama8b-q4_0.gguf "$LONG" 1
+    ;;
+  profile)
+    echo "== where decode time goes: nsys kernel summary of 64 Q4_0 decode steps (needs the 8b step's file)"
+    nsys=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys 2>/dev/null | head -1)
+    if [[ -z $nsys || ! -f /tmp/llama8b-q4_0.gguf ]]; then echo "no nsys here (or no 8B file)"; continue; fi
+    $nsys profile --cuda-graph-trace=node -o /tmp/decode-prof --force-overwrite true \
+      $umi bench -m /tmp/llama8b-q4_0.gguf --device cuda --scenario decode --streams 1 --prompt-tokens 16 --gen-tokens 64 > /dev/null 2>&1
+    $nsys stats -q -r cuda_gpu_kern_sum -f csv /tmp/decode-prof.nsys-rep 2>/dev/null | tee "$OUT/decode-kernels.csv" |
+      python3 -c "
+import csv,sys
+rows=list(csv.DictReader(sys.stdin))
+tot=sum(float(r['Total Time (ns)']) for r in rows)
+print('kernel time %.1f ms in all' % (tot/1e6))
+for r in rows[:14]: print('%5.1f%% %8d x %7.1f us  %s' % (float(r['Time (%)']), int(r['Instances']), float(r['Avg (ns)'])/1e3, r['Name'][:90]))"
     ;;
   esac
 done

@@ -46,6 +46,7 @@ struct TokenRun {
   int64_t first = 0, end = 0;
   int64_t first_position = 0;
   std::span<const int32_t> blocks;
+  bool logits = false;  // the pass reads this run's last token's logits
 };
 
 struct PassTokens {
@@ -72,6 +73,9 @@ class Backend {
   virtual Buffer scratch(int64_t count, const char* what) = 0;
 
   // ---- one forward pass ----------------------------------------------------
+  // The ops of a pass are the same calls with the same arguments whenever
+  // its runs have the same lengths and logits flags (a backend may replay a
+  // recorded pass instead of enqueuing them again).
   virtual void begin_pass(const PassTokens& pass) = 0;
   // x[t] = row ids[t] of `table` as floats                          [T, table.cols]
   virtual void embed(const MatrixView& table, float* x) = 0;

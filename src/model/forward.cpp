@@ -33,7 +33,7 @@ void Model::plan_pass(std::span<const ForwardItem> items) {
       pass_ids_.push_back(id);
       pass_positions_.push_back(it.pos0 + i);
     }
-    pass_runs_.push_back({first, first + n, it.pos0, it.kv->block_table()});
+    pass_runs_.push_back({first, first + n, it.pos0, it.kv->block_table(), it.logits != nullptr});
   }
 }
 

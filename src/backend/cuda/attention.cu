@@ -153,17 +153,28 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
       tile_p[r * 32 + lane] = pr;
     }
     __syncwarp();
+    // Eight V rows' loads in flight before their sums: one at a time, each
+    // waited its full latency (32 in a row per tile).
     const int n = k1 - tile < 32 ? static_cast<int>(k1 - tile) : 32;
-    for (int j = 0; j < n; ++j) {
-      const KV* vr = reinterpret_cast<const KV*>(__shfl_sync(0xffffffffu, my_v, j));
-      float v[E];
-      if (owns) load_kv<E>(vr + lane * E, v);
+    for (int j0 = 0; j0 < n; j0 += 8) {
+      float v[8][E];
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        if (r >= rows) break;
-        const float pj = tile_p[r * 32 + j];
+      for (int u = 0; u < 8; ++u) {
+        const KV* vr = reinterpret_cast<const KV*>(__shfl_sync(0xffffffffu, my_v, j0 + u));
+        if (owns && j0 + u < n) load_kv<E>(vr + lane * E, v[u]);
+        else
 #pragma unroll
-        for (int e = 0; e < E; ++e) acc[r][e] += pj * (owns ? v[e] : 0.f);
+          for (int e = 0; e < E; ++e) v[u][e] = 0.f;
+      }
+#pragma unroll
+      for (int u = 0; u < 8; ++u) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          if (r >= rows) break;
+          const float pj = j0 + u < n ? tile_p[r * 32 + j0 + u] : 0.f;
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc[r][e] += pj * v[u][e];
+        }
       }
     }
     __syncwarp();

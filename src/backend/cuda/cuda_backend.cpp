@@ -37,6 +37,7 @@ WeightVector device_vector(const VectorView& v) { return {v.dtype, v.data, v.siz
 
 size_t align8(size_t n) { return (n + 7) / 8 * 8; }
 size_t align16(size_t n) { return (n + 15) / 16 * 16; }
+uint64_t word(const void* p) { return reinterpret_cast<uintptr_t>(p); }
 
 }  // namespace
 
@@ -86,13 +87,13 @@ CudaBackend::CudaBackend(Pool& host, const BackendSetup& setup) : host_(host), s
 }
 
 CudaBackend::~CudaBackend() {
-  if (capturing_) {
+  if (mode_ == Mode::capture) {
     cudaGraph_t g = nullptr;
     if (cudaStreamEndCapture(stream_, &g) == cudaSuccess && g) cudaGraphDestroy(g);
     cudaGetLastError();
   }
   if (stream_) cudaStreamSynchronize(stream_);
-  for (auto& [tokens, exec] : graphs_) cudaGraphExecDestroy(exec);
+  for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph.exec);
   if (blas_) cublasDestroy(blas_);
   for (cudaEvent_t e : staging_free_) cudaEventDestroy(e);
   for (void* p : staging_) cudaFreeHost(p);
@@ -215,38 +216,44 @@ Buffer CudaBackend::scratch(int64_t count, const char* what) {
   return device_pool_->allocate(static_cast<size_t>(count) * sizeof(float), MemoryUse::activations, what);
 }
 
-void CudaBackend::launch_captured() {
-  capturing_ = false;
-  cudaGraph_t graph = nullptr;
-  ok(cudaStreamEndCapture(stream_, &graph), "end of graph capture");
-  auto it = graphs_.find(tokens_);
-  if (it != graphs_.end()) {
-    cudaGraphExecUpdateResultInfo info{};
-    if (cudaGraphExecUpdate(it->second, graph, &info) != cudaSuccess) {  // the kernels changed: instantiate anew
-      cudaGetLastError();
-      cudaGraphExecDestroy(it->second);
-      graphs_.erase(it);
-      it = graphs_.end();
-    }
-  }
-  if (it == graphs_.end()) {
-    if (graphs_.size() >= 16) {  // prefill chunks of many sizes: keep the set small
-      for (auto& [tokens, exec] : graphs_) cudaGraphExecDestroy(exec);
+// Runs what the pass has recorded: the captured graph, once instantiated and
+// kept for the next pass of this shape, or the kept graph being replayed.
+void CudaBackend::finish_pass() {
+  const Mode mode = mode_;
+  mode_ = Mode::eager;
+  if (mode == Mode::eager) return;
+  if (mode == Mode::capture) {
+    cudaGraph_t graph = nullptr;
+    ok(cudaStreamEndCapture(stream_, &graph), "end of graph capture");
+    if (graphs_.size() >= 16) {  // many batch shapes: keep the set small
+      for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);
       graphs_.clear();
     }
     cudaGraphExec_t exec = nullptr;
     const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
-    if (e != cudaSuccess) cudaGraphDestroy(graph);
+    cudaGraphDestroy(graph);
     ok(e, "graph instantiate");
-    it = graphs_.emplace(tokens_, exec).first;
+    graphs_[pass_key_] = {exec, signature_};
   }
-  cudaGraphDestroy(graph);
-  ok(cudaGraphLaunch(it->second, stream_), "graph launch");
+  const Graph& g = graphs_.at(pass_key_);
+  // The forward pass is a function of the pass's shape: a replay that was
+  // handed other calls than the recording is a bug, never run silently.
+  if (g.signature != signature_) throw Error("cuda: a replayed pass made other calls than the one recorded for its shape");
+  ok(cudaGraphLaunch(g.exec, stream_), "graph launch");
+}
+
+// Every op adds its name and arguments to the pass's signature; it returns
+// false when the op must not be enqueued (the pass is a replay).
+bool CudaBackend::record(std::initializer_list<uint64_t> call) {
+  for (uint64_t v : call) signature_ = (signature_ ^ v) * 0x100000001b3ull;  // FNV-1a over 64-bit words
+  return mode_ != Mode::replay;
 }
 
 void CudaBackend::begin_pass(const PassTokens& pass) {
   // A pass that read nothing back (a prefill chunk without logits) still runs.
-  if (capturing_) launch_captured();
+  if (mode_ != Mode::replay) flush_pending();
+  pending_.clear();
+  finish_pass();
   q8_source_ = nullptr;
   const size_t T = pass.ids.size();
   size_t blocks = 0, groups = 0;
@@ -267,6 +274,8 @@ void CudaBackend::begin_pass(const PassTokens& pass) {
     ok(cudaMallocHost(&pass_host_, bytes), "pinned pass buffer");
     pass_device_ = device_pool_->allocate(bytes, MemoryUse::activations, "pass tables");
     pass_bytes_ = bytes;
+    for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);  // they read the old tables
+    graphs_.clear();
   }
   auto* h = static_cast<std::byte*>(pass_host_);
   std::memcpy(h, pass.ids.data(), T * 4);
@@ -290,10 +299,27 @@ void CudaBackend::begin_pass(const PassTokens& pass) {
   block_ptrs_ = reinterpret_cast<void**>(d + at_blocks);
   tokens_ = static_cast<int64_t>(T);
   n_groups_ = static_cast<int64_t>(groups);
-  max_position_ = 0;
-  for (int64_t p : pass.positions) max_position_ = std::max(max_position_, p);
+  // Attention's split count follows the longest context, rounded up to a
+  // power of two so that decode steps share a recording until it doubles.
+  int64_t max_position = 0;
+  for (int64_t p : pass.positions) max_position = std::max(max_position, p);
+  attn_positions_ = 256;
+  while (attn_positions_ <= max_position) attn_positions_ *= 2;
+  // Few-token passes (decode) are recorded as CUDA graphs, one per shape,
+  // and replayed: the GPU runs the ~450 kernels of a step back to back and
+  // the CPU neither launches nor captures them again. Prefill passes run
+  // as launched (their kernels are long; their shapes rarely repeat).
+  signature_ = 0;
+  if (tokens_ >= kTensorCoreTokens) return;
+  pass_key_ = static_cast<uint64_t>(attn_positions_) * 0x9E3779B97F4A7C15ull;
+  for (const TokenRun& r : pass.runs)
+    pass_key_ = (pass_key_ ^ static_cast<uint64_t>((r.end - r.first) * 2 + (r.logits ? 1 : 0))) * 0x100000001b3ull;
+  if (graphs_.count(pass_key_)) {
+    mode_ = Mode::replay;
+    return;
+  }
   ok(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "graph capture");
-  capturing_ = true;
+  mode_ = Mode::capture;
 }
 
 HeadShape CudaBackend::head_shape() const {
@@ -315,7 +341,13 @@ KvPass CudaBackend::kv_pass() const {
   return p;
 }
 
+// Operation names in a pass's signature.
+enum Op : uint64_t { kEmbed = 1, kNorm, kMatmul, kBias, kRope, kAttention, kSwiglu, kAdd };
+
+
 void CudaBackend::embed(const MatrixView& table, float* x) {
+  if (!record({kEmbed, word(table.data), word(x)})) return;
+  flush_pending();
   q8_source_ = nullptr;
   ok(cuda::embed(device_matrix(table), ids_, tokens_, x, stream_), "embed");
 }
@@ -327,6 +359,8 @@ Q8Rows CudaBackend::q8_rows(int64_t n) const {
 // Norm outputs feed matrix products: when those will be integer ones, the
 // norm writes the quantized copy too, and the products find it (q8_source_).
 void CudaBackend::rms_norm(const float* x, const VectorView& w, int64_t rows, float* out) {
+  if (!record({kNorm, word(x), word(w.data), static_cast<uint64_t>(rows), word(out)})) return;
+  flush_pending();
   const int64_t n = rows * w.size;
   const bool fuse = quantized_ && rows < kTensorCoreTokens && n <= q8_values_ && w.size % 32 == 0;
   const Q8Rows q8 = q8_rows(n);
@@ -371,24 +405,32 @@ void CudaBackend::matmul_tensor_cores(const MatrixView& w, const float* x, int64
   }
 }
 
+// Few-token products on Q8_0/Q4_0 weights wait one op (pending_) so that
+// what follows can join them in one launch: the next products on the same
+// input (q, k and v), the residual add of their output (wo, down: the
+// product accumulates into x), or the SwiGLU of two of them (gate, up).
 void CudaBackend::matmul(const MatrixView& w, const float* x, int64_t rows, float* y) {
-  const float* source = q8_source_;
+  if (!record({kMatmul, word(w.data), word(x), static_cast<uint64_t>(rows), word(y)})) return;
+  const int64_t n = rows * w.cols;
+  const bool integer = rows < kTensorCoreTokens && matvec_q8_supports(w.dtype) && n <= q8_values_;
+  if (integer && !pending_.empty()) {
+    const MatrixView& p = pending_.front().w;
+    const bool joins = x == pending_x_ && rows == pending_rows_ && p.dtype == w.dtype && p.cols == w.cols &&
+                       pending_.size() < static_cast<size_t>(kMaxMatvecTargets);
+    if (!joins) flush_pending();
+  }
+  if (integer) {
+    if (std::any_of(pending_.begin(), pending_.end(), [x](const Pending& p) { return p.y == x; }))
+      flush_pending();  // this product reads what a pending one writes
+    pending_.push_back({w, y});
+    pending_x_ = x;
+    pending_rows_ = rows;
+    return;
+  }
+  flush_pending();
   q8_source_ = nullptr;
   if (rows >= kTensorCoreTokens && blas_ && w.rows < (int64_t{1} << 31) && w.cols < (int64_t{1} << 31)) {
     matmul_tensor_cores(w, x, rows, y);
-    return;
-  }
-  const int64_t n = rows * w.cols;
-  if (matvec_q8_supports(w.dtype) && n <= q8_values_) {
-    const Q8Rows q8 = q8_rows(n);
-    // The q, k, v products (and gate, up) share their input: quantized once,
-    // by the norm or by the first of them.
-    if (source != x || q8_source_n_ != n) ok(quantize_q8(x, q8, stream_), "quantize_q8");
-    ok(matvec_q8({w.dtype, w.data, w.rows, w.cols}, q8, rows, y, false, stream_), "matvec_q8");
-    if (y != x) {  // y does not overwrite x: its quantized copy stays good
-      q8_source_ = x;
-      q8_source_n_ = n;
-    }
     return;
   }
   if (rows == 1 && matvec_supports(w.dtype)) {
@@ -398,14 +440,44 @@ void CudaBackend::matmul(const MatrixView& w, const float* x, int64_t rows, floa
   ok(matmul_generic(device_matrix(w), x, rows, y, stream_), "matmul");
 }
 
+// Launches the pending products: `out` store (one launch for all of them),
+// accumulate into `y` (one product, the residual add), or swiglu (gate and
+// up; the gate's output takes the result). Every output the products were
+// asked for is still written. The input is quantized unless the op before
+// left it so.
+void CudaBackend::flush_pending(MatvecOutput out, float* y) {
+  if (pending_.empty()) return;
+  const MatrixView& w = pending_.front().w;
+  const int64_t n = pending_rows_ * w.cols;
+  const Q8Rows q8 = q8_rows(n);
+  if (q8_source_ != pending_x_ || q8_source_n_ != n) ok(quantize_q8(pending_x_, q8, stream_), "quantize_q8");
+  MatvecTargets t;
+  for (const Pending& p : pending_) t.m[t.count++] = {p.w.data, p.w.rows, p.y};
+  if (out == MatvecOutput::accumulate) {  // x += W in, and the product itself where it was asked for
+    t.m[0].also = t.m[0].y;
+    t.m[0].y = y;
+  }
+  ok(matvec_q8(w.dtype, w.cols, t, q8, pending_rows_, out, stream_), "matvec_q8");
+  // The input's quantized copy stays good unless an output overwrote it.
+  bool kept = true;
+  for (const Pending& p : pending_) kept &= p.y != pending_x_;
+  q8_source_ = kept && y != pending_x_ ? pending_x_ : nullptr;
+  q8_source_n_ = n;
+  pending_.clear();
+}
+
 void CudaBackend::add_bias(float* x, const VectorView& b, int64_t rows) {
   if (!b) return;
+  if (!record({kBias, word(x), word(b.data), static_cast<uint64_t>(rows)})) return;
+  flush_pending();
   q8_source_ = nullptr;
   ok(cuda::add_bias(x, device_vector(b), rows, stream_), "add_bias");
 }
 
 void CudaBackend::rope_store_kv(int64_t layer, float* q, float* k, const float* v, const VectorView& q_norm,
                                 const VectorView& k_norm) {
+  if (!record({kRope, static_cast<uint64_t>(layer), word(q), word(k), word(v), word(q_norm.data), word(k_norm.data)})) return;
+  flush_pending();
   q8_source_ = nullptr;
   const ModelConfig& c = setup_.config;
   ok(cuda::rope_store_kv(kv_pass(), head_shape(), layer, q, k, v, device_vector(q_norm), device_vector(k_norm),
@@ -414,15 +486,25 @@ void CudaBackend::rope_store_kv(int64_t layer, float* q, float* k, const float* 
 }
 
 void CudaBackend::attention(int64_t layer, const float* q, float* out) {
+  if (!record({kAttention, static_cast<uint64_t>(layer), word(q), word(out)})) return;
+  flush_pending();
   q8_source_ = nullptr;
-  ok(cuda::attention(kv_pass(), head_shape(), layer, q, out, max_position_, attn_partial_.as<float>(),
+  ok(cuda::attention(kv_pass(), head_shape(), layer, q, out, attn_positions_ - 1, attn_partial_.as<float>(),
                      attn_partial_.size() / sizeof(float), stream_),
      "attention");
 }
 
 // Its output feeds the down projection: quantized here when that is an
-// integer product (n values of whole 32-value blocks: rows of F).
+// integer product (n values of whole 32-value blocks: rows of F). After
+// the gate and up products, all three are one launch.
 void CudaBackend::swiglu(float* gate, const float* up, int64_t n) {
+  if (!record({kSwiglu, word(gate), word(up), static_cast<uint64_t>(n)})) return;
+  if (pending_.size() == 2 && pending_[0].y == gate && pending_[1].y == up && n == pending_rows_ * pending_[0].w.rows &&
+      pending_[1].w.rows == pending_[0].w.rows) {
+    flush_pending(MatvecOutput::swiglu);
+    return;
+  }
+  flush_pending();
   const bool fuse = quantized_ && n <= q8_values_ && n % 32 == 0 && n / setup_.config.intermediate_size < kTensorCoreTokens;
   const Q8Rows q8 = q8_rows(n);
   ok(cuda::swiglu(gate, up, n, fuse ? &q8 : nullptr, stream_), "swiglu");
@@ -431,13 +513,20 @@ void CudaBackend::swiglu(float* gate, const float* up, int64_t n) {
 }
 
 void CudaBackend::add(float* x, const float* y, int64_t n) {
+  if (!record({kAdd, word(x), word(y), static_cast<uint64_t>(n)})) return;
+  if (pending_.size() == 1 && pending_[0].y == y && n == pending_rows_ * pending_[0].w.rows && pending_x_ != x) {
+    flush_pending(MatvecOutput::accumulate, x);  // x += W in: the product adds itself
+    return;
+  }
+  flush_pending();
   q8_source_ = nullptr;
   ok(cuda::add(x, y, n, stream_), "add");
 }
 
 void CudaBackend::read(const float* src, int64_t n, float* host) {
+  if (mode_ != Mode::replay) flush_pending();
   q8_source_ = nullptr;
-  if (capturing_) launch_captured();
+  finish_pass();
   ok(cudaMemcpyAsync(host, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "read");
   ok(cudaStreamSynchronize(stream_), "read");
 }

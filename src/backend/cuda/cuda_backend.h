@@ -7,10 +7,12 @@
 // of three pinned staging buffers, so that reading the file (page faults
 // into the mapping) and the copies to the device overlap.
 //
-// Every pass is captured as a CUDA graph (begin_pass to the first read) and
-// replayed through an executable graph kept per token count, updated in
-// place when only kernel arguments changed: the GPU runs the ~450 kernels of
-// a decode step back to back instead of waiting on the CPU's launches.
+// Few-token passes (decode) are recorded as CUDA graphs, one per pass shape
+// (begin_pass to the first read), and later passes of that shape replay
+// the graph without enqueuing anything: the GPU runs the ~330 kernels of a
+// step back to back, and the CPU's cost per step is copying the pass's
+// token tables. Products wait one op so that the residual add or SwiGLU
+// after them, or sibling products on one input, join their launch.
 //
 // Matrix products: under kTensorCoreTokens tokens (decode, small batches)
 // through the matvec kernels (Q8_0/Q4_0: dp4a on q8 activations); from
@@ -21,6 +23,7 @@
 // small ops (see README's status table).
 #pragma once
 
+#include <initializer_list>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -29,6 +32,7 @@
 
 #include "backend/backend.h"
 #include "backend/cuda/ops.h"
+#include "backend/cuda/quant_matvec.h"
 
 namespace umi::cuda {
 
@@ -66,7 +70,9 @@ class CudaBackend final : public Backend {
   KvPass kv_pass() const;
   HeadShape head_shape() const;
   Q8Rows q8_rows(int64_t n) const;
-  void launch_captured();  // ends this pass's capture and runs it
+  void finish_pass();  // runs the pass's recorded graph (captured or replayed)
+  bool record(std::initializer_list<uint64_t> call);
+  void flush_pending(MatvecOutput out = MatvecOutput::store, float* y = nullptr);
   void matmul_tensor_cores(const MatrixView& w, const float* x, int64_t rows, float* y);
 
   Pool& host_;
@@ -99,7 +105,7 @@ class CudaBackend final : public Backend {
   int32_t* groups_ = nullptr;
   int64_t tokens_ = 0, n_groups_ = 0;
   int64_t group_tokens_ = 1;  // tokens one attention block takes together
-  int64_t max_position_ = 0;
+  int64_t attn_positions_ = 256;  // the pass's positions, rounded up to a power of two
   Buffer attn_partial_;  // device: split attention's partial softmax states
   // Prefill: weights dequantized to f16 a slice of rows at a time, the
   // activations to f16, and a cuBLAS GEMM on the tensor cores (f32 sums).
@@ -115,8 +121,24 @@ class CudaBackend final : public Backend {
   int64_t q8_values_ = 0;
   const float* q8_source_ = nullptr;
   int64_t q8_source_n_ = 0;
-  bool capturing_ = false;
-  std::unordered_map<int64_t, cudaGraphExec_t> graphs_;  // by tokens in the pass
+  // Pending few-token integer products on one input (see matmul()).
+  struct Pending {
+    MatrixView w;
+    float* y;
+  };
+  std::vector<Pending> pending_;
+  const float* pending_x_ = nullptr;
+  int64_t pending_rows_ = 0;
+  // CUDA graphs of few-token passes, by pass shape (runs and attention
+  // splits), with the signature of the calls they were recorded from.
+  enum class Mode { eager, capture, replay };
+  struct Graph {
+    cudaGraphExec_t exec = nullptr;
+    uint64_t signature = 0;
+  };
+  Mode mode_ = Mode::eager;
+  uint64_t pass_key_ = 0, signature_ = 0;
+  std::unordered_map<uint64_t, Graph> graphs_;
 };
 
 }  // namespace umi::cuda

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -107,6 +108,26 @@ struct SplitMatrix {
   }
 };
 
+// y = x W^T in double from the CPU's q8 blocks of x.
+std::vector<double> q8_reference(DType t, const std::vector<std::byte>& file, int64_t rows, int64_t cols,
+                                 const std::vector<cpu::Q8Block>& xb, int64_t tokens) {
+  const size_t rb = dtype_bytes(t, static_cast<uint64_t>(cols)).value();
+  std::vector<double> ref(static_cast<size_t>(tokens * rows));
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    cpu::dequantize(t, file.data() + static_cast<size_t>(r) * rb, row.data(), cols);
+    for (int64_t k = 0; k < tokens; ++k) {
+      double acc = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        const cpu::Q8Block& b = xb[static_cast<size_t>((k * cols + c) / 32)];
+        acc += static_cast<double>(row[static_cast<size_t>(c)]) * b.d * b.q[c % 32];
+      }
+      ref[static_cast<size_t>(k * rows + r)] = acc;
+    }
+  }
+  return ref;
+}
+
 TEST(CudaKernels, IntegerMatvecMatchesTheCpuForEveryTokenCount) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(11);
@@ -118,19 +139,7 @@ TEST(CudaKernels, IntegerMatvecMatchesTheCpuForEveryTokenCount) {
       const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), rng);
       std::vector<cpu::Q8Block> xb(x.size() / 32);
       cpu::quantize_activations(x.data(), static_cast<int64_t>(x.size()), xb.data());
-      std::vector<double> ref(static_cast<size_t>(tokens * rows));
-      std::vector<float> row(static_cast<size_t>(cols));
-      for (int64_t r = 0; r < rows; ++r) {
-        cpu::dequantize(t, w.file.data() + static_cast<size_t>(r) * rb, row.data(), cols);
-        for (int64_t k = 0; k < tokens; ++k) {
-          double acc = 0;
-          for (int64_t c = 0; c < cols; ++c) {
-            const cpu::Q8Block& b = xb[static_cast<size_t>((k * cols + c) / 32)];
-            acc += static_cast<double>(row[static_cast<size_t>(c)]) * b.d * b.q[c % 32];
-          }
-          ref[static_cast<size_t>(k * rows + r)] = acc;
-        }
-      }
+      std::vector<double> ref = q8_reference(t, w.file, rows, cols, xb, tokens);
       DeviceArray<float> dx(x), dy(ref.size());
       DeviceArray<int8_t> q(x.size());
       DeviceArray<float2> ds(x.size() / 32);
@@ -143,6 +152,62 @@ TEST(CudaKernels, IntegerMatvecMatchesTheCpuForEveryTokenCount) {
       ASSERT_EQ(matvec_q8({t, w.device.p, rows, cols}, xq, tokens, dy.p, true, nullptr), cudaSuccess);
       for (double& v : ref) v *= 2;
       EXPECT_LT(rel_error(dy.get(), ref), 1e-5) << to_string(t) << ", " << tokens << " tokens, accumulated";
+      // accumulate with the product also stored apart (the fused residual add)
+      DeviceArray<float> apart(ref.size());
+      MatvecTargets one;
+      one.m[0] = {w.device.p, rows, dy.p, apart.p};
+      one.count = 1;
+      ASSERT_EQ(matvec_q8(t, cols, one, xq, tokens, MatvecOutput::accumulate, nullptr), cudaSuccess);
+      std::vector<double> single = ref, triple = ref;
+      for (size_t i = 0; i < ref.size(); ++i) single[i] = ref[i] / 2, triple[i] = ref[i] * 1.5;
+      EXPECT_LT(rel_error(apart.get(), single), 1e-5) << to_string(t) << ", " << tokens << " tokens, also";
+      EXPECT_LT(rel_error(dy.get(), triple), 1e-5) << to_string(t) << ", " << tokens << " tokens, accumulated again";
+    }
+  }
+}
+
+// One launch for q, k, v (three matrices of different rows), and for gate
+// and up with their SwiGLU, as the backend fuses them.
+TEST(CudaKernels, FusedIntegerProductsMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(13);
+  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+    const int64_t cols = 256, rows[3] = {64, 16, 21};
+    for (int64_t tokens : {1, 6}) {
+      const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), rng);
+      std::vector<cpu::Q8Block> xb(x.size() / 32);
+      cpu::quantize_activations(x.data(), static_cast<int64_t>(x.size()), xb.data());
+      DeviceArray<float> dx(x);
+      DeviceArray<int8_t> q(x.size());
+      DeviceArray<float2> ds(x.size() / 32);
+      const Q8Rows xq{q.p, ds.p, static_cast<int64_t>(x.size())};
+      ASSERT_EQ(quantize_q8(dx.p, xq, nullptr), cudaSuccess);
+      std::vector<std::unique_ptr<SplitMatrix>> w;
+      std::vector<std::unique_ptr<DeviceArray<float>>> y;
+      MatvecTargets targets;
+      for (int j = 0; j < 3; ++j) {
+        w.push_back(std::make_unique<SplitMatrix>(t, rows[j], cols, rng));
+        y.push_back(std::make_unique<DeviceArray<float>>(static_cast<size_t>(tokens * rows[j])));
+        ASSERT_EQ(cudaMemset(y[j]->p, 0xFF, y[j]->n * sizeof(float)), cudaSuccess);
+        targets.m[targets.count++] = {w[j]->device.p, rows[j], y[j]->p};
+      }
+      ASSERT_EQ(matvec_q8(t, cols, targets, xq, tokens, MatvecOutput::store, nullptr), cudaSuccess);
+      for (int j = 0; j < 3; ++j)
+        EXPECT_LT(rel_error(y[j]->get(), q8_reference(t, w[j]->file, rows[j], cols, xb, tokens)), 1e-5)
+            << to_string(t) << " matrix " << j << ", " << tokens << " tokens";
+      // SwiGLU of two 21-row matrices: y0 = silu(gate) * up, y1 = up.
+      SplitMatrix gate(t, 21, cols, rng), up(t, 21, cols, rng);
+      MatvecTargets pair;
+      pair.m[0] = {gate.device.p, 21, y[2]->p};
+      DeviceArray<float> upy(static_cast<size_t>(tokens * 21));
+      pair.m[1] = {up.device.p, 21, upy.p};
+      pair.count = 2;
+      ASSERT_EQ(matvec_q8(t, cols, pair, xq, tokens, MatvecOutput::swiglu, nullptr), cudaSuccess);
+      const std::vector<double> g = q8_reference(t, gate.file, 21, cols, xb, tokens), u = q8_reference(t, up.file, 21, cols, xb, tokens);
+      std::vector<double> expect(g.size());
+      for (size_t i = 0; i < g.size(); ++i) expect[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
+      EXPECT_LT(rel_error(y[2]->get(), expect), 1e-5) << to_string(t) << " swiglu, " << tokens << " tokens";
+      EXPECT_LT(rel_error(upy.get(), u), 1e-5) << to_string(t) << " swiglu's up, " << tokens << " tokens";
     }
   }
 }

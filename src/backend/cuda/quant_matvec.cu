@@ -133,51 +133,81 @@ __device__ inline LoadedBlock<QB> load_block(const SplitBlocks<QB>& m, int64_t b
   return b;
 }
 
-// Rows of the thread block: kRowsPerBlock warps. NT tokens share each
-// weight load; four blocks' loads are issued before their arithmetic so
-// that enough bytes are in flight on short rows.
+// Row `row` of a split matrix against tokens [t0, t0 + NT) of x: this
+// lane's share of each token's dot product (the warp sums them). NT tokens
+// share each weight load; four blocks' loads are issued before their
+// arithmetic so that enough bytes are in flight on short rows.
 template <int QB, int NT>
-__global__ void __launch_bounds__(32 * kRowsPerBlock)
-    matvec_q8_kernel(const void* w, int64_t rows, int64_t bpr, const int8_t* __restrict__ xq,
-                     const float2* __restrict__ xds, int64_t tokens, float* __restrict__ y, bool accumulate) {
-  const int lane = threadIdx.x & 31;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
-  if (row >= rows) return;
+__device__ inline void row_dot(const void* w, int64_t rows, int64_t row, int64_t bpr, int lane, const int8_t* __restrict__ xq,
+                               const float2* __restrict__ xds, int64_t t0, int64_t tokens, float (&acc)[NT]) {
   const SplitBlocks<QB> m(w, rows * bpr);
   const int64_t first = row * bpr, cols = bpr * 32;
-  for (int64_t t0 = 0; t0 < tokens; t0 += NT) {
-    float acc[NT] = {};
-    int64_t b = lane;
-    for (; b + 96 < bpr; b += 128) {
-      LoadedBlock<QB> lb[4];
 #pragma unroll
-      for (int u = 0; u < 4; ++u) lb[u] = load_block(m, first + b + 32 * u);
+  for (int t = 0; t < NT; ++t) acc[t] = 0.f;
+  int64_t b = lane;
+  for (; b + 96 < bpr; b += 128) {
+    LoadedBlock<QB> lb[4];
 #pragma unroll
-      for (int t = 0; t < NT; ++t) {
-        if (t0 + t >= tokens) break;
-        const int64_t xt = (t0 + t) * cols, dt = (t0 + t) * bpr;
-#pragma unroll
-        for (int u = 0; u < 4; ++u)
-          acc[t] += block_dot<QB>(lb[u].w0, lb[u].w1, lb[u].d, xq + xt + (b + 32 * u) * 32, xds[dt + b + 32 * u]);
-      }
-    }
-    for (; b < bpr; b += 32) {
-      const LoadedBlock<QB> lb = load_block(m, first + b);
-#pragma unroll
-      for (int t = 0; t < NT; ++t) {
-        if (t0 + t >= tokens) break;
-        acc[t] += block_dot<QB>(lb.w0, lb.w1, lb.d, xq + (t0 + t) * cols + b * 32, xds[(t0 + t) * bpr + b]);
-      }
-    }
+    for (int u = 0; u < 4; ++u) lb[u] = load_block(m, first + b + 32 * u);
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t0 + t >= tokens) break;
-      float s = acc[t];
+      const int64_t xt = (t0 + t) * cols, dt = (t0 + t) * bpr;
 #pragma unroll
-      for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
-      if (lane == 0) {
-        float* out = y + (t0 + t) * rows + row;
-        *out = accumulate ? *out + s : s;
+      for (int u = 0; u < 4; ++u)
+        acc[t] += block_dot<QB>(lb[u].w0, lb[u].w1, lb[u].d, xq + xt + (b + 32 * u) * 32, xds[dt + b + 32 * u]);
+    }
+  }
+  for (; b < bpr; b += 32) {
+    const LoadedBlock<QB> lb = load_block(m, first + b);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t0 + t >= tokens) break;
+      acc[t] += block_dot<QB>(lb.w0, lb.w1, lb.d, xq + (t0 + t) * cols + b * 32, xds[(t0 + t) * bpr + b]);
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < NT; ++t)
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], off);
+}
+
+// One warp per output row, kRowsPerBlock rows per thread block, the rows of
+// all targets in one grid (store, accumulate), or gate and up rows side by
+// side (swiglu: y0 = silu(gate row) * up row).
+template <int QB, int NT, MatvecOutput Out>
+__global__ void __launch_bounds__(32 * kRowsPerBlock)
+    matvec_q8_kernel(MatvecTargets tg, int64_t bpr, const int8_t* __restrict__ xq, const float2* __restrict__ xds, int64_t tokens) {
+  const int lane = threadIdx.x & 31;
+  int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
+  int j = 0;
+  if constexpr (Out != MatvecOutput::swiglu) {
+    while (j < tg.count && row >= tg.m[j].rows) row -= tg.m[j++].rows;
+    if (j == tg.count) return;
+  } else if (row >= tg.m[0].rows) {
+    return;
+  }
+  const MatvecTarget& m = tg.m[j];
+  for (int64_t t0 = 0; t0 < tokens; t0 += NT) {
+    float acc[NT];
+    row_dot<QB, NT>(m.data, m.rows, row, bpr, lane, xq, xds, t0, tokens, acc);
+    float up[NT];
+    if constexpr (Out == MatvecOutput::swiglu) {
+      row_dot<QB, NT>(tg.m[1].data, m.rows, row, bpr, lane, xq, xds, t0, tokens, up);
+    }
+    if (lane != 0) continue;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t0 + t >= tokens) break;
+      const int64_t i = (t0 + t) * m.rows + row;
+      if constexpr (Out == MatvecOutput::swiglu) {
+        tg.m[1].y[i] = up[t];
+        m.y[i] = acc[t] / (1.f + expf(-acc[t])) * up[t];
+      } else if constexpr (Out == MatvecOutput::accumulate) {
+        m.y[i] += acc[t];
+        if (m.also) m.also[i] = acc[t];
+      } else {
+        m.y[i] = acc[t];
       }
     }
   }
@@ -192,14 +222,24 @@ __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t blocks, 
   store_q8(x[b * 32 + lane], b, lane, q, ds);
 }
 
+template <int QB, MatvecOutput Out>
+void launch_q8(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, cudaStream_t stream) {
+  const int64_t bpr = cols / 32;
+  int64_t rows = tg.m[0].rows;
+  if (Out != MatvecOutput::swiglu)
+    for (int j = 1; j < tg.count; ++j) rows += tg.m[j].rows;
+  const dim3 grid(static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock)), block(32 * kRowsPerBlock);
+  if (tokens == 1) matvec_q8_kernel<QB, 1, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  else if (tokens == 2) matvec_q8_kernel<QB, 2, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  else if (tokens <= 4) matvec_q8_kernel<QB, 4, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  else matvec_q8_kernel<QB, 8, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+}
+
 template <int QB>
-void launch_q8(const QuantMatrix& w, const Q8Rows& x, int64_t tokens, float* y, bool accumulate, cudaStream_t stream) {
-  const int64_t bpr = w.cols / 32;
-  const dim3 grid(static_cast<unsigned>((w.rows + kRowsPerBlock - 1) / kRowsPerBlock)), block(32 * kRowsPerBlock);
-  if (tokens == 1) matvec_q8_kernel<QB, 1><<<grid, block, 0, stream>>>(w.data, w.rows, bpr, x.q, x.ds, tokens, y, accumulate);
-  else if (tokens == 2) matvec_q8_kernel<QB, 2><<<grid, block, 0, stream>>>(w.data, w.rows, bpr, x.q, x.ds, tokens, y, accumulate);
-  else if (tokens <= 4) matvec_q8_kernel<QB, 4><<<grid, block, 0, stream>>>(w.data, w.rows, bpr, x.q, x.ds, tokens, y, accumulate);
-  else matvec_q8_kernel<QB, 8><<<grid, block, 0, stream>>>(w.data, w.rows, bpr, x.q, x.ds, tokens, y, accumulate);
+void launch_q8(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, MatvecOutput out, cudaStream_t stream) {
+  if (out == MatvecOutput::store) launch_q8<QB, MatvecOutput::store>(tg, cols, x, tokens, stream);
+  else if (out == MatvecOutput::accumulate) launch_q8<QB, MatvecOutput::accumulate>(tg, cols, x, tokens, stream);
+  else launch_q8<QB, MatvecOutput::swiglu>(tg, cols, x, tokens, stream);
 }
 
 }  // namespace
@@ -240,21 +280,36 @@ cudaError_t quantize_q8(const float* x, const Q8Rows& out, cudaStream_t stream) 
 
 bool matvec_q8_supports(DType t) { return is_split_type(t); }
 
-cudaError_t matvec_q8(const QuantMatrix& w, const Q8Rows& x, int64_t tokens, float* y, bool accumulate,
-                      cudaStream_t stream) {
-  if (!matvec_q8_supports(w.dtype)) throw Error("cuda matvec_q8: unsupported weight type " + std::string(to_string(w.dtype)));
-  if (!w.data || !x.q || !x.ds || !y) throw Error("cuda matvec_q8: null pointer");
-  if (w.rows <= 0 || w.cols <= 0 || w.cols % 32 != 0)
-    throw Error("cuda matvec_q8: " + std::to_string(w.rows) + " x " + std::to_string(w.cols) + " is not a positive size with whole 32-value blocks");
-  if (tokens <= 0 || x.n != tokens * w.cols)
-    throw Error("cuda matvec_q8: " + std::to_string(x.n) + " quantized values for " + std::to_string(tokens) + " tokens of " +
-                std::to_string(w.cols));
-  if (w.rows > (int64_t{1} << 31) * kRowsPerBlock) throw Error("cuda matvec_q8: too many rows");
-  if (reinterpret_cast<uintptr_t>(w.data) % 16 != 0 || reinterpret_cast<uintptr_t>(x.q) % 16 != 0)
-    throw Error("cuda matvec_q8: weights and quantized activations must be 16-byte aligned");
-  if (w.dtype == DType::Q8_0) launch_q8<32>(w, x, tokens, y, accumulate, stream);
-  else launch_q8<16>(w, x, tokens, y, accumulate, stream);
+cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, const Q8Rows& x, int64_t tokens,
+                      MatvecOutput out, cudaStream_t stream) {
+  const std::string name = "cuda matvec_q8: ";
+  if (!matvec_q8_supports(dtype)) throw Error(name + "unsupported weight type " + std::string(to_string(dtype)));
+  if (!x.q || !x.ds) throw Error(name + "null activations");
+  if (cols <= 0 || cols % 32 != 0) throw Error(name + std::to_string(cols) + " columns is not a positive multiple of 32");
+  if (tokens <= 0 || x.n != tokens * cols)
+    throw Error(name + std::to_string(x.n) + " quantized values for " + std::to_string(tokens) + " tokens of " + std::to_string(cols));
+  if (targets.count < 1 || targets.count > kMaxMatvecTargets || (out == MatvecOutput::swiglu && targets.count != 2))
+    throw Error(name + std::to_string(targets.count) + " matrices in one launch");
+  int64_t rows = 0;
+  for (int j = 0; j < targets.count; ++j) {
+    const MatvecTarget& m = targets.m[j];
+    if (!m.data || !m.y || m.rows <= 0) throw Error(name + "matrix " + std::to_string(j) + ": null pointer or no rows");
+    if (reinterpret_cast<uintptr_t>(m.data) % 16 != 0) throw Error(name + "weights must be 16-byte aligned");
+    rows += m.rows;
+  }
+  if (out == MatvecOutput::swiglu && targets.m[1].rows != targets.m[0].rows) throw Error(name + "gate and up differ in rows");
+  if (rows > (int64_t{1} << 31) * kRowsPerBlock) throw Error(name + "too many rows");
+  if (reinterpret_cast<uintptr_t>(x.q) % 16 != 0) throw Error(name + "quantized activations must be 16-byte aligned");
+  if (dtype == DType::Q8_0) launch_q8<32>(targets, cols, x, tokens, out, stream);
+  else launch_q8<16>(targets, cols, x, tokens, out, stream);
   return cudaGetLastError();
+}
+
+cudaError_t matvec_q8(const QuantMatrix& w, const Q8Rows& x, int64_t tokens, float* y, bool accumulate, cudaStream_t stream) {
+  MatvecTargets t;
+  t.m[0] = {w.data, w.rows, y};
+  t.count = 1;
+  return matvec_q8(w.dtype, w.cols, t, x, tokens, accumulate ? MatvecOutput::accumulate : MatvecOutput::store, stream);
 }
 
 }  // namespace umi::cuda

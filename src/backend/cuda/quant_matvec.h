@@ -36,6 +36,26 @@ bool matvec_q8_supports(DType t);
 cudaError_t matvec_q8(const QuantMatrix& w, const Q8Rows& x, int64_t tokens, float* y, bool accumulate,
                       cudaStream_t stream);
 
+// Several matrices of one type and width on the same x in one launch (the
+// q, k and v projections): each target's y [tokens, rows] as above (with
+// `accumulate`, y += and, when `also` is set, also = the product); or, with
+// `swiglu`, two targets (gate, up) of equal rows: y1 = x Wu^T and
+// y0 = silu(x Wg^T) * y1.
+constexpr int kMaxMatvecTargets = 3;
+struct MatvecTarget {
+  const void* data = nullptr;
+  int64_t rows = 0;
+  float* y = nullptr;
+  float* also = nullptr;
+};
+struct MatvecTargets {
+  MatvecTarget m[kMaxMatvecTargets];
+  int count = 0;
+};
+enum class MatvecOutput { store, accumulate, swiglu };
+cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, const Q8Rows& x, int64_t tokens,
+                      MatvecOutput out, cudaStream_t stream);
+
 // F16, BF16, F32: y [w.rows] = W x, one token of f32 activations.
 bool matvec_supports(DType t);
 cudaError_t matvec(const QuantMatrix& w, const float* x, float* y, cudaStream_t stream);
