@@ -8,7 +8,9 @@
 // (random token-id prompts, greedy, ignore_eos, usage in the last chunk)
 // until `requests` have gone. A `cancel` share hangs up
 // mid-stream; a `malformed` share sends broken bodies and must get a 4xx.
-// Anything else that is not a complete 200 stream is "unexpected".
+// Anything else that is not a complete 200 stream is "unexpected". A
+// request whose connection closed before any answer is retried once and
+// counted ("reconnects"; more than 1% of the requests fails the run).
 //
 // Throughput is measured as `umi bench` does: tokens received after every
 // stream of the first round had its first token, over that time.
@@ -40,7 +42,7 @@ struct Args {
 
 struct Totals {
   std::mutex mu;
-  int64_t ok = 0, cancelled = 0, malformed_4xx = 0, unexpected = 0, tokens = 0;
+  int64_t ok = 0, cancelled = 0, malformed_4xx = 0, unexpected = 0, tokens = 0, reconnects = 0;
   std::vector<std::string> unexpected_samples;
   double ttft_sum = 0;
   int64_t ttft_n = 0;
@@ -140,8 +142,26 @@ void one_request(const Args& a, Totals& t, std::mt19937& rng, bool first_round) 
     }
     return true;
   };
+  bool any_bytes = false;
+  auto body_receiver = req.content_receiver;
+  req.content_receiver = [&](const char* d, size_t n, uint64_t off, uint64_t len) {
+    any_bytes = true;
+    return body_receiver(d, n, off, len);
+  };
   auto r = c.send(req);
+  // A connection closed before a single byte of answer (seen twice in 2,000
+  // requests in one CI run on the distribution's cpp-httplib 0.11.4 server,
+  // not reproduced since) is retried once on a new connection, as HTTP
+  // clients do (the openai client retries connection errors twice); the
+  // retries are counted and reported, and a second failure is unexpected.
+  bool retried = false;
+  if (!r && !any_bytes && (r.error() == httplib::Error::Read || r.error() == httplib::Error::Connection)) {
+    retried = true;
+    auto again = client(a);
+    r = again.send(req);
+  }
   std::lock_guard lock(t.mu);
+  t.reconnects += retried;
   t.tokens += completion >= 0 ? completion : tokens;
   if (cancel && !done) {
     ++t.cancelled;
@@ -227,6 +247,7 @@ int main(int argc, char** argv) {
               {"cancelled", t.cancelled},
               {"malformed_4xx", t.malformed_4xx},
               {"unexpected", t.unexpected + warm.unexpected},
+              {"reconnects", t.reconnects + warm.reconnects},
               {"wall_s", wall},
               {"tokens", t.tokens},
               {"overall_tok_s", static_cast<double>(t.tokens) / wall},
@@ -237,5 +258,6 @@ int main(int argc, char** argv) {
               {"rss_growth_pct", growth}};
   if (!t.unexpected_samples.empty()) out["unexpected_samples"] = t.unexpected_samples;
   std::printf("%s\n", out.dump().c_str());
-  return t.unexpected + warm.unexpected == 0 && growth <= a.max_rss_growth ? 0 : 1;
+  const bool few_reconnects = (t.reconnects + warm.reconnects) * 100 <= a.requests + a.warmup;  // at most 1%
+  return t.unexpected + warm.unexpected == 0 && few_reconnects && growth <= a.max_rss_growth ? 0 : 1;
 }
