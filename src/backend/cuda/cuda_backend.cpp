@@ -251,8 +251,7 @@ bool CudaBackend::record(std::initializer_list<uint64_t> call) {
 
 void CudaBackend::begin_pass(const PassTokens& pass) {
   // A pass that read nothing back (a prefill chunk without logits) still runs.
-  if (mode_ != Mode::replay) flush_pending();
-  pending_.clear();
+  flush_pending();  // nothing is pending in a replay
   finish_pass();
   q8_source_ = nullptr;
   const size_t T = pass.ids.size();
@@ -524,7 +523,7 @@ void CudaBackend::add(float* x, const float* y, int64_t n) {
 }
 
 void CudaBackend::read(const float* src, int64_t n, float* host) {
-  if (mode_ != Mode::replay) flush_pending();
+  flush_pending();
   q8_source_ = nullptr;
   finish_pass();
   ok(cudaMemcpyAsync(host, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "read");

@@ -19,8 +19,9 @@
 // there (prefill) through cuBLAS: F16/BF16 weights as they are, quantized
 // ones dequantized to f16 a slice at a time.
 //
-// Not yet: K-quant kernels, q8_0 KV cache, sampling on the device, fused
-// small ops (see README's status table).
+// Not yet: K-quant kernels, q8_0 KV cache, sampling on the device, RMSNorm
+// fused into the products, int8 tensor cores for batches (see README's
+// status table).
 #pragma once
 
 #include <initializer_list>

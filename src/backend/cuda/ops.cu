@@ -134,19 +134,18 @@ __global__ void dequantize_f16_kernel(const unsigned char* w, int64_t total_grou
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= groups) return;
   const int64_t g = first + i;
+  // Group g seen as a 32-value row of its matrix's layout.
+  const RowRef group = [&]() -> RowRef {
+    if constexpr (K == kQ8 || K == kQ4) {
+      const SplitBlocks<K == kQ8 ? 32 : 16> m(w, total_groups);
+      return {m.q(g), m.scales + g};
+    } else {
+      return {w + g * 32 * (K == kF32 ? 4 : 2), nullptr};
+    }
+  }();
   __align__(16) __half h[32];
-  if constexpr (K == kQ8 || K == kQ4) {
-    constexpr int qb = K == kQ8 ? 32 : 16;
-    const SplitBlocks<qb> m(w, total_groups);
-    const RowRef row{m.q(g), m.scales + g};
 #pragma unroll
-    for (int j = 0; j < 32; ++j) h[j] = __float2half(wval<K>(row, j));
-  } else {
-    constexpr int elem = K == kF32 ? 4 : 2;
-    const RowRef row{w + g * 32 * elem, nullptr};
-#pragma unroll
-    for (int j = 0; j < 32; ++j) h[j] = __float2half(wval<K>(row, j));
-  }
+  for (int j = 0; j < 32; ++j) h[j] = __float2half(wval<K>(group, j));
   uint4* o = reinterpret_cast<uint4*>(out + i * 32);
 #pragma unroll
   for (int j = 0; j < 4; ++j) o[j] = reinterpret_cast<const uint4*>(h)[j];
@@ -213,7 +212,6 @@ __device__ inline void kv_store(unsigned char* row, int64_t i, float v, bool f16
   if (f16) reinterpret_cast<__half*>(row)[i] = __float2half(v);
   else reinterpret_cast<float*>(row)[i] = v;
 }
-
 
 // Grid (tokens, H + 2 Hkv), one warp each: q heads, then k heads, then v heads.
 __global__ void rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q, float* k, const float* v, WeightVector qn,
@@ -351,6 +349,8 @@ cudaError_t rms_norm(const float* x, const WeightVector& w, int64_t rows, float 
   check(ops_support_vector(w.dtype) && w.data && x && out && rows > 0 && w.size > 0 && rows < (int64_t{1} << 31),
         "rms_norm: bad arguments");
   check_q8(q8, rows * w.size, "rms_norm");
+  // A warp quantizes 32 consecutive values of one row: rows of whole blocks.
+  check(!q8 || w.size % 32 == 0, "rms_norm: a q8 output needs rows of a multiple of 32 values");
   rms_norm_kernel<<<static_cast<unsigned>(rows), kNormThreads, 0, stream>>>(x, w.data, kind_of(w.dtype), w.size, eps, out,
                                                                             q8 ? *q8 : Q8Rows{});
   return cudaGetLastError();
