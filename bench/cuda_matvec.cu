@@ -40,9 +40,11 @@ struct Shape {
   int64_t rows, cols;
 };
 
-double rel_error(const std::vector<float>& y, const std::vector<double>& ref) {
+// Over every `stride`-th row (the rows the reference computed) of y [tokens, rows].
+double rel_error(const std::vector<float>& y, const std::vector<double>& ref, int64_t rows, int64_t stride) {
   double num = 0, den = 0;
   for (size_t i = 0; i < y.size(); ++i) {
+    if (static_cast<int64_t>(i) % rows % stride != 0) continue;
     if (!std::isfinite(y[i])) return INFINITY;
     num += (y[i] - ref[i]) * (y[i] - ref[i]);
     den += ref[i] * ref[i];
@@ -50,7 +52,8 @@ double rel_error(const std::vector<float>& y, const std::vector<double>& ref) {
   return std::sqrt(num / den);
 }
 
-int run(umi::DType t, Shape s, int64_t tokens, int reps, std::mt19937& rng) {
+int run(umi::DType t, Shape s, int64_t tokens, int reps, std::mt19937& rng,
+        umi::cuda::MatvecKernel kernel = umi::cuda::MatvecKernel::automatic) {
   const bool q8 = umi::cuda::matvec_q8_supports(t);
   const size_t row_bytes = umi::dtype_bytes(t, static_cast<uint64_t>(s.cols)).value();
   const size_t bytes = row_bytes * static_cast<size_t>(s.rows);
@@ -71,7 +74,9 @@ int run(umi::DType t, Shape s, int64_t tokens, int reps, std::mt19937& rng) {
     for (size_t i = 0; i < n; ++i) xk[i] = xb[i / 32].d * xb[i / 32].q[i % 32];
   }
   std::vector<double> ref(static_cast<size_t>(s.rows * tokens)), ref_f32(ref.size());
-  for (int64_t r = 0; r < s.rows; ++r) {
+  // A sample of the rows when the double reference would take long (past ~2e8 multiply-adds).
+  const int64_t stride = std::max<int64_t>(1, s.rows * s.cols * tokens / 200000000);
+  for (int64_t r = 0; r < s.rows; r += stride) {
     umi::cpu::dequantize(t, w.data() + static_cast<size_t>(r) * row_bytes, row.data(), s.cols);
     for (int64_t tk = 0; tk < tokens; ++tk) {
       double acc = 0, acc32 = 0;
@@ -105,13 +110,18 @@ int run(umi::DType t, Shape s, int64_t tokens, int reps, std::mt19937& rng) {
   check(cudaMalloc(&xq.q, n), "cudaMalloc xq");
   check(cudaMalloc(&xq.ds, n / 32 * sizeof(float2)), "cudaMalloc xds");
   xq.n = static_cast<int64_t>(n);
+  check(cudaMalloc(&xq.tiles, static_cast<size_t>(umi::cuda::q8_tiles_bytes(tokens, s.cols))), "cudaMalloc tiles");
   check(cudaMalloc(&dy, ref.size() * sizeof(float)), "cudaMalloc y");
   check(cudaMemcpy(dx, x.data(), n * sizeof(float), cudaMemcpyHostToDevice), "copy x");
   check(cudaMemset(dy, 0xFF, ref.size() * sizeof(float)), "poison y");  // NaN
   int64_t mismatch = 0;
   auto launch = [&](const void* weights) {
     const umi::cuda::QuantMatrix m{t, weights, s.rows, s.cols};
-    return q8 ? umi::cuda::matvec_q8(m, xq, tokens, dy, false, nullptr) : umi::cuda::matvec(m, dx, dy, nullptr);
+    if (!q8) return umi::cuda::matvec(m, dx, dy, nullptr);
+    umi::cuda::MatvecTargets one;
+    one.m[0] = {weights, s.rows, dy};
+    one.count = 1;
+    return umi::cuda::matvec_q8(t, s.cols, one, xq, tokens, umi::cuda::MatvecOutput::store, nullptr, kernel);
   };
   if (q8) {
     check(umi::cuda::quantize_q8(dx, xq, nullptr), "quantize");
@@ -128,7 +138,7 @@ int run(umi::DType t, Shape s, int64_t tokens, int reps, std::mt19937& rng) {
   check(cudaDeviceSynchronize(), "run");
   std::vector<float> y(ref.size());
   check(cudaMemcpy(y.data(), dy, y.size() * sizeof(float), cudaMemcpyDeviceToHost), "copy y");
-  const double rel = rel_error(y, ref), rel_f32 = rel_error(y, ref_f32);
+  const double rel = rel_error(y, ref, s.rows, stride), rel_f32 = rel_error(y, ref_f32, s.rows, stride);
   cudaEvent_t a, b;
   check(cudaEventCreate(&a), "event");
   check(cudaEventCreate(&b), "event");
@@ -144,9 +154,11 @@ int run(umi::DType t, Shape s, int64_t tokens, int reps, std::mt19937& rng) {
   }
   std::sort(ms.begin(), ms.end());
   const double med = ms[ms.size() / 2];
+  const bool mma = kernel == umi::cuda::MatvecKernel::mma ||
+                   (kernel == umi::cuda::MatvecKernel::automatic && tokens >= umi::cuda::kMmaTokens);  // xq.tiles is set
   std::printf("{\"kernel\":\"%s\",\"dtype\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"tokens\":%lld,\"copies\":%d,\"rel_err\":%.3g,"
               "\"q8_vs_f32\":%.3g,\"q8_mismatch\":%lld,\"median_us\":%.2f,\"weight_gb_s\":%.1f}\n",
-              q8 ? "cuda_matvec_q8" : "cuda_matvec", std::string(umi::to_string(t)).c_str(), static_cast<long long>(s.rows),
+              q8 ? (mma ? "cuda_matvec_q8_mma" : "cuda_matvec_q8_dp4a") : "cuda_matvec", std::string(umi::to_string(t)).c_str(), static_cast<long long>(s.rows),
               static_cast<long long>(s.cols), static_cast<long long>(tokens), copies, rel, q8 ? rel_f32 : 0.0,
               static_cast<long long>(mismatch), med * 1e3, static_cast<double>(bytes) / (med * 1e-3) / 1e9);
   std::fflush(stdout);
@@ -157,6 +169,7 @@ int run(umi::DType t, Shape s, int64_t tokens, int reps, std::mt19937& rng) {
   cudaFree(dy);
   cudaFree(xq.q);
   cudaFree(xq.ds);
+  cudaFree(xq.tiles);
   // f32 sums of exact products (per block, then across blocks): far below 1e-5.
   return rel < 1e-5 && mismatch == 0 ? 0 : 1;
 }
@@ -173,9 +186,15 @@ int main(int argc, char** argv) {
   for (umi::DType t : {umi::DType::Q8_0, umi::DType::Q4_0, umi::DType::BF16, umi::DType::F16})
     for (Shape s : shapes) failures += run(t, s, 1, reps, rng);
   // Small batches (several decode streams): each weight load serves every token.
+  // Small batches (several decode streams) on both integer kernels: each weight load serves every token.
+  using umi::cuda::MatvecKernel;
   for (umi::DType t : {umi::DType::Q8_0, umi::DType::Q4_0})
-    for (int64_t tokens : {2, 3, 8, 13, 31}) failures += run(t, {14336, 4096}, tokens, reps, rng);
-  failures += run(umi::DType::Q4_0, {1001, 96}, 5, reps, rng);
+    for (Shape s : {Shape{14336, 4096}, Shape{4096, 4096}})
+      for (int64_t tokens : {2, 4, 8, 16, 31, 48, 64})
+        for (MatvecKernel k : {MatvecKernel::dp4a, MatvecKernel::mma}) failures += run(t, s, tokens, reps, rng, k);
+  failures += run(umi::DType::Q4_0, {1001, 96}, 5, reps, rng, MatvecKernel::dp4a);
+  failures += run(umi::DType::Q4_0, {1001, 96}, 5, reps, rng, MatvecKernel::mma);
+  failures += run(umi::DType::Q8_0, {1001, 96}, 70, reps, rng, MatvecKernel::mma);
   // Bad arguments are refused, not launched.
   int refused = 0;
   auto refuses = [&](auto&& f) {
@@ -192,8 +211,15 @@ int main(int argc, char** argv) {
   refuses([&] { umi::cuda::matvec_q8({umi::DType::Q8_0, fake, 8, 33}, fq, 1, fake, false, nullptr); });
   refuses([&] { umi::cuda::matvec_q8({umi::DType::Q4_0, fake, 8, 128}, fq, 1, fake, false, nullptr); });  // 256 != 128
   refuses([&] { umi::cuda::quantize_q8(fake, {fq.q, fq.ds, 33}, nullptr); });
-  std::printf("{\"check\":\"refusals\",\"refused\":%d,\"of\":5}\n", refused);
-  failures += refused != 5;
+  refuses([&] {  // the tensor cores without their scratch
+    umi::cuda::MatvecTargets one;
+    one.m[0] = {fake, 8, fake};
+    one.count = 1;
+    umi::cuda::matvec_q8(umi::DType::Q4_0, 32, one, {fq.q, fq.ds, 256}, 8, umi::cuda::MatvecOutput::store, nullptr,
+                         umi::cuda::MatvecKernel::mma);
+  });
+  std::printf("{\"check\":\"refusals\",\"refused\":%d,\"of\":6}\n", refused);
+  failures += refused != 6;
   std::printf("{\"check\":\"cuda_matvec\",\"failures\":%d}\n", failures);
   return failures == 0 ? 0 : 1;
 }

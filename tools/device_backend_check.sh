@@ -31,7 +31,7 @@ for step in "${steps[@]}"; do
   case $step in
   tests)
     echo "== CUDA tests (fixture parity with transformers on the GPU, f16 KV, pool)"
-    timeout 300 $B/tests/umi_tests --gtest_filter='*cuda*:*Cuda*:Pool.*' 2>&1 | grep -E "^\[ *(OK|FAILED|PASSED|SKIPPED) |Failure|error|Expected|Which is|actual" | tail -40
+    timeout 300 $B/tests/umi_tests --gtest_filter='*cuda*:*Cuda*:Pool.*' 2>&1 | tee "$OUT/tests.txt" | grep -E "^\[ *(OK|FAILED|PASSED|SKIPPED) |Failure|error|Expected|Which is|actual" | tail -40
     ;;
   small)
     echo "== bundled model: greedy tokens on the GPU against the CPU"

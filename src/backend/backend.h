@@ -99,6 +99,10 @@ class Backend {
   virtual void add(float* x, const float* y, int64_t n) = 0;
   // Waits for the pass so far and copies n floats to the host.
   virtual void read(const float* src, int64_t n, float* host) = 0;
+  // Waits for the pass so far; host[r] = the index of the largest of row r's
+  // n floats (the first of equal ones): greedy decoding, where only the
+  // token comes back instead of the row.                            [rows]
+  virtual void argmax(const float* src, int64_t rows, int64_t n, int32_t* host) = 0;
 };
 
 // The backend for `device` (automatic: CUDA when this build has it and a GPU

@@ -47,7 +47,8 @@ struct Engine::Request {
   int64_t cached_tokens = 0;
   int preemptions = 0;
   bool done = false;
-  float* logits = nullptr;  // this step's row, when it samples
+  float* logits = nullptr;    // this step's row, when it samples from logits
+  int32_t* greedy = nullptr;  // or its token, when the backend picked it (greedy)
 };
 
 Engine::Engine(Model& model, const Tokenizer& tok, EngineOptions options)
@@ -57,7 +58,8 @@ Engine::Engine(Model& model, const Tokenizer& tok, EngineOptions options)
       logits_(model.pool().allocate(static_cast<size_t>(model.options().max_batch * model.config().vocab_size) * sizeof(float),
                                     MemoryUse::activations, "engine logits")),
       raw_row_(model.pool().allocate(static_cast<size_t>(model.config().vocab_size) * sizeof(float), MemoryUse::activations,
-                                     "logprobs row")) {
+                                     "logprobs row")),
+      greedy_(static_cast<size_t>(model.options().max_batch)) {
   if (options_.max_waiting < 0) throw InputError("max waiting must be >= 0");
 }
 
@@ -273,10 +275,14 @@ bool Engine::step() {
   for (size_t i = 0; i < batch.size(); ++i) {
     Request& r = *batch[i];
     const bool samples = r.computed + counts[i] == static_cast<int64_t>(r.tokens.size());
-    r.logits = samples ? logits_.as<float>() + rows++ * V : nullptr;
+    // Greedy without logprobs needs only the argmax: the logits stay where they are.
+    const bool on_backend = samples && r.sampler.greedy() && r.o.logprobs < 0;
+    r.logits = samples && !on_backend ? logits_.as<float>() + rows * V : nullptr;
+    r.greedy = on_backend ? greedy_.data() + rows : nullptr;
+    rows += samples ? 1 : 0;
     items.push_back({&r.kv, r.computed,
                      std::span<const int32_t>(r.tokens).subspan(static_cast<size_t>(r.computed), static_cast<size_t>(counts[i])),
-                     r.logits});
+                     r.logits, r.greedy});
   }
   model_.forward(items);
 
@@ -316,14 +322,19 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
     Request& r = *batch[i];
     r.computed += counts[i];
     publish_full_blocks(r);
-    if (!r.logits || r.done) continue;
+    if ((!r.logits && !r.greedy) || r.done) continue;
     if (r.generated >= r.o.max_tokens) {  // max_tokens 0: a prefill only
       finish(r, "length");
       continue;
     }
-    std::span<float> row(r.logits, static_cast<size_t>(V));
-    if (r.o.logprobs >= 0) std::copy(row.begin(), row.end(), raw_row_.as<float>());  // sampling changes `row`
-    const int32_t next = r.sampler.sample(row, r.tokens);
+    int32_t next = 0;
+    if (r.greedy) {
+      next = *r.greedy;
+    } else {
+      std::span<float> row(r.logits, static_cast<size_t>(V));
+      if (r.o.logprobs >= 0) std::copy(row.begin(), row.end(), raw_row_.as<float>());  // sampling changes `row`
+      next = r.sampler.sample(row, r.tokens);
+    }
     if (r.generated == 0 && r.first_token == 0) r.first_token = seconds_since(r.submitted);
     if (std::find(r.o.stop_tokens.begin(), r.o.stop_tokens.end(), next) != r.o.stop_tokens.end()) {
       finish(r, "stop");

@@ -141,6 +141,9 @@ class Engine {
   EngineOptions options_;
   Buffer logits_;  // [max_batch, vocab], from the pool
   Buffer raw_row_;  // [vocab]: one row before sampling changes it, for logprobs
+  // [max_batch]: the tokens the backend picked for greedy requests (a few
+  // bytes of bookkeeping, like the requests' token lists: not in the pool).
+  std::vector<int32_t> greedy_;
 
   mutable std::mutex mu_;  // guards incoming_, cancelled_, stats_, next_id_
   std::vector<std::unique_ptr<Request>> incoming_;

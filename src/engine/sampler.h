@@ -28,6 +28,11 @@ class Sampler {
   explicit Sampler(SamplingParams params);
   // `logits` is modified in place. `history`: the tokens so far (prompt and output).
   int32_t sample(std::span<float> logits, std::span<const int32_t> history);
+  // Whether sample() is the plain argmax of the logits (temperature 0, no
+  // penalties): the backend may then pick the token where the logits are.
+  bool greedy() const {
+    return p_.temperature == 0.0f && p_.repetition_penalty == 1.0f && p_.presence_penalty == 0.0f && p_.frequency_penalty == 0.0f;
+  }
 
  private:
   SamplingParams p_;

@@ -33,7 +33,8 @@ void Model::plan_pass(std::span<const ForwardItem> items) {
       pass_ids_.push_back(id);
       pass_positions_.push_back(it.pos0 + i);
     }
-    pass_runs_.push_back({first, first + n, it.pos0, it.kv->block_table(), it.logits != nullptr});
+    if (it.logits && it.token) throw Error("forward: an item asks for both its logits and its argmax");
+    pass_runs_.push_back({first, first + n, it.pos0, it.kv->block_table(), it.outputs()});
   }
 }
 
@@ -91,18 +92,46 @@ void Model::forward(std::span<const ForwardItem> items) {
     b.add(x, xn, T * d);
   }
 
-  // logits[i] = rmsnorm(x[last token of item i]) Wout^T               [items with logits, V]
-  int64_t rows = 0, end = 0;
+  // logits[i] = rmsnorm(x[last token of item i]) Wout^T               [items with outputs, V]
+  // Consecutive last tokens (a decode step: one token per item) are one
+  // norm, and outputs bound for consecutive host rows one read.
+  int64_t rows = 0, end = 0, run_x = 0, run_rows = 0;
+  auto norm_run = [&] {
+    if (run_rows > 0) b.rms_norm(x + run_x * d, w_.final_norm, run_rows, xn + (rows - run_rows) * d);
+    run_rows = 0;
+  };
   for (const ForwardItem& it : items) {
     end += static_cast<int64_t>(it.tokens.size());
-    if (it.logits) b.rms_norm(x + (end - 1) * d, w_.final_norm, 1, xn + rows++ * d);
+    if (!it.outputs()) continue;
+    if (run_rows > 0 && run_x + run_rows != end - 1) norm_run();
+    if (run_rows == 0) run_x = end - 1;
+    ++run_rows, ++rows;
   }
+  norm_run();
   if (rows == 0) return;
   float* logits = logits_.as<float>();  // [rows, V]
   b.matmul(w_.output, xn, rows, logits);
-  rows = 0;
-  for (const ForwardItem& it : items)
-    if (it.logits) b.read(logits + rows++ * c.vocab_size, c.vocab_size, it.logits);
+  // Rows to the host (logits) or their argmax (token), a run of rows with
+  // consecutive destinations at a time.
+  const int64_t V = c.vocab_size;
+  int64_t row = 0, first = 0, count = 0;
+  float* dest = nullptr;
+  int32_t* dest_token = nullptr;
+  auto flush = [&] {
+    if (count > 0 && dest) b.read(logits + first * V, count * V, dest);
+    if (count > 0 && dest_token) b.argmax(logits + first * V, count, V, dest_token);
+    count = 0;
+  };
+  for (const ForwardItem& it : items) {
+    if (!it.outputs()) continue;
+    const bool joins = count > 0 && (it.logits ? dest && it.logits == dest + count * V : dest_token && it.token == dest_token + count);
+    if (!joins) {
+      flush();
+      first = row, dest = it.logits, dest_token = it.token;
+    }
+    ++count, ++row;
+  }
+  flush();
 }
 
 }  // namespace umi

@@ -25,7 +25,9 @@ struct ForwardItem {
   SequenceKv* kv = nullptr;
   int64_t pos0 = 0;
   std::span<const int32_t> tokens;
-  float* logits = nullptr;
+  float* logits = nullptr;  // the last token's logits [V], or
+  int32_t* token = nullptr; // only their argmax (greedy decoding: the row stays on the device)
+  bool outputs() const { return logits || token; }
 };
 
 struct ModelOptions {

@@ -1,6 +1,7 @@
 // Parity with Hugging Face transformers on the reference fixtures
 // (tools/make_model_fixtures.py): small random models of every supported
 // architecture in f32 and bf16, tied and untied, GQA and MHA.
+#include <algorithm>
 #include "model/model.h"
 
 #include <gtest/gtest.h>
@@ -165,6 +166,42 @@ TEST(Model, BatchedForwardEqualsEachSequenceAlone) {
   EXPECT_LT(rel_error(la, alone(a_prefix, a.back())), 1e-5);
   EXPECT_LT(rel_error(lb, alone(b, next_b)), 1e-5);
   EXPECT_LT(rel_error(lc, alone(c2, next_c)), 1e-5);
+}
+
+// Greedy items get only their argmax back (on a GPU the row stays there);
+// mixed with items that read logits, in one pass.
+TEST(Model, ItemsAskingForTheTokenGetTheArgmaxOfTheirLogits) {
+  const std::string dir = fixture_dir() + "llama-gqa-untied-llama3rope-f32";
+  Pool pool({.limit = 1ull << 30});
+  Model m(dir, pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 4, .threads = 2});
+  const int64_t V = m.config().vocab_size;
+  const std::vector<int32_t> p[3] = {{5, 9, 200}, {8, 8, 1, 40}, {77}};
+  auto pass = [&](bool tokens, int32_t (&ids)[3], std::vector<float> (&rows)[3]) {
+    SequenceKv kv[3] = {SequenceKv(m.kv_pool()), SequenceKv(m.kv_pool()), SequenceKv(m.kv_pool())};
+    std::vector<ForwardItem> items;
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(kv[i].reserve(static_cast<int64_t>(p[i].size())));
+      rows[i].assign(static_cast<size_t>(V), 0.f);
+      // item 1 always reads its logits: a logits run between token runs
+      const bool token = tokens && i != 1;
+      items.push_back({&kv[i], 0, p[i], token ? nullptr : rows[i].data(), token ? &ids[i] : nullptr});
+    }
+    m.forward(items);
+  };
+  int32_t ids[3] = {-1, -1, -1}, unused[3];
+  std::vector<float> logits[3], with_tokens[3];
+  pass(false, unused, logits);
+  pass(true, ids, with_tokens);
+  for (int i : {0, 2})
+    EXPECT_EQ(ids[i], std::max_element(logits[i].begin(), logits[i].end()) - logits[i].begin()) << "item " << i;
+  EXPECT_LT(rel_error(with_tokens[1], logits[1]), 1e-6);
+  // Both at once is a caller's bug.
+  SequenceKv kv(m.kv_pool());
+  ASSERT_TRUE(kv.reserve(1));
+  float row[1];
+  int32_t id;
+  ForwardItem both[] = {{&kv, 0, p[2], row, &id}};
+  EXPECT_THROW(m.forward(both), Error);
 }
 
 TEST(Model, KvBlocksGrowWithTokensAndReturnWhenTheSequenceEnds) {

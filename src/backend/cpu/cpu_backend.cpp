@@ -172,4 +172,9 @@ void CpuBackend::read(const float* src, int64_t n, float* host) {
   if (src != host) std::memcpy(host, src, static_cast<size_t>(n) * sizeof(float));
 }
 
+void CpuBackend::argmax(const float* src, int64_t rows, int64_t n, int32_t* host) {
+  for (int64_t r = 0; r < rows; ++r)
+    host[r] = static_cast<int32_t>(std::max_element(src + r * n, src + (r + 1) * n) - (src + r * n));
+}
+
 }  // namespace umi::cpu

@@ -35,6 +35,7 @@ class CpuBackend final : public Backend {
   void swiglu(float* gate, const float* up, int64_t n) override;
   void add(float* x, const float* y, int64_t n) override;
   void read(const float* src, int64_t n, float* host) override;
+  void argmax(const float* src, int64_t rows, int64_t n, int32_t* host) override;
 
  private:
   Pool& pool_;

@@ -23,7 +23,8 @@ void ok(cudaError_t e, const char* what) {
 
 constexpr size_t kStagingBytes = 32u << 20;  // each of the three upload buffers
 constexpr int kStagingBuffers = 3;
-constexpr int64_t kTensorCoreTokens = 32;      // from here a matmul is a cuBLAS GEMM
+constexpr int64_t kIntegerTokens = 64;  // Q8_0/Q4_0 products of up to this many tokens are integer ones (graphs too)
+constexpr int64_t kTensorCoreTokens = 32;  // from here a 16-bit or f32 product is a cuBLAS GEMM
 constexpr size_t kWeightSliceBytes = 64u << 20;  // f16 weight rows per GEMM
 constexpr size_t kBlasWorkspaceBytes = 32u << 20;
 constexpr size_t kAttentionPartialBytes = 16u << 20;  // split attention's partial softmax states
@@ -102,6 +103,7 @@ CudaBackend::~CudaBackend() {
   inv_freq_.reset();
   blas_workspace_.reset();
   attn_partial_.reset();
+  argmax_ids_.reset();
   w16_.reset();
   x16_.reset();
   q8_buffer_.reset();
@@ -188,8 +190,10 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
   // Quantized activations for the integer matvec: up to the largest batch
   // it takes, the widest matrix input.
   if (quantized_) {
-    const int64_t n = (kTensorCoreTokens - 1) * std::max(widest_, setup_.config.hidden_size);
-    q8_buffer_ = device_pool_->allocate(static_cast<size_t>(n) * 2, MemoryUse::activations, "q8 activations");
+    const int64_t tokens = std::min(kIntegerTokens, setup_.max_tokens), cols = std::max(widest_, setup_.config.hidden_size);
+    const int64_t n = tokens * cols;  // q at 0, ds at align16(n) (n / 4 bytes), tensor-core tiles at 2n
+    q8_buffer_ = device_pool_->allocate(static_cast<size_t>(2 * n + q8_tiles_bytes(tokens, cols)), MemoryUse::activations,
+                                        "q8 activations");
     q8_values_ = n;
   }
   // RoPE frequencies, and the pass buffers.
@@ -309,7 +313,7 @@ void CudaBackend::begin_pass(const PassTokens& pass) {
   // the CPU neither launches nor captures them again. Prefill passes run
   // as launched (their kernels are long; their shapes rarely repeat).
   signature_ = 0;
-  if (tokens_ >= kTensorCoreTokens) return;
+  if (tokens_ > kIntegerTokens) return;
   pass_key_ = static_cast<uint64_t>(attn_positions_) * 0x9E3779B97F4A7C15ull;
   for (const TokenRun& r : pass.runs)
     pass_key_ = (pass_key_ ^ static_cast<uint64_t>((r.end - r.first) * 2 + (r.logits ? 1 : 0))) * 0x100000001b3ull;
@@ -352,7 +356,9 @@ void CudaBackend::embed(const MatrixView& table, float* x) {
 }
 
 Q8Rows CudaBackend::q8_rows(int64_t n) const {
-  return {q8_buffer_.as<int8_t>(), reinterpret_cast<float2*>(q8_buffer_.as<std::byte>() + align16(static_cast<size_t>(q8_values_))), n};
+  std::byte* base = q8_buffer_.as<std::byte>();
+  return {reinterpret_cast<int8_t*>(base), reinterpret_cast<float2*>(base + align16(static_cast<size_t>(q8_values_))), n,
+          base + 2 * q8_values_};
 }
 
 // Norm outputs feed matrix products: when those will be integer ones, the
@@ -361,7 +367,7 @@ void CudaBackend::rms_norm(const float* x, const VectorView& w, int64_t rows, fl
   if (!record({kNorm, word(x), word(w.data), static_cast<uint64_t>(rows), word(out)})) return;
   flush_pending();
   const int64_t n = rows * w.size;
-  const bool fuse = quantized_ && rows < kTensorCoreTokens && n <= q8_values_ && w.size % 32 == 0;
+  const bool fuse = quantized_ && rows <= kIntegerTokens && n <= q8_values_ && w.size % 32 == 0;
   const Q8Rows q8 = q8_rows(n);
   ok(cuda::rms_norm(x, device_vector(w), rows, static_cast<float>(setup_.config.rms_eps), out, fuse ? &q8 : nullptr, stream_),
      "rms_norm");
@@ -411,7 +417,7 @@ void CudaBackend::matmul_tensor_cores(const MatrixView& w, const float* x, int64
 void CudaBackend::matmul(const MatrixView& w, const float* x, int64_t rows, float* y) {
   if (!record({kMatmul, word(w.data), word(x), static_cast<uint64_t>(rows), word(y)})) return;
   const int64_t n = rows * w.cols;
-  const bool integer = rows < kTensorCoreTokens && matvec_q8_supports(w.dtype) && n <= q8_values_;
+  const bool integer = rows <= kIntegerTokens && matvec_q8_supports(w.dtype) && n <= q8_values_;
   if (integer && !pending_.empty()) {
     const MatrixView& p = pending_.front().w;
     const bool joins = x == pending_x_ && rows == pending_rows_ && p.dtype == w.dtype && p.cols == w.cols &&
@@ -504,7 +510,7 @@ void CudaBackend::swiglu(float* gate, const float* up, int64_t n) {
     return;
   }
   flush_pending();
-  const bool fuse = quantized_ && n <= q8_values_ && n % 32 == 0 && n / setup_.config.intermediate_size < kTensorCoreTokens;
+  const bool fuse = quantized_ && n <= q8_values_ && n % 32 == 0 && n / setup_.config.intermediate_size <= kIntegerTokens;
   const Q8Rows q8 = q8_rows(n);
   ok(cuda::swiglu(gate, up, n, fuse ? &q8 : nullptr, stream_), "swiglu");
   q8_source_ = fuse ? gate : nullptr;
@@ -528,6 +534,19 @@ void CudaBackend::read(const float* src, int64_t n, float* host) {
   finish_pass();
   ok(cudaMemcpyAsync(host, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "read");
   ok(cudaStreamSynchronize(stream_), "read");
+}
+
+// Greedy decoding: only the rows' token ids cross to the host (4 bytes a
+// row instead of the 513 KB of a Llama-3 row of logits).
+void CudaBackend::argmax(const float* src, int64_t rows, int64_t n, int32_t* host) {
+  flush_pending();
+  q8_source_ = nullptr;
+  finish_pass();
+  const size_t bytes = static_cast<size_t>(rows) * sizeof(int32_t);
+  if (argmax_ids_.size() < bytes) argmax_ids_ = device_pool_->allocate(std::max<size_t>(bytes, 1024), MemoryUse::activations, "greedy tokens");
+  ok(argmax_rows(src, rows, n, argmax_ids_.as<int32_t>(), stream_), "argmax");
+  ok(cudaMemcpyAsync(host, argmax_ids_.data(), bytes, cudaMemcpyDeviceToHost, stream_), "argmax read");
+  ok(cudaStreamSynchronize(stream_), "argmax read");
 }
 
 }  // namespace umi::cuda

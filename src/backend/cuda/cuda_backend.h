@@ -14,13 +14,15 @@
 // token tables. Products wait one op so that the residual add or SwiGLU
 // after them, or sibling products on one input, join their launch.
 //
-// Matrix products: under kTensorCoreTokens tokens (decode, small batches)
-// through the matvec kernels (Q8_0/Q4_0: dp4a on q8 activations); from
-// there (prefill) through cuBLAS: F16/BF16 weights as they are, quantized
-// ones dequantized to f16 a slice at a time.
+// Matrix products: Q8_0/Q4_0 ones of up to kIntegerTokens (64) tokens
+// (decode, batches of streams) multiply q8 activations as integers (dp4a
+// for 1-3 tokens, the int8 tensor cores from 4); 16-bit and f32
+// ones of one token through the float matvec. Longer passes (prefill) go
+// through cuBLAS: F16/BF16 weights as they are, quantized ones dequantized
+// to f16 a slice at a time. Passes of up to 64 tokens are graphs.
 //
 // Not yet: K-quant kernels, q8_0 KV cache, sampling on the device, RMSNorm
-// fused into the products, int8 tensor cores for batches (see README's
+// fused into the products, int8 tensor cores for prefill (see README's
 // status table).
 #pragma once
 
@@ -62,6 +64,7 @@ class CudaBackend final : public Backend {
   void swiglu(float* gate, const float* up, int64_t n) override;
   void add(float* x, const float* y, int64_t n) override;
   void read(const float* src, int64_t n, float* host) override;
+  void argmax(const float* src, int64_t rows, int64_t n, int32_t* host) override;
 
  private:
   class DeviceMemory;
@@ -108,6 +111,7 @@ class CudaBackend final : public Backend {
   int64_t group_tokens_ = 1;  // tokens one attention block takes together
   int64_t attn_positions_ = 256;  // the pass's positions, rounded up to a power of two
   Buffer attn_partial_;  // device: split attention's partial softmax states
+  Buffer argmax_ids_;    // device: greedy tokens of a pass, [max batch]
   // Prefill: weights dequantized to f16 a slice of rows at a time, the
   // activations to f16, and a cuBLAS GEMM on the tensor cores (f32 sums).
   cublasHandle_t blas_ = nullptr;

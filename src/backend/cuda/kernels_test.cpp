@@ -128,14 +128,17 @@ std::vector<double> q8_reference(DType t, const std::vector<std::byte>& file, in
   return ref;
 }
 
+// Both kernels (dp4a, tensor cores) for every token count they may get,
+// on rows that do not fill the tensor-core kernel's 16-row tiles.
 TEST(CudaKernels, IntegerMatvecMatchesTheCpuForEveryTokenCount) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(11);
+  for (MatvecKernel kernel : {MatvecKernel::dp4a, MatvecKernel::mma})
   for (DType t : {DType::Q8_0, DType::Q4_0}) {
     const int64_t rows = 37, cols = 320;
     SplitMatrix w(t, rows, cols, rng);
-    const size_t rb = dtype_bytes(t, static_cast<uint64_t>(cols)).value();
-    for (int64_t tokens : {1, 2, 3, 4, 5, 8, 9, 17, 31}) {
+    for (int64_t tokens : {1, 2, 3, 4, 5, 8, 9, 17, 31, 40, 64, 65, 100}) {
+      SCOPED_TRACE(kernel == MatvecKernel::mma ? "tensor cores" : "dp4a");
       const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), rng);
       std::vector<cpu::Q8Block> xb(x.size() / 32);
       cpu::quantize_activations(x.data(), static_cast<int64_t>(x.size()), xb.data());
@@ -143,13 +146,17 @@ TEST(CudaKernels, IntegerMatvecMatchesTheCpuForEveryTokenCount) {
       DeviceArray<float> dx(x), dy(ref.size());
       DeviceArray<int8_t> q(x.size());
       DeviceArray<float2> ds(x.size() / 32);
-      const Q8Rows xq{q.p, ds.p, static_cast<int64_t>(x.size())};
+      DeviceArray<std::byte> tiles(static_cast<size_t>(q8_tiles_bytes(tokens, cols)));
+      const Q8Rows xq{q.p, ds.p, static_cast<int64_t>(x.size()), tiles.p};
       ASSERT_EQ(quantize_q8(dx.p, xq, nullptr), cudaSuccess);
       ASSERT_EQ(cudaMemset(dy.p, 0xFF, dy.n * sizeof(float)), cudaSuccess);  // NaN: an unwritten output fails
-      ASSERT_EQ(matvec_q8({t, w.device.p, rows, cols}, xq, tokens, dy.p, false, nullptr), cudaSuccess);
+      MatvecTargets plain;
+      plain.m[0] = {w.device.p, rows, dy.p};
+      plain.count = 1;
+      ASSERT_EQ(matvec_q8(t, cols, plain, xq, tokens, MatvecOutput::store, nullptr, kernel), cudaSuccess);
       EXPECT_LT(rel_error(dy.get(), ref), 1e-5) << to_string(t) << ", " << tokens << " tokens";
       // accumulate: y += W x
-      ASSERT_EQ(matvec_q8({t, w.device.p, rows, cols}, xq, tokens, dy.p, true, nullptr), cudaSuccess);
+      ASSERT_EQ(matvec_q8(t, cols, plain, xq, tokens, MatvecOutput::accumulate, nullptr, kernel), cudaSuccess);
       for (double& v : ref) v *= 2;
       EXPECT_LT(rel_error(dy.get(), ref), 1e-5) << to_string(t) << ", " << tokens << " tokens, accumulated";
       // accumulate with the product also stored apart (the fused residual add)
@@ -157,7 +164,7 @@ TEST(CudaKernels, IntegerMatvecMatchesTheCpuForEveryTokenCount) {
       MatvecTargets one;
       one.m[0] = {w.device.p, rows, dy.p, apart.p};
       one.count = 1;
-      ASSERT_EQ(matvec_q8(t, cols, one, xq, tokens, MatvecOutput::accumulate, nullptr), cudaSuccess);
+      ASSERT_EQ(matvec_q8(t, cols, one, xq, tokens, MatvecOutput::accumulate, nullptr, kernel), cudaSuccess);
       std::vector<double> single = ref, triple = ref;
       for (size_t i = 0; i < ref.size(); ++i) single[i] = ref[i] / 2, triple[i] = ref[i] * 1.5;
       EXPECT_LT(rel_error(apart.get(), single), 1e-5) << to_string(t) << ", " << tokens << " tokens, also";
@@ -171,16 +178,19 @@ TEST(CudaKernels, IntegerMatvecMatchesTheCpuForEveryTokenCount) {
 TEST(CudaKernels, FusedIntegerProductsMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(13);
+  for (MatvecKernel kernel : {MatvecKernel::dp4a, MatvecKernel::mma})
   for (DType t : {DType::Q8_0, DType::Q4_0}) {
     const int64_t cols = 256, rows[3] = {64, 16, 21};
-    for (int64_t tokens : {1, 6}) {
+    for (int64_t tokens : {1, 6, 24, 64}) {
+      SCOPED_TRACE(kernel == MatvecKernel::mma ? "tensor cores" : "dp4a");
       const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), rng);
       std::vector<cpu::Q8Block> xb(x.size() / 32);
       cpu::quantize_activations(x.data(), static_cast<int64_t>(x.size()), xb.data());
       DeviceArray<float> dx(x);
       DeviceArray<int8_t> q(x.size());
       DeviceArray<float2> ds(x.size() / 32);
-      const Q8Rows xq{q.p, ds.p, static_cast<int64_t>(x.size())};
+      DeviceArray<std::byte> tiles(static_cast<size_t>(q8_tiles_bytes(tokens, cols)));
+      const Q8Rows xq{q.p, ds.p, static_cast<int64_t>(x.size()), tiles.p};
       ASSERT_EQ(quantize_q8(dx.p, xq, nullptr), cudaSuccess);
       std::vector<std::unique_ptr<SplitMatrix>> w;
       std::vector<std::unique_ptr<DeviceArray<float>>> y;
@@ -191,7 +201,7 @@ TEST(CudaKernels, FusedIntegerProductsMatchTheCpu) {
         ASSERT_EQ(cudaMemset(y[j]->p, 0xFF, y[j]->n * sizeof(float)), cudaSuccess);
         targets.m[targets.count++] = {w[j]->device.p, rows[j], y[j]->p};
       }
-      ASSERT_EQ(matvec_q8(t, cols, targets, xq, tokens, MatvecOutput::store, nullptr), cudaSuccess);
+      ASSERT_EQ(matvec_q8(t, cols, targets, xq, tokens, MatvecOutput::store, nullptr, kernel), cudaSuccess);
       for (int j = 0; j < 3; ++j)
         EXPECT_LT(rel_error(y[j]->get(), q8_reference(t, w[j]->file, rows[j], cols, xb, tokens)), 1e-5)
             << to_string(t) << " matrix " << j << ", " << tokens << " tokens";
@@ -202,12 +212,40 @@ TEST(CudaKernels, FusedIntegerProductsMatchTheCpu) {
       DeviceArray<float> upy(static_cast<size_t>(tokens * 21));
       pair.m[1] = {up.device.p, 21, upy.p};
       pair.count = 2;
-      ASSERT_EQ(matvec_q8(t, cols, pair, xq, tokens, MatvecOutput::swiglu, nullptr), cudaSuccess);
+      ASSERT_EQ(matvec_q8(t, cols, pair, xq, tokens, MatvecOutput::swiglu, nullptr, kernel), cudaSuccess);
       const std::vector<double> g = q8_reference(t, gate.file, 21, cols, xb, tokens), u = q8_reference(t, up.file, 21, cols, xb, tokens);
       std::vector<double> expect(g.size());
       for (size_t i = 0; i < g.size(); ++i) expect[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
       EXPECT_LT(rel_error(y[2]->get(), expect), 1e-5) << to_string(t) << " swiglu, " << tokens << " tokens";
       EXPECT_LT(rel_error(upy.get(), u), 1e-5) << to_string(t) << " swiglu's up, " << tokens << " tokens";
+    }
+  }
+}
+
+// Greedy tokens on the device: the first largest value of each row, as
+// std::max_element; rows with planted ties, -inf and a NaN.
+TEST(CudaKernels, ArgmaxRowsIsTheFirstLargestValue) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(17);
+  for (int64_t n : {1, 31, 1000, 128256}) {
+    const int64_t rows = 5;
+    std::vector<float> x = random_floats(static_cast<size_t>(rows * n), rng, 4.f);
+    if (n > 100) {
+      x[static_cast<size_t>(n + 10)] = x[static_cast<size_t>(n + 90)] = 50.f;    // row 1: a tie, the first wins
+      x[static_cast<size_t>(2 * n + 3)] = std::nanf("");                        // row 2: a NaN never wins
+      for (int64_t i = 3 * n; i < 4 * n; ++i) x[static_cast<size_t>(i)] = -INFINITY;  // row 3: all -inf: index 0
+      x[static_cast<size_t>(5 * n - 1)] = 60.f;                                  // row 4: the last element
+    }
+    DeviceArray<float> dx(x);
+    DeviceArray<int32_t> ids(static_cast<size_t>(rows));
+    ASSERT_EQ(argmax_rows(dx.p, rows, n, ids.p, nullptr), cudaSuccess);
+    const std::vector<int32_t> got = ids.get();
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = x.data() + r * n;
+      int64_t want = 0;  // max_element, skipping NaN
+      for (int64_t i = 1; i < n; ++i)
+        if (row[i] > row[want] || std::isnan(row[want])) want = i;
+      EXPECT_EQ(got[static_cast<size_t>(r)], want) << "row " << r << " of " << n;
     }
   }
 }

@@ -362,6 +362,43 @@ cudaError_t add_bias(float* x, const WeightVector& b, int64_t rows, cudaStream_t
   return cudaGetLastError();
 }
 
+// One block per row: each thread keeps the best of its strided share, then
+// the block reduces (value, index) pairs: larger value, or equal and lower index.
+constexpr int kArgmaxThreads = 1024;
+__device__ inline bool better(float v, int64_t i, float bv, int64_t bi) { return v > bv || (v == bv && i < bi); }
+__global__ void argmax_kernel(const float* __restrict__ x, int64_t n, int32_t* __restrict__ ids) {
+  __shared__ float sv[kArgmaxThreads / 32];
+  __shared__ int64_t si[kArgmaxThreads / 32];
+  const float* row = x + blockIdx.x * n;
+  float bv = -INFINITY;
+  int64_t bi = n;  // nothing yet: loses every comparison with a real index
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+    if (better(row[i], i, bv, bi)) bv = row[i], bi = i;
+  for (int off = 16; off > 0; off >>= 1) {
+    const float v = __shfl_xor_sync(0xffffffffu, bv, off);
+    const int64_t j = __shfl_xor_sync(0xffffffffu, bi, off);
+    if (better(v, j, bv, bi)) bv = v, bi = j;
+  }
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (lane == 0) sv[warp] = bv, si[warp] = bi;
+  __syncthreads();
+  if (warp != 0) return;
+  bv = lane < kArgmaxThreads / 32 ? sv[lane] : -INFINITY;
+  bi = lane < kArgmaxThreads / 32 ? si[lane] : n;
+  for (int off = 16; off > 0; off >>= 1) {
+    const float v = __shfl_xor_sync(0xffffffffu, bv, off);
+    const int64_t j = __shfl_xor_sync(0xffffffffu, bi, off);
+    if (better(v, j, bv, bi)) bv = v, bi = j;
+  }
+  if (lane == 0) ids[blockIdx.x] = static_cast<int32_t>(bi < n ? bi : 0);  // a row of NaN or -inf: the first
+}
+
+cudaError_t argmax_rows(const float* x, int64_t rows, int64_t n, int32_t* ids, cudaStream_t stream) {
+  check(x && ids && rows > 0 && n > 0 && rows < (int64_t{1} << 31) && n <= INT32_MAX, "argmax_rows: bad arguments");
+  argmax_kernel<<<static_cast<unsigned>(rows), kArgmaxThreads, 0, stream>>>(x, n, ids);
+  return cudaGetLastError();
+}
+
 cudaError_t add(float* x, const float* y, int64_t n, cudaStream_t stream) {
   check(x && y && n > 0, "add: bad arguments");
   add_kernel<<<grid_for(n), 256, 0, stream>>>(x, y, n);

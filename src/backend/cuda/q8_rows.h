@@ -19,6 +19,14 @@ struct Q8Rows {
   int8_t* q = nullptr;   // [n]
   float2* ds = nullptr;  // [n / 32]: (d, sum of the block's q)
   int64_t n = 0;         // values: rows * cols
+  // Scratch for the tensor-core products (quant_mma.cuh), which first copy
+  // q and ds into the order their fragments read: q8_tiles_bytes(rows,
+  // cols) bytes, 16-byte aligned. Without it, products use dp4a.
+  void* tiles = nullptr;
 };
+
+// The tensor-core order of `rows` rows of `cols` values: rows padded to
+// whole 8-row tiles, 32 bytes of q and a float2 per 32 values.
+inline int64_t q8_tiles_bytes(int64_t rows, int64_t cols) { return (rows + 7) / 8 * 8 * cols / 32 * 40; }
 
 }  // namespace umi::cuda

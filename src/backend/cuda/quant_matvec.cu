@@ -15,10 +15,12 @@
 
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "backend/cuda/quant_layout.h"
+#include "backend/cuda/quant_mma.cuh"
 #include "backend/cuda/q8_store.cuh"
 #include "backend/cuda/split_blocks.cuh"
 #include "core/error.h"
@@ -235,11 +237,59 @@ void launch_q8(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t t
   else matvec_q8_kernel<QB, 8, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
 }
 
+// Tensor cores: the activations into fragment order once, then up to 64
+// tokens a launch (n-tiles of 8 tokens rounded up to 1, 2, 4, 6 or 8 of
+// them), with as many 16-row groups per thread block (RW) as still leave
+// 200 thread blocks to run (a wave and a half on the H100's 132 SMs).
+template <int QB, int NT, MatvecOutput Out>
+void launch_mma_rw(const MatvecTargets& tg, int64_t bpr, const mma::Tiles& x, int n, cudaStream_t stream) {
+  auto tiles = [&](int64_t rw) {
+    int64_t count = 0;
+    for (int j = 0; j < (Out == MatvecOutput::swiglu ? 1 : tg.count); ++j) count += (tg.m[j].rows + 16 * rw - 1) / (16 * rw);
+    return count;
+  };
+  const dim3 block(32 * mma::kWarps);
+  if (tiles(4) >= 200) mma::matvec_kernel<QB, NT, 4, Out><<<static_cast<unsigned>(tiles(4)), block, 0, stream>>>(tg, bpr, x, n);
+  else if (tiles(2) >= 200) mma::matvec_kernel<QB, NT, 2, Out><<<static_cast<unsigned>(tiles(2)), block, 0, stream>>>(tg, bpr, x, n);
+  else mma::matvec_kernel<QB, NT, 1, Out><<<static_cast<unsigned>(tiles(1)), block, 0, stream>>>(tg, bpr, x, n);
+}
+
+template <int QB, MatvecOutput Out>
+void launch_mma(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, cudaStream_t stream) {
+  const int64_t bpr = cols / 32, ntt = (tokens + 7) / 8;
+  auto* tq = static_cast<uint2*>(x.tiles);
+  auto* tds = reinterpret_cast<float2*>(tq + bpr * ntt * 32);
+  const int64_t threads = bpr * ntt * 32;
+  mma::to_tiles_kernel<<<static_cast<unsigned>((threads + 255) / 256), 256, 0, stream>>>(x.q, x.ds, tokens, bpr, ntt, tq, tds);
+  for (int64_t t0 = 0; t0 < tokens; t0 += mma::kMaxTokens) {
+    const int n = static_cast<int>(std::min<int64_t>(mma::kMaxTokens, tokens - t0));
+    MatvecTargets part = tg;
+    for (int j = 0; j < part.count; ++j) {
+      part.m[j].y += t0 * part.m[j].rows;
+      if (part.m[j].also) part.m[j].also += t0 * part.m[j].rows;
+    }
+    const mma::Tiles xt{tq, reinterpret_cast<const float4*>(tds), ntt, t0 / 8};
+    const int tiles8 = (n + 7) / 8;
+    if (tiles8 == 1) launch_mma_rw<QB, 1, Out>(part, bpr, xt, n, stream);
+    else if (tiles8 == 2) launch_mma_rw<QB, 2, Out>(part, bpr, xt, n, stream);
+    else if (tiles8 <= 4) launch_mma_rw<QB, 4, Out>(part, bpr, xt, n, stream);
+    else if (tiles8 <= 6) launch_mma_rw<QB, 6, Out>(part, bpr, xt, n, stream);
+    else launch_mma_rw<QB, 8, Out>(part, bpr, xt, n, stream);
+  }
+}
+
+template <int QB, MatvecOutput Out>
+void launch_q8(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, bool tensor_cores, cudaStream_t stream) {
+  if (tensor_cores) launch_mma<QB, Out>(tg, cols, x, tokens, stream);
+  else launch_q8<QB, Out>(tg, cols, x, tokens, stream);
+}
+
 template <int QB>
-void launch_q8(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, MatvecOutput out, cudaStream_t stream) {
-  if (out == MatvecOutput::store) launch_q8<QB, MatvecOutput::store>(tg, cols, x, tokens, stream);
-  else if (out == MatvecOutput::accumulate) launch_q8<QB, MatvecOutput::accumulate>(tg, cols, x, tokens, stream);
-  else launch_q8<QB, MatvecOutput::swiglu>(tg, cols, x, tokens, stream);
+void launch_q8(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, MatvecOutput out, bool tensor_cores,
+               cudaStream_t stream) {
+  if (out == MatvecOutput::store) launch_q8<QB, MatvecOutput::store>(tg, cols, x, tokens, tensor_cores, stream);
+  else if (out == MatvecOutput::accumulate) launch_q8<QB, MatvecOutput::accumulate>(tg, cols, x, tokens, tensor_cores, stream);
+  else launch_q8<QB, MatvecOutput::swiglu>(tg, cols, x, tokens, tensor_cores, stream);
 }
 
 }  // namespace
@@ -281,7 +331,7 @@ cudaError_t quantize_q8(const float* x, const Q8Rows& out, cudaStream_t stream) 
 bool matvec_q8_supports(DType t) { return is_split_type(t); }
 
 cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, const Q8Rows& x, int64_t tokens,
-                      MatvecOutput out, cudaStream_t stream) {
+                      MatvecOutput out, cudaStream_t stream, MatvecKernel kernel) {
   const std::string name = "cuda matvec_q8: ";
   if (!matvec_q8_supports(dtype)) throw Error(name + "unsupported weight type " + std::string(to_string(dtype)));
   if (!x.q || !x.ds) throw Error(name + "null activations");
@@ -300,8 +350,14 @@ cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, c
   if (out == MatvecOutput::swiglu && targets.m[1].rows != targets.m[0].rows) throw Error(name + "gate and up differ in rows");
   if (rows > (int64_t{1} << 31) * kRowsPerBlock) throw Error(name + "too many rows");
   if (reinterpret_cast<uintptr_t>(x.q) % 16 != 0) throw Error(name + "quantized activations must be 16-byte aligned");
-  if (dtype == DType::Q8_0) launch_q8<32>(targets, cols, x, tokens, out, stream);
-  else launch_q8<16>(targets, cols, x, tokens, out, stream);
+  if (rows / mma::kRows + targets.count >= (int64_t{1} << 31) || cols > (int64_t{1} << 24))
+    throw Error(name + "too many rows or columns");
+  if (kernel == MatvecKernel::mma && !x.tiles) throw Error(name + "the tensor-core kernel needs the tiles scratch");
+  if (x.tiles && reinterpret_cast<uintptr_t>(x.tiles) % 16 != 0) throw Error(name + "the tiles scratch must be 16-byte aligned");
+  const bool tensor_cores =
+      kernel == MatvecKernel::mma || (kernel == MatvecKernel::automatic && tokens >= kMmaTokens && x.tiles);
+  if (dtype == DType::Q8_0) launch_q8<32>(targets, cols, x, tokens, out, tensor_cores, stream);
+  else launch_q8<16>(targets, cols, x, tokens, out, tensor_cores, stream);
   return cudaGetLastError();
 }
 

@@ -2,9 +2,11 @@
 // y[t][r] = row r of W . x[t].
 //
 // Q8_0 and Q4_0 (split layout, quant_layout.h) multiply q8-quantized
-// activations (q8_rows.h) with dp4a: 4 multiply-adds of int8 per
-// instruction, a block's 32 weights in one or two 128-bit loads. F16, BF16
-// and F32 weights (16-byte aligned) multiply f32 activations, one token.
+// activations (q8_rows.h) as integers: with dp4a (4 multiply-adds of int8
+// per instruction, a block's 32 weights in one or two 128-bit loads) for
+// the fewest tokens, on the int8 tensor cores (mma.sync, quant_mma.cuh)
+// from kMmaTokens on. F16, BF16 and F32 weights (16-byte aligned) multiply
+// f32 activations, one token.
 //
 // Launchers check their inputs (throwing umi::Error that names the problem),
 // enqueue on `stream` and return the launch's error code; they do not
@@ -53,8 +55,13 @@ struct MatvecTargets {
   int count = 0;
 };
 enum class MatvecOutput { store, accumulate, swiglu };
+// Which kernel runs: by the token count (automatic: the tensor cores from
+// kMmaTokens when x.tiles is given), or the one named (benchmarks and tests
+// compare them; the tensor cores need x.tiles).
+enum class MatvecKernel { automatic, dp4a, mma };
+constexpr int64_t kMmaTokens = 4;  // measured: from 4 tokens the tensor cores are faster (PERFORMANCE.md)
 cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, const Q8Rows& x, int64_t tokens,
-                      MatvecOutput out, cudaStream_t stream);
+                      MatvecOutput out, cudaStream_t stream, MatvecKernel kernel = MatvecKernel::automatic);
 
 // F16, BF16, F32: y [w.rows] = W x, one token of f32 activations.
 bool matvec_supports(DType t);
