@@ -93,11 +93,19 @@ void Model::forward(std::span<const ForwardItem> items) {
   }
 
   // logits[i] = rmsnorm(x[last token of item i]) Wout^T               [items with outputs, V]
-  // Consecutive last tokens (a decode step: one token per item) are one
-  // norm, and outputs bound for consecutive host rows one read.
+  const int64_t rows = norm_outputs(items, x, xn);
+  if (rows == 0) return;
+  float* logits = logits_.as<float>();  // [rows, V]
+  b.matmul(w_.output, xn, rows, logits);
+  copy_outputs(items, logits);
+}
+
+// Consecutive last tokens (a decode step: one token per item) are one norm.
+int64_t Model::norm_outputs(std::span<const ForwardItem> items, const float* x, float* xn) {
+  const int64_t d = config_.hidden_size;
   int64_t rows = 0, end = 0, run_x = 0, run_rows = 0;
   auto norm_run = [&] {
-    if (run_rows > 0) b.rms_norm(x + run_x * d, w_.final_norm, run_rows, xn + (rows - run_rows) * d);
+    if (run_rows > 0) backend_->rms_norm(x + run_x * d, w_.final_norm, run_rows, xn + (rows - run_rows) * d);
     run_rows = 0;
   };
   for (const ForwardItem& it : items) {
@@ -108,18 +116,19 @@ void Model::forward(std::span<const ForwardItem> items) {
     ++run_rows, ++rows;
   }
   norm_run();
-  if (rows == 0) return;
-  float* logits = logits_.as<float>();  // [rows, V]
-  b.matmul(w_.output, xn, rows, logits);
-  // Rows to the host (logits) or their argmax (token), a run of rows with
-  // consecutive destinations at a time.
-  const int64_t V = c.vocab_size;
+  return rows;
+}
+
+// Rows to the host (logits) or their argmax (token), a run of rows with
+// consecutive destinations at a time (the engine's rows are one buffer).
+void Model::copy_outputs(std::span<const ForwardItem> items, const float* logits) {
+  const int64_t V = config_.vocab_size;
   int64_t row = 0, first = 0, count = 0;
   float* dest = nullptr;
   int32_t* dest_token = nullptr;
   auto flush = [&] {
-    if (count > 0 && dest) b.read(logits + first * V, count * V, dest);
-    if (count > 0 && dest_token) b.argmax(logits + first * V, count, V, dest_token);
+    if (count > 0 && dest) backend_->read(logits + first * V, count * V, dest);
+    if (count > 0 && dest_token) backend_->argmax(logits + first * V, count, V, dest_token);
     count = 0;
   };
   for (const ForwardItem& it : items) {

@@ -67,6 +67,11 @@ class Model {
 
  private:
   void plan_pass(std::span<const ForwardItem> items);
+  // The final RMSNorm of each item's last token into xn's first rows, and
+  // those rows' logits (or argmax) to where each item asked; consecutive
+  // rows are one call each. Returns the rows with outputs.
+  int64_t norm_outputs(std::span<const ForwardItem> items, const float* x, float* xn);
+  void copy_outputs(std::span<const ForwardItem> items, const float* logits);
 
   Pool& pool_;
   ModelOptions options_;

@@ -309,7 +309,7 @@ void CudaBackend::begin_pass(const PassTokens& pass) {
   attn_positions_ = 256;
   while (attn_positions_ <= max_position) attn_positions_ *= 2;
   // Few-token passes (decode) are recorded as CUDA graphs, one per shape,
-  // and replayed: the GPU runs the ~450 kernels of a step back to back and
+  // and replayed: the GPU runs the ~330 kernels of a step back to back and
   // the CPU neither launches nor captures them again. Prefill passes run
   // as launched (their kernels are long; their shapes rarely repeat).
   signature_ = 0;
@@ -528,10 +528,16 @@ void CudaBackend::add(float* x, const float* y, int64_t n) {
   ok(cuda::add(x, y, n, stream_), "add");
 }
 
-void CudaBackend::read(const float* src, int64_t n, float* host) {
+// Before results go to the host: the pending products launched, the pass's
+// graph run.
+void CudaBackend::end_pass() {
   flush_pending();
   q8_source_ = nullptr;
   finish_pass();
+}
+
+void CudaBackend::read(const float* src, int64_t n, float* host) {
+  end_pass();
   ok(cudaMemcpyAsync(host, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToHost, stream_), "read");
   ok(cudaStreamSynchronize(stream_), "read");
 }
@@ -539,9 +545,7 @@ void CudaBackend::read(const float* src, int64_t n, float* host) {
 // Greedy decoding: only the rows' token ids cross to the host (4 bytes a
 // row instead of the 513 KB of a Llama-3 row of logits).
 void CudaBackend::argmax(const float* src, int64_t rows, int64_t n, int32_t* host) {
-  flush_pending();
-  q8_source_ = nullptr;
-  finish_pass();
+  end_pass();
   const size_t bytes = static_cast<size_t>(rows) * sizeof(int32_t);
   if (argmax_ids_.size() < bytes) argmax_ids_ = device_pool_->allocate(std::max<size_t>(bytes, 1024), MemoryUse::activations, "greedy tokens");
   ok(argmax_rows(src, rows, n, argmax_ids_.as<int32_t>(), stream_), "argmax");

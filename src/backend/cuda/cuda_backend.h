@@ -75,6 +75,7 @@ class CudaBackend final : public Backend {
   HeadShape head_shape() const;
   Q8Rows q8_rows(int64_t n) const;
   void finish_pass();  // runs the pass's recorded graph (captured or replayed)
+  void end_pass();     // flush_pending() and finish_pass(): before a read
   bool record(std::initializer_list<uint64_t> call);
   void flush_pending(MatvecOutput out = MatvecOutput::store, float* y = nullptr);
   void matmul_tensor_cores(const MatrixView& w, const float* x, int64_t rows, float* y);

@@ -350,8 +350,9 @@ cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, c
   if (out == MatvecOutput::swiglu && targets.m[1].rows != targets.m[0].rows) throw Error(name + "gate and up differ in rows");
   if (rows > (int64_t{1} << 31) * kRowsPerBlock) throw Error(name + "too many rows");
   if (reinterpret_cast<uintptr_t>(x.q) % 16 != 0) throw Error(name + "quantized activations must be 16-byte aligned");
-  if (rows / mma::kRows + targets.count >= (int64_t{1} << 31) || cols > (int64_t{1} << 24))
-    throw Error(name + "too many rows or columns");
+  // The fragment-order copy runs a thread per 4 bytes of B: its grid bounds columns times tokens.
+  if (cols > (int64_t{1} << 24) || cols / 32 * ((tokens + 7) / 8) / 8 >= (int64_t{1} << 31))
+    throw Error(name + "too many columns or tokens");
   if (kernel == MatvecKernel::mma && !x.tiles) throw Error(name + "the tensor-core kernel needs the tiles scratch");
   if (x.tiles && reinterpret_cast<uintptr_t>(x.tiles) % 16 != 0) throw Error(name + "the tiles scratch must be 16-byte aligned");
   const bool tensor_cores =

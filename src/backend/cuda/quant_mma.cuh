@@ -35,7 +35,7 @@
 namespace umi::cuda::mma {
 
 constexpr int kWarps = 8;
-constexpr int kRows = 16;          // rows per thread block
+constexpr int kRows = 16;          // rows per group (a thread block takes 1, 2 or 4 groups)
 constexpr int kMaxTokens = 64;     // tokens per launch: 8 n-tiles
 
 __device__ inline uint32_t ld32(const void* p) { return __ldg(static_cast<const uint32_t*>(p)); }
