@@ -185,7 +185,6 @@ int main(int argc, char** argv) {
   const Shape shapes[] = {{4096, 4096}, {1024, 4096}, {14336, 4096}, {4096, 14336}, {128256, 4096}, {7, 64}, {1001, 96}};
   for (umi::DType t : {umi::DType::Q8_0, umi::DType::Q4_0, umi::DType::BF16, umi::DType::F16})
     for (Shape s : shapes) failures += run(t, s, 1, reps, rng);
-  // Small batches (several decode streams): each weight load serves every token.
   // Small batches (several decode streams) on both integer kernels: each weight load serves every token.
   using umi::cuda::MatvecKernel;
   for (umi::DType t : {umi::DType::Q8_0, umi::DType::Q4_0})

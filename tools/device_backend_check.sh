@@ -17,6 +17,9 @@ if [[ ${1:-} == --prepare ]]; then
   for b in $B/src/umi $B/tests/umi_tests $B/bench/umi_make_random_model; do ldd "$b"; done | awk '/=>/ {print $3}' |
     sort -u | grep -v -E "libc\.so|libm\.so|libstdc\+\+|libgcc_s|ld-linux|libdl\.so|libpthread|librt\.so|/usr/local/cuda" | xargs -I{} cp -L {} build/devlibs/
   cp ../shared/data/tokenizers/llama3/* build/tok-llama3/
+  # The kernel tracer (the `trace` step) and the CUPTI it links.
+  g++ -O2 -shared -fPIC -I/usr/local/cuda/include tools/kernel_trace/kernel_trace.cpp -L/usr/local/cuda/lib -lcupti \
+    -o build/devlibs/libkernel_trace.so && cp -L /usr/local/cuda/lib/libcupti.so.13 build/devlibs/
   exit 0
 fi
 export LD_LIBRARY_PATH=$PWD/build/devlibs:/usr/local/cuda/lib64:/usr/local/cuda/lib
@@ -97,6 +100,30 @@ print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den
     [[ -n ${BF16:-} ]] && { bench $dir 16 64; bench $dir 512 1; }  # bf16 safetensors
     # A long prompt in chunks: time to first token, the pool's peak and its largest single buffer.
     [[ -n ${LONG:-} ]] && NO_WARMUP=1 BENCH_TIMEOUT=${LONG_TIMEOUT:-480} bench /tmp/llama8b-q4_0.gguf "$LONG" 1
+    ;;
+  trace)
+    echo "== where decode time goes: every kernel of the decode steps, timed on the GPU (CUPTI; needs the 8b step's files)"
+    for m in ${TRACE_MODELS:-q4_0}; do
+      f=/tmp/llama8b-$m.gguf; [[ $m == bf16 ]] && f=/tmp/llama8b
+      [[ -e $f ]] || { echo "no $f: run the 8b step first"; continue; }
+      for c in ${TRACE_CONTEXT:-16}; do
+        CUDA_INJECTION64_PATH=$PWD/build/devlibs/libkernel_trace.so KERNEL_TRACE_FILE=/tmp/trace.csv \
+          timeout 300 $umi bench -m $f --device cuda --scenario decode --streams 1 --prompt-tokens $c --gen-tokens 32 \
+          --no-warmup > /tmp/trace-bench.log 2>&1 || { echo "traced bench failed:"; tail -3 /tmp/trace-bench.log; }
+        grep '"scenario"' /tmp/trace-bench.log | cut -c1-200
+        python3 tools/kernel_trace/summarize.py /tmp/trace.csv | tee "$OUT/trace-$m-$c.txt"
+        gzip -c /tmp/trace.csv > "$OUT/trace-$m-$c.csv.gz"
+      done
+    done
+    ;;
+  ncu)
+    echo "== Nsight Compute on the batch-1 integer products (umi_cuda_matvec's first shapes)"
+    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+    [[ -n $ncu ]] || { echo "no ncu here"; continue; }
+    timeout 300 $ncu --clock-control none -k regex:"${NCU_KERNEL:-matvec_q8_kernel}" --launch-skip ${NCU_SKIP:-5} --launch-count ${NCU_COUNT:-4} \
+      --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats --section LaunchStats \
+      $B/bench/umi_cuda_matvec 5 > "$OUT/ncu.txt" 2>&1
+    grep -E "matvec|Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Grid Size|Stall|Warp Cycles Per Issued|L1/TEX Hit|L2 Hit" "$OUT/ncu.txt" | head -60
     ;;
   profile)
     echo "== where decode time goes: nsys kernel summary of 64 Q4_0 decode steps (needs the 8b step's file)"

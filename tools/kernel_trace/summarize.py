@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""Where a decode step's time goes, from kernel_trace.cpp's CSV.
+
+A step is the run of kernels ending with an argmax (greedy decode) -- or, with
+--marker NAME, with that kernel. Only steps with the most common kernel count
+are kept (decode steps; the prefill and warm-up differ). Prints per kernel
+name: launches per step, mean time, share of the step, and the mean idle gap
+before it (the GPU waiting for the next kernel to start)."""
+import argparse
+import collections
+import csv
+import statistics
+
+ap = argparse.ArgumentParser()
+ap.add_argument("csv")
+ap.add_argument("--marker", default="argmax")
+ap.add_argument("--top", type=int, default=25)
+args = ap.parse_args()
+
+rows = []
+with open(args.csv) as f:
+    for r in csv.reader(f):
+        if len(r) >= 6:
+            rows.append((int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), ",".join(r[5:])))
+rows.sort()
+steps, cur = [], []
+for r in rows:
+    cur.append(r)
+    if args.marker in r[5]:
+        steps.append(cur)
+        cur = []
+if not steps:
+    raise SystemExit("no kernel named like %r: nothing to split into steps" % args.marker)
+mode = collections.Counter(len(s) for s in steps).most_common(1)[0][0]
+steps = [s for s in steps if len(s) == mode][1:]  # the first step of a run may still be warming up
+if not steps:
+    raise SystemExit("fewer than two steps of %d kernels" % mode)
+spans = [s[-1][1] - s[0][0] for s in steps]
+busy = [sum(e - b for b, e, *_ in s) for s in steps]
+print("%d steps of %d kernels; step span median %.1f us (%.1f tok/s if back to back), kernel time %.1f us, idle between kernels %.1f us"
+      % (len(steps), mode, statistics.median(spans) / 1e3, 1e9 / statistics.median(spans),
+         statistics.median(busy) / 1e3, (statistics.median(spans) - statistics.median(busy)) / 1e3))
+between = [steps[i + 1][0][0] - steps[i][-1][1] for i in range(len(steps) - 1)]
+if between:
+    print("gap between steps (host work: sampling, the next launch) median %.1f us" % (statistics.median(between) / 1e3))
+per = collections.defaultdict(lambda: [0, 0, 0, 0])  # launches, time, gap before, threads
+for s in steps:
+    prev_end = None
+    for b, e, g, grid, block, name in s:
+        p = per["%s [%d]" % (name, grid)]
+        p[0] += 1
+        p[1] += e - b
+        p[2] += (b - prev_end) if prev_end is not None else 0
+        p[3] = grid * block
+        prev_end = e
+n = len(steps)
+step_us = statistics.median(spans) / 1e3
+print("%-70s %6s %9s %9s %6s %9s" % ("kernel", "/step", "mean us", "us/step", "share", "gap us"))
+for name, (c, t, gap, _) in sorted(per.items(), key=lambda kv: -kv[1][1])[: args.top]:
+    print("%-70s %6.0f %9.2f %9.1f %5.1f%% %9.2f" % (name[:70], c / n, t / c / 1e3, t / n / 1e3, 100 * t / n / 1e3 / step_us, gap / c / 1e3))
