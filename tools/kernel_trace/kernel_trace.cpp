@@ -8,7 +8,8 @@
 //   python3 tools/kernel_trace/summarize.py /tmp/k.csv
 //
 // Each line of the CSV: start_ns,end_ns,graph_id,grid_blocks,block_threads,name
-// (names demangled and cut to their function part). The CUDA runtime loads
+// (names demangled and cut to their function part); CUDA runtime calls on
+// the host as start_ns,end_ns,0,-1,0,rt:NAME on the same clock. The CUDA runtime loads
 // the library through CUDA_INJECTION64_PATH and calls InitializeInjection;
 // records are written when CUPTI hands back a full buffer and at exit.
 #include <cupti.h>
@@ -48,10 +49,9 @@ std::string short_name(const char* mangled) {
     else if (s[i] == '(' && depth == 0 && i > 0 && s.compare(i, 11, "(anonymous ") != 0) { args = i; break; }
   }
   if (args != std::string::npos) s.resize(args);
-  const size_t space = s.rfind(' ', s.find('<') == std::string::npos ? s.size() : s.find('<'));
-  if (space != std::string::npos && s.compare(0, 5, "void ") == 0) s = s.substr(space + 1);
   for (const char* ns : {"umi::cuda::(anonymous namespace)::", "umi::cuda::", "(anonymous namespace)::"})
     for (size_t p; (p = s.find(ns)) != std::string::npos;) s.erase(p, std::strlen(ns));
+  if (s.compare(0, 5, "void ") == 0) s.erase(0, 5);
   for (char& c : s)
     if (c == ',') c = ';';
   return s;
@@ -68,6 +68,15 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
   std::lock_guard<std::mutex> lock(t.mutex);
   CUpti_Activity* record = nullptr;
   while (cuptiActivityGetNextRecord(buffer, valid, &record) == CUPTI_SUCCESS) {
+    if (record->kind == CUPTI_ACTIVITY_KIND_RUNTIME) {
+      const auto* a = reinterpret_cast<const CUpti_ActivityAPI*>(record);
+      const char* name = nullptr;
+      if (cuptiGetCallbackName(CUPTI_CB_DOMAIN_RUNTIME_API, a->cbid, &name) != CUPTI_SUCCESS || !name) name = "?";
+      if (t.out)
+        std::fprintf(t.out, "%llu,%llu,0,-1,0,rt:%s\n", static_cast<unsigned long long>(a->start),
+                     static_cast<unsigned long long>(a->end), name);
+      continue;
+    }
     if (record->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL && record->kind != CUPTI_ACTIVITY_KIND_KERNEL) continue;
     const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
     auto it = t.names.find(k->name);
@@ -99,7 +108,8 @@ extern "C" int InitializeInjection() {
     return 0;
   }
   if (cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed) != CUPTI_SUCCESS ||
-      cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) != CUPTI_SUCCESS) {
+      cuptiActivityEnable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) != CUPTI_SUCCESS ||
+      cuptiActivityEnable(CUPTI_ACTIVITY_KIND_RUNTIME) != CUPTI_SUCCESS) {
     std::fprintf(stderr, "kernel_trace: CUPTI refused the kernel activity\n");
     return 0;
   }

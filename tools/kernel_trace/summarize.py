@@ -1,32 +1,39 @@
 #!/usr/bin/env python3
 """Where a decode step's time goes, from kernel_trace.cpp's CSV.
 
-A step is the run of kernels ending with an argmax (greedy decode) -- or, with
---marker NAME, with that kernel. Only steps with the most common kernel count
+A step is the run of kernels ending with the argmax (greedy decode) -- or,
+with --marker REGEX, with that kernel. Only steps with the most common kernel count
 are kept (decode steps; the prefill and warm-up differ). Prints per kernel
 name: launches per step, mean time, share of the step, and the mean idle gap
 before it (the GPU waiting for the next kernel to start)."""
 import argparse
 import collections
 import csv
+import gzip
+import re
 import statistics
 
 ap = argparse.ArgumentParser()
 ap.add_argument("csv")
-ap.add_argument("--marker", default="argmax")
+ap.add_argument("--marker", default=r"argmax_pick|argmax_kernel", help="regex of the step's last kernel")
 ap.add_argument("--top", type=int, default=25)
 args = ap.parse_args()
 
-rows = []
-with open(args.csv) as f:
+rows, api = [], []
+opener = gzip.open if args.csv.endswith(".gz") else open
+with opener(args.csv, "rt") as f:
     for r in csv.reader(f):
-        if len(r) >= 6:
-            rows.append((int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), ",".join(r[5:])))
+        if len(r) < 6:
+            continue
+        name = ",".join(r[5:]).replace("namespace)::", "")  # traces of the first tracer version
+        row = (int(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4]), name)
+        (api if row[3] < 0 else rows).append(row)
 rows.sort()
+api.sort()
 steps, cur = [], []
 for r in rows:
     cur.append(r)
-    if args.marker in r[5]:
+    if re.search(args.marker, r[5]):
         steps.append(cur)
         cur = []
 if not steps:
@@ -43,6 +50,18 @@ print("%d steps of %d kernels; step span median %.1f us (%.1f tok/s if back to b
 between = [steps[i + 1][0][0] - steps[i][-1][1] for i in range(len(steps) - 1)]
 if between:
     print("gap between steps (host work: sampling, the next launch) median %.1f us" % (statistics.median(between) / 1e3))
+    # The runtime calls in each gap, relative to the end of the step's last kernel.
+    calls = collections.defaultdict(list)
+    for i in range(len(steps) - 1):
+        g0, g1 = steps[i][-1][1], steps[i + 1][0][0]
+        for b, e, _, _, _, name in api:
+            if b >= g0 - 200000 and b < g1:
+                calls[name].append((b - g0, e - b))
+    if calls:
+        print("runtime calls around the gap (median start after the last kernel's end, median duration, calls per gap):")
+        for name, v in sorted(calls.items(), key=lambda kv: statistics.median([x[0] for x in kv[1]])):
+            print("  %-40s start %+8.1f us  takes %8.1f us  x%.1f" % (name, statistics.median([x[0] for x in v]) / 1e3,
+                  statistics.median([x[1] for x in v]) / 1e3, len(v) / (len(steps) - 1)))
 per = collections.defaultdict(lambda: [0, 0, 0, 0])  # launches, time, gap before, threads
 for s in steps:
     prev_end = None

@@ -126,7 +126,12 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
       const KvRow row = kv_row(p, t0, key, layer, kv_dim, sizeof(KV));
       const KV* kr = reinterpret_cast<const KV*>(row.k) + kvh * hd;
       my_v = reinterpret_cast<unsigned long long>(reinterpret_cast<const KV*>(row.v) + kvh * hd);
-      for (int d = 0; d < hd; d += 8) {
+      // Unrolled to the largest head_dim of this E, so that the row's
+      // 16-byte loads are all in flight at once: with hd a run-time bound
+      // they went one after another (20 us a layer for 16 keys).
+#pragma unroll
+      for (int d = 0; d < 32 * E; d += 8) {
+        if (d >= hd) break;
         float k8[8];
         load_kv<8>(kr + d, k8);
 #pragma unroll
@@ -153,13 +158,15 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
       tile_p[r * 32 + lane] = pr;
     }
     __syncwarp();
-    // Eight V rows' loads in flight before their sums: one at a time, each
-    // waited its full latency (32 in a row per tile).
+    // VB V rows' loads in flight before their sums: one at a time, each
+    // waited its full latency (32 in a row per tile). Sixteen when the
+    // block has few rows (decode), whose sums leave the registers free.
+    constexpr int VB = R <= 4 ? 16 : 8;
     const int n = k1 - tile < 32 ? static_cast<int>(k1 - tile) : 32;
-    for (int j0 = 0; j0 < n; j0 += 8) {
-      float v[8][E];
+    for (int j0 = 0; j0 < n; j0 += VB) {
+      float v[VB][E];
 #pragma unroll
-      for (int u = 0; u < 8; ++u) {
+      for (int u = 0; u < VB; ++u) {
         const KV* vr = reinterpret_cast<const KV*>(__shfl_sync(0xffffffffu, my_v, j0 + u));
         if (owns && j0 + u < n) load_kv<E>(vr + lane * E, v[u]);
         else
@@ -167,7 +174,7 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
           for (int e = 0; e < E; ++e) v[u][e] = 0.f;
       }
 #pragma unroll
-      for (int u = 0; u < 8; ++u) {
+      for (int u = 0; u < VB; ++u) {
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           if (r >= rows) break;
@@ -232,25 +239,45 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
 }
 
 // Merges the splits of each (token, head): flash-decoding's second step.
-__global__ void attention_merge_kernel(const float* partial, int splits, int n_heads, int hd, float* out) {
+// Each split's weight exp(m_i - M) once, in shared memory; then each thread
+// sums one output dimension over the splits, eight loads in flight (the
+// first version recomputed the weights per dimension and split, one load at
+// a time: 40 us a layer at 32K keys, 128 splits).
+constexpr int kMergeThreads = 128;
+constexpr int kMaxSplits = 1024;
+__global__ void __launch_bounds__(kMergeThreads) attention_merge_kernel(const float* partial, int splits, int n_heads, int hd,
+                                                                        float* out) {
+  __shared__ float wgt[kMaxSplits];
+  __shared__ float red[kMergeThreads / 32];
   const int64_t t = blockIdx.x;
   const int h = blockIdx.y;
   const float* recs = partial + (t * n_heads + h) * static_cast<int64_t>(splits) * (hd + 2);
   float M = -INFINITY;
-  for (int i = 0; i < splits; ++i)
+  for (int i = threadIdx.x; i < splits; i += blockDim.x)
     if (recs[i * (hd + 2) + 1] > 0.f) M = fmaxf(M, recs[i * (hd + 2)]);
+  M = warp_max(M);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = M;
+  __syncthreads();
+  M = -INFINITY;
+  for (int w = 0; w < kMergeThreads / 32; ++w) M = fmaxf(M, red[w]);
+  __syncthreads();  // red is reused for the denominator
   float L = 0.f;
-  for (int i = 0; i < splits; ++i) {
+  for (int i = threadIdx.x; i < splits; i += blockDim.x) {
     const float* r = recs + i * (hd + 2);
-    if (r[1] > 0.f) L += r[1] * __expf(r[0] - M);
+    const float wi = r[1] > 0.f ? __expf(r[0] - M) : 0.f;
+    wgt[i] = wi;
+    L += r[1] * wi;
   }
+  L = warp_add(L);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = L;
+  __syncthreads();
+  L = 0.f;
+  for (int w = 0; w < kMergeThreads / 32; ++w) L += red[w];
   float* o = out + (t * n_heads + h) * hd;
   for (int j = threadIdx.x; j < hd; j += blockDim.x) {
     float v = 0.f;
-    for (int i = 0; i < splits; ++i) {
-      const float* r = recs + i * (hd + 2);
-      if (r[1] > 0.f) v += r[2 + j] * __expf(r[0] - M);
-    }
+#pragma unroll 8
+    for (int i = 0; i < splits; ++i) v += recs[i * (hd + 2) + 2 + j] * wgt[i];
     o[j] = v / L;
   }
 }
@@ -272,13 +299,24 @@ void launch(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const f
   attention_kernel<KV, E, R><<<grid, 32 * kWarps, smem, stream>>>(p, s, hpc, layer, q, out, per_split, partial);
 }
 
+// R, the rows a block holds, fits the pass: decode passes (one token per
+// group) hold only the group's q heads, and fewer rows leave registers for
+// more loads in flight.
+template <typename KV, int E, int RMax>
+void launch_for_rows(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const float* q, float* out,
+                     int64_t per_split, float* partial, dim3 grid, int rows, cudaStream_t stream) {
+  if (rows <= 4) launch<KV, E, 4>(p, s, hpc, layer, q, out, per_split, partial, grid, stream);
+  else if (rows <= 8 || RMax == 8) launch<KV, E, 8>(p, s, hpc, layer, q, out, per_split, partial, grid, stream);
+  else launch<KV, E, RMax>(p, s, hpc, layer, q, out, per_split, partial, grid, stream);
+}
+
 template <typename KV>
 void launch_for_dim(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const float* q, float* out,
-                    int64_t per_split, float* partial, dim3 grid, cudaStream_t stream) {
-  if (s.head_dim <= 32) launch<KV, 1, 16>(p, s, hpc, layer, q, out, per_split, partial, grid, stream);
-  else if (s.head_dim <= 64) launch<KV, 2, 16>(p, s, hpc, layer, q, out, per_split, partial, grid, stream);
-  else if (s.head_dim <= 128) launch<KV, 4, 16>(p, s, hpc, layer, q, out, per_split, partial, grid, stream);
-  else launch<KV, 8, 8>(p, s, hpc, layer, q, out, per_split, partial, grid, stream);
+                    int64_t per_split, float* partial, dim3 grid, int rows, cudaStream_t stream) {
+  if (s.head_dim <= 32) launch_for_rows<KV, 1, 16>(p, s, hpc, layer, q, out, per_split, partial, grid, rows, stream);
+  else if (s.head_dim <= 64) launch_for_rows<KV, 2, 16>(p, s, hpc, layer, q, out, per_split, partial, grid, rows, stream);
+  else if (s.head_dim <= 128) launch_for_rows<KV, 4, 16>(p, s, hpc, layer, q, out, per_split, partial, grid, rows, stream);
+  else launch_for_rows<KV, 8, 8>(p, s, hpc, layer, q, out, per_split, partial, grid, rows, stream);
 }
 
 size_t partial_floats_for(int64_t tokens, int n_heads, int head_dim, int64_t splits) {
@@ -305,12 +343,14 @@ cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer,
   int64_t splits = std::min<int64_t>((max_position + 256) / 256, std::max<int64_t>(1, 1024 / blocks));
   while (splits > 1 && (!partial || partial_floats_for(pass.tokens, shape.n_heads, shape.head_dim, splits) > partial_floats))
     --splits;
-  splits = std::max<int64_t>(1, std::min<int64_t>(splits, 65535));
+  splits = std::max<int64_t>(1, std::min<int64_t>(splits, kMaxSplits));  // the merge keeps a weight per split
   const int64_t per_split = (max_position + splits) / splits;  // ceil((max_position + 1) / splits)
   const dim3 grid(static_cast<unsigned>(pass.n_groups), static_cast<unsigned>(shape.n_heads / hpc), static_cast<unsigned>(splits));
   float* part = splits > 1 ? partial : nullptr;
-  if (pass.kv_dtype == DType::F16) launch_for_dim<__half>(pass, shape, hpc, layer, q, out, per_split, part, grid, stream);
-  else launch_for_dim<float>(pass, shape, hpc, layer, q, out, per_split, part, grid, stream);
+  // Rows per block: the group's q heads times its tokens (one each when every group is one token).
+  const int rows = hpc * (pass.n_groups == pass.tokens ? 1 : attention_tokens_per_group(shape));
+  if (pass.kv_dtype == DType::F16) launch_for_dim<__half>(pass, shape, hpc, layer, q, out, per_split, part, grid, rows, stream);
+  else launch_for_dim<float>(pass, shape, hpc, layer, q, out, per_split, part, grid, rows, stream);
   if (splits > 1) {
     const dim3 merge_grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads));
     attention_merge_kernel<<<merge_grid, 128, 0, stream>>>(partial, static_cast<int>(splits), shape.n_heads, shape.head_dim, out);

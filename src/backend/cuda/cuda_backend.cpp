@@ -546,9 +546,11 @@ void CudaBackend::read(const float* src, int64_t n, float* host) {
 // row instead of the 513 KB of a Llama-3 row of logits).
 void CudaBackend::argmax(const float* src, int64_t rows, int64_t n, int32_t* host) {
   end_pass();
-  const size_t bytes = static_cast<size_t>(rows) * sizeof(int32_t);
-  if (argmax_ids_.size() < bytes) argmax_ids_ = device_pool_->allocate(std::max<size_t>(bytes, 1024), MemoryUse::activations, "greedy tokens");
-  ok(argmax_rows(src, rows, n, argmax_ids_.as<int32_t>(), stream_), "argmax");
+  const size_t bytes = static_cast<size_t>(rows) * sizeof(int32_t), at_scratch = (bytes + 15) / 16 * 16,
+               need = at_scratch + argmax_scratch_bytes(rows, n);
+  if (argmax_ids_.size() < need) argmax_ids_ = device_pool_->allocate(std::max<size_t>(need, 4096), MemoryUse::activations, "greedy tokens");
+  ok(argmax_rows(src, rows, n, argmax_ids_.as<int32_t>(), argmax_ids_.as<std::byte>() + at_scratch, need - at_scratch, stream_),
+     "argmax");
   ok(cudaMemcpyAsync(host, argmax_ids_.data(), bytes, cudaMemcpyDeviceToHost, stream_), "argmax read");
   ok(cudaStreamSynchronize(stream_), "argmax read");
 }

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "backend/cuda/ops.h"
 #include "backend/cuda/quant_layout.h"
 #include "backend/cuda/quant_matvec.h"
+#include "core/error.h"
 
 namespace umi::cuda {
 namespace {
@@ -227,7 +229,7 @@ TEST(CudaKernels, FusedIntegerProductsMatchTheCpu) {
 TEST(CudaKernels, ArgmaxRowsIsTheFirstLargestValue) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(17);
-  for (int64_t n : {1, 31, 1000, 128256}) {
+  for (int64_t n : {1, 31, 1000, 2049, 128256, 300001}) {
     const int64_t rows = 5;
     std::vector<float> x = random_floats(static_cast<size_t>(rows * n), rng, 4.f);
     if (n > 100) {
@@ -235,10 +237,13 @@ TEST(CudaKernels, ArgmaxRowsIsTheFirstLargestValue) {
       x[static_cast<size_t>(2 * n + 3)] = std::nanf("");                        // row 2: a NaN never wins
       for (int64_t i = 3 * n; i < 4 * n; ++i) x[static_cast<size_t>(i)] = -INFINITY;  // row 3: all -inf: index 0
       x[static_cast<size_t>(5 * n - 1)] = 60.f;                                  // row 4: the last element
+      x[5] = x[static_cast<size_t>(n - 3)] = 70.f;  // row 0: a tie across slices of the row, the first wins
     }
     DeviceArray<float> dx(x);
     DeviceArray<int32_t> ids(static_cast<size_t>(rows));
-    ASSERT_EQ(argmax_rows(dx.p, rows, n, ids.p, nullptr), cudaSuccess);
+    DeviceArray<std::byte> scratch(argmax_scratch_bytes(rows, n));
+    EXPECT_THROW(argmax_rows(dx.p, rows, n, ids.p, scratch.p, scratch.n - 1, nullptr), Error);
+    ASSERT_EQ(argmax_rows(dx.p, rows, n, ids.p, scratch.p, scratch.n, nullptr), cudaSuccess);
     const std::vector<int32_t> got = ids.get();
     for (int64_t r = 0; r < rows; ++r) {
       const float* row = x.data() + r * n;
@@ -246,6 +251,60 @@ TEST(CudaKernels, ArgmaxRowsIsTheFirstLargestValue) {
       for (int64_t i = 1; i < n; ++i)
         if (row[i] > row[want] || std::isnan(row[want])) want = i;
       EXPECT_EQ(got[static_cast<size_t>(r)], want) << "row " << r << " of " << n;
+    }
+  }
+}
+
+// RMSNorm for row widths on both kernels (the vectorised one: widths a
+// multiple of 4 up to 16384; the scalar one otherwise), f32 and bf16
+// weights, against a double reference; the q8 output is the CPU's quantizer
+// applied to the kernel's own float output, bit for bit.
+TEST(CudaKernels, RmsNormMatchesADoubleReferenceAndQuantizesItsOwnOutput) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(23);
+  for (int64_t n : {32, 96, 100, 896, 4096, 14336, 20000, 30}) {
+    for (DType wt : {DType::F32, DType::BF16}) {
+      const int64_t rows = 3;
+      const std::vector<float> x = random_floats(static_cast<size_t>(rows * n), rng, 2.f);
+      std::vector<float> w = random_floats(static_cast<size_t>(n), rng);
+      std::vector<uint16_t> wb(w.size());
+      for (size_t i = 0; i < w.size(); ++i) {  // bf16 by truncation; w is then exactly what the GPU reads
+        uint32_t u;
+        std::memcpy(&u, &w[i], 4);
+        wb[i] = static_cast<uint16_t>(u >> 16);
+        u = static_cast<uint32_t>(wb[i]) << 16;
+        if (wt == DType::BF16) std::memcpy(&w[i], &u, 4);
+      }
+      DeviceArray<float> dx(x), dw(w), out(x.size());
+      DeviceArray<uint16_t> dwb(wb);
+      const bool q8 = n % 32 == 0;
+      DeviceArray<int8_t> q(x.size());
+      DeviceArray<float2> ds(x.size() / 32 + 1);
+      const Q8Rows rows_q8{q.p, ds.p, static_cast<int64_t>(x.size())};
+      const WeightVector wv{wt, wt == DType::BF16 ? static_cast<const void*>(dwb.p) : static_cast<const void*>(dw.p), n};
+      ASSERT_EQ(rms_norm(dx.p, wv, rows, 1e-5f, out.p, q8 ? &rows_q8 : nullptr, nullptr), cudaSuccess);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const std::vector<float> got = out.get();
+      std::vector<double> ref(x.size());
+      for (int64_t r = 0; r < rows; ++r) {
+        double ss = 0;
+        for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[static_cast<size_t>(r * n + i)]) * x[static_cast<size_t>(r * n + i)];
+        const double scale = 1.0 / std::sqrt(ss / static_cast<double>(n) + 1e-5);
+        for (int64_t i = 0; i < n; ++i)
+          ref[static_cast<size_t>(r * n + i)] = x[static_cast<size_t>(r * n + i)] * scale * w[static_cast<size_t>(i)];
+      }
+      EXPECT_LT(rel_error(got, ref), 1e-6) << n << " values, " << to_string(wt);
+      if (!q8) continue;
+      std::vector<cpu::Q8Block> want(x.size() / 32);
+      cpu::quantize_activations(got.data(), static_cast<int64_t>(got.size()), want.data());
+      const std::vector<int8_t> gq = q.get();
+      const std::vector<float2> gds = ds.get();
+      int64_t mismatches = 0;
+      for (size_t b = 0; b < want.size(); ++b) {
+        mismatches += gds[b].x != want[b].d || gds[b].y != want[b].qsum();
+        for (int i = 0; i < 32; ++i) mismatches += gq[b * 32 + i] != want[b].q[i];
+      }
+      EXPECT_EQ(mismatches, 0) << n << " values, " << to_string(wt);
     }
   }
 }

@@ -61,7 +61,11 @@ cudaError_t add(float* x, const float* y, int64_t n, cudaStream_t stream);
 
 // ids[r] = index of the largest of row r's n floats, the first of equal
 // ones (as std::max_element); NaN never wins.                      [rows]
-cudaError_t argmax_rows(const float* x, int64_t rows, int64_t n, int32_t* ids, cudaStream_t stream);
+// Two launches: slices' bests into `scratch` (argmax_scratch_bytes(rows,
+// n) bytes, 4-byte aligned), then one pick per row. rows < 65536.
+size_t argmax_scratch_bytes(int64_t rows, int64_t n);
+cudaError_t argmax_rows(const float* x, int64_t rows, int64_t n, int32_t* ids, void* scratch, size_t scratch_bytes,
+                        cudaStream_t stream);
 cudaError_t swiglu(float* gate, const float* up, int64_t n, const Q8Rows* q8, cudaStream_t stream);
 
 // Where the tokens of a pass live in the paged KV cache. For token t: its

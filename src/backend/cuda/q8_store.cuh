@@ -21,4 +21,24 @@ __device__ inline void store_q8(float v, int64_t block, int lane, int8_t* q, flo
   if (lane == 0) ds[block] = make_float2(d, static_cast<float>(sum));
 }
 
+// The same rule for a block held as four values per lane by 8 consecutive
+// lanes (lane & 7 == 0 holds values 0-3): the whole warp must call it, each
+// 8-lane group storing its own block when `store` (the same for all 8).
+__device__ inline void store_q8x4(float4 v, bool store, int64_t block, int lane, int8_t* q, float2* ds) {
+  float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
+#pragma unroll
+  for (int off = 4; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+  const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+  const int a = __float2int_rn(__fmul_rn(v.x, id)), b = __float2int_rn(__fmul_rn(v.y, id)),
+            c = __float2int_rn(__fmul_rn(v.z, id)), e = __float2int_rn(__fmul_rn(v.w, id));
+  int sum = a + b + c + e;
+#pragma unroll
+  for (int off = 4; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  const char4 packed = make_char4(static_cast<signed char>(a), static_cast<signed char>(b), static_cast<signed char>(c),
+                                  static_cast<signed char>(e));
+  if (!store) return;
+  reinterpret_cast<char4*>(q + block * 32)[lane & 7] = packed;
+  if ((lane & 7) == 0) ds[block] = make_float2(d, static_cast<float>(sum));
+}
+
 }  // namespace umi::cuda

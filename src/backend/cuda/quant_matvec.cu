@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <string>
 
+#include "backend/cuda/matvec_targets.cuh"
 #include "backend/cuda/quant_layout.h"
 #include "backend/cuda/quant_mma.cuh"
 #include "backend/cuda/q8_store.cuh"
@@ -174,22 +175,20 @@ __device__ inline void row_dot(const void* w, int64_t rows, int64_t row, int64_t
     for (int off = 16; off > 0; off >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], off);
 }
 
-// One warp per output row, kRowsPerBlock rows per thread block, the rows of
-// all targets in one grid (store, accumulate), or gate and up rows side by
-// side (swiglu: y0 = silu(gate row) * up row).
+// One warp per output row, kRowsPerBlock rows per thread block: the
+// targets' rows in turn (store, accumulate; each starts a new thread
+// block), or gate and up rows side by side (swiglu: y0 = silu(gate row) *
+// up row).
 template <int QB, int NT, MatvecOutput Out>
 __global__ void __launch_bounds__(32 * kRowsPerBlock)
     matvec_q8_kernel(MatvecTargets tg, int64_t bpr, const int8_t* __restrict__ xq, const float2* __restrict__ xds, int64_t tokens) {
   const int lane = threadIdx.x & 31;
-  int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   int j = 0;
-  if constexpr (Out != MatvecOutput::swiglu) {
-    while (j < tg.count && row >= tg.m[j].rows) row -= tg.m[j++].rows;
-    if (j == tg.count) return;
-  } else if (row >= tg.m[0].rows) {
-    return;
-  }
-  const MatvecTarget& m = tg.m[j];
+  int64_t row0 = 0;
+  if (!find_tile<Out>(tg, blockIdx.x, kRowsPerBlock, j, row0)) return;
+  const MatvecTarget m = target(tg, j);
+  const int64_t row = row0 + (threadIdx.x >> 5);
+  if (row >= m.rows) return;
   for (int64_t t0 = 0; t0 < tokens; t0 += NT) {
     float acc[NT];
     row_dot<QB, NT>(m.data, m.rows, row, bpr, lane, xq, xds, t0, tokens, acc);
@@ -203,7 +202,7 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
       if (t0 + t >= tokens) break;
       const int64_t i = (t0 + t) * m.rows + row;
       if constexpr (Out == MatvecOutput::swiglu) {
-        tg.m[1].y[i] = up[t];
+        tg.m[1].y[i] = up[t];  // a compile-time index: no copy
         m.y[i] = acc[t] / (1.f + expf(-acc[t])) * up[t];
       } else if constexpr (Out == MatvecOutput::accumulate) {
         m.y[i] += acc[t];
@@ -227,10 +226,7 @@ __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t blocks, 
 template <int QB, MatvecOutput Out>
 void launch_q8(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, cudaStream_t stream) {
   const int64_t bpr = cols / 32;
-  int64_t rows = tg.m[0].rows;
-  if (Out != MatvecOutput::swiglu)
-    for (int j = 1; j < tg.count; ++j) rows += tg.m[j].rows;
-  const dim3 grid(static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock)), block(32 * kRowsPerBlock);
+  const dim3 grid(static_cast<unsigned>(tile_count(tg, Out, kRowsPerBlock))), block(32 * kRowsPerBlock);
   if (tokens == 1) matvec_q8_kernel<QB, 1, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
   else if (tokens == 2) matvec_q8_kernel<QB, 2, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
   else if (tokens <= 4) matvec_q8_kernel<QB, 4, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
@@ -243,11 +239,7 @@ void launch_q8(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t t
 // 200 thread blocks to run (a wave and a half on the H100's 132 SMs).
 template <int QB, int NT, MatvecOutput Out>
 void launch_mma_rw(const MatvecTargets& tg, int64_t bpr, const mma::Tiles& x, int n, cudaStream_t stream) {
-  auto tiles = [&](int64_t rw) {
-    int64_t count = 0;
-    for (int j = 0; j < (Out == MatvecOutput::swiglu ? 1 : tg.count); ++j) count += (tg.m[j].rows + 16 * rw - 1) / (16 * rw);
-    return count;
-  };
+  auto tiles = [&](int64_t rw) { return tile_count(tg, Out, mma::kRows * rw); };
   const dim3 block(32 * mma::kWarps);
   if (tiles(4) >= 200) mma::matvec_kernel<QB, NT, 4, Out><<<static_cast<unsigned>(tiles(4)), block, 0, stream>>>(tg, bpr, x, n);
   else if (tiles(2) >= 200) mma::matvec_kernel<QB, NT, 2, Out><<<static_cast<unsigned>(tiles(2)), block, 0, stream>>>(tg, bpr, x, n);

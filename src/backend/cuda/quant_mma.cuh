@@ -29,6 +29,7 @@
 
 #include <cstdint>
 
+#include "backend/cuda/matvec_targets.cuh"
 #include "backend/cuda/quant_matvec.h"
 #include "backend/cuda/split_blocks.cuh"
 
@@ -56,16 +57,6 @@ __device__ inline void mma_k32(const uint32_t (&a)[4], uint32_t b0, uint32_t b1,
   }
 }
 
-// tg.m[j] without indexing the kernel parameter at run time (that copies
-// the whole struct to local memory).
-__device__ inline MatvecTarget target(const MatvecTargets& tg, int j) {
-  MatvecTarget m = tg.m[0];
-#pragma unroll
-  for (int i = 1; i < kMaxMatvecTargets; ++i)
-    if (j == i) m = tg.m[i];
-  return m;
-}
-
 // Activations in fragment order (see the top): q [blocks][n-tiles][32
 // lanes] of 8 bytes, then ds [blocks][n-tiles][8 tokens] of (d, sum).
 struct Tiles {
@@ -90,29 +81,6 @@ __global__ void to_tiles_kernel(const int8_t* __restrict__ q, const float2* __re
   }
   tq[i] = v;
   if (t == 0) tds[(b * ntt + n) * 8 + g] = tok < tokens ? ds[tok * bpr + b] : make_float2(0.f, 0.f);
-}
-
-// Which matrix and tile of 16 * RW rows a thread block takes: tiles of the
-// targets in order (store, accumulate), or of the gate matrix (swiglu).
-template <MatvecOutput Out, int RW>
-__device__ inline bool find_tile(const MatvecTargets& tg, int64_t tile, int& j, int64_t& row0) {
-  constexpr int64_t tile_rows = kRows * RW;
-  j = 0;
-  if constexpr (Out != MatvecOutput::swiglu) {
-#pragma unroll
-    for (int i = 0; i < kMaxMatvecTargets; ++i) {
-      if (i >= tg.count) return false;
-      const int64_t n = (tg.m[i].rows + tile_rows - 1) / tile_rows;
-      if (tile < n) break;
-      tile -= n;
-      ++j;
-    }
-    if (j >= tg.count) return false;
-  } else if (tile * tile_rows >= tg.m[0].rows) {
-    return false;
-  }
-  row0 = tile * tile_rows;
-  return true;
 }
 
 // n-tiles [x.n0, x.n0 + NT) of the activations against rows [row0, row0 +
@@ -167,7 +135,7 @@ __global__ void __launch_bounds__(32 * kWarps, 2)
   __shared__ float red[kWarps][kRows][kStride];
   int j = 0;
   int64_t row0 = 0;
-  if (!find_tile<Out, RW>(tg, blockIdx.x, j, row0)) return;
+  if (!find_tile<Out>(tg, blockIdx.x, kRows * RW, j, row0)) return;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   // Warp -> (matrix: the tile's, or with SwiGLU gate then up; row group; slice of the blocks).
   const int unit = warp / splits, mat = unit / RW, group = unit % RW;
