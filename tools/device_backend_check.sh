@@ -44,17 +44,17 @@ for step in "${steps[@]}"; do
     cmp "$OUT/bundled-cpu.txt" "$OUT/bundled-cuda.txt" && echo "bundled: same 64 greedy tokens on cpu and cuda"
     echo "== quantized GGUFs of the bundled model: the matvec kernels"
     for t in q8_0 q4_0; do
-      $umi convert models/tiny-shakespeare "$OUT/tiny-$t.gguf" --type $t > /dev/null 2>&1
-      $umi run -m "$OUT/tiny-$t.gguf" -n 64 --temp 0 --device cpu "ROMEO:" > "$OUT/tiny-$t-cpu.txt" 2>/dev/null
-      $umi run -m "$OUT/tiny-$t.gguf" -n 64 --temp 0 --device cuda "ROMEO:" > "$OUT/tiny-$t-cuda.txt" 2>/dev/null
+      $umi convert models/tiny-shakespeare "/tmp/tiny-$t.gguf" --type $t > /dev/null 2>&1
+      $umi run -m "/tmp/tiny-$t.gguf" -n 64 --temp 0 --device cpu "ROMEO:" > "$OUT/tiny-$t-cpu.txt" 2>/dev/null
+      $umi run -m "/tmp/tiny-$t.gguf" -n 64 --temp 0 --device cuda "ROMEO:" > "$OUT/tiny-$t-cuda.txt" 2>/dev/null
       if cmp -s "$OUT/tiny-$t-cpu.txt" "$OUT/tiny-$t-cuda.txt"; then echo "tiny $t: same greedy text"; else
         echo "tiny $t: greedy text differs (cpu, then cuda):"; head -c 300 "$OUT/tiny-$t-cpu.txt"; echo; head -c 300 "$OUT/tiny-$t-cuda.txt"; echo; fi
       # Both devices multiply the same q8 activations: logits differ by summation order only.
-      ids=$($umi tokenize -m "$OUT/tiny-$t.gguf" --json --text "ROMEO: I am a man, and I will be so" 2>/dev/null | tr -d "[] ")
-      for d in cpu cuda; do $umi logits -m "$OUT/tiny-$t.gguf" --device $d --ids "$ids" > "$OUT/tiny-$t-logits-$d.json" 2>/dev/null; done
+      ids=$($umi tokenize -m "/tmp/tiny-$t.gguf" --json --text "ROMEO: I am a man, and I will be so" 2>/dev/null | tr -d "[] ")
+      for d in cpu cuda; do $umi logits -m "/tmp/tiny-$t.gguf" --device $d --ids "$ids" > "/tmp/tiny-$t-logits-$d.json" 2>/dev/null; done
       python3 -c "
 import json,math,sys
-a=json.load(open('$OUT/tiny-$t-logits-cpu.json')); b=json.load(open('$OUT/tiny-$t-logits-cuda.json'))
+a=json.load(open('/tmp/tiny-$t-logits-cpu.json')); b=json.load(open('/tmp/tiny-$t-logits-cuda.json'))
 num=math.sqrt(sum((x-y)**2 for x,y in zip(a,b))); den=math.sqrt(sum(x*x for x in a))
 top=lambda v: sorted(range(len(v)), key=lambda i:-v[i])[:2]
 print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den, top(a), top(b)))"
@@ -124,6 +124,17 @@ print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den
       --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats --section LaunchStats \
       $B/bench/umi_cuda_matvec 5 > "$OUT/ncu.txt" 2>&1
     grep -E "matvec|Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Grid Size|Stall|Warp Cycles Per Issued|L1/TEX Hit|L2 Hit" "$OUT/ncu.txt" | head -60
+    ;;
+  ncu8b)
+    echo "== Nsight Compute on kernels of the Q4_0 decode step (needs the 8b step's file)"
+    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
+    [[ -n $ncu && -f /tmp/llama8b-q4_0.gguf ]] || { echo "no ncu or no 8B file"; continue; }
+    timeout 400 $ncu --clock-control none -k regex:"${NCU_KERNEL:-attention_kernel|rms_norm_vec|matvec_q8_kernel}" \
+      --launch-skip ${NCU_SKIP:-400} --launch-count ${NCU_COUNT:-8} --section SpeedOfLight --section LaunchStats \
+      --section Occupancy --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis \
+      --section SourceCounters $umi bench -m /tmp/llama8b-q4_0.gguf --device cuda --scenario decode --streams 1 \
+      --prompt-tokens 16 --gen-tokens 8 > "$OUT/ncu8b.txt" 2>&1
+    grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Stall [A-Z]|Issued Warp|No Eligible" "$OUT/ncu8b.txt" | head -80
     ;;
   profile)
     echo "== where decode time goes: nsys kernel summary of 64 Q4_0 decode steps (needs the 8b step's file)"

@@ -2,14 +2,11 @@
 //
 // A thread block holds R (token, q head) rows that read the same keys: the
 // q heads of one KV head group (GQA) times a few consecutive tokens of one
-// sequence. Its four warps take tiles of 32 keys in turn; in a tile each
-// lane scores one key against every row (the K row in 16-byte loads, q from
-// shared memory), the warp updates each row's online softmax (one max
-// reduction per row and tile), then the warp walks the tile's 32 V rows
-// with each lane owning head_dim / 32 of the output dimensions. So K and V
-// are read once per block instead of once per (token, head): the first
-// version (a block per token and head, a warp per key) read them n_heads /
-// n_kv_heads times per token, and per token again in prefill.
+// sequence, and takes the keys in tiles of 32 with all four warps (see the
+// kernel). K and V are read once per block instead of once per (token,
+// head): the first version (a block per token and head, a warp per key)
+// read them n_heads / n_kv_heads times per token, and per token again in
+// prefill. Long contexts are split over blocks (flash-decoding) and merged.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -74,16 +71,28 @@ __device__ inline void load_kv(const float* p, float* out) {
   }
 }
 
-// Shared memory of a block, in floats: q rows, a tile's probabilities per
-// warp, the merged output, each warp's max and sum per row.
-size_t smem_floats(int rows, int hd) { return static_cast<size_t>(rows) * (2 * hd + kWarps * 34); }
+// Shared memory of a block, in floats: q rows, the merged output, a
+// tile's partial scores per warp (two tiles' worth, so that one barrier
+// per tile suffices), each row's max and denominator.
+size_t smem_floats(int rows, int hd) { return static_cast<size_t>(rows) * (2 * hd + 2 * kWarps * 32 + 2); }
 
 // KV: __half or float. E: output dimensions per lane (head_dim <= 32 E).
 // R: most rows per block. Grid (groups, n_heads / hpc, splits).
+//
+// The block's four warps take each tile of 32 keys together: lane i of
+// every warp owns key i; warp w scores its keys over the 8-value chunks w,
+// w + 4, ... of the head dimension and the partial scores meet in shared
+// memory; every warp then runs the same online softmax over the tile's
+// full scores (identical in each warp, so no second barrier), and warp w
+// adds the V rows of keys 8w .. 8w + 7 into its own sums, each lane owning
+// E output dimensions. The first version gave each warp a tile of its own:
+// at short contexts one warp of one block per head did all the work, one
+// instruction every ~17 cycles (ncu), 17 us a layer for 16 keys.
 template <typename KV, int E, int R>
 __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadShape s, int hpc, int64_t layer,
                                                                const float* __restrict__ q, float* __restrict__ out,
                                                                int64_t keys_per_split, float* __restrict__ partial) {
+  constexpr int KW = 32 / kWarps;  // V rows per warp and tile
   extern __shared__ float smem[];
   const int hd = s.head_dim, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int32_t gw = p.groups[blockIdx.x];
@@ -91,20 +100,21 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
   const int tn = gw >> 24, rows = tn * hpc, h0 = blockIdx.y * hpc;
   const int kvh = h0 / (s.n_heads / s.n_kv_heads);
   const int64_t kv_dim = static_cast<int64_t>(s.n_kv_heads) * hd;
-  float* s_q = smem;                      // [rows][hd], scaled by 1/sqrt(hd)
-  float* s_acc = s_q + R * hd;            // [rows][hd]
-  float* s_p = s_acc + R * hd;            // [kWarps][R][32]
-  float* s_m = s_p + kWarps * R * 32;     // [kWarps][R]
-  float* s_l = s_m + kWarps * R;          // [kWarps][R]
+  float* s_q = smem;                      // [R][hd], scaled by 1/sqrt(hd)
+  float* s_acc = s_q + R * hd;            // [R][hd]
+  float* s_s = s_acc + R * hd;            // [2][kWarps][R][32]
+  float* s_ml = s_s + 2 * kWarps * R * 32;  // [R][2]: max, denominator
   const float scale = rsqrtf(static_cast<float>(hd));
-  // Row r: token t0 + r / hpc, head h0 + r % hpc.
-  for (int i = threadIdx.x; i < rows * hd; i += blockDim.x) {
+  const int64_t first_pos = p.positions[t0];  // the group's tokens are consecutive; loaded beside q
+  // Row r: token t0 + r / hpc, head h0 + r % hpc; 16-byte loads (hd % 8 == 0).
+  for (int i = 4 * threadIdx.x; i < rows * hd; i += 4 * blockDim.x) {
     const int r = i / hd, d = i % hd;
-    s_q[i] = q[((t0 + r / hpc) * s.n_heads + h0 + r % hpc) * hd + d] * scale;
-    s_acc[i] = 0.f;
+    float4 v = *reinterpret_cast<const float4*>(q + ((t0 + r / hpc) * s.n_heads + h0 + r % hpc) * hd + d);
+    v.x *= scale, v.y *= scale, v.z *= scale, v.w *= scale;
+    *reinterpret_cast<float4*>(s_q + i) = v;
+    *reinterpret_cast<float4*>(s_acc + i) = make_float4(0.f, 0.f, 0.f, 0.f);
   }
   __syncthreads();
-  const int64_t first_pos = p.positions[t0];  // the group's tokens are consecutive
   const int64_t k0 = static_cast<int64_t>(blockIdx.z) * keys_per_split;
   const int64_t k1 = min(k0 + keys_per_split, first_pos + tn);
   float m[R], l[R], acc[R][E];
@@ -116,7 +126,8 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
     for (int e = 0; e < E; ++e) acc[r][e] = 0.f;
   }
   const bool owns = lane * E < hd;
-  for (int64_t tile = k0 + 32 * warp; tile < k1; tile += 32 * kWarps) {
+  int buf = 0;
+  for (int64_t tile = k0; tile < k1; tile += 32, buf ^= 1) {
     const int64_t key = tile + lane;
     float sc[R];
 #pragma unroll
@@ -126,11 +137,10 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
       const KvRow row = kv_row(p, t0, key, layer, kv_dim, sizeof(KV));
       const KV* kr = reinterpret_cast<const KV*>(row.k) + kvh * hd;
       my_v = reinterpret_cast<unsigned long long>(reinterpret_cast<const KV*>(row.v) + kvh * hd);
-      // Unrolled to the largest head_dim of this E, so that the row's
-      // 16-byte loads are all in flight at once: with hd a run-time bound
-      // they went one after another (20 us a layer for 16 keys).
+      // This warp's chunks of the K row, all loads in flight at once.
 #pragma unroll
-      for (int d = 0; d < 32 * E; d += 8) {
+      for (int i = 0; i < E; ++i) {
+        const int d = 8 * (warp + kWarps * i);
         if (d >= hd) break;
         float k8[8];
         load_kv<8>(kr + d, k8);
@@ -143,69 +153,63 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
         }
       }
     }
-    float* tile_p = s_p + warp * R * 32;
+    float* ss = s_s + buf * kWarps * R * 32;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       if (r >= rows) break;
-      const float v = key < k1 && key <= first_pos + r / hpc ? sc[r] : -INFINITY;
+      ss[(warp * R + r) * 32 + lane] = sc[r];
+    }
+    __syncthreads();
+    float pr[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      pr[r] = 0.f;
+      if (r >= rows) break;
+      float v = 0.f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) v += ss[(w * R + r) * 32 + lane];
+      v = key < k1 && key <= first_pos + r / hpc ? v : -INFINITY;
       const float m_new = fmaxf(m[r], warp_max(v));
       const float corr = m_new == -INFINITY ? 1.f : __expf(m[r] - m_new);
-      const float pr = v == -INFINITY ? 0.f : __expf(v - m_new);
-      l[r] = l[r] * corr + pr;  // this lane's share; summed over the warp at the end
+      pr[r] = v == -INFINITY ? 0.f : __expf(v - m_new);
+      l[r] = l[r] * corr + pr[r];  // this lane's share; summed over the warp at the end
 #pragma unroll
       for (int e = 0; e < E; ++e) acc[r][e] *= corr;
       m[r] = m_new;
-      tile_p[r * 32 + lane] = pr;
     }
-    __syncwarp();
-    // VB V rows' loads in flight before their sums: one at a time, each
-    // waited its full latency (32 in a row per tile). Sixteen when the
-    // block has few rows (decode), whose sums leave the registers free.
-    constexpr int VB = R <= 4 ? 16 : 8;
+    // Keys 8w .. 8w + 7 of the tile: their V rows' loads first, then the sums.
     const int n = k1 - tile < 32 ? static_cast<int>(k1 - tile) : 32;
-    for (int j0 = 0; j0 < n; j0 += VB) {
-      float v[VB][E];
+    float v[KW][E];
 #pragma unroll
-      for (int u = 0; u < VB; ++u) {
-        const KV* vr = reinterpret_cast<const KV*>(__shfl_sync(0xffffffffu, my_v, j0 + u));
-        if (owns && j0 + u < n) load_kv<E>(vr + lane * E, v[u]);
-        else
+    for (int u = 0; u < KW; ++u) {
+      const int j = warp * KW + u;
+      const KV* vr = reinterpret_cast<const KV*>(__shfl_sync(0xffffffffu, my_v, j));
+      if (owns && j < n) load_kv<E>(vr + lane * E, v[u]);
+      else
 #pragma unroll
-          for (int e = 0; e < E; ++e) v[u][e] = 0.f;
-      }
+        for (int e = 0; e < E; ++e) v[u][e] = 0.f;
+    }
 #pragma unroll
-      for (int u = 0; u < VB; ++u) {
+    for (int u = 0; u < KW; ++u) {
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-          if (r >= rows) break;
-          const float pj = j0 + u < n ? tile_p[r * 32 + j0 + u] : 0.f;
+      for (int r = 0; r < R; ++r) {
+        if (r >= rows) break;
+        const float pj = __shfl_sync(0xffffffffu, pr[r], warp * KW + u);
 #pragma unroll
-          for (int e = 0; e < E; ++e) acc[r][e] += pj * v[u][e];
-        }
+        for (int e = 0; e < E; ++e) acc[r][e] += pj * v[u][e];
       }
     }
-    __syncwarp();
   }
-  // Merge the warps: each scales its sums to the block's max per row, then
-  // adds them into s_acc in turn.
+  // Every warp holds the same max and denominator; their sums over
+  // different keys add up in s_acc, one warp at a time.
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     if (r >= rows) break;
     const float lw = warp_add(l[r]);
-    if (lane == 0) {
-      s_m[warp * R + r] = m[r];
-      s_l[warp * R + r] = lw;
+    if (warp == 0 && lane == 0) {
+      s_ml[2 * r] = m[r];
+      s_ml[2 * r + 1] = lw;
     }
-  }
-  __syncthreads();
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    if (r >= rows) break;
-    float M = -INFINITY;
-    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, s_m[w * R + r]);
-    const float wgt = s_l[warp * R + r] > 0.f ? __expf(m[r] - M) : 0.f;
-#pragma unroll
-    for (int e = 0; e < E; ++e) acc[r][e] *= wgt;
   }
   for (int w = 0; w < kWarps; ++w) {
     if (warp == w && owns) {
@@ -220,10 +224,7 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
   }
   for (int i = threadIdx.x; i < rows * hd; i += blockDim.x) {
     const int r = i / hd, d = i % hd;
-    float M = -INFINITY, L = 0.f;
-    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, s_m[w * R + r]);
-    for (int w = 0; w < kWarps; ++w)
-      if (s_l[w * R + r] > 0.f) L += s_l[w * R + r] * __expf(s_m[w * R + r] - M);
+    const float M = s_ml[2 * r], L = s_ml[2 * r + 1];
     const int64_t th = (t0 + r / hpc) * s.n_heads + h0 + r % hpc;  // (token, head)
     if (!partial) {
       out[th * hd + d] = s_acc[i] / L;
@@ -336,6 +337,7 @@ cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer,
   if (!(q && out && layer >= 0 && max_position >= 0 && pass.groups && pass.n_groups > 0 && pass.n_groups <= pass.tokens &&
         pass.n_groups < (int64_t{1} << 31)))
     throw Error("cuda attention: bad operand");
+  if (reinterpret_cast<uintptr_t>(q) % 16 != 0) throw Error("cuda attention: q must be 16-byte aligned");
   const int hpc = heads_per_block(shape);
   // Enough (group, head, split) blocks to fill the GPU, splits of at least
   // 256 keys, no more than the partials buffer holds.

@@ -199,12 +199,14 @@ __global__ void __launch_bounds__(1024) rms_norm_vec_kernel(const float* x, cons
   const float4* xr = reinterpret_cast<const float4*>(x + blockIdx.x * n);
   float4* o = reinterpret_cast<float4*>(out + blockIdx.x * n);
   const int64_t n4 = n / 4;
-  float4 v[kNormVec];
+  float4 v[kNormVec], g[kNormVec];  // the weights are loaded beside x, not after the sum's barrier
   float ss = 0.f;
 #pragma unroll
   for (int k = 0; k < kNormVec; ++k) {
     const int64_t i = threadIdx.x + k * static_cast<int64_t>(blockDim.x);
     v[k] = i < n4 ? xr[i] : make_float4(0.f, 0.f, 0.f, 0.f);
+    g[k] = i < n4 ? make_float4(vval(wkind, w, 4 * i), vval(wkind, w, 4 * i + 1), vval(wkind, w, 4 * i + 2), vval(wkind, w, 4 * i + 3))
+                  : make_float4(0.f, 0.f, 0.f, 0.f);
     ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
   }
   const float scale = rsqrtf(block_sum(ss, partial) / static_cast<float>(n) + eps);
@@ -214,10 +216,10 @@ __global__ void __launch_bounds__(1024) rms_norm_vec_kernel(const float* x, cons
     if (k * static_cast<int64_t>(blockDim.x) >= n4) break;  // the whole block agrees: the warp's shuffles stay together
     float4 r = v[k];
     if (i < n4) {
-      r.x *= scale * vval(wkind, w, 4 * i);
-      r.y *= scale * vval(wkind, w, 4 * i + 1);
-      r.z *= scale * vval(wkind, w, 4 * i + 2);
-      r.w *= scale * vval(wkind, w, 4 * i + 3);
+      r.x *= scale * g[k].x;
+      r.y *= scale * g[k].y;
+      r.z *= scale * g[k].z;
+      r.w *= scale * g[k].w;
       o[i] = r;
     }
     // n4 is a multiple of 8 when q8 is set (n % 32 == 0), so a block's 8 lanes are all in or all out.
