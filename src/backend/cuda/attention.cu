@@ -2,8 +2,8 @@
 //
 // A thread block holds R (token, q head) rows that read the same keys: the
 // q heads of one KV head group (GQA) times a few consecutive tokens of one
-// sequence, and takes the keys in tiles of 32 with all four warps (see the
-// kernel). K and V are read once per block instead of once per (token,
+// sequence, and takes the keys in tiles of 32 (see the kernel for how its
+// four warps share them). K and V are read once per block instead of once per (token,
 // head): the first version (a block per token and head, a warp per key)
 // read them n_heads / n_kv_heads times per token, and per token again in
 // prefill. Long contexts are split over blocks (flash-decoding) and merged.
@@ -73,26 +73,36 @@ __device__ inline void load_kv(const float* p, float* out) {
 
 // Shared memory of a block, in floats: q rows, the merged output, a
 // tile's partial scores per warp (two tiles' worth, so that one barrier
-// per tile suffices), each row's max and denominator.
-size_t smem_floats(int rows, int hd) { return static_cast<size_t>(rows) * (2 * hd + 2 * kWarps * 32 + 2); }
+// per tile suffices; shared tiles only), each warp's probabilities of its
+// tile, each warp's max and denominator per row.
+size_t smem_floats(int rows, int hd) { return static_cast<size_t>(rows) * (2 * hd + 3 * kWarps * 32 + 2 * kWarps); }
+
+// Keys a block takes with shared tiles (below) rather than a tile per warp.
+constexpr int64_t kSharedTileKeys = 64;
 
 // KV: __half or float. E: output dimensions per lane (head_dim <= 32 E).
 // R: most rows per block. Grid (groups, n_heads / hpc, splits).
 //
-// The block's four warps take each tile of 32 keys together: lane i of
-// every warp owns key i; warp w scores its keys over the 8-value chunks w,
-// w + 4, ... of the head dimension and the partial scores meet in shared
-// memory; every warp then runs the same online softmax over the tile's
-// full scores (identical in each warp, so no second barrier), and warp w
-// adds the V rows of keys 8w .. 8w + 7 into its own sums, each lane owning
-// E output dimensions. The first version gave each warp a tile of its own:
-// at short contexts one warp of one block per head did all the work, one
-// instruction every ~17 cycles (ncu), 17 us a layer for 16 keys.
+// Lane i of a warp owns key i of a 32-key tile. Two ways to share the keys
+// among the four warps, chosen per block by how many keys it has:
+// - Many keys (long contexts, prefill): each warp its own tiles, scored over
+//   the whole head dimension (the K row's loads all in flight), its own
+//   online softmax, and all 32 V rows, VB at a time; the warps' sums are
+//   rescaled to one max at the end.
+// - At most kSharedTileKeys (decode at short contexts): the four warps take
+//   each tile together. Warp w scores the 8-value chunks w, w + 4, .. of the
+//   head dimension; the partial scores meet in shared memory; every warp
+//   runs the same online softmax over the full scores (so all hold the same
+//   max and denominator); warp w adds the V rows of keys 8w .. 8w + 7. With
+//   a tile per warp, one warp of one block per head did all the work of a
+//   short context, one instruction every ~17 cycles (ncu): 17 us a layer for
+//   16 keys, 11.7 shared. At 32K keys sharing was slower (110 us a layer
+//   against 78: fewer loads in flight per warp, a barrier per tile).
 template <typename KV, int E, int R>
 __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadShape s, int hpc, int64_t layer,
                                                                const float* __restrict__ q, float* __restrict__ out,
                                                                int64_t keys_per_split, float* __restrict__ partial) {
-  constexpr int KW = 32 / kWarps;  // V rows per warp and tile
+  constexpr int VB = R <= 4 ? 16 : 8;  // V rows in flight: more when the sums leave registers free
   extern __shared__ float smem[];
   const int hd = s.head_dim, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int32_t gw = p.groups[blockIdx.x];
@@ -100,10 +110,12 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
   const int tn = gw >> 24, rows = tn * hpc, h0 = blockIdx.y * hpc;
   const int kvh = h0 / (s.n_heads / s.n_kv_heads);
   const int64_t kv_dim = static_cast<int64_t>(s.n_kv_heads) * hd;
-  float* s_q = smem;                      // [R][hd], scaled by 1/sqrt(hd)
-  float* s_acc = s_q + R * hd;            // [R][hd]
-  float* s_s = s_acc + R * hd;            // [2][kWarps][R][32]
-  float* s_ml = s_s + 2 * kWarps * R * 32;  // [R][2]: max, denominator
+  float* s_q = smem;                        // [R][hd], scaled by 1/sqrt(hd)
+  float* s_acc = s_q + R * hd;              // [R][hd]
+  float* s_s = s_acc + R * hd;              // [2][kWarps][R][32]
+  float* s_p = s_s + 2 * kWarps * R * 32;   // [kWarps][R][32]
+  float* s_m = s_p + kWarps * R * 32;       // [kWarps][R]
+  float* s_l = s_m + kWarps * R;            // [kWarps][R]
   const float scale = rsqrtf(static_cast<float>(hd));
   const int64_t first_pos = p.positions[t0];  // the group's tokens are consecutive; loaded beside q
   // Row r: token t0 + r / hpc, head h0 + r % hpc; 16-byte loads (hd % 8 == 0).
@@ -117,6 +129,9 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
   __syncthreads();
   const int64_t k0 = static_cast<int64_t>(blockIdx.z) * keys_per_split;
   const int64_t k1 = min(k0 + keys_per_split, first_pos + tn);
+  // The same in the whole block; never for the 16-row blocks of prefill,
+  // whose registers are then those of the own-tile path alone.
+  const bool shared = R <= 8 && k1 - k0 <= kSharedTileKeys;
   float m[R], l[R], acc[R][E];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
@@ -126,8 +141,10 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
     for (int e = 0; e < E; ++e) acc[r][e] = 0.f;
   }
   const bool owns = lane * E < hd;
+  // Shared: chunks warp, warp + 4, .. (E of them at most); own: all 4E.
+  const int chunk0 = shared ? warp : 0, chunk_step = shared ? kWarps : 1, chunks = shared ? E : 4 * E;
   int buf = 0;
-  for (int64_t tile = k0; tile < k1; tile += 32, buf ^= 1) {
+  for (int64_t tile = k0 + (shared ? 0 : 32 * warp); tile < k1; tile += shared ? 32 : 32 * kWarps, buf ^= 1) {
     const int64_t key = tile + lane;
     float sc[R];
 #pragma unroll
@@ -137,11 +154,13 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
       const KvRow row = kv_row(p, t0, key, layer, kv_dim, sizeof(KV));
       const KV* kr = reinterpret_cast<const KV*>(row.k) + kvh * hd;
       my_v = reinterpret_cast<unsigned long long>(reinterpret_cast<const KV*>(row.v) + kvh * hd);
-      // This warp's chunks of the K row, all loads in flight at once.
+      // Unrolled to the most chunks of this E, so that the row's 16-byte
+      // loads are all in flight at once (with a run-time bound they went one
+      // after another).
 #pragma unroll
-      for (int i = 0; i < E; ++i) {
-        const int d = 8 * (warp + kWarps * i);
-        if (d >= hd) break;
+      for (int i = 0; i < 4 * E; ++i) {
+        const int d = 8 * (chunk0 + chunk_step * i);
+        if (i >= chunks || d >= hd) break;
         float k8[8];
         load_kv<8>(kr + d, k8);
 #pragma unroll
@@ -153,63 +172,84 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
         }
       }
     }
-    float* ss = s_s + buf * kWarps * R * 32;
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      if (r >= rows) break;
-      ss[(warp * R + r) * 32 + lane] = sc[r];
-    }
-    __syncthreads();
-    float pr[R];
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      pr[r] = 0.f;
-      if (r >= rows) break;
-      float v = 0.f;
-#pragma unroll
-      for (int w = 0; w < kWarps; ++w) v += ss[(w * R + r) * 32 + lane];
-      v = key < k1 && key <= first_pos + r / hpc ? v : -INFINITY;
-      const float m_new = fmaxf(m[r], warp_max(v));
-      const float corr = m_new == -INFINITY ? 1.f : __expf(m[r] - m_new);
-      pr[r] = v == -INFINITY ? 0.f : __expf(v - m_new);
-      l[r] = l[r] * corr + pr[r];  // this lane's share; summed over the warp at the end
-#pragma unroll
-      for (int e = 0; e < E; ++e) acc[r][e] *= corr;
-      m[r] = m_new;
-    }
-    // Keys 8w .. 8w + 7 of the tile: their V rows' loads first, then the sums.
-    const int n = k1 - tile < 32 ? static_cast<int>(k1 - tile) : 32;
-    float v[KW][E];
-#pragma unroll
-    for (int u = 0; u < KW; ++u) {
-      const int j = warp * KW + u;
-      const KV* vr = reinterpret_cast<const KV*>(__shfl_sync(0xffffffffu, my_v, j));
-      if (owns && j < n) load_kv<E>(vr + lane * E, v[u]);
-      else
-#pragma unroll
-        for (int e = 0; e < E; ++e) v[u][e] = 0.f;
-    }
-#pragma unroll
-    for (int u = 0; u < KW; ++u) {
+    if (shared) {  // the warps' partial scores into full ones
+      float* ss = s_s + buf * kWarps * R * 32;
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         if (r >= rows) break;
-        const float pj = __shfl_sync(0xffffffffu, pr[r], warp * KW + u);
+        ss[(warp * R + r) * 32 + lane] = sc[r];
+      }
+      __syncthreads();
 #pragma unroll
-        for (int e = 0; e < E; ++e) acc[r][e] += pj * v[u][e];
+      for (int r = 0; r < R; ++r) {
+        if (r >= rows) break;
+        sc[r] = 0.f;
+#pragma unroll
+        for (int w = 0; w < kWarps; ++w) sc[r] += ss[(w * R + r) * 32 + lane];
       }
     }
+    float* tile_p = s_p + warp * R * 32;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      if (r >= rows) break;
+      const float v = key < k1 && key <= first_pos + r / hpc ? sc[r] : -INFINITY;
+      const float m_new = fmaxf(m[r], warp_max(v));
+      const float corr = m_new == -INFINITY ? 1.f : __expf(m[r] - m_new);
+      const float pr = v == -INFINITY ? 0.f : __expf(v - m_new);
+      l[r] = l[r] * corr + pr;  // this lane's share; summed over the warp at the end
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[r][e] *= corr;
+      m[r] = m_new;
+      tile_p[r * 32 + lane] = pr;
+    }
+    __syncwarp();
+    // V rows [j_begin, j_end) of the tile, VB loads in flight before their sums.
+    const int n = k1 - tile < 32 ? static_cast<int>(k1 - tile) : 32;
+    const int j_begin = shared ? warp * (32 / kWarps) : 0, j_end = shared ? min(n, j_begin + 32 / kWarps) : n;
+    for (int j0 = j_begin; j0 < j_end; j0 += VB) {
+      float v[VB][E];
+#pragma unroll
+      for (int u = 0; u < VB; ++u) {
+        const KV* vr = reinterpret_cast<const KV*>(__shfl_sync(0xffffffffu, my_v, (j0 + u) & 31));
+        if (owns && j0 + u < j_end) load_kv<E>(vr + lane * E, v[u]);
+        else
+#pragma unroll
+          for (int e = 0; e < E; ++e) v[u][e] = 0.f;
+      }
+#pragma unroll
+      for (int u = 0; u < VB; ++u) {
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+          if (r >= rows) break;
+          const float pj = j0 + u < j_end ? tile_p[r * 32 + j0 + u] : 0.f;
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc[r][e] += pj * v[u][e];
+        }
+      }
+    }
+    __syncwarp();  // tile_p is rewritten by the next tile
   }
-  // Every warp holds the same max and denominator; their sums over
-  // different keys add up in s_acc, one warp at a time.
+  // Merge the warps: each scales its sums to the block's max per row, then
+  // adds them into s_acc in turn. Shared tiles: every warp has the same max
+  // and denominator, so warp 0's denominator is the row's.
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     if (r >= rows) break;
     const float lw = warp_add(l[r]);
-    if (warp == 0 && lane == 0) {
-      s_ml[2 * r] = m[r];
-      s_ml[2 * r + 1] = lw;
+    if (lane == 0) {
+      s_m[warp * R + r] = m[r];
+      s_l[warp * R + r] = shared && warp != 0 ? 0.f : lw;
     }
+  }
+  __syncthreads();
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (r >= rows) break;
+    float M = -INFINITY;
+    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, s_m[w * R + r]);
+    const float wgt = m[r] == -INFINITY ? 0.f : __expf(m[r] - M);  // a warp that saw no key has no sums
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[r][e] *= wgt;
   }
   for (int w = 0; w < kWarps; ++w) {
     if (warp == w && owns) {
@@ -224,7 +264,10 @@ __global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadSh
   }
   for (int i = threadIdx.x; i < rows * hd; i += blockDim.x) {
     const int r = i / hd, d = i % hd;
-    const float M = s_ml[2 * r], L = s_ml[2 * r + 1];
+    float M = -INFINITY, L = 0.f;
+    for (int w = 0; w < kWarps; ++w) M = fmaxf(M, s_m[w * R + r]);
+    for (int w = 0; w < kWarps; ++w)
+      if (s_l[w * R + r] > 0.f) L += s_l[w * R + r] * __expf(s_m[w * R + r] - M);
     const int64_t th = (t0 + r / hpc) * s.n_heads + h0 + r % hpc;  // (token, head)
     if (!partial) {
       out[th * hd + d] = s_acc[i] / L;
