@@ -99,7 +99,7 @@ constexpr int64_t kSharedTileKeys = 64;
 //   16 keys, 11.7 shared. At 32K keys sharing was slower (110 us a layer
 //   against 78: fewer loads in flight per warp, a barrier per tile).
 template <typename KV, int E, int R>
-__global__ void __launch_bounds__(32 * kWarps) attention_kernel(KvPass p, HeadShape s, int hpc, int64_t layer,
+__global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attention_kernel(KvPass p, HeadShape s, int hpc, int64_t layer,
                                                                const float* __restrict__ q, float* __restrict__ out,
                                                                int64_t keys_per_split, float* __restrict__ partial) {
   constexpr int VB = R <= 4 ? 16 : 8;  // V rows in flight: more when the sums leave registers free
