@@ -140,7 +140,7 @@ __device__ inline LoadedBlock<QB> load_block(const SplitBlocks<QB>& m, int64_t b
 // lane's share of each token's dot product (the warp sums them). NT tokens
 // share each weight load; several blocks' loads are issued before their
 // arithmetic so that enough bytes are in flight.
-template <int QB, int NT, int U>
+template <int QB, int NT>
 __device__ inline void row_dot(const void* w, int64_t rows, int64_t row, int64_t bpr, int lane, const int8_t* __restrict__ xq,
                                const float2* __restrict__ xds, int64_t t0, int64_t tokens, float (&acc)[NT]) {
   const SplitBlocks<QB> m(w, rows * bpr);
@@ -148,8 +148,11 @@ __device__ inline void row_dot(const void* w, int64_t rows, int64_t row, int64_t
 #pragma unroll
   for (int t = 0; t < NT; ++t) acc[t] = 0.f;
   // U blocks per lane in flight per round, the last round's predicated off
-  // past the row's end: a 14336-column row is two rounds of eight (it was
+  // past the row's end: a 14336-column row is four rounds of four (it was
   // three rounds of four and two single blocks, each waited out in turn).
+  // Eight a round on those rows was slower in the decode step (15.1 -> 19.1
+  // us): 96 registers left too few warps resident.
+  constexpr int U = 4;
   for (int64_t b = lane; b < bpr; b += 32 * U) {
     LoadedBlock<QB> lb[U];
 #pragma unroll
@@ -175,7 +178,7 @@ __device__ inline void row_dot(const void* w, int64_t rows, int64_t row, int64_t
 // targets' rows in turn (store, accumulate; each starts a new thread
 // block), or gate and up rows side by side (swiglu: y0 = silu(gate row) *
 // up row).
-template <int QB, int NT, int U, MatvecOutput Out>
+template <int QB, int NT, MatvecOutput Out>
 __global__ void __launch_bounds__(32 * kRowsPerBlock)
     matvec_q8_kernel(MatvecTargets tg, int64_t bpr, const int8_t* __restrict__ xq, const float2* __restrict__ xds, int64_t tokens) {
   const int lane = threadIdx.x & 31;
@@ -187,10 +190,10 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
   if (row >= m.rows) return;
   for (int64_t t0 = 0; t0 < tokens; t0 += NT) {
     float acc[NT];
-    row_dot<QB, NT, U>(m.data, m.rows, row, bpr, lane, xq, xds, t0, tokens, acc);
+    row_dot<QB, NT>(m.data, m.rows, row, bpr, lane, xq, xds, t0, tokens, acc);
     float up[NT];
     if constexpr (Out == MatvecOutput::swiglu) {
-      row_dot<QB, NT, U>(tg.m[1].data, m.rows, row, bpr, lane, xq, xds, t0, tokens, up);
+      row_dot<QB, NT>(tg.m[1].data, m.rows, row, bpr, lane, xq, xds, t0, tokens, up);
     }
     if (lane != 0) continue;
 #pragma unroll
@@ -223,14 +226,10 @@ template <int QB, MatvecOutput Out>
 void launch_q8(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, cudaStream_t stream) {
   const int64_t bpr = cols / 32;
   const dim3 grid(static_cast<unsigned>(tile_count(tg, Out, kRowsPerBlock))), block(32 * kRowsPerBlock);
-  // One token on rows longer than 4 rounds of 4 blocks (the down product's
-  // 448): 8 blocks in flight per lane, at the cost of registers (80-117
-  // against 46-54) and so of resident warps on the short rows.
-  if (tokens == 1 && bpr > 128) matvec_q8_kernel<QB, 1, 8, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
-  else if (tokens == 1) matvec_q8_kernel<QB, 1, 4, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
-  else if (tokens == 2) matvec_q8_kernel<QB, 2, 4, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
-  else if (tokens <= 4) matvec_q8_kernel<QB, 4, 4, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
-  else matvec_q8_kernel<QB, 8, 4, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  if (tokens == 1) matvec_q8_kernel<QB, 1, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  else if (tokens == 2) matvec_q8_kernel<QB, 2, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  else if (tokens <= 4) matvec_q8_kernel<QB, 4, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  else matvec_q8_kernel<QB, 8, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
 }
 
 // Tensor cores: the activations into fragment order once, then up to 64
