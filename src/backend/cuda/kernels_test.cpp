@@ -61,6 +61,21 @@ double rel_error(const std::vector<float>& y, const std::vector<double>& ref) {
   return std::sqrt(num / den);
 }
 
+// q8 values and (d, sum) on the device that differ from the CPU quantizer's
+// blocks of `x`.
+int64_t q8_mismatches(const std::vector<float>& x, const DeviceArray<int8_t>& q, const DeviceArray<float2>& ds) {
+  std::vector<cpu::Q8Block> want(x.size() / 32);
+  cpu::quantize_activations(x.data(), static_cast<int64_t>(x.size()), want.data());
+  const std::vector<int8_t> gq = q.get();
+  const std::vector<float2> gds = ds.get();
+  int64_t mismatches = 0;
+  for (size_t b = 0; b < want.size(); ++b) {
+    mismatches += gds[b].x != want[b].d || gds[b].y != want[b].qsum();
+    for (int i = 0; i < 32; ++i) mismatches += gq[b * 32 + i] != want[b].q[i];
+  }
+  return mismatches;
+}
+
 #define SKIP_WITHOUT_GPU() \
   if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device here"
 
@@ -76,16 +91,7 @@ TEST(CudaKernels, Q8QuantizationIsTheCpusBitForBit) {
     DeviceArray<int8_t> q(x.size());
     DeviceArray<float2> ds(x.size() / 32);
     ASSERT_EQ(quantize_q8(dx.p, {q.p, ds.p, static_cast<int64_t>(x.size())}, nullptr), cudaSuccess);
-    std::vector<cpu::Q8Block> ref(x.size() / 32);
-    cpu::quantize_activations(x.data(), static_cast<int64_t>(x.size()), ref.data());
-    const std::vector<int8_t> gq = q.get();
-    const std::vector<float2> gds = ds.get();
-    int64_t mismatches = 0;
-    for (size_t b = 0; b < ref.size(); ++b) {
-      mismatches += gds[b].x != ref[b].d || gds[b].y != ref[b].qsum();
-      for (int i = 0; i < 32; ++i) mismatches += gq[b * 32 + i] != ref[b].q[i];
-    }
-    EXPECT_EQ(mismatches, 0) << n << " values";
+    EXPECT_EQ(q8_mismatches(x, q, ds), 0) << n << " values";
   }
 }
 
@@ -296,17 +302,7 @@ TEST(CudaKernels, RmsNormMatchesADoubleReferenceAndQuantizesItsOwnOutput) {
           ref[static_cast<size_t>(r * n + i)] = x[static_cast<size_t>(r * n + i)] * scale * w[static_cast<size_t>(i)];
       }
       EXPECT_LT(rel_error(got, ref), 1e-6) << n << " values, " << to_string(wt);
-      if (!q8) continue;
-      std::vector<cpu::Q8Block> want(x.size() / 32);
-      cpu::quantize_activations(got.data(), static_cast<int64_t>(got.size()), want.data());
-      const std::vector<int8_t> gq = q.get();
-      const std::vector<float2> gds = ds.get();
-      int64_t mismatches = 0;
-      for (size_t b = 0; b < want.size(); ++b) {
-        mismatches += gds[b].x != want[b].d || gds[b].y != want[b].qsum();
-        for (int i = 0; i < 32; ++i) mismatches += gq[b * 32 + i] != want[b].q[i];
-      }
-      EXPECT_EQ(mismatches, 0) << n << " values, " << to_string(wt);
+      if (q8) EXPECT_EQ(q8_mismatches(got, q, ds), 0) << n << " values, " << to_string(wt);
     }
   }
 }
