@@ -9,6 +9,8 @@
 # Then through the device tool, carrying build/release/src/umi, build/release/tests/umi_tests,
 # build/release/bench/umi_make_random_model, build/release/bench/umi_cuda_matvec, build/devlibs and build/tok-llama3:
 #   [TYPES="q8_0"] [STREAMS=1,16,64] [CONTEXT="8192 32768"] [BF16=1] [LONG=131000] bash tools/device_backend_check.sh [tests|kernels|small|8b ...]
+# and, after 8b, [TRACE_MODELS="q4_0 bf16"] [TRACE_CONTEXT="16 32768"] ... trace (every kernel's GPU time per
+# decode step, tools/kernel_trace) or [NCU_KERNEL=regex NCU_SKIP=n NCU_COUNT=n] ... ncu8b (Nsight Compute).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=build/release
@@ -116,15 +118,6 @@ print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den
       done
     done
     ;;
-  ncu)
-    echo "== Nsight Compute on the batch-1 integer products (umi_cuda_matvec's first shapes)"
-    ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
-    [[ -n $ncu ]] || { echo "no ncu here"; continue; }
-    timeout 300 $ncu --clock-control none -k regex:"${NCU_KERNEL:-matvec_q8_kernel}" --launch-skip ${NCU_SKIP:-5} --launch-count ${NCU_COUNT:-4} \
-      --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section WarpStateStats --section LaunchStats \
-      $B/bench/umi_cuda_matvec 5 > "$OUT/ncu.txt" 2>&1
-    grep -E "matvec|Duration|DRAM Throughput|Memory Throughput|Achieved Occupancy|Theoretical Occupancy|Registers Per|Grid Size|Stall|Warp Cycles Per Issued|L1/TEX Hit|L2 Hit" "$OUT/ncu.txt" | head -60
-    ;;
   ncu8b)
     echo "== Nsight Compute on kernels of the Q4_0 decode step (needs the 8b step's file)"
     ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -1)
@@ -135,20 +128,6 @@ print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den
       --section SourceCounters $umi bench -m /tmp/llama8b-q4_0.gguf --device cuda --scenario decode --streams 1 \
       --prompt-tokens 16 --gen-tokens 8 > "$OUT/ncu8b.txt" 2>&1
     grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Stall [A-Z]|Issued Warp|No Eligible" "$OUT/ncu8b.txt" | head -80
-    ;;
-  profile)
-    echo "== where decode time goes: nsys kernel summary of 64 Q4_0 decode steps (needs the 8b step's file)"
-    nsys=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys 2>/dev/null | head -1)
-    if [[ -z $nsys || ! -f /tmp/llama8b-q4_0.gguf ]]; then echo "no nsys here (or no 8B file)"; continue; fi
-    $nsys profile --cuda-graph-trace=node -o /tmp/decode-prof --force-overwrite true \
-      $umi bench -m /tmp/llama8b-q4_0.gguf --device cuda --scenario decode --streams 1 --prompt-tokens 16 --gen-tokens 64 > /dev/null 2>&1
-    $nsys stats -q -r cuda_gpu_kern_sum -f csv /tmp/decode-prof.nsys-rep 2>/dev/null | tee "$OUT/decode-kernels.csv" |
-      python3 -c "
-import csv,sys
-rows=list(csv.DictReader(sys.stdin))
-tot=sum(float(r['Total Time (ns)']) for r in rows)
-print('kernel time %.1f ms in all' % (tot/1e6))
-for r in rows[:14]: print('%5.1f%% %8d x %7.1f us  %s' % (float(r['Time (%)']), int(r['Instances']), float(r['Avg (ns)'])/1e3, r['Name'][:90]))"
     ;;
   esac
 done

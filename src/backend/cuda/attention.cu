@@ -3,10 +3,11 @@
 // A thread block holds R (token, q head) rows that read the same keys: the
 // q heads of one KV head group (GQA) times a few consecutive tokens of one
 // sequence, and takes the keys in tiles of 32 (see the kernel for how its
-// four warps share them). K and V are read once per block instead of once per (token,
-// head): the first version (a block per token and head, a warp per key)
-// read them n_heads / n_kv_heads times per token, and per token again in
-// prefill. Long contexts are split over blocks (flash-decoding) and merged.
+// four warps share them). K and V are read once per block instead of once
+// per (token, head): the first version (a block per token and head, a warp
+// per key) read them n_heads / n_kv_heads times per token, and per token
+// again in prefill. Long contexts are split over blocks (flash-decoding)
+// and merged.
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -398,7 +399,7 @@ cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer,
   else launch_for_dim<float>(pass, shape, hpc, layer, q, out, per_split, part, grid, rows, stream);
   if (splits > 1) {
     const dim3 merge_grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads));
-    attention_merge_kernel<<<merge_grid, 128, 0, stream>>>(partial, static_cast<int>(splits), shape.n_heads, shape.head_dim, out);
+    attention_merge_kernel<<<merge_grid, kMergeThreads, 0, stream>>>(partial, static_cast<int>(splits), shape.n_heads, shape.head_dim, out);
   }
   return cudaGetLastError();
 }

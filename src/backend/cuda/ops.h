@@ -58,6 +58,7 @@ cudaError_t add_bias(float* x, const WeightVector& b, int64_t rows, cudaStream_t
 
 // x[i] += y[i]; gate[i] = silu(gate[i]) * up[i] (and into q8, optional).
 cudaError_t add(float* x, const float* y, int64_t n, cudaStream_t stream);
+cudaError_t swiglu(float* gate, const float* up, int64_t n, const Q8Rows* q8, cudaStream_t stream);
 
 // ids[r] = index of the largest of row r's n floats, the first of equal
 // ones (as std::max_element); NaN never wins.                      [rows]
@@ -66,7 +67,6 @@ cudaError_t add(float* x, const float* y, int64_t n, cudaStream_t stream);
 size_t argmax_scratch_bytes(int64_t rows, int64_t n);
 cudaError_t argmax_rows(const float* x, int64_t rows, int64_t n, int32_t* ids, void* scratch, size_t scratch_bytes,
                         cudaStream_t stream);
-cudaError_t swiglu(float* gate, const float* up, int64_t n, const Q8Rows* q8, cudaStream_t stream);
 
 // Where the tokens of a pass live in the paged KV cache. For token t: its
 // position, and its sequence's block table as a slice of `block_ptrs`

@@ -8,12 +8,18 @@
 
 namespace umi::cuda {
 
+// The rule itself: the scale d of a block whose largest magnitude is amax,
+// and one value rounded with 1 / d (the product rounded, then rounded to
+// the nearest integer, ties to even: never contracted into one rounding).
+__device__ inline float q8_scale(float amax) { return amax / 127.0f; }
+__device__ inline int q8_round(float v, float d) { return __float2int_rn(__fmul_rn(v, d != 0.0f ? 1.0f / d : 0.0f)); }
+
 __device__ inline void store_q8(float v, int64_t block, int lane, int8_t* q, float2* ds) {
   float amax = fabsf(v);
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-  const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-  const int qi = __float2int_rn(__fmul_rn(v, id));
+  const float d = q8_scale(amax);
+  const int qi = q8_round(v, d);
   int sum = qi;
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
@@ -28,9 +34,8 @@ __device__ inline void store_q8x4(float4 v, bool store, int64_t block, int lane,
   float amax = fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w)));
 #pragma unroll
   for (int off = 4; off > 0; off >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-  const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-  const int a = __float2int_rn(__fmul_rn(v.x, id)), b = __float2int_rn(__fmul_rn(v.y, id)),
-            c = __float2int_rn(__fmul_rn(v.z, id)), e = __float2int_rn(__fmul_rn(v.w, id));
+  const float d = q8_scale(amax);
+  const int a = q8_round(v.x, d), b = q8_round(v.y, d), c = q8_round(v.z, d), e = q8_round(v.w, d);
   int sum = a + b + c + e;
 #pragma unroll
   for (int off = 4; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
