@@ -320,9 +320,14 @@ TEST(Server, MetricsAreValidPrometheusText) {
   auto c = s.client();
   for (int i = 0; i < 3; ++i) c.Post("/v1/completions", R"({"prompt":"ROMEO:","max_tokens":4})", "application/json");
   c.Post("/v1/completions", R"({"prompt":)", "application/json");
-  // HTTP errors are counted once the answer is written: a moment after the client has it.
+  // HTTP errors are counted once the answer is written, and the engine's running count is updated once the
+  // step that finished a request is over: each a moment after the client has its answer.
+  auto settled = [](const std::string& body) {
+    return body.find(R"(umi_http_errors_total{status="400"} 1)") != std::string::npos &&
+           body.find(R"(umi_requests_running{model="tiny"} 0)") != std::string::npos;
+  };
   auto r = c.Get("/metrics");
-  for (int i = 0; i < 200 && r->body.find(R"(umi_http_errors_total{status="400"} 1)") == std::string::npos; ++i) {
+  for (int i = 0; i < 200 && !settled(r->body); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
     r = c.Get("/metrics");
   }
