@@ -8,7 +8,7 @@
 #   bash tools/device_backend_check.sh --prepare    # copies the .so files and the Llama-3 tokenizer into build/
 # Then through the device tool, carrying build/release/src/umi, build/release/tests/umi_tests,
 # build/release/bench/umi_make_random_model, build/release/bench/umi_cuda_matvec, build/devlibs and build/tok-llama3:
-#   [TYPES="q8_0"] [STREAMS=1,16,64] [CONTEXT="8192 32768"] [BF16=1] [LONG=131000] bash tools/device_backend_check.sh [tests|kernels|small|8b ...]
+#   [TYPES="q8_0 q4_k"] [SMALL_TYPES="q4_0 q4_k"] [STREAMS=1,16,64] [CONTEXT="8192 32768"] [BF16=1] [LONG=131000] bash tools/device_backend_check.sh [tests|kernels|small|8b ...]
 # and, after 8b, [TRACE_MODELS="q4_0 bf16"] [TRACE_CONTEXT="16 32768"] ... trace (every kernel's GPU time per
 # decode step, tools/kernel_trace) or [NCU_KERNEL=regex NCU_SKIP=n NCU_COUNT=n] ... ncu8b (Nsight Compute).
 set -uo pipefail
@@ -45,7 +45,7 @@ for step in "${steps[@]}"; do
     tail -1 "$OUT/bundled-cuda.err"
     cmp "$OUT/bundled-cpu.txt" "$OUT/bundled-cuda.txt" && echo "bundled: same 64 greedy tokens on cpu and cuda"
     echo "== quantized GGUFs of the bundled model: the matvec kernels"
-    for t in q8_0 q4_0; do
+    for t in ${SMALL_TYPES:-q8_0 q4_0 q4_k q5_k q6_k}; do
       $umi convert models/tiny-shakespeare "/tmp/tiny-$t.gguf" --type $t > /dev/null 2>&1
       $umi run -m "/tmp/tiny-$t.gguf" -n 64 --temp 0 --device cpu "ROMEO:" > "$OUT/tiny-$t-cpu.txt" 2>/dev/null
       $umi run -m "/tmp/tiny-$t.gguf" -n 64 --temp 0 --device cuda "ROMEO:" > "$OUT/tiny-$t-cuda.txt" 2>/dev/null

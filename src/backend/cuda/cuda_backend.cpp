@@ -23,7 +23,7 @@ void ok(cudaError_t e, const char* what) {
 
 constexpr size_t kStagingBytes = 32u << 20;  // each of the three upload buffers
 constexpr int kStagingBuffers = 3;
-constexpr int64_t kIntegerTokens = 64;  // Q8_0/Q4_0 products of up to this many tokens are integer ones (graphs too)
+constexpr int64_t kIntegerTokens = 64;  // quantized products of up to this many tokens are integer ones (graphs too)
 constexpr int64_t kTensorCoreTokens = 32;  // from here a 16-bit or f32 product is a cuBLAS GEMM
 constexpr size_t kWeightSliceBytes = 64u << 20;  // f16 weight rows per GEMM
 constexpr size_t kBlasWorkspaceBytes = 32u << 20;
@@ -116,7 +116,7 @@ CudaBackend::~CudaBackend() {
 
 // One tensor through the ring: the CPU copies chunk i from the mapping into
 // staging buffer i % 3 (touching the file's pages) while the copies of the
-// chunks before it run on the DMA engine. Q8_0/Q4_0 matrices go through a
+// chunks before it run on the DMA engine. Q8_0/Q4_0/Q6_K matrices go through a
 // device buffer, from which a kernel writes each chunk's blocks into the
 // split layout (quant_layout.h); chunks then hold whole blocks.
 const std::byte* CudaBackend::upload(const std::byte* host, size_t bytes, DType split) {
@@ -158,7 +158,8 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
   auto matrix = [&](MatrixView& m) {
     if (!m.data) return;
     if (!ops_support_matrix(m.dtype))
-      throw InputError("weight type " + std::string(to_string(m.dtype)) + " is not supported on CUDA yet");
+      throw InputError("weight type " + std::string(to_string(m.dtype)) +
+                       " is not supported on CUDA yet (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k are)");
     if (m.cols % 32 != 0) throw InputError("a matrix of " + std::to_string(m.cols) + " columns is not supported on CUDA (a multiple of 32)");
     quantized_ |= matvec_q8_supports(m.dtype);
     widest_ = std::max(widest_, m.cols);
@@ -410,7 +411,7 @@ void CudaBackend::matmul_tensor_cores(const MatrixView& w, const float* x, int64
   }
 }
 
-// Few-token products on Q8_0/Q4_0 weights wait one op (pending_) so that
+// Few-token products on quantized weights wait one op (pending_) so that
 // what follows can join them in one launch: the next products on the same
 // input (q, k and v), the residual add of their output (wo, down: the
 // product accumulates into x), or the SwiGLU of two of them (gate, up).

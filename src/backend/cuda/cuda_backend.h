@@ -14,14 +14,15 @@
 // token tables. Products wait one op so that the residual add or SwiGLU
 // after them, or sibling products on one input, join their launch.
 //
-// Matrix products: Q8_0/Q4_0 ones of up to kIntegerTokens (64) tokens
-// (decode, batches of streams) multiply q8 activations as integers (dp4a
-// for 1-3 tokens, the int8 tensor cores from 4); 16-bit and f32
+// Matrix products: Q8_0/Q4_0/K-quant ones of up to kIntegerTokens (64)
+// tokens (decode, batches of streams) multiply q8 activations as integers
+// (dp4a for 1-3 tokens, the int8 tensor cores from 4 for Q8_0/Q4_0, dp4a
+// throughout for Q4_K/Q5_K/Q6_K); 16-bit and f32
 // ones of one token through the float matvec. Longer passes (prefill) go
 // through cuBLAS: F16/BF16 weights as they are, quantized ones dequantized
 // to f16 a slice at a time. Passes of up to 64 tokens are graphs.
 //
-// Not yet: K-quant kernels, q8_0 KV cache, sampling on the device, RMSNorm
+// Not yet: Q4_1/Q5_0/Q5_1 weights, q8_0 KV cache, sampling on the device, RMSNorm
 // fused into the products, int8 tensor cores for prefill (see README's
 // status table).
 #pragma once
@@ -69,7 +70,7 @@ class CudaBackend final : public Backend {
  private:
   class DeviceMemory;
   // Copies a tensor to the device (once per host address); `split`: a
-  // Q8_0/Q4_0 matrix's type, turned into the split layout on the way.
+  // Q8_0/Q4_0/Q6_K matrix's type, turned into the split layout on the way.
   const std::byte* upload(const std::byte* host, size_t bytes, DType split);
   KvPass kv_pass() const;
   HeadShape head_shape() const;
@@ -95,7 +96,7 @@ class CudaBackend final : public Backend {
   std::vector<void*> staging_;
   std::vector<cudaEvent_t> staging_free_;
   size_t upload_slot_ = 0;  // the next staging buffer of the ring
-  Buffer split_staging_;    // device, during upload: chunks of Q8_0/Q4_0 blocks before splitting
+  Buffer split_staging_;    // device, during upload: chunks of Q8_0/Q4_0/Q6_K blocks before splitting
   double upload_seconds_ = 0;
   // This pass's tokens as the kernels see them: ids, positions, block table
   // starts and block pointers, staged in pinned memory, copied in one go.
@@ -118,10 +119,10 @@ class CudaBackend final : public Backend {
   cublasHandle_t blas_ = nullptr;
   Buffer blas_workspace_, w16_, x16_;
   int64_t w16_elems_ = 0;
-  // Few-token products on Q8_0/Q4_0 weights multiply q8 activations: one
+  // Few-token products on quantized weights multiply q8 activations: one
   // buffer, and which float input it holds now (q8_source_, q8_source_n_
   // values; any op that may write that input forgets it).
-  bool quantized_ = false;  // any matrix is Q8_0/Q4_0
+  bool quantized_ = false;  // any matrix has an integer product (matvec_q8_supports)
   int64_t widest_ = 0;      // the most columns of any matrix
   Buffer q8_buffer_;
   int64_t q8_values_ = 0;

@@ -146,7 +146,7 @@ TEST(CudaBackend, SplitAttentionAtLongContextMatchesTheCpu) {
   for (size_t i = 0; i < 4; ++i) EXPECT_LT(rel_error(logits[4 + i], logits[i]), 5e-3) << "pass " << i;
 }
 
-// Q8_0/Q4_0 decode runs fused integer products (q, k, v in one launch; wo
+// Quantized decode runs fused integer products (q, k, v in one launch; wo
 // and down adding into the residual; gate, up and SwiGLU in one) and, from
 // the second step of a shape on, replays the recorded CUDA graph. Both
 // devices multiply the same q8 activations: the logits agree to what a
@@ -154,7 +154,9 @@ TEST(CudaBackend, SplitAttentionAtLongContextMatchesTheCpu) {
 TEST(CudaBackend, QuantizedDecodeStepsMatchTheCpu) {
   if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device here";
   test::TempDir tmp;
-  for (DType type : {DType::Q8_0, DType::Q4_0}) {
+  // q4_k and q5_k files keep the (tied) output matrix at Q6_K, as
+  // llama.cpp's do: those runs mix two K-quant types.
+  for (DType type : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     const std::string gguf = tmp.file(std::string(to_string(type)) + ".gguf");
     convert_model(kBundled, gguf, {.type = type});
     Pool pool({.limit = 1ull << 30});
@@ -175,6 +177,31 @@ TEST(CudaBackend, QuantizedDecodeStepsMatchTheCpu) {
       lb = b.feed(std::vector<int32_t>{next});
     }
     EXPECT_GE(same_top, steps - 2) << to_string(type);
+  }
+}
+
+// A 128-token chunk of a K-quant file goes through cuBLAS on f16 copies of
+// the weights (dequantized a slice at a time), the 22 after it through the
+// integer products: the last logits agree with the CPU's (which multiplies
+// q8 activations throughout) to what the activations' rounding moves.
+TEST(CudaBackend, KQuantPrefillMatchesTheCpu) {
+  if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device here";
+  test::TempDir tmp;
+  for (DType type : {DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    const std::string gguf = tmp.file(std::string(to_string(type)) + ".gguf");
+    convert_model(kBundled, gguf, {.type = type});
+    Pool pool({.limit = 1ull << 30});
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < 150; ++i) prompt.push_back((i * 41 + 3) % 2000);
+    std::vector<std::vector<float>> logits;
+    for (Device d : {Device::cpu, Device::cuda}) {
+      Model m(gguf, pool, {.kv_dtype = DType::F16, .prefill_chunk = 128, .threads = 2, .device = d});
+      Sequence seq(m);
+      logits.push_back(seq.feed(prompt));
+    }
+    EXPECT_LT(rel_error(logits[1], logits[0]), 3e-2) << to_string(type);
+    const auto top = [](const std::vector<float>& v) { return std::max_element(v.begin(), v.end()) - v.begin(); };
+    EXPECT_EQ(top(logits[1]), top(logits[0])) << to_string(type);
   }
 }
 

@@ -1,6 +1,7 @@
 // The CUDA kernels against plain CPU references on random inputs: the q8
-// activation quantizer (bit for bit the CPU's), the integer matvec for every
-// token count it takes, the split layout through dequantize_f16, and paged
+// activation quantizer (bit for bit the CPU's), the integer matvec (Q8_0,
+// Q4_0, K-quants) for every token count it takes, each quantized type's
+// device layout through dequantize_f16, and paged
 // attention (GQA rows, prefill groups, split keys) in double. Run on the GPU
 // machine; skipped where no GPU is visible.
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
@@ -95,7 +97,8 @@ TEST(CudaKernels, Q8QuantizationIsTheCpusBitForBit) {
   }
 }
 
-// A Q8_0/Q4_0 matrix made by the CPU quantizer, uploaded in the split layout.
+// A quantized matrix made by the CPU quantizer, on the device as the
+// backend uploads it: split (Q8_0, Q4_0, Q6_K) or as the file has it.
 struct SplitMatrix {
   std::vector<std::byte> file;
   DeviceArray<std::byte> device;
@@ -106,8 +109,12 @@ struct SplitMatrix {
       const std::vector<float> v = random_floats(static_cast<size_t>(cols), rng);
       cpu::quantize_row(t, v.data(), cols, file.data() + static_cast<size_t>(r) * rb);
     }
+    if (!is_split_type(t)) {
+      EXPECT_EQ(cudaMemcpy(device.p, file.data(), file.size(), cudaMemcpyHostToDevice), cudaSuccess);
+      return;
+    }
     DeviceArray<std::byte> raw(file);
-    const int64_t blocks = rows * cols / 32;
+    const int64_t blocks = rows * cols / dtype_info(t).block_elems;
     // In two calls, as upload splits chunk by chunk.
     EXPECT_EQ(split_blocks(t, raw.p, 0, blocks / 2, blocks, device.p, nullptr), cudaSuccess);
     EXPECT_EQ(split_blocks(t, raw.p + static_cast<size_t>(blocks / 2) * dtype_info(t).block_bytes, blocks / 2, blocks - blocks / 2,
@@ -115,6 +122,8 @@ struct SplitMatrix {
               cudaSuccess);
   }
 };
+
+constexpr DType kKQuants[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 // y = x W^T in double from the CPU's q8 blocks of x.
 std::vector<double> q8_reference(DType t, const std::vector<std::byte>& file, int64_t rows, int64_t cols,
@@ -136,51 +145,83 @@ std::vector<double> q8_reference(DType t, const std::vector<std::byte>& file, in
   return ref;
 }
 
+// One matrix against `tokens` random rows of x with `kernel`: stored,
+// accumulated, and accumulated with the product kept apart (the fused
+// residual add), each against the double reference.
+void check_integer_matvec(DType t, int64_t rows, int64_t cols, int64_t tokens, MatvecKernel kernel, std::mt19937& rng) {
+  SplitMatrix w(t, rows, cols, rng);
+  const std::string what = std::string(to_string(t)) + ", " + std::to_string(cols) + " columns, " + std::to_string(tokens) +
+                           " tokens, " + (kernel == MatvecKernel::mma ? "tensor cores" : "dp4a");
+  const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), rng);
+  std::vector<cpu::Q8Block> xb(x.size() / 32);
+  cpu::quantize_activations(x.data(), static_cast<int64_t>(x.size()), xb.data());
+  std::vector<double> ref = q8_reference(t, w.file, rows, cols, xb, tokens);
+  DeviceArray<float> dx(x), dy(ref.size());
+  DeviceArray<int8_t> q(x.size());
+  DeviceArray<float2> ds(x.size() / 32);
+  DeviceArray<std::byte> tiles(static_cast<size_t>(q8_tiles_bytes(tokens, cols)));
+  const Q8Rows xq{q.p, ds.p, static_cast<int64_t>(x.size()), tiles.p};
+  ASSERT_EQ(quantize_q8(dx.p, xq, nullptr), cudaSuccess);
+  ASSERT_EQ(cudaMemset(dy.p, 0xFF, dy.n * sizeof(float)), cudaSuccess);  // NaN: an unwritten output fails
+  MatvecTargets plain;
+  plain.m[0] = {w.device.p, rows, dy.p};
+  plain.count = 1;
+  ASSERT_EQ(matvec_q8(t, cols, plain, xq, tokens, MatvecOutput::store, nullptr, kernel), cudaSuccess);
+  EXPECT_LT(rel_error(dy.get(), ref), 1e-5) << what;
+  // accumulate: y += W x
+  ASSERT_EQ(matvec_q8(t, cols, plain, xq, tokens, MatvecOutput::accumulate, nullptr, kernel), cudaSuccess);
+  for (double& v : ref) v *= 2;
+  EXPECT_LT(rel_error(dy.get(), ref), 1e-5) << what << ", accumulated";
+  // accumulate with the product also stored apart (the fused residual add)
+  DeviceArray<float> apart(ref.size());
+  MatvecTargets one;
+  one.m[0] = {w.device.p, rows, dy.p, apart.p};
+  one.count = 1;
+  ASSERT_EQ(matvec_q8(t, cols, one, xq, tokens, MatvecOutput::accumulate, nullptr, kernel), cudaSuccess);
+  std::vector<double> single = ref, triple = ref;
+  for (size_t i = 0; i < ref.size(); ++i) single[i] = ref[i] / 2, triple[i] = ref[i] * 1.5;
+  EXPECT_LT(rel_error(apart.get(), single), 1e-5) << what << ", also";
+  EXPECT_LT(rel_error(dy.get(), triple), 1e-5) << what << ", accumulated again";
+}
+
 // Both kernels (dp4a, tensor cores) for every token count they may get,
 // on rows that do not fill the tensor-core kernel's 16-row tiles.
 TEST(CudaKernels, IntegerMatvecMatchesTheCpuForEveryTokenCount) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(11);
   for (MatvecKernel kernel : {MatvecKernel::dp4a, MatvecKernel::mma})
-  for (DType t : {DType::Q8_0, DType::Q4_0})
-  for (int64_t cols : {320, 4640}) {  // 10 blocks a row; 145 (one token: 8 blocks per lane, the last round partial)
-    const int64_t rows = 37;
-    SplitMatrix w(t, rows, cols, rng);
-    for (int64_t tokens : {1, 2, 3, 4, 5, 8, 9, 17, 31, 40, 64, 65, 100}) {
-      if (cols > 320 && tokens > 9) break;  // the long rows matter for the fewest tokens
-      SCOPED_TRACE(kernel == MatvecKernel::mma ? "tensor cores" : "dp4a");
-      const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), rng);
-      std::vector<cpu::Q8Block> xb(x.size() / 32);
-      cpu::quantize_activations(x.data(), static_cast<int64_t>(x.size()), xb.data());
-      std::vector<double> ref = q8_reference(t, w.file, rows, cols, xb, tokens);
-      DeviceArray<float> dx(x), dy(ref.size());
-      DeviceArray<int8_t> q(x.size());
-      DeviceArray<float2> ds(x.size() / 32);
-      DeviceArray<std::byte> tiles(static_cast<size_t>(q8_tiles_bytes(tokens, cols)));
-      const Q8Rows xq{q.p, ds.p, static_cast<int64_t>(x.size()), tiles.p};
-      ASSERT_EQ(quantize_q8(dx.p, xq, nullptr), cudaSuccess);
-      ASSERT_EQ(cudaMemset(dy.p, 0xFF, dy.n * sizeof(float)), cudaSuccess);  // NaN: an unwritten output fails
-      MatvecTargets plain;
-      plain.m[0] = {w.device.p, rows, dy.p};
-      plain.count = 1;
-      ASSERT_EQ(matvec_q8(t, cols, plain, xq, tokens, MatvecOutput::store, nullptr, kernel), cudaSuccess);
-      EXPECT_LT(rel_error(dy.get(), ref), 1e-5) << to_string(t) << ", " << cols << " columns, " << tokens << " tokens";
-      // accumulate: y += W x
-      ASSERT_EQ(matvec_q8(t, cols, plain, xq, tokens, MatvecOutput::accumulate, nullptr, kernel), cudaSuccess);
-      for (double& v : ref) v *= 2;
-      EXPECT_LT(rel_error(dy.get(), ref), 1e-5) << to_string(t) << ", " << cols << " columns, " << tokens << " tokens, accumulated";
-      // accumulate with the product also stored apart (the fused residual add)
-      DeviceArray<float> apart(ref.size());
-      MatvecTargets one;
-      one.m[0] = {w.device.p, rows, dy.p, apart.p};
-      one.count = 1;
-      ASSERT_EQ(matvec_q8(t, cols, one, xq, tokens, MatvecOutput::accumulate, nullptr, kernel), cudaSuccess);
-      std::vector<double> single = ref, triple = ref;
-      for (size_t i = 0; i < ref.size(); ++i) single[i] = ref[i] / 2, triple[i] = ref[i] * 1.5;
-      EXPECT_LT(rel_error(apart.get(), single), 1e-5) << to_string(t) << ", " << cols << " columns, " << tokens << " tokens, also";
-      EXPECT_LT(rel_error(dy.get(), triple), 1e-5) << to_string(t) << ", " << cols << " columns, " << tokens << " tokens, accumulated again";
-    }
-  }
+    for (DType t : {DType::Q8_0, DType::Q4_0})
+      for (int64_t cols : {320, 4640})  // 10 blocks a row; 145 (one token: 8 blocks per lane, the last round partial)
+        for (int64_t tokens : {1, 2, 3, 4, 5, 8, 9, 17, 31, 40, 64, 65, 100}) {
+          if (cols > 320 && tokens > 9) break;  // the long rows matter for the fewest tokens
+          check_integer_matvec(t, 37, cols, tokens, kernel, rng);
+        }
+}
+
+// K-quants take dp4a for every token count: one block a row (most lanes
+// idle), and 18 blocks (Q4_K/Q5_K: 72 sub-block pairs, Q6_K: 36 halves;
+// lanes' last rounds partial).
+TEST(CudaKernels, KQuantMatvecMatchesTheCpuForEveryTokenCount) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(19);
+  for (DType t : kKQuants)
+    for (int64_t cols : {256, 4608})
+      for (int64_t tokens : {1, 2, 3, 4, 5, 8, 9, 17, 64, 65}) {
+        if (cols > 256 && tokens > 9) break;
+        check_integer_matvec(t, 37, cols, tokens, MatvecKernel::dp4a, rng);
+      }
+  // The tensor-core kernel reads 32-value blocks only: a clear refusal.
+  SplitMatrix w(DType::Q4_K, 16, 256, rng);
+  DeviceArray<float> y(16 * 4);
+  DeviceArray<int8_t> q(4 * 256);
+  DeviceArray<float2> ds(4 * 8);
+  DeviceArray<std::byte> tiles(static_cast<size_t>(q8_tiles_bytes(4, 256)));
+  MatvecTargets plain;
+  plain.m[0] = {w.device.p, 16, y.p};
+  plain.count = 1;
+  EXPECT_THROW(matvec_q8(DType::Q4_K, 256, plain, {q.p, ds.p, 4 * 256, tiles.p}, 4, MatvecOutput::store, nullptr, MatvecKernel::mma),
+               Error);
+  EXPECT_THROW(matvec_q8(DType::Q4_K, 320, plain, {q.p, ds.p, 4 * 320, tiles.p}, 4, MatvecOutput::store, nullptr), Error);
 }
 
 // One launch for q, k, v (three matrices of different rows), and for gate
@@ -189,7 +230,8 @@ TEST(CudaKernels, FusedIntegerProductsMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(13);
   for (MatvecKernel kernel : {MatvecKernel::dp4a, MatvecKernel::mma})
-  for (DType t : {DType::Q8_0, DType::Q4_0}) {
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    if (kernel == MatvecKernel::mma && dtype_info(t).block_elems != 32) continue;  // dp4a only
     const int64_t cols = 256, rows[3] = {64, 16, 21};
     for (int64_t tokens : {1, 6, 24, 64}) {
       SCOPED_TRACE(kernel == MatvecKernel::mma ? "tensor cores" : "dp4a");
@@ -307,11 +349,14 @@ TEST(CudaKernels, RmsNormMatchesADoubleReferenceAndQuantizesItsOwnOutput) {
   }
 }
 
-TEST(CudaKernels, DequantizedSlicesOfTheSplitLayoutAreTheCpusValues) {
+// Every quantized type's device layout read back as f16 (prefill's GEMM
+// input): the CPU's values, rounded to f16. K-quant values are d * sc * q -
+// dmin * m, which either compiler may fuse into one rounding: one f16 step.
+TEST(CudaKernels, DequantizedSlicesOfTheDeviceLayoutsAreTheCpusValues) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(3);
-  for (DType t : {DType::Q8_0, DType::Q4_0}) {
-    const int64_t rows = 21, cols = 96, row0 = 5, n = 11;
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    const int64_t rows = 21, cols = dtype_info(t).block_elems == 32 ? 96 : 768, row0 = 5, n = 11;
     SplitMatrix w(t, rows, cols, rng);
     DeviceArray<__half> out(static_cast<size_t>(n * cols));
     ASSERT_EQ(dequantize_f16({t, w.device.p, rows, cols}, row0, n, out.p, nullptr), cudaSuccess);
@@ -321,8 +366,10 @@ TEST(CudaKernels, DequantizedSlicesOfTheSplitLayoutAreTheCpusValues) {
     int64_t bad = 0;
     for (int64_t r = 0; r < n; ++r) {
       cpu::dequantize(t, w.file.data() + static_cast<size_t>(row0 + r) * rb, row.data(), cols);
-      for (int64_t c = 0; c < cols; ++c)
-        bad += __half2float(got[static_cast<size_t>(r * cols + c)]) != __half2float(__float2half(row[static_cast<size_t>(c)]));
+      for (int64_t c = 0; c < cols; ++c) {
+        const float g = __half2float(got[static_cast<size_t>(r * cols + c)]), want = __half2float(__float2half(row[static_cast<size_t>(c)]));
+        bad += dtype_info(t).block_elems == 32 ? g != want : std::fabs(g - want) > std::fabs(want) / 1024 + 1e-7f;
+      }
     }
     EXPECT_EQ(bad, 0) << to_string(t);
   }

@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
 
+#include "backend/cuda/kquant.cuh"
 #include "backend/cuda/kv_pass.cuh"
 #include "backend/cuda/q8_store.cuh"
 #include "backend/cuda/split_blocks.cuh"
@@ -19,7 +21,7 @@ namespace umi::cuda {
 
 namespace {
 
-enum Kind { kF32, kF16, kBF16, kQ8, kQ4 };
+enum Kind { kF32, kF16, kBF16, kQ8, kQ4, kQ4K, kQ5K, kQ6K };
 
 int kind_of(DType t) {
   switch (t) {
@@ -28,12 +30,36 @@ int kind_of(DType t) {
     case DType::BF16: return kBF16;
     case DType::Q8_0: return kQ8;
     case DType::Q4_0: return kQ4;
+    case DType::Q4_K: return kQ4K;
+    case DType::Q5_K: return kQ5K;
+    case DType::Q6_K: return kQ6K;
     default: return -1;
   }
 }
 
-// A matrix row where the kernels find it: float types at p; Q8_0/Q4_0 in the
-// split layout (quant_layout.h): the row's quants at p, its scales at d.
+// Calls f(std::integral_constant<int, K>{}) for a matrix kind: one launch
+// site per kernel for every weight type.
+template <class F>
+void by_kind(int kind, F&& f) {
+  switch (kind) {
+    case kF32: f(std::integral_constant<int, kF32>{}); break;
+    case kF16: f(std::integral_constant<int, kF16>{}); break;
+    case kBF16: f(std::integral_constant<int, kBF16>{}); break;
+    case kQ8: f(std::integral_constant<int, kQ8>{}); break;
+    case kQ4: f(std::integral_constant<int, kQ4>{}); break;
+    case kQ4K: f(std::integral_constant<int, kQ4K>{}); break;
+    case kQ5K: f(std::integral_constant<int, kQ5K>{}); break;
+    default: f(std::integral_constant<int, kQ6K>{}); break;
+  }
+}
+
+__host__ __device__ constexpr bool is_kquant(int k) { return k == kQ4K || k == kQ5K || k == kQ6K; }
+// Values per block of a kind (32 for the float kinds: their "groups").
+__host__ __device__ constexpr int block_values(int k) { return is_kquant(k) ? 256 : 32; }
+
+// A matrix row where the kernels find it: float types, Q4_K and Q5_K at p;
+// Q8_0/Q4_0/Q6_K in the split layout (quant_layout.h): the row's quants at p,
+// its scales at d.
 struct RowRef {
   const unsigned char* p;
   const __half* d;
@@ -45,10 +71,13 @@ __device__ inline RowRef row_ref(const unsigned char* base, int64_t rows, int64_
     return {base + r * cols * 4, nullptr};
   } else if constexpr (K == kF16 || K == kBF16) {
     return {base + r * cols * 2, nullptr};
+  } else if constexpr (K == kQ4K || K == kQ5K) {
+    return {base + r * (cols / 256) * (K == kQ4K ? kQ4KBytes : kQ5KBytes), nullptr};
   } else {
-    constexpr int qb = K == kQ8 ? 32 : 16;
-    const SplitBlocks<qb> m(base, rows * (cols / 32));
-    return {m.q(r * (cols / 32)), m.scales + r * (cols / 32)};
+    constexpr int qb = K == kQ8 ? 32 : K == kQ4 ? 16 : kQ6KQuantBytes;
+    const int64_t per_row = cols / block_values(K);
+    const SplitBlocks<qb> m(base, rows * per_row);
+    return {m.q(r * per_row), m.scales + r * per_row};
   }
 }
 
@@ -63,11 +92,15 @@ __device__ inline float wval(RowRef row, int64_t j) {
     return __uint_as_float(static_cast<unsigned>(reinterpret_cast<const unsigned short*>(row.p)[j]) << 16);
   } else if constexpr (K == kQ8) {
     return __half2float(row.d[j >> 5]) * static_cast<float>(static_cast<signed char>(row.p[j]));
-  } else {
+  } else if constexpr (K == kQ4) {
     const int i = static_cast<int>(j & 31);
     const unsigned char byte = row.p[(j >> 5) * 16 + (i & 15)];
     const int q = i < 16 ? (byte & 15) : (byte >> 4);
     return __half2float(row.d[j >> 5]) * static_cast<float>(q - 8);
+  } else if constexpr (K == kQ4K || K == kQ5K) {
+    return q45k_value(row.p + (j >> 8) * (K == kQ4K ? kQ4KBytes : kQ5KBytes), static_cast<int>(j & 255), K == kQ5K);
+  } else {
+    return q6k_value(row.p + (j >> 8) * kQ6KQuantBytes, __half2float(row.d[j >> 8]), static_cast<int>(j & 255));
   }
 }
 
@@ -134,18 +167,14 @@ __global__ void dequantize_f16_kernel(const unsigned char* w, int64_t total_grou
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= groups) return;
   const int64_t g = first + i;
-  // Group g seen as a 32-value row of its matrix's layout.
-  const RowRef group = [&]() -> RowRef {
-    if constexpr (K == kQ8 || K == kQ4) {
-      const SplitBlocks<K == kQ8 ? 32 : 16> m(w, total_groups);
-      return {m.q(g), m.scales + g};
-    } else {
-      return {w + g * 32 * (K == kF32 ? 4 : 2), nullptr};
-    }
-  }();
+  // Group g's block seen as a one-block row of its matrix's layout, and
+  // where in it the group starts (K-quant blocks hold eight groups).
+  constexpr int kGroups = block_values(K) / 32;
+  const int at = static_cast<int>(g % kGroups) * 32;
+  const RowRef group = row_ref<K>(w, total_groups / kGroups, block_values(K), g / kGroups);
   __align__(16) __half h[32];
 #pragma unroll
-  for (int j = 0; j < 32; ++j) h[j] = __float2half(wval<K>(group, j));
+  for (int j = 0; j < 32; ++j) h[j] = __float2half(wval<K>(group, at + j));
   uint4* o = reinterpret_cast<uint4*>(out + i * 32);
 #pragma unroll
   for (int j = 0; j < 4; ++j) o[j] = reinterpret_cast<const uint4*>(h)[j];
@@ -325,40 +354,33 @@ bool ops_support_kv(DType t) { return t == DType::F32 || t == DType::F16; }
 cudaError_t embed(const WeightMatrix& table, const int32_t* ids, int64_t tokens, float* x, cudaStream_t stream) {
   check(ops_support_matrix(table.dtype), "embed: unsupported table type " + std::string(to_string(table.dtype)));
   check(table.data && ids && x && tokens > 0 && tokens < (int64_t{1} << 31) && table.cols > 0, "embed: bad arguments");
-  check(dtype_info(table.dtype).block_elems == 1 || table.cols % 32 == 0, "embed: columns not in whole blocks");
+  check(table.cols % dtype_info(table.dtype).block_elems == 0, "embed: columns not in whole blocks");
   const auto* data = static_cast<const unsigned char*>(table.data);
   const dim3 grid(static_cast<unsigned>(tokens)), block(256);
-  switch (kind_of(table.dtype)) {
-    case kF32: embed_kernel<kF32><<<grid, block, 0, stream>>>(data, table.rows, table.cols, ids, x); break;
-    case kF16: embed_kernel<kF16><<<grid, block, 0, stream>>>(data, table.rows, table.cols, ids, x); break;
-    case kBF16: embed_kernel<kBF16><<<grid, block, 0, stream>>>(data, table.rows, table.cols, ids, x); break;
-    case kQ8: embed_kernel<kQ8><<<grid, block, 0, stream>>>(data, table.rows, table.cols, ids, x); break;
-    default: embed_kernel<kQ4><<<grid, block, 0, stream>>>(data, table.rows, table.cols, ids, x); break;
-  }
+  by_kind(kind_of(table.dtype), [&](auto k) {
+    embed_kernel<decltype(k)::value><<<grid, block, 0, stream>>>(data, table.rows, table.cols, ids, x);
+  });
   return cudaGetLastError();
 }
 
 cudaError_t matmul_generic(const WeightMatrix& w, const float* x, int64_t tokens, float* y, cudaStream_t stream) {
   check(ops_support_matrix(w.dtype), "matmul: unsupported weight type " + std::string(to_string(w.dtype)));
   check(w.data && x && y && tokens > 0 && w.rows > 0 && w.cols > 0, "matmul: bad arguments");
-  check(dtype_info(w.dtype).block_elems == 1 || w.cols % 32 == 0, "matmul: columns not in whole blocks");
+  check(w.cols % dtype_info(w.dtype).block_elems == 0, "matmul: columns not in whole blocks");
   check(w.rows < (int64_t{1} << 31) * kRowsPerBlock, "matmul: too many rows");
   const auto* data = static_cast<const unsigned char*>(w.data);
   const dim3 grid(static_cast<unsigned>((w.rows + kRowsPerBlock - 1) / kRowsPerBlock)), block(32 * kRowsPerBlock);
-  switch (kind_of(w.dtype)) {
-    case kF32: matmul_kernel<kF32><<<grid, block, 0, stream>>>(data, w.rows, w.cols, x, tokens, y); break;
-    case kF16: matmul_kernel<kF16><<<grid, block, 0, stream>>>(data, w.rows, w.cols, x, tokens, y); break;
-    case kBF16: matmul_kernel<kBF16><<<grid, block, 0, stream>>>(data, w.rows, w.cols, x, tokens, y); break;
-    case kQ8: matmul_kernel<kQ8><<<grid, block, 0, stream>>>(data, w.rows, w.cols, x, tokens, y); break;
-    default: matmul_kernel<kQ4><<<grid, block, 0, stream>>>(data, w.rows, w.cols, x, tokens, y); break;
-  }
+  by_kind(kind_of(w.dtype), [&](auto k) {
+    matmul_kernel<decltype(k)::value><<<grid, block, 0, stream>>>(data, w.rows, w.cols, x, tokens, y);
+  });
   return cudaGetLastError();
 }
 
 cudaError_t dequantize_f16(const WeightMatrix& w, int64_t row0, int64_t rows, void* out, cudaStream_t stream) {
   check(ops_support_matrix(w.dtype) && w.data && out && row0 >= 0 && rows > 0 && row0 + rows <= w.rows && w.cols > 0,
         "dequantize_f16: bad arguments");
-  check(w.cols % 32 == 0, "dequantize_f16: columns not a multiple of 32");
+  check(w.cols % 32 == 0 && w.cols % dtype_info(w.dtype).block_elems == 0,
+        "dequantize_f16: columns not a multiple of 32 in whole blocks");
   check(reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0,
         "dequantize_f16: pointers must be 16-byte aligned");
   const auto* data = static_cast<const unsigned char*>(w.data);
@@ -366,13 +388,9 @@ cudaError_t dequantize_f16(const WeightMatrix& w, int64_t row0, int64_t rows, vo
   check((groups + 255) / 256 < (int64_t{1} << 31), "dequantize_f16: too many rows");
   const unsigned grid = static_cast<unsigned>((groups + 255) / 256);
   auto* o = static_cast<__half*>(out);
-  switch (kind_of(w.dtype)) {
-    case kF32: dequantize_f16_kernel<kF32><<<grid, 256, 0, stream>>>(data, total, first, groups, o); break;
-    case kF16: dequantize_f16_kernel<kF16><<<grid, 256, 0, stream>>>(data, total, first, groups, o); break;
-    case kBF16: dequantize_f16_kernel<kBF16><<<grid, 256, 0, stream>>>(data, total, first, groups, o); break;
-    case kQ8: dequantize_f16_kernel<kQ8><<<grid, 256, 0, stream>>>(data, total, first, groups, o); break;
-    default: dequantize_f16_kernel<kQ4><<<grid, 256, 0, stream>>>(data, total, first, groups, o); break;
-  }
+  by_kind(kind_of(w.dtype), [&](auto k) {
+    dequantize_f16_kernel<decltype(k)::value><<<grid, 256, 0, stream>>>(data, total, first, groups, o);
+  });
   return cudaGetLastError();
 }
 

@@ -3,9 +3,9 @@
 // `stream` and returns the launch's error code. All pointers are device
 // pointers unless named host_. C++17 (nvcc), no C++20 headers.
 //
-// Weight operands are in their file dtype: matrices f32, f16, bf16, q8_0 or
-// q4_0 (the last two in the split layout of quant_layout.h); vectors f32,
-// f16 or bf16. Activations are f32. KV cache rows are f16 or f32 (kv_dtype).
+// Weight operands are in their file dtype: matrices f32, f16, bf16, q8_0,
+// q4_0, q4_k, q5_k or q6_k (as quant_layout.h lays them out on the device);
+// vectors f32, f16 or bf16. Activations are f32. KV cache rows are f16 or f32 (kv_dtype).
 #pragma once
 
 #include <cstddef>

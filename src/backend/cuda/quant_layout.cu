@@ -9,24 +9,25 @@ namespace umi::cuda {
 namespace {
 
 // One thread per block: its quants as 16-bit words (the file's blocks are
-// 2-byte aligned), its scale as one.
-template <int QuantBytes>
+// 2-byte aligned), its scale as one (the block's first word, or for Q6_K
+// its last).
+template <int QuantBytes, bool ScaleFirst>
 __global__ void split_kernel(const unsigned short* src, int64_t first, int64_t count, int64_t total, unsigned char* dst) {
-  constexpr int kWords = 1 + QuantBytes / 2;
+  constexpr int kWords = 1 + QuantBytes / 2, kQuantsAt = ScaleFirst ? 1 : 0, kScaleAt = ScaleFirst ? 0 : QuantBytes / 2;
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= count) return;
   const unsigned short* b = src + i * kWords;
   unsigned short* q = reinterpret_cast<unsigned short*>(dst + (first + i) * QuantBytes);
-#pragma unroll
-  for (int j = 0; j < QuantBytes / 2; ++j) q[j] = b[1 + j];
-  reinterpret_cast<unsigned short*>(dst + total * QuantBytes)[first + i] = b[0];
+#pragma unroll 8
+  for (int j = 0; j < QuantBytes / 2; ++j) q[j] = b[kQuantsAt + j];
+  reinterpret_cast<unsigned short*>(dst + total * QuantBytes)[first + i] = b[kScaleAt];
 }
 
 }  // namespace
 
-bool is_split_type(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
+bool is_split_type(DType t) { return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q6_K; }
 
-int split_quant_bytes(DType t) { return t == DType::Q8_0 ? 32 : t == DType::Q4_0 ? 16 : 0; }
+int split_quant_bytes(DType t) { return t == DType::Q8_0 ? 32 : t == DType::Q4_0 ? 16 : t == DType::Q6_K ? 208 : 0; }
 
 cudaError_t split_blocks(DType t, const void* src, int64_t first, int64_t count, int64_t total, void* dst,
                          cudaStream_t stream) {
@@ -37,8 +38,9 @@ cudaError_t split_blocks(DType t, const void* src, int64_t first, int64_t count,
   const unsigned grid = static_cast<unsigned>((count + 255) / 256);
   const auto* s = static_cast<const unsigned short*>(src);
   auto* d = static_cast<unsigned char*>(dst);
-  if (t == DType::Q8_0) split_kernel<32><<<grid, 256, 0, stream>>>(s, first, count, total, d);
-  else split_kernel<16><<<grid, 256, 0, stream>>>(s, first, count, total, d);
+  if (t == DType::Q8_0) split_kernel<32, true><<<grid, 256, 0, stream>>>(s, first, count, total, d);
+  else if (t == DType::Q4_0) split_kernel<16, true><<<grid, 256, 0, stream>>>(s, first, count, total, d);
+  else split_kernel<208, false><<<grid, 256, 0, stream>>>(s, first, count, total, d);
   return cudaGetLastError();
 }
 

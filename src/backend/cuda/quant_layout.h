@@ -1,12 +1,15 @@
-// How Q8_0 and Q4_0 matrices sit in device memory. The file's blocks are 34
-// and 18 bytes ({f16 d; quants}), so a kernel reading them in place can load
-// at most 16 bits at a time. On upload each matrix is split into two arrays:
-// every block's quants in the file's order (32 or 16 bytes each, 16-byte
-// aligned: one or two 128-bit loads per block), then every block's f16
-// scale. The same bytes as the file, blocks in the same (row-major) order:
-// block i of a matrix of n blocks has its quants at base + i * quant_bytes
-// and its scale at ((f16*)(base + n * quant_bytes))[i]. Every CUDA kernel
-// that reads Q8_0 or Q4_0 reads this layout; the CPU reads the file's.
+// How quantized matrices sit in device memory. The file's Q8_0 and Q4_0
+// blocks are 34 and 18 bytes ({f16 d; quants}) and Q6_K's 210 ({quants;
+// f16 d}), so a kernel reading them in place could load at most 16 bits at a
+// time. On upload each such matrix is split into two arrays: every block's
+// quants in the file's order (32, 16 or 208 bytes each, 16-byte aligned:
+// 128-bit loads), then every block's f16 scale. The same bytes as the file,
+// blocks in the same (row-major) order: block i of a matrix of n blocks has
+// its quants at base + i * quant_bytes and its scale at
+// ((f16*)(base + n * quant_bytes))[i]. Every CUDA kernel that reads these
+// types reads this layout; the CPU reads the file's. Q4_K (144 bytes) and
+// Q5_K (176) blocks are whole 16-byte multiples with their quants at 16-byte
+// offsets: uploaded as they are (kquant.cuh reads them).
 #pragma once
 
 #include <cstdint>
@@ -17,9 +20,9 @@
 
 namespace umi::cuda {
 
-// Q8_0 and Q4_0: the types that are split on upload.
+// Q8_0, Q4_0 and Q6_K: the types that are split on upload.
 bool is_split_type(DType t);
-// Bytes of quants per 32-value block: 32 (Q8_0), 16 (Q4_0).
+// Bytes of quants per block: 32 (Q8_0), 16 (Q4_0), 208 (Q6_K, 256 values).
 int split_quant_bytes(DType t);
 
 // Splits blocks [first, first + count) of a matrix of `total` blocks: `src`

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <string>
 
+#include "backend/cuda/kquant.cuh"
 #include "backend/cuda/matvec_targets.cuh"
 #include "backend/cuda/quant_layout.h"
 #include "backend/cuda/quant_mma.cuh"
@@ -174,11 +175,64 @@ __device__ inline void row_dot(const void* w, int64_t rows, int64_t row, int64_t
     for (int off = 16; off > 0; off >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], off);
 }
 
+// Row `row` of a K-quant matrix (kquant.cuh), as row_dot above: lanes take
+// the row's tasks (sub-block pairs or halves of 256-value blocks) in turn,
+// U of them in flight a round.
+template <class K, int NT>
+__device__ inline void kquant_row_dot(const void* w, int64_t rows, int64_t row, int64_t bpr, int lane,
+                                      const int8_t* __restrict__ xq, const float2* __restrict__ xds, int64_t t0, int64_t tokens,
+                                      float (&acc)[NT]) {
+  const int64_t spr = bpr / 8, tasks = spr * K::kTasks, cols = bpr * 32;
+  constexpr int U = K::kUnroll, kBlocksPerTask = K::kValues / 32;
+#pragma unroll
+  for (int t = 0; t < NT; ++t) acc[t] = 0.f;
+  for (int64_t i = lane; i < tasks; i += 32 * U) {
+    typename K::Loaded lt[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (i + 32 * u < tasks)
+        lt[u] = K::load(w, rows * spr, row * spr + (i + 32 * u) / K::kTasks, static_cast<int>((i + 32 * u) % K::kTasks));
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t0 + t >= tokens) break;
+      const int64_t xt = (t0 + t) * cols, dt = (t0 + t) * bpr;
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+        if (i + 32 * u < tasks) {
+          const int64_t xb = (i + 32 * u) * kBlocksPerTask;
+          acc[t] += K::dot(lt[u], xq + xt + xb * 32, xds + dt + xb);
+        }
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < NT; ++t)
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) acc[t] += __shfl_xor_sync(0xffffffffu, acc[t], off);
+}
+
+// The weight formats of the dp4a kernel: a row's share of dot products.
+template <int QB>
+struct SplitRows {
+  template <int NT>
+  static __device__ void row_dot(const void* w, int64_t rows, int64_t row, int64_t bpr, int lane, const int8_t* xq,
+                                 const float2* xds, int64_t t0, int64_t tokens, float (&acc)[NT]) {
+    umi::cuda::row_dot<QB, NT>(w, rows, row, bpr, lane, xq, xds, t0, tokens, acc);
+  }
+};
+template <class K>
+struct KQuantRows {
+  template <int NT>
+  static __device__ void row_dot(const void* w, int64_t rows, int64_t row, int64_t bpr, int lane, const int8_t* xq,
+                                 const float2* xds, int64_t t0, int64_t tokens, float (&acc)[NT]) {
+    kquant_row_dot<K, NT>(w, rows, row, bpr, lane, xq, xds, t0, tokens, acc);
+  }
+};
+
 // One warp per output row, kRowsPerBlock rows per thread block: the
 // targets' rows in turn (store, accumulate; each starts a new thread
 // block), or gate and up rows side by side (swiglu: y0 = silu(gate row) *
 // up row).
-template <int QB, int NT, MatvecOutput Out>
+template <class R, int NT, MatvecOutput Out>
 __global__ void __launch_bounds__(32 * kRowsPerBlock)
     matvec_q8_kernel(MatvecTargets tg, int64_t bpr, const int8_t* __restrict__ xq, const float2* __restrict__ xds, int64_t tokens) {
   const int lane = threadIdx.x & 31;
@@ -190,10 +244,10 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
   if (row >= m.rows) return;
   for (int64_t t0 = 0; t0 < tokens; t0 += NT) {
     float acc[NT];
-    row_dot<QB, NT>(m.data, m.rows, row, bpr, lane, xq, xds, t0, tokens, acc);
+    R::template row_dot<NT>(m.data, m.rows, row, bpr, lane, xq, xds, t0, tokens, acc);
     float up[NT];
     if constexpr (Out == MatvecOutput::swiglu) {
-      row_dot<QB, NT>(tg.m[1].data, m.rows, row, bpr, lane, xq, xds, t0, tokens, up);
+      R::template row_dot<NT>(tg.m[1].data, m.rows, row, bpr, lane, xq, xds, t0, tokens, up);
     }
     if (lane != 0) continue;
 #pragma unroll
@@ -222,14 +276,21 @@ __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t blocks, 
   store_q8(x[b * 32 + lane], b, lane, q, ds);
 }
 
-template <int QB, MatvecOutput Out>
-void launch_q8(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, cudaStream_t stream) {
+template <class R, MatvecOutput Out>
+void launch_dp4a(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, cudaStream_t stream) {
   const int64_t bpr = cols / 32;
   const dim3 grid(static_cast<unsigned>(tile_count(tg, Out, kRowsPerBlock))), block(32 * kRowsPerBlock);
-  if (tokens == 1) matvec_q8_kernel<QB, 1, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
-  else if (tokens == 2) matvec_q8_kernel<QB, 2, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
-  else if (tokens <= 4) matvec_q8_kernel<QB, 4, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
-  else matvec_q8_kernel<QB, 8, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  if (tokens == 1) matvec_q8_kernel<R, 1, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  else if (tokens == 2) matvec_q8_kernel<R, 2, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  else if (tokens <= 4) matvec_q8_kernel<R, 4, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  else matvec_q8_kernel<R, 8, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+}
+
+template <class R>
+void launch_dp4a(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, MatvecOutput out, cudaStream_t stream) {
+  if (out == MatvecOutput::store) launch_dp4a<R, MatvecOutput::store>(tg, cols, x, tokens, stream);
+  else if (out == MatvecOutput::accumulate) launch_dp4a<R, MatvecOutput::accumulate>(tg, cols, x, tokens, stream);
+  else launch_dp4a<R, MatvecOutput::swiglu>(tg, cols, x, tokens, stream);
 }
 
 // Tensor cores: the activations into fragment order once, then up to 64
@@ -269,19 +330,15 @@ void launch_mma(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t 
   }
 }
 
-template <int QB, MatvecOutput Out>
-void launch_q8(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, bool tensor_cores, cudaStream_t stream) {
-  if (tensor_cores) launch_mma<QB, Out>(tg, cols, x, tokens, stream);
-  else launch_q8<QB, Out>(tg, cols, x, tokens, stream);
+template <int QB>
+void launch_mma(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, MatvecOutput out, cudaStream_t stream) {
+  if (out == MatvecOutput::store) launch_mma<QB, MatvecOutput::store>(tg, cols, x, tokens, stream);
+  else if (out == MatvecOutput::accumulate) launch_mma<QB, MatvecOutput::accumulate>(tg, cols, x, tokens, stream);
+  else launch_mma<QB, MatvecOutput::swiglu>(tg, cols, x, tokens, stream);
 }
 
-template <int QB>
-void launch_q8(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, MatvecOutput out, bool tensor_cores,
-               cudaStream_t stream) {
-  if (out == MatvecOutput::store) launch_q8<QB, MatvecOutput::store>(tg, cols, x, tokens, tensor_cores, stream);
-  else if (out == MatvecOutput::accumulate) launch_q8<QB, MatvecOutput::accumulate>(tg, cols, x, tokens, tensor_cores, stream);
-  else launch_q8<QB, MatvecOutput::swiglu>(tg, cols, x, tokens, tensor_cores, stream);
-}
+// The tensor-core kernel reads 32-value blocks: Q8_0 and Q4_0.
+bool mma_supports(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
 
 }  // namespace
 
@@ -319,14 +376,19 @@ cudaError_t quantize_q8(const float* x, const Q8Rows& out, cudaStream_t stream) 
   return cudaGetLastError();
 }
 
-bool matvec_q8_supports(DType t) { return is_split_type(t); }
+bool matvec_q8_supports(DType t) {
+  return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
+}
 
 cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, const Q8Rows& x, int64_t tokens,
                       MatvecOutput out, cudaStream_t stream, MatvecKernel kernel) {
   const std::string name = "cuda matvec_q8: ";
   if (!matvec_q8_supports(dtype)) throw Error(name + "unsupported weight type " + std::string(to_string(dtype)));
   if (!x.q || !x.ds) throw Error(name + "null activations");
-  if (cols <= 0 || cols % 32 != 0) throw Error(name + std::to_string(cols) + " columns is not a positive multiple of 32");
+  const int64_t block_values = dtype_info(dtype).block_elems;
+  if (cols <= 0 || cols % block_values != 0)
+    throw Error(name + std::to_string(cols) + " columns is not a positive multiple of " + std::to_string(block_values) +
+                " (" + std::string(to_string(dtype)) + " blocks)");
   if (tokens <= 0 || x.n != tokens * cols)
     throw Error(name + std::to_string(x.n) + " quantized values for " + std::to_string(tokens) + " tokens of " + std::to_string(cols));
   if (targets.count < 1 || targets.count > kMaxMatvecTargets || (out == MatvecOutput::swiglu && targets.count != 2))
@@ -345,11 +407,24 @@ cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, c
   if (cols > (int64_t{1} << 24) || cols / 32 * ((tokens + 7) / 8) / 8 >= (int64_t{1} << 31))
     throw Error(name + "too many columns or tokens");
   if (kernel == MatvecKernel::mma && !x.tiles) throw Error(name + "the tensor-core kernel needs the tiles scratch");
+  if (kernel == MatvecKernel::mma && !mma_supports(dtype))
+    throw Error(name + "the tensor-core kernel does not read " + std::string(to_string(dtype)));
   if (x.tiles && reinterpret_cast<uintptr_t>(x.tiles) % 16 != 0) throw Error(name + "the tiles scratch must be 16-byte aligned");
-  const bool tensor_cores =
-      kernel == MatvecKernel::mma || (kernel == MatvecKernel::automatic && tokens >= kMmaTokens && x.tiles);
-  if (dtype == DType::Q8_0) launch_q8<32>(targets, cols, x, tokens, out, tensor_cores, stream);
-  else launch_q8<16>(targets, cols, x, tokens, out, tensor_cores, stream);
+  const bool tensor_cores = kernel == MatvecKernel::mma ||
+                            (kernel == MatvecKernel::automatic && tokens >= kMmaTokens && x.tiles && mma_supports(dtype));
+  switch (dtype) {
+    case DType::Q8_0:
+      if (tensor_cores) launch_mma<32>(targets, cols, x, tokens, out, stream);
+      else launch_dp4a<SplitRows<32>>(targets, cols, x, tokens, out, stream);
+      break;
+    case DType::Q4_0:
+      if (tensor_cores) launch_mma<16>(targets, cols, x, tokens, out, stream);
+      else launch_dp4a<SplitRows<16>>(targets, cols, x, tokens, out, stream);
+      break;
+    case DType::Q4_K: launch_dp4a<KQuantRows<KQuant45<false>>>(targets, cols, x, tokens, out, stream); break;
+    case DType::Q5_K: launch_dp4a<KQuantRows<KQuant45<true>>>(targets, cols, x, tokens, out, stream); break;
+    default: launch_dp4a<KQuantRows<KQuant6>>(targets, cols, x, tokens, out, stream); break;
+  }
   return cudaGetLastError();
 }
 
