@@ -8,7 +8,7 @@
 #   bash tools/device_backend_check.sh --prepare    # copies the .so files and the Llama-3 tokenizer into build/
 # Then through the device tool, carrying build/release/src/umi, build/release/tests/umi_tests,
 # build/release/bench/umi_make_random_model, build/release/bench/umi_cuda_matvec, build/devlibs and build/tok-llama3:
-#   [TYPES="q8_0 q4_k"] [SMALL_TYPES="q4_0 q4_k"] [STREAMS=1,16,64] [CONTEXT="8192 32768"] [BF16=1] [LONG=131000] bash tools/device_backend_check.sh [tests|kernels|small|8b ...]
+#   [TYPES="q8_0 q4_k"] [SMALL_TYPES="q4_0 q4_k"] [STREAMS=1,16,64] [SAMPLING=1] [CONTEXT="8192 32768"] [BF16=1] [LONG=131000] bash tools/device_backend_check.sh [tests|kernels|small|8b ...]
 # and, after 8b, [TRACE_MODELS="q4_0 bf16"] [TRACE_CONTEXT="16 32768"] ... trace (every kernel's GPU time per
 # decode step, tools/kernel_trace) or [NCU_KERNEL=regex NCU_SKIP=n NCU_COUNT=n] ... ncu8b (Nsight Compute).
 set -uo pipefail
@@ -82,7 +82,7 @@ print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den
     bench() {  # MODEL PROMPT GEN [STREAMS]
       local log=/tmp/bench.log
       timeout ${BENCH_TIMEOUT:-300} $umi bench -m "$1" --device cuda --scenario decode --streams "${4:-1}" --prompt-tokens "$2" \
-        --gen-tokens "$3" ${NO_WARMUP:+--no-warmup} > $log 2>&1
+        --gen-tokens "$3" --sampling "${BENCH_SAMPLING:-greedy}" ${NO_WARMUP:+--no-warmup} > $log 2>&1
       if grep -q '"scenario"' $log; then
         grep '"scenario"' $log | sed "s|^{|{\"model\":\"$(basename "$1")\",|" | tee -a "$OUT/bench-8b.jsonl"
       else
@@ -94,6 +94,13 @@ print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den
     bench /tmp/llama8b-q4_0.gguf 512 1    # prefill: time to first token of a 512-token prompt
     [[ -n ${STREAMS:-} ]] && bench /tmp/llama8b-q4_0.gguf 256 128 "$STREAMS"  # aggregate decode, llama-batched-bench's shape
     for c in ${CONTEXT:-}; do NO_WARMUP=1 bench /tmp/llama8b-q4_0.gguf "$c" 32; done  # decode after a long prompt
+    # Top-k sampling: the candidates selected on the device, against the whole row brought back.
+    if [[ -n ${SAMPLING:-} ]]; then
+      for s in top-k row; do
+        BENCH_SAMPLING=$s bench /tmp/llama8b-q4_0.gguf 16 128
+        BENCH_SAMPLING=$s bench /tmp/llama8b-q4_0.gguf 256 128 64
+      done
+    fi
     for t in ${TYPES:-}; do
       convert $t
       bench /tmp/llama8b-$t.gguf 16 128

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/top_k.h"
 #include "memory/pool.h"
 #include "model/config.h"
 #include "model/kv_block_pool.h"
@@ -103,6 +104,10 @@ class Backend {
   // n floats (the first of equal ones): greedy decoding, where only the
   // token comes back instead of the row.                            [rows]
   virtual void argmax(const float* src, int64_t rows, int64_t n, int32_t* host) = 0;
+  // Waits for the pass so far; out[r] (k and temperature set by the caller)
+  // receives row r's best candidates as select_top_k (top_k.h) picks them:
+  // sampling with top-k, where only those come back.                [rows]
+  virtual void top_k(const float* src, int64_t rows, int64_t n, TopK* out) = 0;
 };
 
 // The backend for `device` (automatic: CUDA when this build has it and a GPU

@@ -28,6 +28,7 @@ struct BenchArgs {
   int prefix_prompt = 2048, prefix_shared = 1900;
   int pressure_streams = 64, pressure_prompt = 1024, pressure_gen = 16;
   std::vector<std::string> scenarios{"decode", "prefix", "memory"};
+  std::string sampling = "greedy";  // decode: greedy, top-k, row (see add_bench)
 };
 
 std::vector<int32_t> random_prompt(std::mt19937& rng, int n, int32_t vocab) {
@@ -37,10 +38,14 @@ std::vector<int32_t> random_prompt(std::mt19937& rng, int n, int32_t vocab) {
   return p;
 }
 
-RequestOptions fixed_length(int n) {
+RequestOptions fixed_length(int n, const std::string& sampling = "greedy") {
   RequestOptions o;
-  o.max_tokens = n;
-  o.sampling.temperature = 0;  // no stop tokens: every request runs to n
+  o.max_tokens = n;  // no stop tokens: every request runs to n
+  o.sampling.temperature = 0;
+  if (sampling != "greedy") {
+    o.sampling = {.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = 1};
+    if (sampling == "row") o.logprobs = 0;  // the whole row comes back (as before candidates did)
+  }
   return o;
 }
 
@@ -59,7 +64,7 @@ void decode_scenario(Engine& e, std::mt19937& rng, const BenchArgs& a, int n) {
   // allocations stay out of the numbers. Its prompt is another random one,
   // so the measured requests find no cached prefix.
   if (a.warmup) {
-    e.submit(random_prompt(rng, a.prompt_tokens, vocab), fixed_length(std::min(a.gen_tokens, 2)), {});
+    e.submit(random_prompt(rng, a.prompt_tokens, vocab), fixed_length(std::min(a.gen_tokens, 2), a.sampling), {});
     e.run_until_idle();
   }
   Pool& memory = e.model().kv_pool().memory();  // the device's pool on a GPU
@@ -77,13 +82,13 @@ void decode_scenario(Engine& e, std::mt19937& rng, const BenchArgs& a, int n) {
                         ttft_sum += o.first_token_seconds;
                         if (o.finish_reason != "length") ++failed;
                       }};
-  for (int i = 0; i < n; ++i) e.submit(random_prompt(rng, a.prompt_tokens, vocab), fixed_length(a.gen_tokens), cb);
+  for (int i = 0; i < n; ++i) e.submit(random_prompt(rng, a.prompt_tokens, vocab), fixed_length(a.gen_tokens, a.sampling), cb);
   e.run_until_idle();
   const auto t1 = Clock::now();
-  std::printf("{\"scenario\":\"decode\",\"streams\":%d,\"prompt_tokens\":%d,\"gen_tokens\":%d,\"wall_s\":%.3f,"
+  std::printf("{\"scenario\":\"decode\",\"sampling\":\"%s\",\"streams\":%d,\"prompt_tokens\":%d,\"gen_tokens\":%d,\"wall_s\":%.3f,"
               "\"aggregate_decode_tok_s\":%.2f,\"per_stream_tok_s\":%.2f,\"mean_ttft_ms\":%.1f,\"failed\":%lld,"
               "\"memory_peak_bytes\":%llu,\"largest_buffer_bytes\":%llu}\n",
-              n, a.prompt_tokens, a.gen_tokens, seconds(t0, t1), static_cast<double>(tokens_after) / seconds(all_started, t1),
+              a.sampling.c_str(), n, a.prompt_tokens, a.gen_tokens, seconds(t0, t1), static_cast<double>(tokens_after) / seconds(all_started, t1),
               static_cast<double>(tokens_after) / seconds(all_started, t1) / n, ttft_sum / n * 1e3,
               static_cast<long long>(failed), static_cast<unsigned long long>(memory.stats().peak),
               static_cast<unsigned long long>(memory.stats().largest));
@@ -148,6 +153,10 @@ Action add_bench(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--streams", a->streams, "concurrent streams for the decode scenario")->delimiter(',');
   cmd->add_option("--prompt-tokens", a->prompt_tokens, "prompt length per stream (decode)")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--gen-tokens", a->gen_tokens, "tokens generated per stream (decode)")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--sampling", a->sampling,
+                  "decode: greedy (the token picked where the logits are), top-k (temperature 0.8, top-k 40, top-p 0.95, "
+                  "min-p 0.05: only the 40 candidates come back) or row (the same sampling from the whole row, as with logprobs)")
+      ->check(CLI::IsMember({"greedy", "top-k", "row"}));
   cmd->add_flag("!--no-warmup", a->warmup, "decode: measure the first request too (no warm-up request of the same shape)");
   cmd->add_option("--prefix-prompt", a->prefix_prompt, "prompt length (prefix)")->check(CLI::Range(2, 1 << 20));
   cmd->add_option("--prefix-shared", a->prefix_shared, "shared leading tokens (prefix)")->check(CLI::Range(1, 1 << 20));

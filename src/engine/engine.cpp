@@ -49,6 +49,7 @@ struct Engine::Request {
   bool done = false;
   float* logits = nullptr;    // this step's row, when it samples from logits
   int32_t* greedy = nullptr;  // or its token, when the backend picked it (greedy)
+  TopK* top = nullptr;        // or its best candidates, when the backend selected them (top-k)
 };
 
 Engine::Engine(Model& model, const Tokenizer& tok, EngineOptions options)
@@ -59,7 +60,8 @@ Engine::Engine(Model& model, const Tokenizer& tok, EngineOptions options)
                                     MemoryUse::activations, "engine logits")),
       raw_row_(model.pool().allocate(static_cast<size_t>(model.config().vocab_size) * sizeof(float), MemoryUse::activations,
                                      "logprobs row")),
-      greedy_(static_cast<size_t>(model.options().max_batch)) {
+      greedy_(static_cast<size_t>(model.options().max_batch)),
+      top_k_(static_cast<size_t>(model.options().max_batch)) {
   if (options_.max_waiting < 0) throw InputError("max waiting must be >= 0");
 }
 
@@ -275,14 +277,18 @@ bool Engine::step() {
   for (size_t i = 0; i < batch.size(); ++i) {
     Request& r = *batch[i];
     const bool samples = r.computed + counts[i] == static_cast<int64_t>(r.tokens.size());
-    // Greedy without logprobs needs only the argmax: the logits stay where they are.
+    // Without logprobs, greedy needs only the argmax and top-k sampling only
+    // the k best: the logits stay where they are.
     const bool on_backend = samples && r.sampler.greedy() && r.o.logprobs < 0;
-    r.logits = samples && !on_backend ? logits_.as<float>() + rows * V : nullptr;
+    const int k = samples && !on_backend && r.o.logprobs < 0 ? r.sampler.candidates_needed() : 0;
+    r.logits = samples && !on_backend && k == 0 ? logits_.as<float>() + rows * V : nullptr;
     r.greedy = on_backend ? greedy_.data() + rows : nullptr;
+    r.top = k > 0 ? top_k_.data() + rows : nullptr;
+    if (r.top) r.top->k = k, r.top->temperature = r.sampler.temperature();
     rows += samples ? 1 : 0;
     items.push_back({&r.kv, r.computed,
                      std::span<const int32_t>(r.tokens).subspan(static_cast<size_t>(r.computed), static_cast<size_t>(counts[i])),
-                     r.logits, r.greedy});
+                     r.logits, r.greedy, r.top});
   }
   model_.forward(items);
 
@@ -322,7 +328,7 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
     Request& r = *batch[i];
     r.computed += counts[i];
     publish_full_blocks(r);
-    if ((!r.logits && !r.greedy) || r.done) continue;
+    if ((!r.logits && !r.greedy && !r.top) || r.done) continue;
     if (r.generated >= r.o.max_tokens) {  // max_tokens 0: a prefill only
       finish(r, "length");
       continue;
@@ -330,6 +336,8 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
     int32_t next = 0;
     if (r.greedy) {
       next = *r.greedy;
+    } else if (r.top) {
+      next = r.sampler.sample(*r.top);
     } else {
       std::span<float> row(r.logits, static_cast<size_t>(V));
       if (r.o.logprobs >= 0) std::copy(row.begin(), row.end(), raw_row_.as<float>());  // sampling changes `row`

@@ -144,6 +144,7 @@ class Engine {
   // [max_batch]: the tokens the backend picked for greedy requests (a few
   // bytes of bookkeeping, like the requests' token lists: not in the pool).
   std::vector<int32_t> greedy_;
+  std::vector<TopK> top_k_;  // sampled rows' candidates, when the backend selects them
 
   mutable std::mutex mu_;  // guards incoming_, cancelled_, stats_, next_id_
   std::vector<std::unique_ptr<Request>> incoming_;

@@ -315,6 +315,35 @@ TEST(Engine, LogprobsDescribeTheRawDistributionAndGreedyPicksTheTopOne) {
   EXPECT_THROW(e.submit(tok.encode("x", true), o, {}), InputError);
 }
 
+// Top-k sampling takes only the backend's candidates (Backend::top_k);
+// asking for logprobs brings the whole row back instead. Same seeds, same
+// batch shapes: the same tokens either way.
+TEST(Engine, SamplingFromTheBackendsCandidatesDrawsWhatTheRowDraws) {
+  Pool pool({.limit = 1ull << 30});
+  Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 4, .threads = 2});
+  Tokenizer tok = load_tokenizer(bundled());
+  std::vector<std::vector<int32_t>> runs;
+  for (int logprobs : {-1, 0}) {
+    Engine e(m, tok);
+    Collected c;
+    std::vector<uint64_t> ids;
+    for (uint64_t seed : {1, 2, 3}) {
+      RequestOptions o;
+      o.max_tokens = 30;
+      o.sampling = {.temperature = 0.9f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = seed};
+      o.logprobs = logprobs;
+      ids.push_back(e.submit(tok.encode(kPrompts[seed], true), o, c.callbacks()));
+    }
+    e.run_until_idle();
+    for (uint64_t id : ids) runs.push_back(c.tokens[id]);
+  }
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(runs[i].size(), 30u);
+    EXPECT_EQ(runs[i], runs[i + 3]) << "seed " << i + 1;
+  }
+  EXPECT_NE(runs[0], runs[1]);
+}
+
 TEST(Engine, CancelAllEndsEveryRequestAndReleaseCachedEmptiesThePrefixCache) {
   Pool pool({.limit = 1ull << 30});
   Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 4, .threads = 2});

@@ -23,7 +23,7 @@ Sampler::Sampler(SamplingParams params) : p_(params), rng_(params.seed) {
 int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> history) {
   const int32_t n = static_cast<int32_t>(logits.size());
   // Penalties over the recent history.
-  if (p_.repetition_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f) {
+  if (penalties()) {
     std::unordered_map<int32_t, int> counts;
     size_t from = history.size() > static_cast<size_t>(p_.penalty_last_n) ? history.size() - static_cast<size_t>(p_.penalty_last_n) : 0;
     for (size_t i = from; i < history.size(); ++i)
@@ -50,6 +50,19 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
     std::sort(candidates_.begin(), candidates_.end(), by_logit);
   }
   candidates_.resize(keep);
+  return draw();
+}
+
+int32_t Sampler::sample(const TopK& top) {
+  if (top.k != candidates_needed() || top.temperature != p_.temperature)
+    throw Error("sampler: candidates selected for another k or temperature");
+  if (top.count <= 0) throw Error("every logit is NaN or infinite");
+  candidates_.clear();
+  for (int i = 0; i < top.count; ++i) candidates_.emplace_back(top.best[static_cast<size_t>(i)].value, top.best[static_cast<size_t>(i)].id);
+  return draw();
+}
+
+int32_t Sampler::draw() {
   // Softmax over what is left (sorted, highest first).
   const float top = candidates_[0].first;
   double total = 0;

@@ -8,6 +8,8 @@
 #include <span>
 #include <vector>
 
+#include "backend/top_k.h"
+
 namespace umi {
 
 struct SamplingParams {
@@ -30,11 +32,23 @@ class Sampler {
   int32_t sample(std::span<float> logits, std::span<const int32_t> history);
   // Whether sample() is the plain argmax of the logits (temperature 0, no
   // penalties): the backend may then pick the token where the logits are.
-  bool greedy() const {
-    return p_.temperature == 0.0f && p_.repetition_penalty == 1.0f && p_.presence_penalty == 0.0f && p_.frequency_penalty == 0.0f;
+  bool greedy() const { return p_.temperature == 0.0f && !penalties(); }
+  // When sample() would keep only the top_k best logits (temperature > 0,
+  // top-k on and at most kMaxTopK, no penalties): that k, else 0. The
+  // backend may then select them where the logits are (Backend::top_k).
+  int candidates_needed() const {
+    return p_.temperature > 0.0f && p_.top_k > 0 && p_.top_k <= kMaxTopK && !penalties() ? p_.top_k : 0;
   }
+  float temperature() const { return p_.temperature; }
+  // The draw sample() makes, from those candidates (k = candidates_needed(),
+  // this temperature): the same token for the same generator state.
+  int32_t sample(const TopK& top);
 
  private:
+  bool penalties() const { return p_.repetition_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f; }
+  // Softmax, top-p, min-p and the draw over candidates_ (best first).
+  int32_t draw();
+
   SamplingParams p_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> candidates_;

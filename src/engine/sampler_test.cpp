@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
+#include <random>
 
 #include "core/error.h"
 
@@ -61,6 +63,38 @@ TEST(Sampler, PenaltiesDiscourageRepeats) {
   Sampler f({.temperature = 0, .frequency_penalty = 0.6f});
   auto m = logits_of({3.0f, 2.0f});  // 3 - 2 * 0.6 = 1.8 < 2
   EXPECT_EQ(f.sample(m, history), 1);
+}
+
+// Sampling from the backend's candidates (top-k selected where the logits
+// are) draws exactly the tokens that sampling from the whole row draws.
+TEST(Sampler, DrawsFromSelectedCandidatesAsFromTheRow) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.f, 2.f);
+  for (SamplingParams p : {SamplingParams{.temperature = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f},
+                           SamplingParams{.temperature = 1.3f, .top_k = 7, .top_p = 1.0f, .min_p = 0.0f},
+                           SamplingParams{.temperature = 0.2f, .top_k = kMaxTopK, .top_p = 0.5f, .min_p = 0.0f}}) {
+    p.seed = 77;
+    Sampler from_row(p), from_top(p);
+    ASSERT_EQ(from_top.candidates_needed(), p.top_k);
+    for (int i = 0; i < 200; ++i) {
+      std::vector<float> row(3000);
+      for (float& v : row) v = std::round(nd(rng) * 8) / 8;  // ties across the top-k boundary too
+      TopK top;
+      top.k = from_top.candidates_needed();
+      top.temperature = from_top.temperature();
+      top.count = select_top_k(row.data(), static_cast<int64_t>(row.size()), top.temperature, top.k, top.best.data());
+      const int32_t a = from_row.sample(row, {});
+      EXPECT_EQ(from_top.sample(top), a) << "draw " << i << ", top_k " << p.top_k;
+    }
+  }
+  // Penalties, greedy and top-k beyond kMaxTopK need the whole row.
+  EXPECT_EQ(Sampler({.temperature = 0.8f, .top_k = 40, .repetition_penalty = 1.1f}).candidates_needed(), 0);
+  EXPECT_EQ(Sampler({.temperature = 0.0f, .top_k = 40}).candidates_needed(), 0);
+  EXPECT_EQ(Sampler({.temperature = 0.8f, .top_k = 0}).candidates_needed(), 0);
+  EXPECT_EQ(Sampler({.temperature = 0.8f, .top_k = kMaxTopK + 1}).candidates_needed(), 0);
+  TopK other;
+  other.k = 5, other.temperature = 0.8f, other.count = 1;
+  EXPECT_THROW(Sampler({.temperature = 0.8f, .top_k = 40}).sample(other), Error);
 }
 
 TEST(Sampler, RefusesNonsense) {

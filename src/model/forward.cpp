@@ -33,7 +33,8 @@ void Model::plan_pass(std::span<const ForwardItem> items) {
       pass_ids_.push_back(id);
       pass_positions_.push_back(it.pos0 + i);
     }
-    if (it.logits && it.token) throw Error("forward: an item asks for both its logits and its argmax");
+    if ((it.logits != nullptr) + (it.token != nullptr) + (it.top != nullptr) > 1)
+      throw Error("forward: an item asks for more than one of its logits, argmax and candidates");
     pass_runs_.push_back({first, first + n, it.pos0, it.kv->block_table(), it.outputs()});
   }
 }
@@ -119,24 +120,30 @@ int64_t Model::norm_outputs(std::span<const ForwardItem> items, const float* x, 
   return rows;
 }
 
-// Rows to the host (logits) or their argmax (token), a run of rows with
-// consecutive destinations at a time (the engine's rows are one buffer).
+// Rows to the host (logits), their argmax (token) or their candidates
+// (top), a run of rows with consecutive destinations at a time (the
+// engine's rows are one buffer of each kind).
 void Model::copy_outputs(std::span<const ForwardItem> items, const float* logits) {
   const int64_t V = config_.vocab_size;
   int64_t row = 0, first = 0, count = 0;
   float* dest = nullptr;
   int32_t* dest_token = nullptr;
+  TopK* dest_top = nullptr;
   auto flush = [&] {
     if (count > 0 && dest) backend_->read(logits + first * V, count * V, dest);
     if (count > 0 && dest_token) backend_->argmax(logits + first * V, count, V, dest_token);
+    if (count > 0 && dest_top) backend_->top_k(logits + first * V, count, V, dest_top);
     count = 0;
   };
   for (const ForwardItem& it : items) {
     if (!it.outputs()) continue;
-    const bool joins = count > 0 && (it.logits ? dest && it.logits == dest + count * V : dest_token && it.token == dest_token + count);
+    const bool joins = count > 0 && (it.logits  ? dest && it.logits == dest + count * V
+                                     : it.token ? dest_token && it.token == dest_token + count
+                                                : dest_top && it.top == dest_top + count);
     if (!joins) {
       flush();
-      first = row, dest = it.logits, dest_token = it.token;
+      first = row, dest = it.logits, dest_token = it.logits ? nullptr : it.token;
+      dest_top = it.logits || it.token ? nullptr : it.top;
     }
     ++count, ++row;
   }

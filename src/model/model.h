@@ -26,8 +26,9 @@ struct ForwardItem {
   int64_t pos0 = 0;
   std::span<const int32_t> tokens;
   float* logits = nullptr;  // the last token's logits [V], or
-  int32_t* token = nullptr; // only their argmax (greedy decoding: the row stays on the device)
-  bool outputs() const { return logits || token; }
+  int32_t* token = nullptr; // only their argmax (greedy decoding: the row stays on the device), or
+  TopK* top = nullptr;      // only their best top->k candidates (sampling with top-k)
+  bool outputs() const { return logits || token || top; }
 };
 
 struct ModelOptions {
@@ -68,7 +69,7 @@ class Model {
  private:
   void plan_pass(std::span<const ForwardItem> items);
   // The final RMSNorm of each item's last token into xn's first rows, and
-  // those rows' logits (or argmax) to where each item asked; consecutive
+  // those rows' logits (or argmax, or candidates) to where each item asked; consecutive
   // rows are one call each. Returns the rows with outputs.
   int64_t norm_outputs(std::span<const ForwardItem> items, const float* x, float* xn);
   void copy_outputs(std::span<const ForwardItem> items, const float* logits);

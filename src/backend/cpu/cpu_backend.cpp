@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <string>
 
 #include "backend/cpu/dot.h"
 #include "backend/cpu/quantize.h"
@@ -175,6 +176,14 @@ void CpuBackend::read(const float* src, int64_t n, float* host) {
 void CpuBackend::argmax(const float* src, int64_t rows, int64_t n, int32_t* host) {
   for (int64_t r = 0; r < rows; ++r)
     host[r] = static_cast<int32_t>(std::max_element(src + r * n, src + (r + 1) * n) - (src + r * n));
+}
+
+void CpuBackend::top_k(const float* src, int64_t rows, int64_t n, TopK* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    TopK& t = out[r];
+    if (t.k < 1 || t.k > kMaxTopK || !(t.temperature > 0)) throw Error("top_k: k " + std::to_string(t.k) + " or temperature out of range");
+    t.count = select_top_k(src + r * n, n, t.temperature, t.k, t.best.data());
+  }
 }
 
 }  // namespace umi::cpu

@@ -36,6 +36,7 @@ class CpuBackend final : public Backend {
   void add(float* x, const float* y, int64_t n) override;
   void read(const float* src, int64_t n, float* host) override;
   void argmax(const float* src, int64_t rows, int64_t n, int32_t* host) override;
+  void top_k(const float* src, int64_t rows, int64_t n, TopK* out) override;
 
  private:
   Pool& pool_;

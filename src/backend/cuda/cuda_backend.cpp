@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -10,6 +11,7 @@
 #include "backend/cuda/device_info.h"
 #include "backend/cuda/quant_layout.h"
 #include "backend/cuda/quant_matvec.h"
+#include "backend/cuda/top_k.h"
 #include "core/error.h"
 #include "core/units.h"
 
@@ -104,6 +106,7 @@ CudaBackend::~CudaBackend() {
   blas_workspace_.reset();
   attn_partial_.reset();
   argmax_ids_.reset();
+  top_k_buffer_.reset();
   w16_.reset();
   x16_.reset();
   q8_buffer_.reset();
@@ -554,6 +557,47 @@ void CudaBackend::argmax(const float* src, int64_t rows, int64_t n, int32_t* hos
      "argmax");
   ok(cudaMemcpyAsync(host, argmax_ids_.data(), bytes, cudaMemcpyDeviceToHost, stream_), "argmax read");
   ok(cudaStreamSynchronize(stream_), "argmax read");
+}
+
+}  // namespace umi::cuda
+
+namespace umi::cuda {
+
+// Sampling with top-k: each row's best candidates are selected where the
+// logits are and only they come back (k keys of 8 bytes a row).
+void CudaBackend::top_k(const float* src, int64_t rows, int64_t n, TopK* out) {
+  int k = 1;
+  std::vector<float> temperatures(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    const TopK& t = out[r];
+    if (t.k < 1 || t.k > kMaxTopK || !(t.temperature > 0) || !std::isfinite(t.temperature))
+      throw Error("cuda top_k: k " + std::to_string(t.k) + " or temperature out of range");
+    k = std::max(k, t.k);  // every row selects the most asked for; each keeps its own k
+    temperatures[static_cast<size_t>(r)] = t.temperature;
+  }
+  end_pass();
+  // One buffer: temperatures, then keys, then the selection's scratch.
+  auto align256 = [](size_t b) { return (b + 255) / 256 * 256; };
+  const size_t keys_bytes = static_cast<size_t>(rows * k) * sizeof(uint64_t), at_keys = align256(static_cast<size_t>(rows) * sizeof(float)),
+               at_scratch = at_keys + align256(keys_bytes), need = at_scratch + top_k_scratch_bytes(rows, n, k);
+  if (top_k_buffer_.size() < need) top_k_buffer_ = device_pool_->allocate(need, MemoryUse::activations, "sampling candidates");
+  auto* base = top_k_buffer_.as<std::byte>();
+  float* dtemp = reinterpret_cast<float*>(base);
+  auto* keys = reinterpret_cast<uint64_t*>(base + at_keys);
+  ok(cudaMemcpyAsync(dtemp, temperatures.data(), temperatures.size() * sizeof(float), cudaMemcpyHostToDevice, stream_), "top_k copy");
+  ok(top_k_rows(src, rows, n, dtemp, k, keys, base + at_scratch, top_k_buffer_.size() - at_scratch, stream_), "top_k");
+  std::vector<uint64_t> host(static_cast<size_t>(rows * k));
+  ok(cudaMemcpyAsync(host.data(), keys, keys_bytes, cudaMemcpyDeviceToHost, stream_), "top_k read");
+  ok(cudaStreamSynchronize(stream_), "top_k read");
+  for (int64_t r = 0; r < rows; ++r) {
+    TopK& t = out[r];
+    t.count = 0;
+    for (int i = 0; i < t.k; ++i) {
+      const uint64_t key = host[static_cast<size_t>(r * k + i)];
+      if (key == 0) break;
+      t.best[static_cast<size_t>(t.count++)] = {top_k_key_value(key), top_k_key_id(key)};
+    }
+  }
 }
 
 }  // namespace umi::cuda

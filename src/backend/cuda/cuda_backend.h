@@ -66,6 +66,7 @@ class CudaBackend final : public Backend {
   void add(float* x, const float* y, int64_t n) override;
   void read(const float* src, int64_t n, float* host) override;
   void argmax(const float* src, int64_t rows, int64_t n, int32_t* host) override;
+  void top_k(const float* src, int64_t rows, int64_t n, TopK* out) override;
 
  private:
   class DeviceMemory;
@@ -114,6 +115,7 @@ class CudaBackend final : public Backend {
   int64_t attn_positions_ = 256;  // the pass's positions, rounded up to a power of two
   Buffer attn_partial_;  // device: split attention's partial softmax states
   Buffer argmax_ids_;    // device: greedy tokens of a pass, [max batch]
+  Buffer top_k_buffer_;  // device: sampling's temperatures, candidate keys and selection scratch
   // Prefill: weights dequantized to f16 a slice of rows at a time, the
   // activations to f16, and a cuBLAS GEMM on the tensor cores (f32 sums).
   cublasHandle_t blas_ = nullptr;

@@ -180,6 +180,36 @@ TEST(CudaBackend, QuantizedDecodeStepsMatchTheCpu) {
   }
 }
 
+// Top-k sampling on the device: the candidates come back instead of the
+// row (asking for logprobs brings the row). Same seeds, same batch shapes:
+// the same tokens either way, and the pool back to its idle figure.
+TEST(CudaBackend, SamplingFromDeviceCandidatesDrawsWhatTheRowDraws) {
+  if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device here";
+  Pool pool({.limit = 1ull << 30});
+  Model m(kBundled, pool, {.kv_dtype = DType::F16, .prefill_chunk = 64, .max_batch = 4, .device = Device::cuda});
+  Tokenizer tok = load_tokenizer(kBundled);
+  std::vector<std::vector<int32_t>> runs;
+  for (int logprobs : {-1, 0}) {
+    Engine e(m, tok);
+    std::map<uint64_t, std::vector<int32_t>> tokens;
+    RequestCallbacks cb{[&](uint64_t id, int32_t t, std::string_view) { tokens[id].push_back(t); }, {}};
+    std::vector<uint64_t> ids;
+    for (uint64_t seed : {1, 2, 3}) {
+      RequestOptions o;
+      o.max_tokens = 40;
+      o.sampling = {.temperature = 0.9f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = seed};
+      o.logprobs = logprobs;
+      ids.push_back(e.submit(tok.encode(seed == 1 ? "ROMEO:" : seed == 2 ? "JULIET:" : "KING HENRY:", true), o, cb));
+    }
+    e.run_until_idle();
+    for (uint64_t id : ids) runs.push_back(tokens[id]);
+  }
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(runs[i].size(), 40u);
+    EXPECT_EQ(runs[i], runs[i + 3]) << "seed " << i + 1;
+  }
+}
+
 // A 128-token chunk of a K-quant file goes through cuBLAS on f16 copies of
 // the weights (dequantized a slice at a time), the 22 after it through the
 // integer products: the last logits agree with the CPU's (which multiplies

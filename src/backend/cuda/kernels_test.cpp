@@ -22,6 +22,8 @@
 #include "backend/cuda/ops.h"
 #include "backend/cuda/quant_layout.h"
 #include "backend/cuda/quant_matvec.h"
+#include "backend/cuda/top_k.h"
+#include "backend/top_k.h"
 #include "core/error.h"
 
 namespace umi::cuda {
@@ -373,6 +375,46 @@ TEST(CudaKernels, DequantizedSlicesOfTheDeviceLayoutsAreTheCpusValues) {
     }
     EXPECT_EQ(bad, 0) << to_string(t);
   }
+}
+
+// Sampling candidates on the device: the host reference's list (values and
+// ids, bit for bit) for every row, each row at its own temperature; rows
+// of one slice, of several (two rounds), fewer finite values than k, ties.
+TEST(CudaKernels, TopKRowsAreTheHostSelection) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(23);
+  for (int64_t n : {1, 100, 4096, 4097, 128256, 300001})
+    for (int k : {1, 40, 128, 512}) {
+      const int64_t rows = n > 200000 ? 2 : 3;
+      std::vector<float> x = random_floats(static_cast<size_t>(rows * n), rng, 4.f);
+      for (float& v : x) v = std::round(v * 16) / 16;  // many equal values
+      x[0] = NAN;
+      if (n > 10) x[static_cast<size_t>(n + 3)] = INFINITY, x[static_cast<size_t>(n + 4)] = -INFINITY;
+      std::vector<float> temps = {0.7f, 1.0f, 1.9f};
+      temps.resize(static_cast<size_t>(rows));
+      DeviceArray<float> dx(x), dt(temps);
+      DeviceArray<uint64_t> keys(static_cast<size_t>(rows * k));
+      DeviceArray<std::byte> scratch(std::max<size_t>(8, top_k_scratch_bytes(rows, n, k)));
+      ASSERT_EQ(top_k_rows(dx.p, rows, n, dt.p, k, keys.p, scratch.p, scratch.n, nullptr), cudaSuccess);
+      const std::vector<uint64_t> got = keys.get();
+      std::vector<Candidate> want(static_cast<size_t>(k));
+      for (int64_t r = 0; r < rows; ++r) {
+        const int count = select_top_k(x.data() + r * n, n, temps[static_cast<size_t>(r)], k, want.data());
+        int64_t bad = 0;
+        for (int i = 0; i < k; ++i) {
+          const uint64_t key = got[static_cast<size_t>(r * k + i)];
+          if (i >= count) {
+            bad += key != 0;
+            continue;
+          }
+          bad += top_k_key_id(key) != want[static_cast<size_t>(i)].id || top_k_key_value(key) != want[static_cast<size_t>(i)].value;
+        }
+        EXPECT_EQ(bad, 0) << n << " values, k " << k << ", row " << r;
+      }
+    }
+  DeviceArray<float> one(4);
+  DeviceArray<uint64_t> out(4);
+  EXPECT_THROW(top_k_rows(one.p, 1, 4, one.p, kTopKMax + 1, out.p, nullptr, 0, nullptr), Error);
 }
 
 // Two sequences in one pass: a prefill chunk of 21 tokens at positions
