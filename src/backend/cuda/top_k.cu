@@ -10,8 +10,9 @@ namespace {
 
 constexpr int kSliceKeys = 4096, kSelectThreads = 512;
 
+// -0 and +0 are equal values (ranked by id, as on the host): one key for both.
 __device__ inline uint64_t make_key(float v, int64_t id) {
-  const unsigned bits = __float_as_uint(v), ordered = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+  const unsigned bits = __float_as_uint(v == 0.f ? 0.f : v), ordered = (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
   return (static_cast<uint64_t>(ordered) << 32) | (0xFFFFFFFFu - static_cast<unsigned>(id));
 }
 
