@@ -141,10 +141,11 @@ class Engine {
   EngineOptions options_;
   Buffer logits_;  // [max_batch, vocab], from the pool
   Buffer raw_row_;  // [vocab]: one row before sampling changes it, for logprobs
-  // [max_batch]: the tokens the backend picked for greedy requests (a few
-  // bytes of bookkeeping, like the requests' token lists: not in the pool).
+  // [max_batch]: the tokens the backend picked for greedy requests, and the
+  // candidates it selected for top-k sampled ones (1 KB a row: bookkeeping,
+  // like the requests' token lists, not in the pool).
   std::vector<int32_t> greedy_;
-  std::vector<TopK> top_k_;  // sampled rows' candidates, when the backend selects them
+  std::vector<TopK> top_k_;
 
   mutable std::mutex mu_;  // guards incoming_, cancelled_, stats_, next_id_
   std::vector<std::unique_ptr<Request>> incoming_;
