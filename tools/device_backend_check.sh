@@ -8,7 +8,7 @@
 #   bash tools/device_backend_check.sh --prepare    # copies the .so files and the Llama-3 tokenizer into build/
 # Then through the device tool, carrying build/release/src/umi, build/release/tests/umi_tests,
 # build/release/bench/umi_make_random_model, build/release/bench/umi_cuda_matvec, build/devlibs and build/tok-llama3:
-#   [TYPES="q8_0 q4_k"] [SMALL_TYPES="q4_0 q4_k"] [STREAMS=1,16,64] [SAMPLING=1] [CONTEXT="8192 32768"] [BF16=1] [LONG=131000] bash tools/device_backend_check.sh [tests|kernels|small|8b ...]
+#   [TYPES="q8_0 q4_k"] [SMALL_TYPES="q4_0 q4_k"] [STREAMS=1,16,64] [SAMPLING=1] [TYPE_STREAMS=16,64] [CONTEXT="8192 32768"] [BF16=1] [LONG=131000] bash tools/device_backend_check.sh [tests|kernels|small|8b ...]
 # and, after 8b, [TRACE_MODELS="q4_0 bf16"] [TRACE_CONTEXT="16 32768"] ... trace (every kernel's GPU time per
 # decode step, tools/kernel_trace) or [NCU_KERNEL=regex NCU_SKIP=n NCU_COUNT=n] ... ncu8b (Nsight Compute).
 set -uo pipefail
@@ -105,6 +105,7 @@ print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den
       convert $t
       bench /tmp/llama8b-$t.gguf 16 128
       bench /tmp/llama8b-$t.gguf 512 1
+      [[ -n ${TYPE_STREAMS:-} ]] && bench /tmp/llama8b-$t.gguf 256 128 "$TYPE_STREAMS"
     done
     [[ -n ${BF16:-} ]] && { bench $dir 16 64; bench $dir 512 1; }  # bf16 safetensors
     # A long prompt in chunks: time to first token, the pool's peak and its largest single buffer.

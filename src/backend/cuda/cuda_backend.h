@@ -16,8 +16,7 @@
 //
 // Matrix products: Q8_0/Q4_0/K-quant ones of up to kIntegerTokens (64)
 // tokens (decode, batches of streams) multiply q8 activations as integers
-// (dp4a for 1-3 tokens, the int8 tensor cores from 4 for Q8_0/Q4_0, dp4a
-// throughout for Q4_K/Q5_K/Q6_K); 16-bit and f32
+// (dp4a for 1-3 tokens, the int8 tensor cores from 4); 16-bit and f32
 // ones of one token through the float matvec. Longer passes (prefill) go
 // through cuBLAS: F16/BF16 weights as they are, quantized ones dequantized
 // to f16 a slice at a time. Passes of up to 64 tokens are graphs.

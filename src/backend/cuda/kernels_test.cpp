@@ -200,19 +200,20 @@ TEST(CudaKernels, IntegerMatvecMatchesTheCpuForEveryTokenCount) {
         }
 }
 
-// K-quants take dp4a for every token count: one block a row (most lanes
-// idle), and 18 blocks (Q4_K/Q5_K: 72 sub-block pairs, Q6_K: 36 halves;
-// lanes' last rounds partial).
+// K-quants, both kernels: one block a row (dp4a: most lanes idle), and 18
+// blocks (dp4a: Q4_K/Q5_K 72 sub-block pairs, Q6_K 36 halves, lanes' last
+// rounds partial; tensor cores: 144 sub-blocks split across warps).
 TEST(CudaKernels, KQuantMatvecMatchesTheCpuForEveryTokenCount) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(19);
-  for (DType t : kKQuants)
-    for (int64_t cols : {256, 4608})
-      for (int64_t tokens : {1, 2, 3, 4, 5, 8, 9, 17, 64, 65}) {
-        if (cols > 256 && tokens > 9) break;
-        check_integer_matvec(t, 37, cols, tokens, MatvecKernel::dp4a, rng);
-      }
-  // The tensor-core kernel reads 32-value blocks only: a clear refusal.
+  for (MatvecKernel kernel : {MatvecKernel::dp4a, MatvecKernel::mma})
+    for (DType t : kKQuants)
+      for (int64_t cols : {256, 4608})
+        for (int64_t tokens : {1, 2, 3, 4, 5, 8, 9, 17, 64, 65}) {
+          if (cols > 256 && tokens > 9) break;
+          check_integer_matvec(t, 37, cols, tokens, kernel, rng);
+        }
+  // Rows that are not whole 256-value blocks: a clear refusal.
   SplitMatrix w(DType::Q4_K, 16, 256, rng);
   DeviceArray<float> y(16 * 4);
   DeviceArray<int8_t> q(4 * 256);
@@ -221,8 +222,6 @@ TEST(CudaKernels, KQuantMatvecMatchesTheCpuForEveryTokenCount) {
   MatvecTargets plain;
   plain.m[0] = {w.device.p, 16, y.p};
   plain.count = 1;
-  EXPECT_THROW(matvec_q8(DType::Q4_K, 256, plain, {q.p, ds.p, 4 * 256, tiles.p}, 4, MatvecOutput::store, nullptr, MatvecKernel::mma),
-               Error);
   EXPECT_THROW(matvec_q8(DType::Q4_K, 320, plain, {q.p, ds.p, 4 * 320, tiles.p}, 4, MatvecOutput::store, nullptr), Error);
 }
 
@@ -233,7 +232,6 @@ TEST(CudaKernels, FusedIntegerProductsMatchTheCpu) {
   std::mt19937 rng(13);
   for (MatvecKernel kernel : {MatvecKernel::dp4a, MatvecKernel::mma})
   for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
-    if (kernel == MatvecKernel::mma && dtype_info(t).block_elems != 32) continue;  // dp4a only
     const int64_t cols = 256, rows[3] = {64, 16, 21};
     for (int64_t tokens : {1, 6, 24, 64}) {
       SCOPED_TRACE(kernel == MatvecKernel::mma ? "tensor cores" : "dp4a");

@@ -297,16 +297,16 @@ void launch_dp4a(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t
 // tokens a launch (n-tiles of 8 tokens rounded up to 1, 2, 4, 6 or 8 of
 // them), with as many 16-row groups per thread block (RW) as still leave
 // 200 thread blocks to run (a wave and a half on the H100's 132 SMs).
-template <int QB, int NT, MatvecOutput Out>
+template <class W, int NT, MatvecOutput Out>
 void launch_mma_rw(const MatvecTargets& tg, int64_t bpr, const mma::Tiles& x, int n, cudaStream_t stream) {
   auto tiles = [&](int64_t rw) { return tile_count(tg, Out, mma::kRows * rw); };
   const dim3 block(32 * mma::kWarps);
-  if (tiles(4) >= 200) mma::matvec_kernel<QB, NT, 4, Out><<<static_cast<unsigned>(tiles(4)), block, 0, stream>>>(tg, bpr, x, n);
-  else if (tiles(2) >= 200) mma::matvec_kernel<QB, NT, 2, Out><<<static_cast<unsigned>(tiles(2)), block, 0, stream>>>(tg, bpr, x, n);
-  else mma::matvec_kernel<QB, NT, 1, Out><<<static_cast<unsigned>(tiles(1)), block, 0, stream>>>(tg, bpr, x, n);
+  if (tiles(4) >= 200) mma::matvec_kernel<W, NT, 4, Out><<<static_cast<unsigned>(tiles(4)), block, 0, stream>>>(tg, bpr, x, n);
+  else if (tiles(2) >= 200) mma::matvec_kernel<W, NT, 2, Out><<<static_cast<unsigned>(tiles(2)), block, 0, stream>>>(tg, bpr, x, n);
+  else mma::matvec_kernel<W, NT, 1, Out><<<static_cast<unsigned>(tiles(1)), block, 0, stream>>>(tg, bpr, x, n);
 }
 
-template <int QB, MatvecOutput Out>
+template <class W, MatvecOutput Out>
 void launch_mma(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, cudaStream_t stream) {
   const int64_t bpr = cols / 32, ntt = (tokens + 7) / 8;
   auto* tq = static_cast<uint2*>(x.tiles);
@@ -322,23 +322,20 @@ void launch_mma(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t 
     }
     const mma::Tiles xt{tq, reinterpret_cast<const float4*>(tds), ntt, t0 / 8};
     const int tiles8 = (n + 7) / 8;
-    if (tiles8 == 1) launch_mma_rw<QB, 1, Out>(part, bpr, xt, n, stream);
-    else if (tiles8 == 2) launch_mma_rw<QB, 2, Out>(part, bpr, xt, n, stream);
-    else if (tiles8 <= 4) launch_mma_rw<QB, 4, Out>(part, bpr, xt, n, stream);
-    else if (tiles8 <= 6) launch_mma_rw<QB, 6, Out>(part, bpr, xt, n, stream);
-    else launch_mma_rw<QB, 8, Out>(part, bpr, xt, n, stream);
+    if (tiles8 == 1) launch_mma_rw<W, 1, Out>(part, bpr, xt, n, stream);
+    else if (tiles8 == 2) launch_mma_rw<W, 2, Out>(part, bpr, xt, n, stream);
+    else if (tiles8 <= 4) launch_mma_rw<W, 4, Out>(part, bpr, xt, n, stream);
+    else if (tiles8 <= 6) launch_mma_rw<W, 6, Out>(part, bpr, xt, n, stream);
+    else launch_mma_rw<W, 8, Out>(part, bpr, xt, n, stream);
   }
 }
 
-template <int QB>
+template <class W>
 void launch_mma(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, MatvecOutput out, cudaStream_t stream) {
-  if (out == MatvecOutput::store) launch_mma<QB, MatvecOutput::store>(tg, cols, x, tokens, stream);
-  else if (out == MatvecOutput::accumulate) launch_mma<QB, MatvecOutput::accumulate>(tg, cols, x, tokens, stream);
-  else launch_mma<QB, MatvecOutput::swiglu>(tg, cols, x, tokens, stream);
+  if (out == MatvecOutput::store) launch_mma<W, MatvecOutput::store>(tg, cols, x, tokens, stream);
+  else if (out == MatvecOutput::accumulate) launch_mma<W, MatvecOutput::accumulate>(tg, cols, x, tokens, stream);
+  else launch_mma<W, MatvecOutput::swiglu>(tg, cols, x, tokens, stream);
 }
-
-// The tensor-core kernel reads 32-value blocks: Q8_0 and Q4_0.
-bool mma_supports(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
 
 }  // namespace
 
@@ -407,23 +404,29 @@ cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, c
   if (cols > (int64_t{1} << 24) || cols / 32 * ((tokens + 7) / 8) / 8 >= (int64_t{1} << 31))
     throw Error(name + "too many columns or tokens");
   if (kernel == MatvecKernel::mma && !x.tiles) throw Error(name + "the tensor-core kernel needs the tiles scratch");
-  if (kernel == MatvecKernel::mma && !mma_supports(dtype))
-    throw Error(name + "the tensor-core kernel does not read " + std::string(to_string(dtype)));
   if (x.tiles && reinterpret_cast<uintptr_t>(x.tiles) % 16 != 0) throw Error(name + "the tiles scratch must be 16-byte aligned");
-  const bool tensor_cores = kernel == MatvecKernel::mma ||
-                            (kernel == MatvecKernel::automatic && tokens >= kMmaTokens && x.tiles && mma_supports(dtype));
+  const bool tensor_cores = kernel == MatvecKernel::mma || (kernel == MatvecKernel::automatic && tokens >= kMmaTokens && x.tiles);
   switch (dtype) {
     case DType::Q8_0:
-      if (tensor_cores) launch_mma<32>(targets, cols, x, tokens, out, stream);
+      if (tensor_cores) launch_mma<mma::SplitFormat<32>>(targets, cols, x, tokens, out, stream);
       else launch_dp4a<SplitRows<32>>(targets, cols, x, tokens, out, stream);
       break;
     case DType::Q4_0:
-      if (tensor_cores) launch_mma<16>(targets, cols, x, tokens, out, stream);
+      if (tensor_cores) launch_mma<mma::SplitFormat<16>>(targets, cols, x, tokens, out, stream);
       else launch_dp4a<SplitRows<16>>(targets, cols, x, tokens, out, stream);
       break;
-    case DType::Q4_K: launch_dp4a<KQuantRows<KQuant45<false>>>(targets, cols, x, tokens, out, stream); break;
-    case DType::Q5_K: launch_dp4a<KQuantRows<KQuant45<true>>>(targets, cols, x, tokens, out, stream); break;
-    default: launch_dp4a<KQuantRows<KQuant6>>(targets, cols, x, tokens, out, stream); break;
+    case DType::Q4_K:
+      if (tensor_cores) launch_mma<mma::KQuant45Format<false>>(targets, cols, x, tokens, out, stream);
+      else launch_dp4a<KQuantRows<KQuant45<false>>>(targets, cols, x, tokens, out, stream);
+      break;
+    case DType::Q5_K:
+      if (tensor_cores) launch_mma<mma::KQuant45Format<true>>(targets, cols, x, tokens, out, stream);
+      else launch_dp4a<KQuantRows<KQuant45<true>>>(targets, cols, x, tokens, out, stream);
+      break;
+    default:
+      if (tensor_cores) launch_mma<mma::KQuant6Format>(targets, cols, x, tokens, out, stream);
+      else launch_dp4a<KQuantRows<KQuant6>>(targets, cols, x, tokens, out, stream);
+      break;
   }
   return cudaGetLastError();
 }

@@ -5,8 +5,8 @@
 // activations (q8_rows.h) as integers: with dp4a (4 multiply-adds of int8
 // per instruction, a block's 32 weights in one or two 128-bit loads) for
 // the fewest tokens, on the int8 tensor cores (mma.sync, quant_mma.cuh)
-// from kMmaTokens on. Q4_K, Q5_K and Q6_K (kquant.cuh) multiply them with
-// dp4a for every token count (columns a multiple of 256). F16, BF16 and F32 weights (16-byte aligned) multiply
+// from kMmaTokens on. Q4_K, Q5_K and Q6_K (kquant.cuh; columns a multiple
+// of 256) the same way, a 32-value sub-block at a time. F16, BF16 and F32 weights (16-byte aligned) multiply
 // f32 activations, one token.
 //
 // Launchers check their inputs (throwing umi::Error that names the problem),
@@ -57,9 +57,8 @@ struct MatvecTargets {
 };
 enum class MatvecOutput { store, accumulate, swiglu };
 // Which kernel runs: by the token count (automatic: the tensor cores from
-// kMmaTokens when x.tiles is given and the type is Q8_0/Q4_0), or the one
-// named (benchmarks and tests compare them; the tensor cores need x.tiles
-// and read Q8_0/Q4_0 only).
+// kMmaTokens when x.tiles is given), or the one named (benchmarks and tests
+// compare them; the tensor cores need x.tiles).
 enum class MatvecKernel { automatic, dp4a, mma };
 constexpr int64_t kMmaTokens = 4;  // measured: from 4 tokens the tensor cores are faster (PERFORMANCE.md)
 cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, const Q8Rows& x, int64_t tokens,

@@ -2,13 +2,16 @@
 // which checks the arguments and picks this kernel or the dp4a one).
 //
 // mma.sync m16n8k32: a 16 x 32 tile of weights times a 32 x 8 tile of
-// q8 activations, int32 sums. One Q8_0/Q4_0 block is exactly the 32 k of
-// one instruction, so its integer sum is scaled by d_w * d_x in float right
-// after, as the CPU and the dp4a kernel do. The fragment layout matches the
-// blocks' bytes without shuffling: a thread's A registers are bytes
-// 4t..4t+3 and 16+4t.. of its rows' blocks; for Q4_0 those are the low and
-// high nibbles of one 32-bit load (unsigned 0..15 times signed q8: the
-// u8 x s8 form; the -8 comes back as 8 * sum(q), as in the dp4a kernel).
+// q8 activations, int32 sums. One Q8_0/Q4_0 block, or one 32-value
+// sub-block of a K-quant block, is exactly the 32 k of one instruction, so
+// its integer sum is scaled by d_w * d_x in float right after, as the CPU
+// and the dp4a kernel do. The fragment layout matches the blocks' bytes: a
+// thread's A registers are values 4t..4t+3 and 16+4t.. of its rows' blocks;
+// for Q4_0 those are the low and high nibbles of one 32-bit load (unsigned
+// 0..15 times signed q8: the u8 x s8 form; the -8 comes back as 8 * sum(q),
+// as in the dp4a kernel), for Q4_K/Q5_K one nibble of two loads (the min
+// comes back as m * sum(q)), for Q6_K signed six-bit values whose two
+// 16-value halves have their own scales (two instructions, a half each).
 //
 // The activations are first copied into the order the fragments read
 // (to_tiles): per block and 8-token n-tile, the 32 lanes' 8 bytes of B in a
@@ -29,6 +32,7 @@
 
 #include <cstdint>
 
+#include "backend/cuda/kquant.cuh"
 #include "backend/cuda/matvec_targets.cuh"
 #include "backend/cuda/quant_matvec.h"
 #include "backend/cuda/split_blocks.cuh"
@@ -41,10 +45,11 @@ constexpr int kMaxTokens = 64;     // tokens per launch: 8 n-tiles
 
 __device__ inline uint32_t ld32(const void* p) { return __ldg(static_cast<const uint32_t*>(p)); }
 
-// c += a (16 x 32, rows g and g+8) . b (32 x 8, column g); QB 16: a unsigned.
-template <int QB>
+// c += a (16 x 32, rows g and g+8) . b (32 x 8, column g); a unsigned
+// (u8 x s8) or signed.
+template <bool Unsigned>
 __device__ inline void mma_k32(const uint32_t (&a)[4], uint32_t b0, uint32_t b1, int (&c)[4]) {
-  if constexpr (QB == 16) {
+  if constexpr (Unsigned) {
     asm(
         "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
         : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
@@ -56,6 +61,79 @@ __device__ inline void mma_k32(const uint32_t (&a)[4], uint32_t b0, uint32_t b1,
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
 }
+
+// One row's share of a 32-value block for thread t: the bytes of values
+// 4t..4t+3 (lo) and 16+4t.. (hi) as the mma's A registers, and the block's
+// value = d * a - m (per unit of the activations' sum). Q6_K's 16-value
+// halves have their own scales: d (lo) and d_hi.
+struct Frag {
+  uint32_t lo, hi;
+  float d, m, d_hi;
+};
+
+// The weight formats: Frag of block b (32 values) of row r, whether the
+// fragment is unsigned, whether its halves carry two scales, and whether it
+// is a split Q8_0/Q4_0 block (its own scaling expression).
+template <int QB>  // Q8_0 (32) and Q4_0 (16) in the split layout
+struct SplitFormat {
+  static constexpr bool kUnsigned = QB == 16, kTwoScales = false, kSplit = true;
+  static __device__ Frag frag(const void* w, int64_t rows, int64_t bpr, int64_t r, int64_t b, int t) {
+    const SplitBlocks<QB> m(w, rows * bpr);
+    const unsigned char* q = m.q(r * bpr + b);
+    const float d = m.d(r * bpr + b);
+    if constexpr (QB == 16) {  // values 4t.. in the low nibbles, 16 + 4t.. in the high ones; stored w + 8
+      constexpr uint32_t lo = 0x0F0F0F0Fu;
+      const uint32_t v = ld32(q + 4 * t);
+      return {v & lo, (v >> 4) & lo, d, 8.f * d, d};
+    } else {
+      return {ld32(q + 4 * t), ld32(q + 16 + 4 * t), d, 0.f, d};
+    }
+  }
+};
+
+// Q4_K/Q5_K (kquant.cuh): block b is sub-block s = b % 8 of a 256-value
+// block; its values are nibble s % 2 of qs[32 (s / 2) + l], scale d * sc,
+// min dmin * m.
+template <bool Five>
+struct KQuant45Format {
+  static constexpr bool kUnsigned = true, kTwoScales = false, kSplit = false;
+  static __device__ Frag frag(const void* w, int64_t /*rows*/, int64_t bpr, int64_t r, int64_t b, int t) {
+    const unsigned char* blk = static_cast<const unsigned char*>(w) + (r * (bpr / 8) + b / 8) * (Five ? kQ5KBytes : kQ4KBytes);
+    const int s = static_cast<int>(b & 7);
+    const unsigned char* qs = blk + (Five ? 48 : 16) + 32 * (s >> 1);
+    constexpr uint32_t lo = 0x0F0F0F0Fu;
+    uint32_t a = (ld32(qs + 4 * t) >> (4 * (s & 1))) & lo, c = (ld32(qs + 16 + 4 * t) >> (4 * (s & 1))) & lo;
+    if constexpr (Five) {
+      a |= ((ld32(blk + 16 + 4 * t) >> s) & 0x01010101u) << 4;
+      c |= ((ld32(blk + 32 + 4 * t) >> s) & 0x01010101u) << 4;
+    }
+    int sc, m;
+    kscale_min(blk + 4, s, sc, m);
+    const float d = half_at(blk) * static_cast<float>(sc);
+    return {a, c, d, half_at(blk + 2) * static_cast<float>(m), d};
+  }
+};
+
+// Q6_K (split): block b is 32 values of half h = s / 4, part k = s % 4 (s =
+// b % 8): signed q - 32, a scale per 16 values.
+struct KQuant6Format {
+  static constexpr bool kUnsigned = false, kTwoScales = true, kSplit = false;
+  static __device__ Frag frag(const void* w, int64_t rows, int64_t bpr, int64_t r, int64_t b, int t) {
+    const int64_t block = r * (bpr / 8) + b / 8;
+    const unsigned char* q = static_cast<const unsigned char*>(w) + block * kQ6KQuantBytes;
+    const int s = static_cast<int>(b & 7), h = s >> 2, k = s & 3;
+    const unsigned char* ql = q + 64 * h + 32 * (k & 1);
+    const unsigned char* qh = q + 128 + 32 * h;
+    auto value = [&](int at) {
+      const uint32_t l = ld32(ql + at), nib = k >= 2 ? (l >> 4) & 0x0F0F0F0Fu : l & 0x0F0F0F0Fu;
+      return __vsubss4(nib | (((ld32(qh + at) >> (2 * k)) & 0x03030303u) << 4), 0x20202020u);
+    };
+    const float d = __half2float(reinterpret_cast<const __half*>(static_cast<const unsigned char*>(w) +
+                                                                   rows * (bpr / 8) * kQ6KQuantBytes)[block]);
+    const signed char* sc = reinterpret_cast<const signed char*>(q + 192 + 8 * h + 2 * k);
+    return {value(4 * t), value(16 + 4 * t), d * static_cast<float>(sc[0]), 0.f, d * static_cast<float>(sc[1])};
+  }
+};
 
 // Activations in fragment order (see the top): q [blocks][n-tiles][32
 // lanes] of 8 bytes, then ds [blocks][n-tiles][8 tokens] of (d, sum).
@@ -86,27 +164,17 @@ __global__ void to_tiles_kernel(const int8_t* __restrict__ q, const float2* __re
 // n-tiles [x.n0, x.n0 + NT) of the activations against rows [row0, row0 +
 // 16) of `w` (rows in all), blocks slice, slice + splits, ... of each row:
 // acc[n] holds this thread's C fragment of n-tile n, scaled to floats.
-template <int QB, int NT>
+template <class W, int NT>
 __device__ inline void tile_products(const void* w, int64_t rows, int64_t row0, int64_t bpr, int slice, int splits,
                                      const Tiles& x, float (&acc)[NT][4]) {
-  const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const SplitBlocks<QB> m(w, rows * bpr);
+  const int lane = threadIdx.x & 31, t = lane & 3;
   // Rows past the end read the last row; their sums are dropped.
-  const int64_t r0 = min(row0 + g, rows - 1) * bpr, r1 = min(row0 + g + 8, rows - 1) * bpr;
+  const int64_t r0 = min(row0 + (lane >> 2), rows - 1), r1 = min(row0 + (lane >> 2) + 8, rows - 1);
 #pragma unroll
   for (int n = 0; n < NT; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
 #pragma unroll 2
   for (int64_t b = slice; b < bpr; b += splits) {
-    uint32_t a[4];
-    if constexpr (QB == 16) {
-      constexpr uint32_t lo = 0x0F0F0F0Fu;
-      const uint32_t w0 = ld32(m.q(r0 + b) + 4 * t), w1 = ld32(m.q(r1 + b) + 4 * t);
-      a[0] = w0 & lo, a[1] = w1 & lo, a[2] = (w0 >> 4) & lo, a[3] = (w1 >> 4) & lo;
-    } else {
-      a[0] = ld32(m.q(r0 + b) + 4 * t), a[1] = ld32(m.q(r1 + b) + 4 * t);
-      a[2] = ld32(m.q(r0 + b) + 16 + 4 * t), a[3] = ld32(m.q(r1 + b) + 16 + 4 * t);
-    }
-    const float d0 = m.d(r0 + b), d1 = m.d(r1 + b);
+    const Frag f0 = W::frag(w, rows, bpr, r0, b, t), f1 = W::frag(w, rows, bpr, r1, b, t);
     const int64_t tile = b * x.ntt + x.n0;
     const uint2* xq = x.q + tile * 32 + lane;
     const float4* xe = x.ds + tile * 4 + t;
@@ -114,19 +182,40 @@ __device__ inline void tile_products(const void* w, int64_t rows, int64_t row0, 
     for (int n = 0; n < NT; ++n) {
       const uint2 bq = __ldg(xq + n * 32);
       const float4 e = __ldg(xe + n * 4);  // (d, sum) of tokens 2t and 2t + 1 of the n-tile
-      int c[4] = {0, 0, 0, 0};
-      mma_k32<QB>(a, bq.x, bq.y, c);
-      // Q4_0: sum((w + 8) q) - 8 sum(q); in floats, exact for |sums| < 2^24.
-      const float o0 = QB == 16 ? 8.f * e.y : 0.f, o1 = QB == 16 ? 8.f * e.w : 0.f;
-      acc[n][0] += d0 * (e.x * (static_cast<float>(c[0]) - o0));
-      acc[n][1] += d0 * (e.z * (static_cast<float>(c[1]) - o1));
-      acc[n][2] += d1 * (e.x * (static_cast<float>(c[2]) - o0));
-      acc[n][3] += d1 * (e.z * (static_cast<float>(c[3]) - o1));
+      if constexpr (W::kTwoScales) {  // each 16-value half on its own (the other zero), scaled apart
+        const uint32_t a_lo[4] = {f0.lo, f1.lo, 0u, 0u}, a_hi[4] = {0u, 0u, f0.hi, f1.hi};
+        int c[4] = {0, 0, 0, 0}, ch[4] = {0, 0, 0, 0};
+        mma_k32<W::kUnsigned>(a_lo, bq.x, bq.y, c);
+        mma_k32<W::kUnsigned>(a_hi, bq.x, bq.y, ch);
+        acc[n][0] += e.x * (f0.d * static_cast<float>(c[0]) + f0.d_hi * static_cast<float>(ch[0]));
+        acc[n][1] += e.z * (f0.d * static_cast<float>(c[1]) + f0.d_hi * static_cast<float>(ch[1]));
+        acc[n][2] += e.x * (f1.d * static_cast<float>(c[2]) + f1.d_hi * static_cast<float>(ch[2]));
+        acc[n][3] += e.z * (f1.d * static_cast<float>(c[3]) + f1.d_hi * static_cast<float>(ch[3]));
+      } else if constexpr (W::kSplit) {  // Q8_0, Q4_0: the expression these were tuned with (no spills)
+        const uint32_t a[4] = {f0.lo, f1.lo, f0.hi, f1.hi};
+        int c[4] = {0, 0, 0, 0};
+        mma_k32<W::kUnsigned>(a, bq.x, bq.y, c);
+        // Q4_0: sum((w + 8) q) - 8 sum(q); in floats, exact for |sums| < 2^24.
+        const float o0 = W::kUnsigned ? 8.f * e.y : 0.f, o1 = W::kUnsigned ? 8.f * e.w : 0.f;
+        acc[n][0] += f0.d * (e.x * (static_cast<float>(c[0]) - o0));
+        acc[n][1] += f0.d * (e.z * (static_cast<float>(c[1]) - o1));
+        acc[n][2] += f1.d * (e.x * (static_cast<float>(c[2]) - o0));
+        acc[n][3] += f1.d * (e.z * (static_cast<float>(c[3]) - o1));
+      } else {
+        const uint32_t a[4] = {f0.lo, f1.lo, f0.hi, f1.hi};
+        int c[4] = {0, 0, 0, 0};
+        mma_k32<W::kUnsigned>(a, bq.x, bq.y, c);
+        // d * sum(a q) - m * sum(q); in floats, exact for |sums| < 2^24.
+        acc[n][0] += e.x * (f0.d * static_cast<float>(c[0]) - f0.m * e.y);
+        acc[n][1] += e.z * (f0.d * static_cast<float>(c[1]) - f0.m * e.w);
+        acc[n][2] += e.x * (f1.d * static_cast<float>(c[2]) - f1.m * e.y);
+        acc[n][3] += e.z * (f1.d * static_cast<float>(c[3]) - f1.m * e.w);
+      }
     }
   }
 }
 
-template <int QB, int NT, int RW, MatvecOutput Out>
+template <class W, int NT, int RW, MatvecOutput Out>
 __global__ void __launch_bounds__(32 * kWarps, 2)
     matvec_kernel(MatvecTargets tg, int64_t bpr, Tiles x, int tokens) {
   constexpr int kCols = NT * 8, kStride = kCols + 8;  // padded: the eight g rows of a store fall in other banks
@@ -142,7 +231,7 @@ __global__ void __launch_bounds__(32 * kWarps, 2)
   const MatvecTarget m = target(tg, j);
   const int64_t rows = m.rows;
   float acc[NT][4];
-  tile_products<QB, NT>(mat == 1 ? tg.m[1].data : m.data, rows, row0 + kRows * group, bpr, warp % splits, splits, x, acc);
+  tile_products<W, NT>(mat == 1 ? tg.m[1].data : m.data, rows, row0 + kRows * group, bpr, warp % splits, splits, x, acc);
 #pragma unroll
   for (int n = 0; n < NT; ++n) {
     red[warp][g][n * 8 + 2 * t] = acc[n][0];
