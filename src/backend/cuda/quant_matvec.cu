@@ -66,16 +66,11 @@ __device__ inline float part_dot_f32(const unsigned char* b, int k, const float*
 template <int BlockBytes, float (*PartDot)(const unsigned char*, int, const float*)>
 __global__ void __launch_bounds__(32 * kRowsPerBlock) matvec_kernel(const unsigned char* w, int64_t rows, int64_t blocks,
                                                                      const float* __restrict__ x, float* __restrict__ y) {
+  wait_for_inputs();
   const int lane = threadIdx.x & 31, part = lane & 3;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= rows) return;
   const unsigned char* r = w + row * blocks * BlockBytes;
-  // The first step's weights into L2 while the kernel before finishes
-  // (weights are never written by a kernel), then wait for x.
-#pragma unroll
-  for (int64_t b = lane >> 2; b < 32 && b < blocks; b += 8)
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(r + b * BlockBytes + part * (BlockBytes / 4)));
-  wait_for_inputs();
   // Four steps unrolled with their own sums: four steps' loads are in
   // flight at once (a 4096-column row is only 16 steps; one at a time left
   // small matrices latency-bound at 12-15 us).
@@ -166,7 +161,6 @@ __device__ inline void row_dot(const void* w, int64_t rows, int64_t row, int64_t
 #pragma unroll
     for (int u = 0; u < U; ++u)
       if (b + 32 * u < bpr) lb[u] = load_block(m, first + b + 32 * u);
-    wait_for_inputs();  // the weights are in flight; now x may be read (the first round overlaps the kernel before)
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t0 + t >= tokens) break;
@@ -200,7 +194,6 @@ __device__ inline void kquant_row_dot(const void* w, int64_t rows, int64_t row, 
     for (int u = 0; u < U; ++u)
       if (i + 32 * u < tasks)
         lt[u] = K::load(w, rows * spr, row * spr + (i + 32 * u) / K::kTasks, static_cast<int>((i + 32 * u) % K::kTasks));
-    wait_for_inputs();
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t0 + t >= tokens) break;
@@ -244,9 +237,7 @@ struct KQuantRows {
 template <class R, int NT, MatvecOutput Out>
 __global__ void __launch_bounds__(32 * kRowsPerBlock)
     matvec_q8_kernel(MatvecTargets tg, int64_t bpr, const int8_t* __restrict__ xq, const float2* __restrict__ xds, int64_t tokens) {
-  // No wait here: row_dot waits once its first weights are loading (weights
-  // are never written by a kernel). Only lane 0, which always has a first
-  // block and so has waited, writes.
+  wait_for_inputs();
   const int lane = threadIdx.x & 31;
   int j = 0;
   int64_t row0 = 0;
