@@ -25,7 +25,6 @@
 #include "backend/cuda/quant_mma.cuh"
 #include "backend/cuda/q8_store.cuh"
 #include "backend/cuda/split_blocks.cuh"
-#include "backend/cuda/launch.cuh"
 #include "core/error.h"
 
 namespace umi::cuda {
@@ -66,7 +65,6 @@ __device__ inline float part_dot_f32(const unsigned char* b, int k, const float*
 template <int BlockBytes, float (*PartDot)(const unsigned char*, int, const float*)>
 __global__ void __launch_bounds__(32 * kRowsPerBlock) matvec_kernel(const unsigned char* w, int64_t rows, int64_t blocks,
                                                                      const float* __restrict__ x, float* __restrict__ y) {
-  wait_for_inputs();
   const int lane = threadIdx.x & 31, part = lane & 3;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= rows) return;
@@ -237,7 +235,6 @@ struct KQuantRows {
 template <class R, int NT, MatvecOutput Out>
 __global__ void __launch_bounds__(32 * kRowsPerBlock)
     matvec_q8_kernel(MatvecTargets tg, int64_t bpr, const int8_t* __restrict__ xq, const float2* __restrict__ xds, int64_t tokens) {
-  wait_for_inputs();
   const int lane = threadIdx.x & 31;
   int j = 0;
   int64_t row0 = 0;
@@ -273,7 +270,6 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
 // One warp per 32-value block.
 __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t blocks, int8_t* __restrict__ q,
                                    float2* __restrict__ ds) {
-  wait_for_inputs();
   const int64_t b = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;
   if (b >= blocks) return;
   const int lane = threadIdx.x & 31;
@@ -284,10 +280,10 @@ template <class R, MatvecOutput Out>
 void launch_dp4a(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, cudaStream_t stream) {
   const int64_t bpr = cols / 32;
   const dim3 grid(static_cast<unsigned>(tile_count(tg, Out, kRowsPerBlock))), block(32 * kRowsPerBlock);
-  if (tokens == 1) launch(matvec_q8_kernel<R, 1, Out>, grid, block, 0, stream, tg, bpr, x.q, x.ds, tokens);
-  else if (tokens == 2) launch(matvec_q8_kernel<R, 2, Out>, grid, block, 0, stream, tg, bpr, x.q, x.ds, tokens);
-  else if (tokens <= 4) launch(matvec_q8_kernel<R, 4, Out>, grid, block, 0, stream, tg, bpr, x.q, x.ds, tokens);
-  else launch(matvec_q8_kernel<R, 8, Out>, grid, block, 0, stream, tg, bpr, x.q, x.ds, tokens);
+  if (tokens == 1) matvec_q8_kernel<R, 1, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  else if (tokens == 2) matvec_q8_kernel<R, 2, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  else if (tokens <= 4) matvec_q8_kernel<R, 4, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  else matvec_q8_kernel<R, 8, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
 }
 
 template <class R>
@@ -305,9 +301,9 @@ template <class W, int NT, MatvecOutput Out>
 void launch_mma_rw(const MatvecTargets& tg, int64_t bpr, const mma::Tiles& x, int n, cudaStream_t stream) {
   auto tiles = [&](int64_t rw) { return tile_count(tg, Out, mma::kRows * rw); };
   const dim3 block(32 * mma::kWarps);
-  if (tiles(4) >= 200) launch(mma::matvec_kernel<W, NT, 4, Out>, static_cast<unsigned>(tiles(4)), block, 0, stream, tg, bpr, x, n);
-  else if (tiles(2) >= 200) launch(mma::matvec_kernel<W, NT, 2, Out>, static_cast<unsigned>(tiles(2)), block, 0, stream, tg, bpr, x, n);
-  else launch(mma::matvec_kernel<W, NT, 1, Out>, static_cast<unsigned>(tiles(1)), block, 0, stream, tg, bpr, x, n);
+  if (tiles(4) >= 200) mma::matvec_kernel<W, NT, 4, Out><<<static_cast<unsigned>(tiles(4)), block, 0, stream>>>(tg, bpr, x, n);
+  else if (tiles(2) >= 200) mma::matvec_kernel<W, NT, 2, Out><<<static_cast<unsigned>(tiles(2)), block, 0, stream>>>(tg, bpr, x, n);
+  else mma::matvec_kernel<W, NT, 1, Out><<<static_cast<unsigned>(tiles(1)), block, 0, stream>>>(tg, bpr, x, n);
 }
 
 template <class W, MatvecOutput Out>
@@ -316,7 +312,7 @@ void launch_mma(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t 
   auto* tq = static_cast<uint2*>(x.tiles);
   auto* tds = reinterpret_cast<float2*>(tq + bpr * ntt * 32);
   const int64_t threads = bpr * ntt * 32;
-  launch(mma::to_tiles_kernel, static_cast<unsigned>((threads + 255) / 256), 256, 0, stream, x.q, x.ds, tokens, bpr, ntt, tq, tds);
+  mma::to_tiles_kernel<<<static_cast<unsigned>((threads + 255) / 256), 256, 0, stream>>>(x.q, x.ds, tokens, bpr, ntt, tq, tds);
   for (int64_t t0 = 0; t0 < tokens; t0 += mma::kMaxTokens) {
     const int n = static_cast<int>(std::min<int64_t>(mma::kMaxTokens, tokens - t0));
     MatvecTargets part = tg;
@@ -359,9 +355,9 @@ cudaError_t matvec(const QuantMatrix& w, const float* x, float* y, cudaStream_t 
   if (reinterpret_cast<uintptr_t>(w.data) % 16 != 0)
     throw Error("cuda matvec: float weights must be 16-byte aligned");
   switch (w.dtype) {
-    case DType::BF16: launch(matvec_kernel<64, part_dot_bf16>, grid, block, 0, stream, data, w.rows, blocks, x, y); break;
-    case DType::F16: launch(matvec_kernel<64, part_dot_f16>, grid, block, 0, stream, data, w.rows, blocks, x, y); break;
-    default: launch(matvec_kernel<128, part_dot_f32>, grid, block, 0, stream, data, w.rows, blocks, x, y); break;
+    case DType::BF16: matvec_kernel<64, part_dot_bf16><<<grid, block, 0, stream>>>(data, w.rows, blocks, x, y); break;
+    case DType::F16: matvec_kernel<64, part_dot_f16><<<grid, block, 0, stream>>>(data, w.rows, blocks, x, y); break;
+    default: matvec_kernel<128, part_dot_f32><<<grid, block, 0, stream>>>(data, w.rows, blocks, x, y); break;
   }
   return cudaGetLastError();
 }
@@ -373,7 +369,7 @@ cudaError_t quantize_q8(const float* x, const Q8Rows& out, cudaStream_t stream) 
   const int64_t blocks = out.n / 32;
   const int64_t grid = (blocks + 7) / 8;  // eight warps per thread block
   if (grid >= (int64_t{1} << 31)) throw Error("cuda quantize_q8: too many values");
-  launch(quantize_q8_kernel, static_cast<unsigned>(grid), 256, 0, stream, x, blocks, out.q, out.ds);
+  quantize_q8_kernel<<<static_cast<unsigned>(grid), 256, 0, stream>>>(x, blocks, out.q, out.ds);
   return cudaGetLastError();
 }
 
