@@ -38,13 +38,27 @@ GenerateResult generate(Model& model, const Tokenizer& tok, std::span<const int3
   Sequence seq(model);
   std::vector<int32_t> history(prompt.begin(), prompt.end());
 
+  // Runs tokens and draws the next one, bringing back from the backend only
+  // what the draw needs: the argmax (greedy), the top-k candidates, or the
+  // row (penalties; top-k off or above kMaxTopK).
+  TopK top;
+  auto feed_and_draw = [&](std::span<const int32_t> tokens) -> int32_t {
+    if (sampler.greedy()) return seq.feed_argmax(tokens);
+    if (const int k = sampler.candidates_needed(); k > 0) {
+      top.k = k, top.temperature = sampler.temperature();
+      seq.feed_top_k(tokens, top);
+      return sampler.sample(top);
+    }
+    std::vector<float> logits = seq.feed(tokens);
+    return sampler.sample(logits, history);
+  };
   auto t0 = std::chrono::steady_clock::now();
-  std::vector<float> logits = seq.feed(prompt);
+  int32_t next = feed_and_draw(prompt);
   r.prefill_seconds = since(t0);
   auto t_decode = std::chrono::steady_clock::now();
   r.finish_reason = "length";
   for (int i = 0; i < o.max_tokens; ++i) {
-    int32_t next = sampler.sample(logits, history);
+    if (i > 0) next = feed_and_draw(std::span<const int32_t>(&history.back(), 1));
     if (i == 0) r.first_token_seconds = since(t0);
     if (std::find(o.stop_tokens.begin(), o.stop_tokens.end(), next) != o.stop_tokens.end()) {
       r.finish_reason = "stop";
@@ -62,7 +76,6 @@ GenerateResult generate(Model& model, const Tokenizer& tok, std::span<const int3
       break;
     }
     if (seq.position() + 1 > context) break;  // "length": the context is full
-    if (i + 1 < o.max_tokens) logits = seq.feed(std::vector<int32_t>{next});
   }
   if (r.finish_reason != "cancelled")
     if (std::string rest = stream.finish(); !rest.empty()) on_text(rest);

@@ -88,6 +88,33 @@ TEST(Generate, CallbackCanCancelAndSeedsRepeat) {
   EXPECT_EQ(model.kv_pool().in_use(), 0);  // every sequence gave its blocks back
 }
 
+// generate() brings back only what the draw needs (the argmax; the top-k
+// candidates): the tokens are those of drawing from the whole row.
+TEST(Generate, DrawsFromCandidatesWhatTheRowDraws) {
+  Pool pool({.limit = 1ull << 30});
+  Model model(bundled(), pool, {.kv_dtype = DType::F32});
+  Tokenizer tok = load_tokenizer(bundled());
+  const std::vector<int32_t> prompt = tok.encode("JULIET:", true);
+  for (SamplingParams p : {SamplingParams{.temperature = 0.0f}, SamplingParams{.temperature = 0.9f, .top_k = 40, .seed = 5},
+                           SamplingParams{.temperature = 1.2f, .top_k = 0, .seed = 6}}) {
+    GenerateOptions o;
+    o.max_tokens = 40;
+    o.sampling = p;
+    const GenerateResult r = generate(model, tok, prompt, o, [](std::string_view) { return true; });
+    // The same draws from rows.
+    Sampler sampler(p);
+    Sequence seq(model);
+    std::vector<int32_t> history = prompt, want;
+    std::vector<float> logits = seq.feed(prompt);
+    for (int i = 0; i < 40; ++i) {
+      const int32_t next = sampler.sample(logits, history);
+      want.push_back(next), history.push_back(next);
+      logits = seq.feed(std::vector<int32_t>{next});
+    }
+    EXPECT_EQ(r.tokens, want) << "temperature " << p.temperature << ", top_k " << p.top_k;
+  }
+}
+
 TEST(Generate, StopTokensAreKnown) {
   Tokenizer q = load_tokenizer(std::string(UMI_SOURCE_DIR) + "/../shared/data/tokenizers/qwen3");
   auto stops = default_stop_tokens(q);

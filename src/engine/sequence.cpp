@@ -7,7 +7,7 @@
 
 namespace umi {
 
-std::vector<float> Sequence::feed(std::span<const int32_t> tokens) {
+void Sequence::run(std::span<const int32_t> tokens, const ForwardItem& last) {
   const ModelConfig& c = model_.config();
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) throw InputError("no tokens to run");
@@ -23,16 +23,29 @@ std::vector<float> Sequence::feed(std::span<const int32_t> tokens) {
     throw OutOfMemory(std::to_string(n) + " tokens need " + format_bytes((static_cast<uint64_t>(n) / layout.block_tokens + 1) * block) +
                       " of KV cache; the memory limit leaves room for " + std::to_string(std::max<int64_t>(0, fit)) + " more tokens");
   }
-  std::vector<float> logits(static_cast<size_t>(c.vocab_size));
   const int64_t chunk = model_.options().prefill_chunk;
   for (int64_t done = 0; done < n; done += chunk) {
-    int64_t m = std::min(chunk, n - done);
-    bool last = done + m == n;
-    model_.forward(tokens.subspan(static_cast<size_t>(done), static_cast<size_t>(m)), position_, kv_, last ? logits.data() : nullptr);
+    const int64_t m = std::min(chunk, n - done);
+    ForwardItem item{&kv_, position_, tokens.subspan(static_cast<size_t>(done), static_cast<size_t>(m))};
+    if (done + m == n) item.logits = last.logits, item.token = last.token, item.top = last.top;
+    model_.forward(std::span<const ForwardItem>(&item, 1));
     position_ += m;
   }
+}
+
+std::vector<float> Sequence::feed(std::span<const int32_t> tokens) {
+  std::vector<float> logits(static_cast<size_t>(model_.config().vocab_size));
+  run(tokens, {.logits = logits.data()});
   return logits;
 }
+
+int32_t Sequence::feed_argmax(std::span<const int32_t> tokens) {
+  int32_t token = 0;
+  run(tokens, {.token = &token});
+  return token;
+}
+
+void Sequence::feed_top_k(std::span<const int32_t> tokens, TopK& top) { run(tokens, {.top = &top}); }
 
 void Sequence::reset() {
   kv_.clear();

@@ -18,12 +18,20 @@ class Sequence {
   // Refuses (OutOfMemory, before any work) when their KV cannot fit, saying
   // how many tokens would; InputError past the model's context.
   std::vector<float> feed(std::span<const int32_t> tokens);
+  // The same, bringing back only what sampling needs (Backend::argmax,
+  // Backend::top_k): the argmax of the logits, or `top`'s candidates (its k
+  // and temperature set by the caller).
+  int32_t feed_argmax(std::span<const int32_t> tokens);
+  void feed_top_k(std::span<const int32_t> tokens, TopK& top);
 
   int64_t position() const { return position_; }
   const SequenceKv& kv() const { return kv_; }
   void reset();  // forget everything, give the blocks back
 
  private:
+  // Runs the tokens; the last chunk's item gets `last` (its outputs).
+  void run(std::span<const int32_t> tokens, const ForwardItem& last);
+
   Model& model_;
   SequenceKv kv_;
   int64_t position_ = 0;
