@@ -41,6 +41,11 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   for (int32_t i = 0; i < n; ++i)
     if (std::isfinite(logits[static_cast<size_t>(i)])) candidates_.emplace_back(logits[static_cast<size_t>(i)] / p_.temperature, i);
   if (candidates_.empty()) throw Error("every logit is NaN or infinite");
+  // No truncation at all (top-k off, top-p 1, min-p 0: the OpenAI API's
+  // defaults): a draw from the whole softmax needs no order. Sorting 128K
+  // candidates a token held an 8B model on a GPU to 57 tok/s.
+  if ((p_.top_k == 0 || static_cast<size_t>(p_.top_k) >= candidates_.size()) && p_.top_p >= 1.0f && p_.min_p == 0.0f)
+    return draw_unordered();
   auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
   size_t keep = candidates_.size();
   if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < keep) {
@@ -60,6 +65,23 @@ int32_t Sampler::sample(const TopK& top) {
   candidates_.clear();
   for (int i = 0; i < top.count; ++i) candidates_.emplace_back(top.best[static_cast<size_t>(i)].value, top.best[static_cast<size_t>(i)].id);
   return draw();
+}
+
+int32_t Sampler::draw_unordered() {
+  float top = candidates_[0].first;
+  for (const auto& c : candidates_) top = std::max(top, c.first);
+  double total = 0;
+  for (auto& c : candidates_) {
+    c.first = std::exp(c.first - top);
+    total += c.first;
+  }
+  std::uniform_real_distribution<double> u(0.0, total);
+  double r = u(rng_);
+  for (const auto& [weight, id] : candidates_) {
+    r -= weight;
+    if (r <= 0) return id;
+  }
+  return candidates_.back().second;
 }
 
 int32_t Sampler::draw() {

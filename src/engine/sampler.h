@@ -48,6 +48,8 @@ class Sampler {
   bool penalties() const { return p_.repetition_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f; }
   // Softmax, top-p, min-p and the draw over candidates_ (best first).
   int32_t draw();
+  // The draw over all of candidates_ in any order (nothing truncated).
+  int32_t draw_unordered();
 
   SamplingParams p_;
   std::mt19937_64 rng_;

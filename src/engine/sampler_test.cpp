@@ -97,6 +97,22 @@ TEST(Sampler, DrawsFromSelectedCandidatesAsFromTheRow) {
   EXPECT_THROW(Sampler({.temperature = 0.8f, .top_k = 40}).sample(other), Error);
 }
 
+// Nothing truncated (the OpenAI API's defaults): the draw needs no sort, and
+// still follows the softmax.
+TEST(Sampler, UntruncatedDrawsFollowTheSoftmax) {
+  Sampler s({.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = 11});
+  int ones = 0, twos = 0;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) {
+    std::vector<float> l = {0.0f, std::log(3.0f), -INFINITY, std::log(6.0f)};  // p = 0.1, 0.3, 0, 0.6
+    const int32_t t = s.sample(l, {});
+    ASSERT_NE(t, 2);
+    ones += t == 1, twos += t == 3;
+  }
+  EXPECT_NEAR(static_cast<double>(ones) / n, 0.3, 0.015);
+  EXPECT_NEAR(static_cast<double>(twos) / n, 0.6, 0.015);
+}
+
 TEST(Sampler, RefusesNonsense) {
   EXPECT_THROW(Sampler({.temperature = std::nanf("")}), InputError);
   EXPECT_THROW(Sampler({.temperature = -1}), InputError);
