@@ -48,14 +48,48 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
     return draw_unordered();
   auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
   size_t keep = candidates_.size();
-  if (p_.top_k > 0 && static_cast<size_t>(p_.top_k) < keep) {
-    keep = static_cast<size_t>(p_.top_k);
-    std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<long>(keep), candidates_.end(), by_logit);
-  } else {
-    std::sort(candidates_.begin(), candidates_.end(), by_logit);
-  }
+  if (p_.top_k == 0 || static_cast<size_t>(p_.top_k) >= keep) return draw_nucleus();
+  keep = static_cast<size_t>(p_.top_k);
+  std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<long>(keep), candidates_.end(), by_logit);
   candidates_.resize(keep);
   return draw();
+}
+
+// Top-k off, top-p and/or min-p on: the softmax over every candidate, but
+// only the best ones sorted: a growing sorted prefix until it holds the
+// top-p mass (min-p alone: those above its floor), not the whole vocabulary.
+int32_t Sampler::draw_nucleus() {
+  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  float top = candidates_[0].first;
+  for (const auto& c : candidates_) top = std::max(top, c.first);
+  double total = 0;
+  for (const auto& c : candidates_) total += std::exp(c.first - top);
+  auto prob = [&](float v) { return static_cast<float>(std::exp(v - top) / total); };
+  const size_t n = candidates_.size();
+  size_t keep = n;
+  if (p_.top_p < 1.0f) {
+    for (size_t k = std::min<size_t>(256, n);; k = std::min(n, k * 8)) {
+      std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<long>(k), candidates_.end(), by_logit);
+      double mass = 0;
+      size_t cut = 0;
+      while (cut < k) {
+        mass += prob(candidates_[cut++].first);
+        if (mass >= p_.top_p) break;
+      }
+      if (mass >= p_.top_p || k == n) {
+        keep = cut;
+        break;
+      }
+    }
+  } else {  // min-p alone: what clears its floor, then sorted
+    const float floor = prob(top) * p_.min_p;
+    keep = static_cast<size_t>(std::partition(candidates_.begin(), candidates_.end(), [&](const auto& c) { return prob(c.first) >= floor; }) -
+                               candidates_.begin());
+    std::sort(candidates_.begin(), candidates_.begin() + static_cast<long>(keep), by_logit);
+  }
+  candidates_.resize(keep);
+  for (auto& c : candidates_) c.first = prob(c.first);
+  return draw_probabilities();
 }
 
 int32_t Sampler::sample(const TopK& top) {
@@ -103,6 +137,10 @@ int32_t Sampler::draw() {
     }
     candidates_.resize(k);
   }
+  return draw_probabilities();
+}
+
+int32_t Sampler::draw_probabilities() {
   // min-p: drop tokens less likely than min_p times the best.
   if (p_.min_p > 0.0f) {
     float floor = candidates_[0].first * p_.min_p;

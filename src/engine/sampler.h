@@ -50,6 +50,10 @@ class Sampler {
   int32_t draw();
   // The draw over all of candidates_ in any order (nothing truncated).
   int32_t draw_unordered();
+  // Top-k off, top-p or min-p on: only the best candidates sorted.
+  int32_t draw_nucleus();
+  // min-p and the draw over candidates_ as probabilities (best first).
+  int32_t draw_probabilities();
 
   SamplingParams p_;
   std::mt19937_64 rng_;

@@ -55,6 +55,34 @@ TEST(Sampler, TopPDrawsOnlyFromTheNucleus) {
   EXPECT_GT(seen[0], 0);
 }
 
+// Without top-k the nucleus is found by sorting a growing prefix: a flat
+// vocabulary whose nucleus holds thousands of tokens (past the first 256
+// and 2,048 sorted) draws only from it, and in proportion; min-p alone keeps
+// only what clears its floor.
+TEST(Sampler, TopPWithoutTopKFindsLargeNuclei) {
+  const int n = 20000;
+  std::vector<float> base(n);
+  for (int i = 0; i < n; ++i) base[static_cast<size_t>(i)] = static_cast<float>((i * 7919) % n) / n;  // a permutation of 0..1
+  // The nucleus is the highest values: a fraction of the vocabulary near top_p (weights e^v vary by e).
+  Sampler s({.temperature = 1.0f, .top_k = 0, .top_p = 0.3f, .min_p = 0.0f, .seed = 4});
+  float lowest = 2.0f;
+  for (int i = 0; i < 300; ++i) {
+    std::vector<float> l = base;
+    const int32_t t = s.sample(l, {});
+    lowest = std::min(lowest, base[static_cast<size_t>(t)]);
+  }
+  // Mass of the top values: the cut lies where the upper tail holds 0.3 of
+  // sum(e^v): v >= ~0.765 (e^1 - e^c = 0.3 (e - 1) -> c = ln(e - 0.3 (e - 1)) = 0.764).
+  EXPECT_GT(lowest, 0.755f);
+  EXPECT_LT(lowest, 0.80f);
+  Sampler m({.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.5f, .seed = 4});
+  for (int i = 0; i < 100; ++i) {
+    std::vector<float> l = base;
+    l[17] = 5.0f;  // p(17) = e^5 / (e^5 + ~n (e - 1)): nothing else within half of it
+    EXPECT_EQ(m.sample(l, {}), 17);
+  }
+}
+
 TEST(Sampler, PenaltiesDiscourageRepeats) {
   Sampler s({.temperature = 0, .repetition_penalty = 2.0f});
   std::vector<int32_t> history{0, 0};
