@@ -109,6 +109,11 @@ int32_t Sampler::draw_unordered() {
     c.first = std::exp(c.first - top);
     total += c.first;
   }
+  return pick(total);
+}
+
+// A draw from candidates_'s weights (their sum: total), in their order.
+int32_t Sampler::pick(double total) {
   std::uniform_real_distribution<double> u(0.0, total);
   double r = u(rng_);
   for (const auto& [weight, id] : candidates_) {
@@ -150,13 +155,7 @@ int32_t Sampler::draw_probabilities() {
   }
   double mass = 0;
   for (const auto& c : candidates_) mass += c.first;
-  std::uniform_real_distribution<double> u(0.0, mass);
-  double r = u(rng_);
-  for (const auto& [prob, id] : candidates_) {
-    r -= prob;
-    if (r <= 0) return id;
-  }
-  return candidates_.back().second;
+  return pick(mass);
 }
 
 }  // namespace umi

@@ -54,6 +54,7 @@ class Sampler {
   int32_t draw_nucleus();
   // min-p and the draw over candidates_ as probabilities (best first).
   int32_t draw_probabilities();
+  int32_t pick(double total);
 
   SamplingParams p_;
   std::mt19937_64 rng_;
