@@ -2,8 +2,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+
+#include "core/error.h"
 
 namespace umi {
+
+void check_top_k_request(const TopK& t) {
+  if (t.k < 1 || t.k > kMaxTopK || !(t.temperature > 0) || !std::isfinite(t.temperature))
+    throw Error("top_k: k " + std::to_string(t.k) + " (1.." + std::to_string(kMaxTopK) + ") or temperature " +
+                std::to_string(t.temperature) + " (finite, > 0) out of range");
+}
 
 // A heap of the k best so far (its front the worst of them): one pass over
 // the row, no allocation.

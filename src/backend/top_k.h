@@ -30,6 +30,10 @@ inline bool ranks_before(const Candidate& a, const Candidate& b) {
   return a.value > b.value || (a.value == b.value && a.id < b.id);
 }
 
+// Throws umi::Error unless 1 <= k <= kMaxTopK and the temperature is
+// finite and positive: what every backend's top_k checks first.
+void check_top_k_request(const TopK& t);
+
 // The reference selection: the finite logits of `row` (n of them) divided by
 // `temperature`, the k best into out[0..count). Returns count.
 int select_top_k(const float* row, int64_t n, float temperature, int k, Candidate* out);

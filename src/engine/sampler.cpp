@@ -39,41 +39,40 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
 
   candidates_.clear();
   for (int32_t i = 0; i < n; ++i)
-    if (std::isfinite(logits[static_cast<size_t>(i)])) candidates_.emplace_back(logits[static_cast<size_t>(i)] / p_.temperature, i);
+    if (std::isfinite(logits[static_cast<size_t>(i)])) candidates_.push_back({logits[static_cast<size_t>(i)] / p_.temperature, i});
   if (candidates_.empty()) throw Error("every logit is NaN or infinite");
-  // No truncation at all (top-k off, top-p 1, min-p 0: the OpenAI API's
-  // defaults): a draw from the whole softmax needs no order. Sorting 128K
-  // candidates a token held an 8B model on a GPU to 57 tok/s.
-  if ((p_.top_k == 0 || static_cast<size_t>(p_.top_k) >= candidates_.size()) && p_.top_p >= 1.0f && p_.min_p == 0.0f)
-    return draw_unordered();
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-  size_t keep = candidates_.size();
-  if (p_.top_k == 0 || static_cast<size_t>(p_.top_k) >= keep) return draw_nucleus();
-  keep = static_cast<size_t>(p_.top_k);
-  std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<long>(keep), candidates_.end(), by_logit);
-  candidates_.resize(keep);
+  if (p_.top_k == 0 || static_cast<size_t>(p_.top_k) >= candidates_.size()) return draw_without_top_k();
+  const auto keep = static_cast<long>(p_.top_k);
+  std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), ranks_before);
+  candidates_.resize(static_cast<size_t>(keep));
   return draw();
 }
 
-// Top-k off, top-p and/or min-p on: the softmax over every candidate, but
-// only the best ones sorted: a growing sorted prefix until it holds the
-// top-p mass (min-p alone: those above its floor), not the whole vocabulary.
-int32_t Sampler::draw_nucleus() {
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-  float top = candidates_[0].first;
-  for (const auto& c : candidates_) top = std::max(top, c.first);
+// Top-k off: the softmax over every candidate, but only the best ones
+// sorted: a growing sorted prefix until it holds the top-p mass (min-p
+// alone: those above its floor; neither, the OpenAI API's defaults: none,
+// a draw from the whole softmax needs no order). Sorting 128K candidates a
+// token held an 8B model on a GPU to 57 tok/s.
+int32_t Sampler::draw_without_top_k() {
+  // Values to weights e^(v - max) once (the same order; equal weights are
+  // equally likely, whatever their order), probabilities weight / total.
+  float top = candidates_[0].value;
+  for (const auto& c : candidates_) top = std::max(top, c.value);
   double total = 0;
-  for (const auto& c : candidates_) total += std::exp(c.first - top);
-  auto prob = [&](float v) { return static_cast<float>(std::exp(v - top) / total); };
+  for (auto& c : candidates_) {
+    c.value = std::exp(c.value - top);
+    total += c.value;
+  }
+  auto prob = [&](float weight) { return static_cast<float>(weight / total); };
   const size_t n = candidates_.size();
   size_t keep = n;
   if (p_.top_p < 1.0f) {
     for (size_t k = std::min<size_t>(256, n);; k = std::min(n, k * 8)) {
-      std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<long>(k), candidates_.end(), by_logit);
+      std::partial_sort(candidates_.begin(), candidates_.begin() + static_cast<long>(k), candidates_.end(), ranks_before);
       double mass = 0;
       size_t cut = 0;
       while (cut < k) {
-        mass += prob(candidates_[cut++].first);
+        mass += prob(candidates_[cut++].value);
         if (mass >= p_.top_p) break;
       }
       if (mass >= p_.top_p || k == n) {
@@ -81,14 +80,14 @@ int32_t Sampler::draw_nucleus() {
         break;
       }
     }
-  } else {  // min-p alone: what clears its floor, then sorted
-    const float floor = prob(top) * p_.min_p;
-    keep = static_cast<size_t>(std::partition(candidates_.begin(), candidates_.end(), [&](const auto& c) { return prob(c.first) >= floor; }) -
+  } else if (p_.min_p > 0.0f) {  // min-p alone: what clears its floor, then sorted
+    const float floor = prob(1.0f) * p_.min_p;  // the best's weight is e^0
+    keep = static_cast<size_t>(std::partition(candidates_.begin(), candidates_.end(), [&](const auto& c) { return prob(c.value) >= floor; }) -
                                candidates_.begin());
-    std::sort(candidates_.begin(), candidates_.begin() + static_cast<long>(keep), by_logit);
+    std::sort(candidates_.begin(), candidates_.begin() + static_cast<long>(keep), ranks_before);
   }
   candidates_.resize(keep);
-  for (auto& c : candidates_) c.first = prob(c.first);
+  for (auto& c : candidates_) c.value = prob(c.value);
   return draw_probabilities();
 }
 
@@ -96,20 +95,8 @@ int32_t Sampler::sample(const TopK& top) {
   if (top.k != candidates_needed() || top.temperature != p_.temperature)
     throw Error("sampler: candidates selected for another k or temperature");
   if (top.count <= 0) throw Error("every logit is NaN or infinite");
-  candidates_.clear();
-  for (int i = 0; i < top.count; ++i) candidates_.emplace_back(top.best[static_cast<size_t>(i)].value, top.best[static_cast<size_t>(i)].id);
+  candidates_.assign(top.best.begin(), top.best.begin() + top.count);
   return draw();
-}
-
-int32_t Sampler::draw_unordered() {
-  float top = candidates_[0].first;
-  for (const auto& c : candidates_) top = std::max(top, c.first);
-  double total = 0;
-  for (auto& c : candidates_) {
-    c.first = std::exp(c.first - top);
-    total += c.first;
-  }
-  return pick(total);
 }
 
 // A draw from candidates_'s weights (their sum: total), in their order.
@@ -120,24 +107,24 @@ int32_t Sampler::pick(double total) {
     r -= weight;
     if (r <= 0) return id;
   }
-  return candidates_.back().second;
+  return candidates_.back().id;
 }
 
 int32_t Sampler::draw() {
   // Softmax over what is left (sorted, highest first).
-  const float top = candidates_[0].first;
+  const float top = candidates_[0].value;
   double total = 0;
   for (auto& [l, id] : candidates_) {
     l = std::exp(l - top);
     total += l;
   }
-  for (auto& c : candidates_) c.first = static_cast<float>(c.first / total);
+  for (auto& c : candidates_) c.value = static_cast<float>(c.value / total);
   // top-p: the smallest prefix whose mass reaches p.
   if (p_.top_p < 1.0f) {
     double mass = 0;
     size_t k = 0;
     while (k < candidates_.size()) {
-      mass += candidates_[k++].first;
+      mass += candidates_[k++].value;
       if (mass >= p_.top_p) break;
     }
     candidates_.resize(k);
@@ -148,13 +135,13 @@ int32_t Sampler::draw() {
 int32_t Sampler::draw_probabilities() {
   // min-p: drop tokens less likely than min_p times the best.
   if (p_.min_p > 0.0f) {
-    float floor = candidates_[0].first * p_.min_p;
+    float floor = candidates_[0].value * p_.min_p;
     size_t k = 1;
-    while (k < candidates_.size() && candidates_[k].first >= floor) ++k;
+    while (k < candidates_.size() && candidates_[k].value >= floor) ++k;
     candidates_.resize(k);
   }
   double mass = 0;
-  for (const auto& c : candidates_) mass += c.first;
+  for (const auto& c : candidates_) mass += c.value;
   return pick(mass);
 }
 

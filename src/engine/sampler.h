@@ -48,17 +48,15 @@ class Sampler {
   bool penalties() const { return p_.repetition_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f; }
   // Softmax, top-p, min-p and the draw over candidates_ (best first).
   int32_t draw();
-  // The draw over all of candidates_ in any order (nothing truncated).
-  int32_t draw_unordered();
-  // Top-k off, top-p or min-p on: only the best candidates sorted.
-  int32_t draw_nucleus();
+  // Top-k off: only the candidates top-p or min-p keeps are sorted.
+  int32_t draw_without_top_k();
   // min-p and the draw over candidates_ as probabilities (best first).
   int32_t draw_probabilities();
   int32_t pick(double total);
 
   SamplingParams p_;
   std::mt19937_64 rng_;
-  std::vector<std::pair<float, int32_t>> candidates_;
+  std::vector<Candidate> candidates_;  // value: logit / temperature, then weight or probability
 };
 
 }  // namespace umi

@@ -142,8 +142,7 @@ void Model::copy_outputs(std::span<const ForwardItem> items, const float* logits
                                                 : dest_top && it.top == dest_top + count);
     if (!joins) {
       flush();
-      first = row, dest = it.logits, dest_token = it.logits ? nullptr : it.token;
-      dest_top = it.logits || it.token ? nullptr : it.top;
+      first = row, dest = it.logits, dest_token = it.token, dest_top = it.top;  // one of them (plan_pass)
     }
     ++count, ++row;
   }

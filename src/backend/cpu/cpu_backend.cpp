@@ -5,7 +5,6 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <string>
 
 #include "backend/cpu/dot.h"
 #include "backend/cpu/quantize.h"
@@ -181,7 +180,7 @@ void CpuBackend::argmax(const float* src, int64_t rows, int64_t n, int32_t* host
 void CpuBackend::top_k(const float* src, int64_t rows, int64_t n, TopK* out) {
   for (int64_t r = 0; r < rows; ++r) {
     TopK& t = out[r];
-    if (t.k < 1 || t.k > kMaxTopK || !(t.temperature > 0)) throw Error("top_k: k " + std::to_string(t.k) + " or temperature out of range");
+    check_top_k_request(t);
     t.count = select_top_k(src + r * n, n, t.temperature, t.k, t.best.data());
   }
 }

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -559,10 +558,6 @@ void CudaBackend::argmax(const float* src, int64_t rows, int64_t n, int32_t* hos
   ok(cudaStreamSynchronize(stream_), "argmax read");
 }
 
-}  // namespace umi::cuda
-
-namespace umi::cuda {
-
 // Sampling with top-k: each row's best candidates are selected where the
 // logits are and only they come back (k keys of 8 bytes a row).
 void CudaBackend::top_k(const float* src, int64_t rows, int64_t n, TopK* out) {
@@ -570,8 +565,7 @@ void CudaBackend::top_k(const float* src, int64_t rows, int64_t n, TopK* out) {
   std::vector<float> temperatures(static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) {
     const TopK& t = out[r];
-    if (t.k < 1 || t.k > kMaxTopK || !(t.temperature > 0) || !std::isfinite(t.temperature))
-      throw Error("cuda top_k: k " + std::to_string(t.k) + " or temperature out of range");
+    check_top_k_request(t);
     k = std::max(k, t.k);  // every row selects the most asked for; each keeps its own k
     temperatures[static_cast<size_t>(r)] = t.temperature;
   }
