@@ -7,9 +7,10 @@
 #   cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build build/release
 #   bash tools/device_backend_check.sh --prepare    # copies the .so files and the Llama-3 tokenizer into build/
 # Then through the device tool, carrying build/release/src/umi, build/release/tests/umi_tests,
-# build/release/bench/umi_make_random_model, build/release/bench/umi_cuda_matvec, build/devlibs and build/tok-llama3:
+# build/release/bench/umi_make_random_model, build/release/bench/umi_cuda_matvec (kernels),
+# build/release/bench/umi_cuda_attention (attention), build/devlibs and build/tok-llama3:
 # (over the tool's 64 MiB: `tar -cJf build/pack/bins.tar.xz` of them, carry build/pack, `tar -xJf` it first)
-#   [TYPES="q8_0 q4_k"] [SMALL_TYPES="q4_0 q4_k"] [STREAMS=1,16,64] [SAMPLING=1] [TYPE_STREAMS=16,64] [CONTEXT="8192 32768"] [BF16=1] [LONG=131000] bash tools/device_backend_check.sh [tests|kernels|small|8b ...]
+#   [TYPES="q8_0 q4_k"] [SMALL_TYPES="q4_0 q4_k"] [STREAMS=1,16,64] [SAMPLING=1] [TYPE_STREAMS=16,64] [CONTEXT="8192 32768"] [BF16=1] [LONG=131000] bash tools/device_backend_check.sh [tests|kernels|attention|small|8b ...]
 # and, after 8b, [TRACE_MODELS="q4_0 bf16"] [TRACE_CONTEXT="16 32768"] ... trace (every kernel's GPU time per
 # decode step, tools/kernel_trace) or [NCU_KERNEL=regex NCU_SKIP=n NCU_COUNT=n] ... ncu8b (Nsight Compute).
 set -uo pipefail
@@ -66,6 +67,17 @@ print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den
   kernels)
     echo "== matvec kernels against the CPU dequantizer (Q8_0, Q4_0, BF16, F16)"
     $B/bench/umi_cuda_matvec 50 | tee "$OUT/cuda_matvec.jsonl"
+    ;;
+  attention)
+    echo "== decode attention against the context, by split size (8B head shape, f16 KV, graph replays)"
+    $B/bench/umi_cuda_attention 20 | tee "$OUT/cuda_attention.jsonl" | python3 -c "
+import json,sys
+rows=[json.loads(l) for l in sys.stdin]
+splits=sorted({r['split_keys'] for r in rows})
+print('context  ' + '  '.join('%9s' % ('split %d' % s if s else 'default') for s in splits) + '   (us a layer; worst rel_diff %.1e)' % max(r['rel_diff'] for r in rows))
+for c in sorted({r['context'] for r in rows}):
+    by={r['split_keys']: r['us'] for r in rows if r['context']==c}
+    print('%7d  ' % c + '  '.join('%9.2f' % by[s] for s in splits))"
     ;;
   8b)
     echo "== Llama-3-8B shape, random weights: decode and prefill on the GPU"

@@ -15,6 +15,7 @@
 
 #include "backend/cuda/kv_pass.cuh"
 #include "backend/cuda/ops.h"
+#include "backend/cuda/q8_store.cuh"
 #include "core/error.h"
 
 namespace umi::cuda {
@@ -102,7 +103,7 @@ constexpr int64_t kSharedTileKeys = 64;
 template <typename KV, int E, int R>
 __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attention_kernel(KvPass p, HeadShape s, int hpc, int64_t layer,
                                                                const float* __restrict__ q, float* __restrict__ out,
-                                                               int64_t keys_per_split, float* __restrict__ partial) {
+                                                               Q8Rows q8, int64_t min_split_keys, float* __restrict__ partial) {
   constexpr int VB = R <= 4 ? 16 : 8;  // V rows in flight: more when the sums leave registers free
   extern __shared__ float smem[];
   const int hd = s.head_dim, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -128,8 +129,14 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
     *reinterpret_cast<float4*>(s_acc + i) = make_float4(0.f, 0.f, 0.f, 0.f);
   }
   __syncthreads();
-  const int64_t k0 = static_cast<int64_t>(blockIdx.z) * keys_per_split;
-  const int64_t k1 = min(k0 + keys_per_split, first_pos + tn);
+  // The group's keys in equal splits of at least min_split_keys: the split
+  // count is fixed by the longest context the pass may have (a graph
+  // replays it), the split length follows this group's context, so that
+  // every split has work when the context is shorter than that.
+  const int64_t keys = first_pos + tn;
+  const int64_t per_split = max(min_split_keys, (keys + gridDim.z - 1) / gridDim.z);
+  const int64_t k0 = static_cast<int64_t>(blockIdx.z) * per_split;
+  const int64_t k1 = min(k0 + per_split, keys);
   // The same in the whole block; never for the 16-row blocks of prefill,
   // whose registers are then those of the own-tile path alone.
   const bool shared = R <= 8 && k1 - k0 <= kSharedTileKeys;
@@ -271,35 +278,42 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
       if (s_l[w * R + r] > 0.f) L += s_l[w * R + r] * __expf(s_m[w * R + r] - M);
     const int64_t th = (t0 + r / hpc) * s.n_heads + h0 + r % hpc;  // (token, head)
     if (!partial) {
-      out[th * hd + d] = s_acc[i] / L;
-    } else {  // this split's max, denominator and unnormalised sum
-      float* rec = partial + (th * gridDim.z + blockIdx.z) * (hd + 2);
-      if (d == 0) {
-        rec[0] = M;
-        rec[1] = L;
-      }
-      rec[2 + d] = s_acc[i];
+      const float v = s_acc[i] / L;
+      out[th * hd + d] = v;
+      // A warp's 32 values are one q8 block (hd % 32 == 0, blockDim % 32 == 0).
+      if (q8.q) store_q8(v, (th * hd + d) >> 5, lane, q8.q, q8.ds);
+    } else {  // this split's unnormalised sum, max and denominator (merge_kernel's layout)
+      const int64_t rec = th * gridDim.z + blockIdx.z;
+      partial[rec * hd + d] = s_acc[i];
+      if (d == 0) reinterpret_cast<float2*>(partial + p.tokens * s.n_heads * gridDim.z * hd)[rec] = make_float2(M, L);
     }
   }
 }
 
 // Merges the splits of each (token, head): flash-decoding's second step.
-// Each split's weight exp(m_i - M) once, in shared memory; then each thread
-// sums one output dimension over the splits, eight loads in flight (the
-// first version recomputed the weights per dimension and split, one load at
-// a time: 40 us a layer at 32K keys, 128 splits).
+// `partial` holds every (token, head)'s split sums [T * H][splits][hd],
+// then their (max, denominator) pairs [T * H][splits]. Each split's weight
+// exp(m_i - M) once, in shared memory; then the threads take the vectors
+// four dimensions and every G-th split each (G = 128 / (hd / 4) groups),
+// four 16-byte loads in flight, and the groups' sums meet in shared memory.
+// The first version gave each thread one dimension over all the splits:
+// at 128 splits that was 16 rounds of dependent loads, and 128 splits of
+// 32K keys ran slower (101 us a layer) than 64 (88 us).
 constexpr int kMergeThreads = 128;
 constexpr int kMaxSplits = 1024;
 __global__ void __launch_bounds__(kMergeThreads) attention_merge_kernel(const float* partial, int splits, int n_heads, int hd,
-                                                                        float* out) {
+                                                                        float* out, Q8Rows q8) {
   __shared__ float wgt[kMaxSplits];
   __shared__ float red[kMergeThreads / 32];
-  const int64_t t = blockIdx.x;
-  const int h = blockIdx.y;
-  const float* recs = partial + (t * n_heads + h) * static_cast<int64_t>(splits) * (hd + 2);
+  __shared__ float4 sums[kMergeThreads];
+  const int64_t th = static_cast<int64_t>(blockIdx.x) * n_heads + blockIdx.y;
+  const float* vecs = partial + th * splits * hd;
+  const float2* stats = reinterpret_cast<const float2*>(partial + static_cast<int64_t>(gridDim.x) * n_heads * splits * hd) + th * splits;
   float M = -INFINITY;
-  for (int i = threadIdx.x; i < splits; i += blockDim.x)
-    if (recs[i * (hd + 2) + 1] > 0.f) M = fmaxf(M, recs[i * (hd + 2)]);
+  for (int i = threadIdx.x; i < splits; i += blockDim.x) {
+    const float2 st = stats[i];
+    if (st.y > 0.f) M = fmaxf(M, st.x);
+  }
   M = warp_max(M);
   if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = M;
   __syncthreads();
@@ -308,24 +322,55 @@ __global__ void __launch_bounds__(kMergeThreads) attention_merge_kernel(const fl
   __syncthreads();  // red is reused for the denominator
   float L = 0.f;
   for (int i = threadIdx.x; i < splits; i += blockDim.x) {
-    const float* r = recs + i * (hd + 2);
-    const float wi = r[1] > 0.f ? __expf(r[0] - M) : 0.f;
+    const float2 st = stats[i];
+    const float wi = st.y > 0.f ? __expf(st.x - M) : 0.f;
     wgt[i] = wi;
-    L += r[1] * wi;
+    L += st.y * wi;
   }
   L = warp_add(L);
   if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = L;
-  __syncthreads();
+  __syncthreads();  // also publishes wgt
   L = 0.f;
   for (int w = 0; w < kMergeThreads / 32; ++w) L += red[w];
-  float* o = out + (t * n_heads + h) * hd;
+  const int per = hd / 4, groups = kMergeThreads / per, g = threadIdx.x / per, c = threadIdx.x % per;
+  float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (g < groups) {
+    const float4* v = reinterpret_cast<const float4*>(vecs) + c;
+    auto add = [&](int i) {
+      const float4 x = v[static_cast<int64_t>(i) * per];
+      const float wi = wgt[i];
+      acc.x += wi * x.x, acc.y += wi * x.y, acc.z += wi * x.z, acc.w += wi * x.w;
+    };
+    int i = g;
+    for (; i + 3 * groups < splits; i += 4 * groups) {
+      const float4 x0 = v[static_cast<int64_t>(i) * per], x1 = v[static_cast<int64_t>(i + groups) * per],
+                   x2 = v[static_cast<int64_t>(i + 2 * groups) * per], x3 = v[static_cast<int64_t>(i + 3 * groups) * per];
+      const float w0 = wgt[i], w1 = wgt[i + groups], w2 = wgt[i + 2 * groups], w3 = wgt[i + 3 * groups];
+      acc.x += w0 * x0.x + w1 * x1.x + w2 * x2.x + w3 * x3.x;
+      acc.y += w0 * x0.y + w1 * x1.y + w2 * x2.y + w3 * x3.y;
+      acc.z += w0 * x0.z + w1 * x1.z + w2 * x2.z + w3 * x3.z;
+      acc.w += w0 * x0.w + w1 * x1.w + w2 * x2.w + w3 * x3.w;
+    }
+    for (; i < splits; i += groups) add(i);
+  }
+  sums[threadIdx.x] = acc;
+  __syncthreads();
+  const float* sf = reinterpret_cast<const float*>(sums);  // group gg's dimension j: sf[gg * hd + j]
+  float* o = out + th * hd;
   for (int j = threadIdx.x; j < hd; j += blockDim.x) {
     float v = 0.f;
-#pragma unroll 8
-    for (int i = 0; i < splits; ++i) v += recs[i * (hd + 2) + 2 + j] * wgt[i];
+    for (int gg = 0; gg < groups; ++gg) v += sf[gg * hd + j];
     o[j] = v / L;
+    if (q8.q) store_q8(v / L, (th * hd + j) >> 5, threadIdx.x & 31, q8.q, q8.ds);  // hd % 32 == 0
   }
 }
+
+// The fewest keys a split takes, and the most (group, head, split) blocks
+// the splits may make (`umi_cuda_attention`, session 9, batch 1 on the
+// 8B's 8 KV heads: splits of 32 keys took 11-16 us a layer at 64-1024
+// keys where the splits of 256 took 14-36; from 4K keys, 64 splits beat 128).
+constexpr int64_t kSplitKeys = 32;
+constexpr int64_t kSplitBlocks = 512;
 
 int max_rows(int head_dim) { return head_dim <= 128 ? 16 : 8; }
 
@@ -338,30 +383,30 @@ int heads_per_block(const HeadShape& s) {
 }
 
 template <typename KV, int E, int R>
-void launch(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const float* q, float* out, int64_t per_split,
-            float* partial, dim3 grid, cudaStream_t stream) {
+void launch(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const float* q, float* out, const Q8Rows& q8,
+            int64_t min_keys, float* partial, dim3 grid, cudaStream_t stream) {
   const size_t smem = smem_floats(R, s.head_dim) * sizeof(float);
-  attention_kernel<KV, E, R><<<grid, 32 * kWarps, smem, stream>>>(p, s, hpc, layer, q, out, per_split, partial);
+  attention_kernel<KV, E, R><<<grid, 32 * kWarps, smem, stream>>>(p, s, hpc, layer, q, out, q8, min_keys, partial);
 }
 
 // R, the rows a block holds, fits the pass: decode passes (one token per
 // group) hold only the group's q heads, and fewer rows leave registers for
 // more loads in flight.
 template <typename KV, int E, int RMax>
-void launch_for_rows(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const float* q, float* out,
-                     int64_t per_split, float* partial, dim3 grid, int rows, cudaStream_t stream) {
-  if (rows <= 4) launch<KV, E, 4>(p, s, hpc, layer, q, out, per_split, partial, grid, stream);
-  else if (rows <= 8 || RMax == 8) launch<KV, E, 8>(p, s, hpc, layer, q, out, per_split, partial, grid, stream);
-  else launch<KV, E, RMax>(p, s, hpc, layer, q, out, per_split, partial, grid, stream);
+void launch_for_rows(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const float* q, float* out, const Q8Rows& q8,
+                     int64_t min_keys, float* partial, dim3 grid, int rows, cudaStream_t stream) {
+  if (rows <= 4) launch<KV, E, 4>(p, s, hpc, layer, q, out, q8, min_keys, partial, grid, stream);
+  else if (rows <= 8 || RMax == 8) launch<KV, E, 8>(p, s, hpc, layer, q, out, q8, min_keys, partial, grid, stream);
+  else launch<KV, E, RMax>(p, s, hpc, layer, q, out, q8, min_keys, partial, grid, stream);
 }
 
 template <typename KV>
-void launch_for_dim(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const float* q, float* out,
-                    int64_t per_split, float* partial, dim3 grid, int rows, cudaStream_t stream) {
-  if (s.head_dim <= 32) launch_for_rows<KV, 1, 16>(p, s, hpc, layer, q, out, per_split, partial, grid, rows, stream);
-  else if (s.head_dim <= 64) launch_for_rows<KV, 2, 16>(p, s, hpc, layer, q, out, per_split, partial, grid, rows, stream);
-  else if (s.head_dim <= 128) launch_for_rows<KV, 4, 16>(p, s, hpc, layer, q, out, per_split, partial, grid, rows, stream);
-  else launch_for_rows<KV, 8, 8>(p, s, hpc, layer, q, out, per_split, partial, grid, rows, stream);
+void launch_for_dim(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const float* q, float* out, const Q8Rows& q8,
+                    int64_t min_keys, float* partial, dim3 grid, int rows, cudaStream_t stream) {
+  if (s.head_dim <= 32) launch_for_rows<KV, 1, 16>(p, s, hpc, layer, q, out, q8, min_keys, partial, grid, rows, stream);
+  else if (s.head_dim <= 64) launch_for_rows<KV, 2, 16>(p, s, hpc, layer, q, out, q8, min_keys, partial, grid, rows, stream);
+  else if (s.head_dim <= 128) launch_for_rows<KV, 4, 16>(p, s, hpc, layer, q, out, q8, min_keys, partial, grid, rows, stream);
+  else launch_for_rows<KV, 8, 8>(p, s, hpc, layer, q, out, q8, min_keys, partial, grid, rows, stream);
 }
 
 size_t partial_floats_for(int64_t tokens, int n_heads, int head_dim, int64_t splits) {
@@ -375,31 +420,37 @@ int attention_tokens_per_group(const HeadShape& shape) {
   return std::max(1, max_rows(shape.head_dim) / heads_per_block(shape));
 }
 
-cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer, const float* q, float* out,
-                      int64_t max_position, float* partial, size_t partial_floats, cudaStream_t stream) {
+cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer, const float* q, float* out, const Q8Rows* q8,
+                      int64_t max_position, const AttentionSplits& scratch, cudaStream_t stream) {
   check_kv_pass(pass, shape, "attention");
   if (!(q && out && layer >= 0 && max_position >= 0 && pass.groups && pass.n_groups > 0 && pass.n_groups <= pass.tokens &&
-        pass.n_groups < (int64_t{1} << 31)))
+        pass.n_groups < (int64_t{1} << 31) && scratch.min_keys >= 0))
     throw Error("cuda attention: bad operand");
   if (reinterpret_cast<uintptr_t>(q) % 16 != 0) throw Error("cuda attention: q must be 16-byte aligned");
+  if (q8 && !(q8->q && q8->ds && shape.head_dim % 32 == 0 && q8->n >= pass.tokens * shape.n_heads * shape.head_dim))
+    throw Error("cuda attention: the quantized output needs head_dim a multiple of 32 and room for every value");
+  const Q8Rows q8_out = q8 ? *q8 : Q8Rows{};
   const int hpc = heads_per_block(shape);
   // Enough (group, head, split) blocks to fill the GPU, splits of at least
-  // 256 keys, no more than the partials buffer holds.
+  // min_keys keys, no more than the partials buffer holds.
+  const int64_t min_keys = scratch.min_keys > 0 ? scratch.min_keys : kSplitKeys;
   const int64_t blocks = pass.n_groups * (shape.n_heads / hpc);
-  int64_t splits = std::min<int64_t>((max_position + 256) / 256, std::max<int64_t>(1, 1024 / blocks));
-  while (splits > 1 && (!partial || partial_floats_for(pass.tokens, shape.n_heads, shape.head_dim, splits) > partial_floats))
+  int64_t splits = std::min<int64_t>((max_position + min_keys) / min_keys, std::max<int64_t>(1, kSplitBlocks / blocks));
+  while (splits > 1 &&
+         (!scratch.partial || partial_floats_for(pass.tokens, shape.n_heads, shape.head_dim, splits) > scratch.floats))
     --splits;
   splits = std::max<int64_t>(1, std::min<int64_t>(splits, kMaxSplits));  // the merge keeps a weight per split
-  const int64_t per_split = (max_position + splits) / splits;  // ceil((max_position + 1) / splits)
   const dim3 grid(static_cast<unsigned>(pass.n_groups), static_cast<unsigned>(shape.n_heads / hpc), static_cast<unsigned>(splits));
-  float* part = splits > 1 ? partial : nullptr;
+  float* part = splits > 1 ? scratch.partial : nullptr;
+  const Q8Rows direct = splits > 1 ? Q8Rows{} : q8_out;  // split: the merge writes out
   // Rows per block: the group's q heads times its tokens (one each when every group is one token).
   const int rows = hpc * (pass.n_groups == pass.tokens ? 1 : attention_tokens_per_group(shape));
-  if (pass.kv_dtype == DType::F16) launch_for_dim<__half>(pass, shape, hpc, layer, q, out, per_split, part, grid, rows, stream);
-  else launch_for_dim<float>(pass, shape, hpc, layer, q, out, per_split, part, grid, rows, stream);
+  if (pass.kv_dtype == DType::F16) launch_for_dim<__half>(pass, shape, hpc, layer, q, out, direct, min_keys, part, grid, rows, stream);
+  else launch_for_dim<float>(pass, shape, hpc, layer, q, out, direct, min_keys, part, grid, rows, stream);
   if (splits > 1) {
     const dim3 merge_grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads));
-    attention_merge_kernel<<<merge_grid, kMergeThreads, 0, stream>>>(partial, static_cast<int>(splits), shape.n_heads, shape.head_dim, out);
+    attention_merge_kernel<<<merge_grid, kMergeThreads, 0, stream>>>(scratch.partial, static_cast<int>(splits), shape.n_heads,
+                                                                      shape.head_dim, out, q8_out);
   }
   return cudaGetLastError();
 }

@@ -232,7 +232,7 @@ void CudaBackend::finish_pass() {
   if (mode == Mode::capture) {
     cudaGraph_t graph = nullptr;
     ok(cudaStreamEndCapture(stream_, &graph), "end of graph capture");
-    if (graphs_.size() >= 16) {  // many batch shapes: keep the set small
+    if (graphs_.size() >= 32) {  // many batch shapes: keep the set small
       for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);
       graphs_.clear();
     }
@@ -309,7 +309,7 @@ void CudaBackend::begin_pass(const PassTokens& pass) {
   // power of two so that decode steps share a recording until it doubles.
   int64_t max_position = 0;
   for (int64_t p : pass.positions) max_position = std::max(max_position, p);
-  attn_positions_ = 256;
+  attn_positions_ = 32;  // attention's splits take 32 keys: one at the start of a context
   while (attn_positions_ <= max_position) attn_positions_ *= 2;
   // Few-token passes (decode) are recorded as CUDA graphs, one per shape,
   // and replayed: the GPU runs the ~330 kernels of a step back to back and
@@ -493,13 +493,19 @@ void CudaBackend::rope_store_kv(int64_t layer, float* q, float* k, const float* 
      "rope_store_kv");
 }
 
+// Its output feeds the o projection: written quantized too when that is an
+// integer product (as rms_norm does for q/k/v).
 void CudaBackend::attention(int64_t layer, const float* q, float* out) {
   if (!record({kAttention, static_cast<uint64_t>(layer), word(q), word(out)})) return;
   flush_pending();
-  q8_source_ = nullptr;
-  ok(cuda::attention(kv_pass(), head_shape(), layer, q, out, attn_positions_ - 1, attn_partial_.as<float>(),
-                     attn_partial_.size() / sizeof(float), stream_),
-     "attention");
+  const HeadShape s = head_shape();
+  const int64_t n = tokens_ * s.n_heads * s.head_dim;
+  const bool fuse = quantized_ && tokens_ <= kIntegerTokens && n <= q8_values_ && s.head_dim % 32 == 0;
+  const Q8Rows q8 = q8_rows(n);
+  const AttentionSplits splits{attn_partial_.as<float>(), attn_partial_.size() / sizeof(float)};
+  ok(cuda::attention(kv_pass(), s, layer, q, out, fuse ? &q8 : nullptr, attn_positions_ - 1, splits, stream_), "attention");
+  q8_source_ = fuse ? out : nullptr;
+  q8_source_n_ = n;
 }
 
 // Its output feeds the down projection: quantized here when that is an

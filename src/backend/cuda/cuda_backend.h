@@ -111,7 +111,7 @@ class CudaBackend final : public Backend {
   int32_t* groups_ = nullptr;
   int64_t tokens_ = 0, n_groups_ = 0;
   int64_t group_tokens_ = 1;  // tokens one attention block takes together
-  int64_t attn_positions_ = 256;  // the pass's positions, rounded up to a power of two
+  int64_t attn_positions_ = 32;  // the pass's positions, rounded up to a power of two
   Buffer attn_partial_;  // device: split attention's partial softmax states
   Buffer argmax_ids_;    // device: greedy tokens of a pass, [max batch]
   Buffer top_k_buffer_;  // device: sampling's temperatures, candidate keys and selection scratch

@@ -495,13 +495,32 @@ TEST(CudaKernels, PagedAttentionMatchesADoubleReference) {
     p.block_tokens = bt;
     p.layer_bytes = layer_elems * sizeof(__half);
     p.kv_dtype = DType::F16;
-    for (bool split : {false, true}) {
+    // One split; the default split size; long splits; many small ones (up
+    // to the most blocks the splits may make). With head_dim a multiple of 32 the output is also written
+    // quantized: the same bytes as quantizing it afterwards.
+    const bool quantized = s.head_dim % 32 == 0;
+    DeviceArray<int8_t> q8q(qv.size()), want_q(qv.size());
+    DeviceArray<float2> q8ds(qv.size() / 32), want_ds(qv.size() / 32);
+    const Q8Rows q8{q8q.p, q8ds.p, static_cast<int64_t>(qv.size())}, want{want_q.p, want_ds.p, static_cast<int64_t>(qv.size())};
+    struct Variant {
+      bool split;
+      int64_t min_keys;
+    };
+    for (Variant v : {Variant{false, 0}, Variant{true, 0}, Variant{true, 256}, Variant{true, 7}}) {
+      const std::string what = std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) + " heads of " +
+                               std::to_string(s.head_dim) + (v.split ? ", splits of at least " + std::to_string(v.min_keys) : ", one split");
       ASSERT_EQ(cudaMemset(out.p, 0xFF, out.n * sizeof(float)), cudaSuccess);
-      ASSERT_EQ(attention(p, s, layer, dq.p, out.p, lens[1] - 1, split ? partial.p : nullptr, split ? partial.n : 0, nullptr),
-                cudaSuccess);
+      ASSERT_EQ(cudaMemset(q8q.p, 0x55, q8q.n), cudaSuccess);
+      const AttentionSplits splits{v.split ? partial.p : nullptr, v.split ? partial.n : 0, v.min_keys};
+      ASSERT_EQ(attention(p, s, layer, dq.p, out.p, quantized ? &q8 : nullptr, lens[1] - 1, splits, nullptr), cudaSuccess);
       ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      EXPECT_LT(rel_error(out.get(), ref), 1e-5)
-          << s.n_heads << "/" << s.n_kv_heads << " heads of " << s.head_dim << (split ? ", split keys" : ", one split");
+      EXPECT_LT(rel_error(out.get(), ref), 1e-5) << what;
+      if (!quantized) continue;
+      ASSERT_EQ(quantize_q8(out.p, want, nullptr), cudaSuccess);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      EXPECT_TRUE(q8q.get() == want_q.get()) << what << ": quantized output";
+      const std::vector<float2> got_ds = q8ds.get(), want_ds_h = want_ds.get();
+      EXPECT_EQ(std::memcmp(got_ds.data(), want_ds_h.data(), got_ds.size() * sizeof(float2)), 0) << what << ": q8 scales";
     }
     for (auto* b : blocks) delete b;
   }

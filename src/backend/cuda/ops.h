@@ -96,17 +96,27 @@ cudaError_t rope_store_kv(const KvPass& pass, const HeadShape& shape, int64_t la
                           const WeightVector& q_norm, const WeightVector& k_norm, float eps, const float* inv_freq,
                           bool interleaved, cudaStream_t stream);
 
+// Where long contexts' splits keep their partial softmax states (floats
+// floats; the split count shrinks to fit, down to 1 which needs none), and
+// the fewest keys a split takes (0: the tuned default; the attention
+// benchmark varies it).
+struct AttentionSplits {
+  float* partial = nullptr;
+  size_t floats = 0;
+  int64_t min_keys = 0;
+};
+
 // out = softmax(q K^T / sqrt(hd)) V per token and head over positions
 // 0..its own of its sequence (online softmax; no score matrix in memory).
 // One thread block takes a group of tokens (pass.groups) and the q heads
 // that share a KV head (up to 16 (token, head) rows), so each K and V row it
 // reads serves all of them. Long contexts are split across blocks
-// (flash-decoding): each split's partial softmax state goes to `partial`
-// (partial_floats floats; the split count shrinks to fit, down to 1 which
-// needs none) and a second kernel merges them. max_position: the largest
-// position in the pass. head_dim: a multiple of 8, at most 256.
-cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer, const float* q, float* out,
-                      int64_t max_position, float* partial, size_t partial_floats, cudaStream_t stream);
+// (flash-decoding) and a second kernel merges the splits. max_position: the
+// largest position in the pass. head_dim: a multiple of 8, at most 256.
+// q8 (optional; head_dim a multiple of 32): out is also written quantized,
+// for the integer product that reads it next.
+cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer, const float* q, float* out, const Q8Rows* q8,
+                      int64_t max_position, const AttentionSplits& splits, cudaStream_t stream);
 // How many tokens one attention block takes together (the group size the
 // pass's groups must not exceed), for a head shape.
 int attention_tokens_per_group(const HeadShape& shape);
