@@ -15,6 +15,7 @@
 
 #include "backend/cuda/kv_pass.cuh"
 #include "backend/cuda/ops.h"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/q8_store.cuh"
 #include "core/error.h"
 
@@ -104,6 +105,7 @@ template <typename KV, int E, int R>
 __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attention_kernel(KvPass p, HeadShape s, int hpc, int64_t layer,
                                                                const float* __restrict__ q, float* __restrict__ out,
                                                                Q8Rows q8, int64_t min_split_keys, float* __restrict__ partial) {
+  wait_for_inputs();
   constexpr int VB = R <= 4 ? 16 : 8;  // V rows in flight: more when the sums leave registers free
   extern __shared__ float smem[];
   const int hd = s.head_dim, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -303,6 +305,7 @@ constexpr int kMergeThreads = 128;
 constexpr int kMaxSplits = 1024;
 __global__ void __launch_bounds__(kMergeThreads) attention_merge_kernel(const float* partial, int splits, int n_heads, int hd,
                                                                         float* out, Q8Rows q8) {
+  wait_for_inputs();
   __shared__ float wgt[kMaxSplits];
   __shared__ float red[kMergeThreads / 32];
   __shared__ float4 sums[kMergeThreads];
@@ -386,7 +389,7 @@ template <typename KV, int E, int R>
 void launch(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const float* q, float* out, const Q8Rows& q8,
             int64_t min_keys, float* partial, dim3 grid, cudaStream_t stream) {
   const size_t smem = smem_floats(R, s.head_dim) * sizeof(float);
-  attention_kernel<KV, E, R><<<grid, 32 * kWarps, smem, stream>>>(p, s, hpc, layer, q, out, q8, min_keys, partial);
+  launch(attention_kernel<KV, E, R>, grid, 32 * kWarps, smem, stream, p, s, hpc, layer, q, out, q8, min_keys, partial);
 }
 
 // R, the rows a block holds, fits the pass: decode passes (one token per
@@ -449,8 +452,8 @@ cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer,
   else launch_for_dim<float>(pass, shape, hpc, layer, q, out, direct, min_keys, part, grid, rows, stream);
   if (splits > 1) {
     const dim3 merge_grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads));
-    attention_merge_kernel<<<merge_grid, kMergeThreads, 0, stream>>>(scratch.partial, static_cast<int>(splits), shape.n_heads,
-                                                                      shape.head_dim, out, q8_out);
+    launch(attention_merge_kernel, merge_grid, kMergeThreads, 0, stream, static_cast<const float*>(scratch.partial), static_cast<int>(splits),
+           shape.n_heads, shape.head_dim, out, q8_out);
   }
   return cudaGetLastError();
 }

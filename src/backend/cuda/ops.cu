@@ -15,6 +15,7 @@
 #include "backend/cuda/kv_pass.cuh"
 #include "backend/cuda/q8_store.cuh"
 #include "backend/cuda/split_blocks.cuh"
+#include "backend/cuda/launch.cuh"
 #include "core/error.h"
 
 namespace umi::cuda {
@@ -121,6 +122,7 @@ __device__ inline float warp_sum(float s) {
 
 template <int K>
 __global__ void embed_kernel(const unsigned char* table, int64_t rows, int64_t cols, const int32_t* ids, float* x) {
+  wait_for_inputs();
   const int64_t t = blockIdx.x;
   const RowRef row = row_ref<K>(table, rows, cols, ids[t]);
   for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) x[t * cols + j] = wval<K>(row, j);
@@ -203,6 +205,7 @@ __device__ inline float block_sum(float v, float* partial) {  // partial: blockD
 // 32 consecutive values are one block). Any n; rows of up to kNormVec *
 // 4 * 1024 values that are a multiple of 4 take rms_norm_vec_kernel.
 __global__ void rms_norm_kernel(const float* x, const void* w, int wkind, int64_t n, float eps, float* out, Q8Rows q8) {
+  wait_for_inputs();
   __shared__ float partial[kNormThreads / 32];
   const float* xr = x + blockIdx.x * n;
   float* o = out + blockIdx.x * n;
@@ -224,6 +227,7 @@ __global__ void rms_norm_kernel(const float* x, const void* w, int wkind, int64_
 constexpr int kNormVec = 4;
 __global__ void __launch_bounds__(1024) rms_norm_vec_kernel(const float* x, const void* w, int wkind, int64_t n, float eps,
                                                              float* out, Q8Rows q8) {
+  wait_for_inputs();
   __shared__ float partial[32];
   const float4* xr = reinterpret_cast<const float4*>(x + blockIdx.x * n);
   float4* o = reinterpret_cast<float4*>(out + blockIdx.x * n);
@@ -257,16 +261,19 @@ __global__ void __launch_bounds__(1024) rms_norm_vec_kernel(const float* x, cons
 }
 
 __global__ void add_bias_kernel(float* x, const void* b, int bkind, int64_t n, int64_t total) {
+  wait_for_inputs();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     x[i] += vval(bkind, b, i % n);
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t n) {
+  wait_for_inputs();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     x[i] += y[i];
 }
 
 __global__ void swiglu_kernel(float* gate, const float* up, int64_t n, Q8Rows q8) {
+  wait_for_inputs();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const float g = gate[i];
     const float v = g / (1.f + expf(-g)) * up[i];
@@ -290,6 +297,7 @@ __device__ inline void kv_store(unsigned char* row, int64_t i, float v, bool f16
 // Grid (tokens, H + 2 Hkv), one warp each: q heads, then k heads, then v heads.
 __global__ void rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q, float* k, const float* v, WeightVector qn,
                                   int qn_kind, WeightVector kn, int kn_kind, float eps, const float* inv_freq, bool interleaved) {
+  wait_for_inputs();
   const int64_t t = blockIdx.x;
   const int h = blockIdx.y, lane = threadIdx.x, hd = s.head_dim, half = hd / 2;
   const int64_t kv_dim = static_cast<int64_t>(s.n_kv_heads) * hd;
@@ -358,7 +366,7 @@ cudaError_t embed(const WeightMatrix& table, const int32_t* ids, int64_t tokens,
   const auto* data = static_cast<const unsigned char*>(table.data);
   const dim3 grid(static_cast<unsigned>(tokens)), block(256);
   by_kind(kind_of(table.dtype), [&](auto k) {
-    embed_kernel<decltype(k)::value><<<grid, block, 0, stream>>>(data, table.rows, table.cols, ids, x);
+    launch(embed_kernel<decltype(k)::value>, grid, block, 0, stream, data, table.rows, table.cols, ids, x);
   });
   return cudaGetLastError();
 }
@@ -419,10 +427,10 @@ cudaError_t rms_norm(const float* x, const WeightVector& w, int64_t rows, float 
   if (w.size % 4 == 0 && aligned && n4 <= kNormVec * int64_t{1024}) {
     // The fewest whole warps that cover the row in kNormVec steps.
     const int64_t threads = std::max<int64_t>(32, (n4 + kNormVec * 32 - 1) / (kNormVec * 32) * 32);
-    rms_norm_vec_kernel<<<static_cast<unsigned>(rows), static_cast<unsigned>(threads), 0, stream>>>(
+    launch(rms_norm_vec_kernel, static_cast<unsigned>(rows), static_cast<unsigned>(threads), 0, stream, 
         x, w.data, kind_of(w.dtype), w.size, eps, out, q8 ? *q8 : Q8Rows{});
   } else {
-    rms_norm_kernel<<<static_cast<unsigned>(rows), kNormThreads, 0, stream>>>(x, w.data, kind_of(w.dtype), w.size, eps, out,
+    launch(rms_norm_kernel, static_cast<unsigned>(rows), kNormThreads, 0, stream, x, w.data, kind_of(w.dtype), w.size, eps, out,
                                                                               q8 ? *q8 : Q8Rows{});
   }
   return cudaGetLastError();
@@ -430,7 +438,7 @@ cudaError_t rms_norm(const float* x, const WeightVector& w, int64_t rows, float 
 
 cudaError_t add_bias(float* x, const WeightVector& b, int64_t rows, cudaStream_t stream) {
   check(ops_support_vector(b.dtype) && b.data && x && rows > 0 && b.size > 0, "add_bias: bad arguments");
-  add_bias_kernel<<<grid_for(rows * b.size), 256, 0, stream>>>(x, b.data, kind_of(b.dtype), b.size, rows * b.size);
+  launch(add_bias_kernel, grid_for(rows * b.size), 256, 0, stream, x, b.data, kind_of(b.dtype), b.size, rows * b.size);
   return cudaGetLastError();
 }
 
@@ -459,6 +467,7 @@ int64_t argmax_slices(int64_t n) { return std::min(kArgmaxMaxSlices, (n + kArgma
 
 // Grid (slices, rows): slice best into vals/idx [rows][slices].
 __global__ void argmax_slice_kernel(const float* __restrict__ x, int64_t n, float* __restrict__ vals, int32_t* __restrict__ idx) {
+  wait_for_inputs();
   __shared__ float sv[kArgmaxThreads / 32];
   __shared__ int64_t si[kArgmaxThreads / 32];
   const float* row = x + blockIdx.y * n;
@@ -487,6 +496,7 @@ __global__ void argmax_slice_kernel(const float* __restrict__ x, int64_t n, floa
 // One warp per row over its slices' bests.
 __global__ void argmax_pick_kernel(const float* __restrict__ vals, const int32_t* __restrict__ idx, int slices, int64_t n,
                                    int32_t* __restrict__ ids) {
+  wait_for_inputs();
   const int lane = threadIdx.x;
   float bv = -INFINITY;
   int64_t bi = n;
@@ -513,21 +523,21 @@ cudaError_t argmax_rows(const float* x, int64_t rows, int64_t n, int32_t* ids, v
   const int64_t slices = argmax_slices(n);
   auto* vals = static_cast<float*>(scratch);
   auto* idx = reinterpret_cast<int32_t*>(vals + rows * slices);
-  argmax_slice_kernel<<<dim3(static_cast<unsigned>(slices), static_cast<unsigned>(rows)), kArgmaxThreads, 0, stream>>>(x, n, vals, idx);
-  argmax_pick_kernel<<<static_cast<unsigned>(rows), 32, 0, stream>>>(vals, idx, static_cast<int>(slices), n, ids);
+  launch(argmax_slice_kernel, dim3(static_cast<unsigned>(slices), static_cast<unsigned>(rows)), kArgmaxThreads, 0, stream, x, n, vals, idx);
+  launch(argmax_pick_kernel, static_cast<unsigned>(rows), 32, 0, stream, vals, idx, static_cast<int>(slices), n, ids);
   return cudaGetLastError();
 }
 
 cudaError_t add(float* x, const float* y, int64_t n, cudaStream_t stream) {
   check(x && y && n > 0, "add: bad arguments");
-  add_kernel<<<grid_for(n), 256, 0, stream>>>(x, y, n);
+  launch(add_kernel, grid_for(n), 256, 0, stream, x, y, n);
   return cudaGetLastError();
 }
 
 cudaError_t swiglu(float* gate, const float* up, int64_t n, const Q8Rows* q8, cudaStream_t stream) {
   check(gate && up && n > 0, "swiglu: bad arguments");
   check_q8(q8, n, "swiglu");
-  swiglu_kernel<<<grid_for(n), 256, 0, stream>>>(gate, up, n, q8 ? *q8 : Q8Rows{});
+  launch(swiglu_kernel, grid_for(n), 256, 0, stream, gate, up, n, q8 ? *q8 : Q8Rows{});
   return cudaGetLastError();
 }
 
@@ -540,7 +550,7 @@ cudaError_t rope_store_kv(const KvPass& pass, const HeadShape& shape, int64_t la
             (!k_norm.data || (ops_support_vector(k_norm.dtype) && k_norm.size == shape.head_dim)),
         "rope_store_kv: q/k norm must have head_dim elements");
   const dim3 grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads + 2 * shape.n_kv_heads));
-  rope_store_kernel<<<grid, 32, 0, stream>>>(pass, shape, layer, q, k, v, q_norm, kind_of(q_norm.dtype), k_norm,
+  launch(rope_store_kernel, grid, 32, 0, stream, pass, shape, layer, q, k, v, q_norm, kind_of(q_norm.dtype), k_norm,
                                              kind_of(k_norm.dtype), eps, inv_freq, interleaved);
   return cudaGetLastError();
 }

@@ -25,6 +25,7 @@
 #include "backend/cuda/quant_mma.cuh"
 #include "backend/cuda/q8_store.cuh"
 #include "backend/cuda/split_blocks.cuh"
+#include "backend/cuda/launch.cuh"
 #include "core/error.h"
 
 namespace umi::cuda {
@@ -69,6 +70,12 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) matvec_kernel(const unsign
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= rows) return;
   const unsigned char* r = w + row * blocks * BlockBytes;
+  // The first step's weights into L2 while the kernel before finishes
+  // (weights are never written by a kernel), then wait for x.
+#pragma unroll
+  for (int64_t b = lane >> 2; b < 32 && b < blocks; b += 8)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(r + b * BlockBytes + part * (BlockBytes / 4)));
+  wait_for_inputs();
   // Four steps unrolled with their own sums: four steps' loads are in
   // flight at once (a 4096-column row is only 16 steps; one at a time left
   // small matrices latency-bound at 12-15 us).
@@ -159,6 +166,7 @@ __device__ inline void row_dot(const void* w, int64_t rows, int64_t row, int64_t
 #pragma unroll
     for (int u = 0; u < U; ++u)
       if (b + 32 * u < bpr) lb[u] = load_block(m, first + b + 32 * u);
+    wait_for_inputs();  // the weights are in flight; now x may be read (the first round overlaps the kernel before)
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t0 + t >= tokens) break;
@@ -192,6 +200,7 @@ __device__ inline void kquant_row_dot(const void* w, int64_t rows, int64_t row, 
     for (int u = 0; u < U; ++u)
       if (i + 32 * u < tasks)
         lt[u] = K::load(w, rows * spr, row * spr + (i + 32 * u) / K::kTasks, static_cast<int>((i + 32 * u) % K::kTasks));
+    wait_for_inputs();
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t0 + t >= tokens) break;
@@ -235,6 +244,9 @@ struct KQuantRows {
 template <class R, int NT, MatvecOutput Out>
 __global__ void __launch_bounds__(32 * kRowsPerBlock)
     matvec_q8_kernel(MatvecTargets tg, int64_t bpr, const int8_t* __restrict__ xq, const float2* __restrict__ xds, int64_t tokens) {
+  // No wait here: row_dot waits once its first weights are loading (weights
+  // are never written by a kernel). Only lane 0, which always has a first
+  // block and so has waited, writes.
   const int lane = threadIdx.x & 31;
   int j = 0;
   int64_t row0 = 0;
@@ -270,6 +282,7 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
 // One warp per 32-value block.
 __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t blocks, int8_t* __restrict__ q,
                                    float2* __restrict__ ds) {
+  wait_for_inputs();
   const int64_t b = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;
   if (b >= blocks) return;
   const int lane = threadIdx.x & 31;
@@ -280,10 +293,10 @@ template <class R, MatvecOutput Out>
 void launch_dp4a(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, cudaStream_t stream) {
   const int64_t bpr = cols / 32;
   const dim3 grid(static_cast<unsigned>(tile_count(tg, Out, kRowsPerBlock))), block(32 * kRowsPerBlock);
-  if (tokens == 1) matvec_q8_kernel<R, 1, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
-  else if (tokens == 2) matvec_q8_kernel<R, 2, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
-  else if (tokens <= 4) matvec_q8_kernel<R, 4, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
-  else matvec_q8_kernel<R, 8, Out><<<grid, block, 0, stream>>>(tg, bpr, x.q, x.ds, tokens);
+  if (tokens == 1) launch(matvec_q8_kernel<R, 1, Out>, grid, block, 0, stream, tg, bpr, x.q, x.ds, tokens);
+  else if (tokens == 2) launch(matvec_q8_kernel<R, 2, Out>, grid, block, 0, stream, tg, bpr, x.q, x.ds, tokens);
+  else if (tokens <= 4) launch(matvec_q8_kernel<R, 4, Out>, grid, block, 0, stream, tg, bpr, x.q, x.ds, tokens);
+  else launch(matvec_q8_kernel<R, 8, Out>, grid, block, 0, stream, tg, bpr, x.q, x.ds, tokens);
 }
 
 template <class R>
@@ -301,9 +314,9 @@ template <class W, int NT, MatvecOutput Out>
 void launch_mma_rw(const MatvecTargets& tg, int64_t bpr, const mma::Tiles& x, int n, cudaStream_t stream) {
   auto tiles = [&](int64_t rw) { return tile_count(tg, Out, mma::kRows * rw); };
   const dim3 block(32 * mma::kWarps);
-  if (tiles(4) >= 200) mma::matvec_kernel<W, NT, 4, Out><<<static_cast<unsigned>(tiles(4)), block, 0, stream>>>(tg, bpr, x, n);
-  else if (tiles(2) >= 200) mma::matvec_kernel<W, NT, 2, Out><<<static_cast<unsigned>(tiles(2)), block, 0, stream>>>(tg, bpr, x, n);
-  else mma::matvec_kernel<W, NT, 1, Out><<<static_cast<unsigned>(tiles(1)), block, 0, stream>>>(tg, bpr, x, n);
+  if (tiles(4) >= 200) launch(mma::matvec_kernel<W, NT, 4, Out>, static_cast<unsigned>(tiles(4)), block, 0, stream, tg, bpr, x, n);
+  else if (tiles(2) >= 200) launch(mma::matvec_kernel<W, NT, 2, Out>, static_cast<unsigned>(tiles(2)), block, 0, stream, tg, bpr, x, n);
+  else launch(mma::matvec_kernel<W, NT, 1, Out>, static_cast<unsigned>(tiles(1)), block, 0, stream, tg, bpr, x, n);
 }
 
 template <class W, MatvecOutput Out>
@@ -312,7 +325,7 @@ void launch_mma(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t 
   auto* tq = static_cast<uint2*>(x.tiles);
   auto* tds = reinterpret_cast<float2*>(tq + bpr * ntt * 32);
   const int64_t threads = bpr * ntt * 32;
-  mma::to_tiles_kernel<<<static_cast<unsigned>((threads + 255) / 256), 256, 0, stream>>>(x.q, x.ds, tokens, bpr, ntt, tq, tds);
+  launch(mma::to_tiles_kernel, static_cast<unsigned>((threads + 255) / 256), 256, 0, stream, x.q, x.ds, tokens, bpr, ntt, tq, tds);
   for (int64_t t0 = 0; t0 < tokens; t0 += mma::kMaxTokens) {
     const int n = static_cast<int>(std::min<int64_t>(mma::kMaxTokens, tokens - t0));
     MatvecTargets part = tg;
@@ -355,9 +368,9 @@ cudaError_t matvec(const QuantMatrix& w, const float* x, float* y, cudaStream_t 
   if (reinterpret_cast<uintptr_t>(w.data) % 16 != 0)
     throw Error("cuda matvec: float weights must be 16-byte aligned");
   switch (w.dtype) {
-    case DType::BF16: matvec_kernel<64, part_dot_bf16><<<grid, block, 0, stream>>>(data, w.rows, blocks, x, y); break;
-    case DType::F16: matvec_kernel<64, part_dot_f16><<<grid, block, 0, stream>>>(data, w.rows, blocks, x, y); break;
-    default: matvec_kernel<128, part_dot_f32><<<grid, block, 0, stream>>>(data, w.rows, blocks, x, y); break;
+    case DType::BF16: launch(matvec_kernel<64, part_dot_bf16>, grid, block, 0, stream, data, w.rows, blocks, x, y); break;
+    case DType::F16: launch(matvec_kernel<64, part_dot_f16>, grid, block, 0, stream, data, w.rows, blocks, x, y); break;
+    default: launch(matvec_kernel<128, part_dot_f32>, grid, block, 0, stream, data, w.rows, blocks, x, y); break;
   }
   return cudaGetLastError();
 }
@@ -369,7 +382,7 @@ cudaError_t quantize_q8(const float* x, const Q8Rows& out, cudaStream_t stream) 
   const int64_t blocks = out.n / 32;
   const int64_t grid = (blocks + 7) / 8;  // eight warps per thread block
   if (grid >= (int64_t{1} << 31)) throw Error("cuda quantize_q8: too many values");
-  quantize_q8_kernel<<<static_cast<unsigned>(grid), 256, 0, stream>>>(x, blocks, out.q, out.ds);
+  launch(quantize_q8_kernel, static_cast<unsigned>(grid), 256, 0, stream, x, blocks, out.q, out.ds);
   return cudaGetLastError();
 }
 

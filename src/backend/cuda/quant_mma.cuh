@@ -33,6 +33,7 @@
 #include <cstdint>
 
 #include "backend/cuda/kquant.cuh"
+#include "backend/cuda/launch.cuh"
 #include "backend/cuda/matvec_targets.cuh"
 #include "backend/cuda/quant_matvec.h"
 #include "backend/cuda/split_blocks.cuh"
@@ -147,6 +148,7 @@ struct Tiles {
 // One thread per (block, n-tile, lane); tokens past the end are zeros.
 __global__ void to_tiles_kernel(const int8_t* __restrict__ q, const float2* __restrict__ ds, int64_t tokens, int64_t bpr,
                                 int64_t ntt, uint2* __restrict__ tq, float2* __restrict__ tds) {
+  wait_for_inputs();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= bpr * ntt * 32) return;
   const int lane = static_cast<int>(i & 31), g = lane >> 2, t = lane & 3;
@@ -218,6 +220,7 @@ __device__ inline void tile_products(const void* w, int64_t rows, int64_t row0, 
 template <class W, int NT, int RW, MatvecOutput Out>
 __global__ void __launch_bounds__(32 * kWarps, 2)
     matvec_kernel(MatvecTargets tg, int64_t bpr, Tiles x, int tokens) {
+  wait_for_inputs();
   constexpr int kCols = NT * 8, kStride = kCols + 8;  // padded: the eight g rows of a store fall in other banks
   constexpr int mats = Out == MatvecOutput::swiglu ? 2 : 1, units = mats * RW, splits = kWarps / units;
   static_assert(kWarps % units == 0, "warps per unit");
