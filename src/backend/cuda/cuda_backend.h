@@ -21,9 +21,13 @@
 // through cuBLAS: F16/BF16 weights as they are, quantized ones dequantized
 // to f16 a slice at a time. Passes of up to 64 tokens are graphs.
 //
-// Not yet: Q4_1/Q5_0/Q5_1 weights, q8_0 KV cache, sampling on the device, RMSNorm
-// fused into the products, int8 tensor cores for prefill (see README's
-// status table).
+// Kernels are launched as programmatic dependents of the one before
+// (launch.cuh): the next kernel's blocks start, and load their weights,
+// while the small kernels between the products run.
+//
+// Not yet: Q4_1/Q5_0/Q5_1 weights, q8_0 KV cache, sampling with penalties or
+// logprobs on the device, RMSNorm fused into the products, int8 tensor cores
+// for prefill (see README's status table).
 #pragma once
 
 #include <initializer_list>
