@@ -6,8 +6,11 @@
 // four warps share them). K and V are read once per block instead of once
 // per (token, head): the first version (a block per token and head, a warp
 // per key) read them n_heads / n_kv_heads times per token, and per token
-// again in prefill. Long contexts are split over blocks (flash-decoding)
-// and merged.
+// again in prefill. When a pass has few blocks (decode), each group's keys
+// are split over more blocks (flash-decoding), down to 32 keys a split, and
+// a second kernel merges the splits: a decode step's attention is a chain of
+// dependent loads, and one block walking 144 keys took twice as long as
+// five blocks and a merge (umi_cuda_attention, session 9).
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -284,7 +287,7 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
       out[th * hd + d] = v;
       // A warp's 32 values are one q8 block (hd % 32 == 0, blockDim % 32 == 0).
       if (q8.q) store_q8(v, (th * hd + d) >> 5, lane, q8.q, q8.ds);
-    } else {  // this split's unnormalised sum, max and denominator (merge_kernel's layout)
+    } else {  // this split's unnormalised sum, max and denominator (attention_merge_kernel's layout)
       const int64_t rec = th * gridDim.z + blockIdx.z;
       partial[rec * hd + d] = s_acc[i];
       if (d == 0) reinterpret_cast<float2*>(partial + p.tokens * s.n_heads * gridDim.z * hd)[rec] = make_float2(M, L);
