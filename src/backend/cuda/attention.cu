@@ -108,7 +108,6 @@ template <typename KV, int E, int R>
 __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attention_kernel(KvPass p, HeadShape s, int hpc, int64_t layer,
                                                                const float* __restrict__ q, float* __restrict__ out,
                                                                Q8Rows q8, int64_t min_split_keys, float* __restrict__ partial) {
-  wait_for_inputs();
   constexpr int VB = R <= 4 ? 16 : 8;  // V rows in flight: more when the sums leave registers free
   extern __shared__ float smem[];
   const int hd = s.head_dim, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -124,7 +123,28 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
   float* s_m = s_p + kWarps * R * 32;       // [kWarps][R]
   float* s_l = s_m + kWarps * R;            // [kWarps][R]
   const float scale = rsqrtf(static_cast<float>(hd));
-  const int64_t first_pos = p.positions[t0];  // the group's tokens are consecutive; loaded beside q
+  const int64_t first_pos = p.positions[t0];  // the group's tokens are consecutive
+  // The group's keys in equal splits of at least min_split_keys: the split
+  // count is fixed by the longest context the pass may have (a graph
+  // replays it), the split length follows this group's context, so that
+  // every split has work when the context is shorter than that.
+  const int64_t keys = first_pos + tn;
+  const int64_t per_split = max(min_split_keys, (keys + gridDim.z - 1) / gridDim.z);
+  const int64_t k0 = static_cast<int64_t>(blockIdx.z) * per_split;
+  const int64_t k1 = min(k0 + per_split, keys);
+  const bool shared = R <= 8 && k1 - k0 <= kSharedTileKeys;  // the same in the whole block (see below)
+  // The pass's tables (groups, positions, block table) were copied before
+  // the step's first kernel and no kernel writes them: the chain of loads
+  // to this lane's first KV block runs before the wait, while the kernel
+  // before (RoPE's KV store) finishes. K and V themselves only after it.
+  {
+    const int64_t key = k0 + (shared ? 0 : 32 * warp) + lane;
+    if (key < k1) {
+      const void* const* slot = p.block_ptrs + p.table_start[t0] + static_cast<unsigned>(key) / static_cast<unsigned>(p.block_tokens);
+      asm volatile("prefetch.global.L1 [%0];" ::"l"(slot));
+    }
+  }
+  wait_for_inputs();
   // Row r: token t0 + r / hpc, head h0 + r % hpc; 16-byte loads (hd % 8 == 0).
   for (int i = 4 * threadIdx.x; i < rows * hd; i += 4 * blockDim.x) {
     const int r = i / hd, d = i % hd;
@@ -134,17 +154,8 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
     *reinterpret_cast<float4*>(s_acc + i) = make_float4(0.f, 0.f, 0.f, 0.f);
   }
   __syncthreads();
-  // The group's keys in equal splits of at least min_split_keys: the split
-  // count is fixed by the longest context the pass may have (a graph
-  // replays it), the split length follows this group's context, so that
-  // every split has work when the context is shorter than that.
-  const int64_t keys = first_pos + tn;
-  const int64_t per_split = max(min_split_keys, (keys + gridDim.z - 1) / gridDim.z);
-  const int64_t k0 = static_cast<int64_t>(blockIdx.z) * per_split;
-  const int64_t k1 = min(k0 + per_split, keys);
-  // The same in the whole block; never for the 16-row blocks of prefill,
-  // whose registers are then those of the own-tile path alone.
-  const bool shared = R <= 8 && k1 - k0 <= kSharedTileKeys;
+  // `shared` (above) is the same in the whole block; never for the 16-row
+  // blocks of prefill, whose registers are then those of the own-tile path alone.
   float m[R], l[R], acc[R][E];
 #pragma unroll
   for (int r = 0; r < R; ++r) {

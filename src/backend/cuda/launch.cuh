@@ -5,7 +5,8 @@
 //
 // The rule every kernel launched with launch() keeps: wait_for_inputs()
 // before it reads anything an earlier kernel wrote or writes anything; only
-// weight loads may come before. wait_for_inputs() then lets the next kernel
+// loads of weights and of the pass's tables (copied to the device before the
+// step's first kernel, written by no kernel) may come before. wait_for_inputs() then lets the next kernel
 // launch (griddepcontrol.launch_dependents): it launches once every block of
 // this one has passed its wait, that is once the kernel before has finished,
 // so at most two kernels are ever waiting at once, and each one's own wait

@@ -227,19 +227,25 @@ __global__ void rms_norm_kernel(const float* x, const void* w, int wkind, int64_
 constexpr int kNormVec = 4;
 __global__ void __launch_bounds__(1024) rms_norm_vec_kernel(const float* x, const void* w, int wkind, int64_t n, float eps,
                                                              float* out, Q8Rows q8) {
-  wait_for_inputs();
   __shared__ float partial[32];
   const float4* xr = reinterpret_cast<const float4*>(x + blockIdx.x * n);
   float4* o = reinterpret_cast<float4*>(out + blockIdx.x * n);
   const int64_t n4 = n / 4;
-  float4 v[kNormVec], g[kNormVec];  // the weights are loaded beside x, not after the sum's barrier
+  // The weights first, before the wait (no kernel writes them; they come from
+  // device memory while the product before finishes), then x.
+  float4 v[kNormVec], g[kNormVec];
+#pragma unroll
+  for (int k = 0; k < kNormVec; ++k) {
+    const int64_t i = threadIdx.x + k * static_cast<int64_t>(blockDim.x);
+    g[k] = i < n4 ? make_float4(vval(wkind, w, 4 * i), vval(wkind, w, 4 * i + 1), vval(wkind, w, 4 * i + 2), vval(wkind, w, 4 * i + 3))
+                  : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  wait_for_inputs();
   float ss = 0.f;
 #pragma unroll
   for (int k = 0; k < kNormVec; ++k) {
     const int64_t i = threadIdx.x + k * static_cast<int64_t>(blockDim.x);
     v[k] = i < n4 ? xr[i] : make_float4(0.f, 0.f, 0.f, 0.f);
-    g[k] = i < n4 ? make_float4(vval(wkind, w, 4 * i), vval(wkind, w, 4 * i + 1), vval(wkind, w, 4 * i + 2), vval(wkind, w, 4 * i + 3))
-                  : make_float4(0.f, 0.f, 0.f, 0.f);
     ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
   }
   const float scale = rsqrtf(block_sum(ss, partial) / static_cast<float>(n) + eps);
@@ -297,13 +303,16 @@ __device__ inline void kv_store(unsigned char* row, int64_t i, float v, bool f16
 // Grid (tokens, H + 2 Hkv), one warp each: q heads, then k heads, then v heads.
 __global__ void rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q, float* k, const float* v, WeightVector qn,
                                   int qn_kind, WeightVector kn, int kn_kind, float eps, const float* inv_freq, bool interleaved) {
-  wait_for_inputs();
   const int64_t t = blockIdx.x;
   const int h = blockIdx.y, lane = threadIdx.x, hd = s.head_dim, half = hd / 2;
   const int64_t kv_dim = static_cast<int64_t>(s.n_kv_heads) * hd;
+  // The pass's tables were copied before the step's first kernel and no
+  // kernel writes them: where this token's KV row goes is found before the
+  // wait, while the q/k/v product finishes.
   const int64_t pos = p.positions[t];
   const bool f16 = p.kv_dtype == DType::F16;
   const KvRow dst = kv_row(p, t, pos, layer, kv_dim, f16 ? 2 : 4);
+  wait_for_inputs();
   if (h >= s.n_heads + s.n_kv_heads) {  // a V head: stored as is
     const int kvh = h - s.n_heads - s.n_kv_heads;
     for (int i = lane; i < hd; i += 32) kv_store(dst.v, kvh * hd + i, v[t * kv_dim + kvh * hd + i], f16);
