@@ -104,10 +104,29 @@ constexpr int64_t kSharedTileKeys = 64;
 //   short context, one instruction every ~17 cycles (ncu): 17 us a layer for
 //   16 keys, 11.7 shared. At 32K keys sharing was slower (110 us a layer
 //   against 78: fewer loads in flight per warp, a barrier per tile).
+// One launch's arguments, passed down the launchers whole.
+struct AttentionJob {
+  KvPass p;
+  HeadShape s;
+  int hpc = 1;  // q heads a block takes
+  int64_t layer = 0;
+  const float* q = nullptr;
+  float* out = nullptr;
+  Q8Rows q8;  // q8.q null: out alone
+  int64_t min_split_keys = 0;
+  float* partial = nullptr;  // null: one split, no merge
+};
+
 template <typename KV, int E, int R>
-__global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attention_kernel(KvPass p, HeadShape s, int hpc, int64_t layer,
-                                                               const float* __restrict__ q, float* __restrict__ out,
-                                                               Q8Rows q8, int64_t min_split_keys, float* __restrict__ partial) {
+__global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attention_kernel(const AttentionJob job) {
+  const KvPass& p = job.p;
+  const HeadShape& s = job.s;
+  const int hpc = job.hpc;
+  const int64_t layer = job.layer, min_split_keys = job.min_split_keys;
+  const float* __restrict__ q = job.q;
+  float* __restrict__ out = job.out;
+  const Q8Rows& q8 = job.q8;
+  float* __restrict__ partial = job.partial;
   constexpr int VB = R <= 4 ? 16 : 8;  // V rows in flight: more when the sums leave registers free
   extern __shared__ float smem[];
   const int hd = s.head_dim, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -353,11 +372,6 @@ __global__ void __launch_bounds__(kMergeThreads) attention_merge_kernel(const fl
   float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
   if (g < groups) {
     const float4* v = reinterpret_cast<const float4*>(vecs) + c;
-    auto add = [&](int i) {
-      const float4 x = v[static_cast<int64_t>(i) * per];
-      const float wi = wgt[i];
-      acc.x += wi * x.x, acc.y += wi * x.y, acc.z += wi * x.z, acc.w += wi * x.w;
-    };
     int i = g;
     for (; i + 3 * groups < splits; i += 4 * groups) {
       const float4 x0 = v[static_cast<int64_t>(i) * per], x1 = v[static_cast<int64_t>(i + groups) * per],
@@ -368,7 +382,11 @@ __global__ void __launch_bounds__(kMergeThreads) attention_merge_kernel(const fl
       acc.z += w0 * x0.z + w1 * x1.z + w2 * x2.z + w3 * x3.z;
       acc.w += w0 * x0.w + w1 * x1.w + w2 * x2.w + w3 * x3.w;
     }
-    for (; i < splits; i += groups) add(i);
+    for (; i < splits; i += groups) {
+      const float4 x = v[static_cast<int64_t>(i) * per];
+      const float wi = wgt[i];
+      acc.x += wi * x.x, acc.y += wi * x.y, acc.z += wi * x.z, acc.w += wi * x.w;
+    }
   }
   sums[threadIdx.x] = acc;
   __syncthreads();
@@ -377,8 +395,9 @@ __global__ void __launch_bounds__(kMergeThreads) attention_merge_kernel(const fl
   for (int j = threadIdx.x; j < hd; j += blockDim.x) {
     float v = 0.f;
     for (int gg = 0; gg < groups; ++gg) v += sf[gg * hd + j];
-    o[j] = v / L;
-    if (q8.q) store_q8(v / L, (th * hd + j) >> 5, threadIdx.x & 31, q8.q, q8.ds);  // hd % 32 == 0
+    const float oj = v / L;
+    o[j] = oj;
+    if (q8.q) store_q8(oj, (th * hd + j) >> 5, threadIdx.x & 31, q8.q, q8.ds);  // hd % 32 == 0
   }
 }
 
@@ -400,30 +419,28 @@ int heads_per_block(const HeadShape& s) {
 }
 
 template <typename KV, int E, int R>
-void launch(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const float* q, float* out, const Q8Rows& q8,
-            int64_t min_keys, float* partial, dim3 grid, cudaStream_t stream) {
-  const size_t smem = smem_floats(R, s.head_dim) * sizeof(float);
-  launch(attention_kernel<KV, E, R>, grid, 32 * kWarps, smem, stream, p, s, hpc, layer, q, out, q8, min_keys, partial);
+void launch_kernel(const AttentionJob& job, dim3 grid, cudaStream_t stream) {
+  const size_t smem = smem_floats(R, job.s.head_dim) * sizeof(float);
+  launch(attention_kernel<KV, E, R>, grid, 32 * kWarps, smem, stream, job);
 }
 
 // R, the rows a block holds, fits the pass: decode passes (one token per
 // group) hold only the group's q heads, and fewer rows leave registers for
 // more loads in flight.
 template <typename KV, int E, int RMax>
-void launch_for_rows(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const float* q, float* out, const Q8Rows& q8,
-                     int64_t min_keys, float* partial, dim3 grid, int rows, cudaStream_t stream) {
-  if (rows <= 4) launch<KV, E, 4>(p, s, hpc, layer, q, out, q8, min_keys, partial, grid, stream);
-  else if (rows <= 8 || RMax == 8) launch<KV, E, 8>(p, s, hpc, layer, q, out, q8, min_keys, partial, grid, stream);
-  else launch<KV, E, RMax>(p, s, hpc, layer, q, out, q8, min_keys, partial, grid, stream);
+void launch_for_rows(const AttentionJob& job, dim3 grid, int rows, cudaStream_t stream) {
+  if (rows <= 4) launch_kernel<KV, E, 4>(job, grid, stream);
+  else if (rows <= 8 || RMax == 8) launch_kernel<KV, E, 8>(job, grid, stream);
+  else launch_kernel<KV, E, RMax>(job, grid, stream);
 }
 
 template <typename KV>
-void launch_for_dim(const KvPass& p, const HeadShape& s, int hpc, int64_t layer, const float* q, float* out, const Q8Rows& q8,
-                    int64_t min_keys, float* partial, dim3 grid, int rows, cudaStream_t stream) {
-  if (s.head_dim <= 32) launch_for_rows<KV, 1, 16>(p, s, hpc, layer, q, out, q8, min_keys, partial, grid, rows, stream);
-  else if (s.head_dim <= 64) launch_for_rows<KV, 2, 16>(p, s, hpc, layer, q, out, q8, min_keys, partial, grid, rows, stream);
-  else if (s.head_dim <= 128) launch_for_rows<KV, 4, 16>(p, s, hpc, layer, q, out, q8, min_keys, partial, grid, rows, stream);
-  else launch_for_rows<KV, 8, 8>(p, s, hpc, layer, q, out, q8, min_keys, partial, grid, rows, stream);
+void launch_for_dim(const AttentionJob& job, dim3 grid, int rows, cudaStream_t stream) {
+  const int hd = job.s.head_dim;
+  if (hd <= 32) launch_for_rows<KV, 1, 16>(job, grid, rows, stream);
+  else if (hd <= 64) launch_for_rows<KV, 2, 16>(job, grid, rows, stream);
+  else if (hd <= 128) launch_for_rows<KV, 4, 16>(job, grid, rows, stream);
+  else launch_for_rows<KV, 8, 8>(job, grid, rows, stream);
 }
 
 size_t partial_floats_for(int64_t tokens, int n_heads, int head_dim, int64_t splits) {
@@ -458,12 +475,20 @@ cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer,
     --splits;
   splits = std::max<int64_t>(1, std::min<int64_t>(splits, kMaxSplits));  // the merge keeps a weight per split
   const dim3 grid(static_cast<unsigned>(pass.n_groups), static_cast<unsigned>(shape.n_heads / hpc), static_cast<unsigned>(splits));
-  float* part = splits > 1 ? scratch.partial : nullptr;
-  const Q8Rows direct = splits > 1 ? Q8Rows{} : q8_out;  // split: the merge writes out
+  AttentionJob job;
+  job.p = pass;
+  job.s = shape;
+  job.hpc = hpc;
+  job.layer = layer;
+  job.q = q;
+  job.out = out;
+  job.q8 = splits > 1 ? Q8Rows{} : q8_out;  // split: the merge writes out
+  job.min_split_keys = min_keys;
+  job.partial = splits > 1 ? scratch.partial : nullptr;
   // Rows per block: the group's q heads times its tokens (one each when every group is one token).
   const int rows = hpc * (pass.n_groups == pass.tokens ? 1 : attention_tokens_per_group(shape));
-  if (pass.kv_dtype == DType::F16) launch_for_dim<__half>(pass, shape, hpc, layer, q, out, direct, min_keys, part, grid, rows, stream);
-  else launch_for_dim<float>(pass, shape, hpc, layer, q, out, direct, min_keys, part, grid, rows, stream);
+  if (pass.kv_dtype == DType::F16) launch_for_dim<__half>(job, grid, rows, stream);
+  else launch_for_dim<float>(job, grid, rows, stream);
   if (splits > 1) {
     const dim3 merge_grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads));
     launch(attention_merge_kernel, merge_grid, kMergeThreads, 0, stream, static_cast<const float*>(scratch.partial), static_cast<int>(splits),
