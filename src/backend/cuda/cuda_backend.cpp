@@ -358,6 +358,13 @@ void CudaBackend::embed(const MatrixView& table, float* x) {
   ok(cuda::embed(device_matrix(table), ids_, tokens_, x, stream_), "embed");
 }
 
+// Whether an op's output of `rows` rows (n values) is read next by integer
+// products, and so is also written quantized where it is made (norms,
+// attention, SwiGLU); each op adds the alignment its kernel needs.
+bool CudaBackend::feeds_integer_products(int64_t rows, int64_t n) const {
+  return quantized_ && rows <= kIntegerTokens && n <= q8_values_;
+}
+
 Q8Rows CudaBackend::q8_rows(int64_t n) const {
   std::byte* base = q8_buffer_.as<std::byte>();
   return {reinterpret_cast<int8_t*>(base), reinterpret_cast<float2*>(base + align16(static_cast<size_t>(q8_values_))), n,
@@ -370,7 +377,7 @@ void CudaBackend::rms_norm(const float* x, const VectorView& w, int64_t rows, fl
   if (!record({kNorm, word(x), word(w.data), static_cast<uint64_t>(rows), word(out)})) return;
   flush_pending();
   const int64_t n = rows * w.size;
-  const bool fuse = quantized_ && rows <= kIntegerTokens && n <= q8_values_ && w.size % 32 == 0;
+  const bool fuse = feeds_integer_products(rows, n) && w.size % 32 == 0;
   const Q8Rows q8 = q8_rows(n);
   ok(cuda::rms_norm(x, device_vector(w), rows, static_cast<float>(setup_.config.rms_eps), out, fuse ? &q8 : nullptr, stream_),
      "rms_norm");
@@ -500,7 +507,7 @@ void CudaBackend::attention(int64_t layer, const float* q, float* out) {
   flush_pending();
   const HeadShape s = head_shape();
   const int64_t n = tokens_ * s.n_heads * s.head_dim;
-  const bool fuse = quantized_ && tokens_ <= kIntegerTokens && n <= q8_values_ && s.head_dim % 32 == 0;
+  const bool fuse = feeds_integer_products(tokens_, n) && s.head_dim % 32 == 0;
   const Q8Rows q8 = q8_rows(n);
   const AttentionSplits splits{attn_partial_.as<float>(), attn_partial_.size() / sizeof(float)};
   ok(cuda::attention(kv_pass(), s, layer, q, out, fuse ? &q8 : nullptr, attn_positions_ - 1, splits, stream_), "attention");
@@ -519,7 +526,7 @@ void CudaBackend::swiglu(float* gate, const float* up, int64_t n) {
     return;
   }
   flush_pending();
-  const bool fuse = quantized_ && n <= q8_values_ && n % 32 == 0 && n / setup_.config.intermediate_size <= kIntegerTokens;
+  const bool fuse = feeds_integer_products(n / setup_.config.intermediate_size, n) && n % 32 == 0;
   const Q8Rows q8 = q8_rows(n);
   ok(cuda::swiglu(gate, up, n, fuse ? &q8 : nullptr, stream_), "swiglu");
   q8_source_ = fuse ? gate : nullptr;

@@ -79,6 +79,7 @@ class CudaBackend final : public Backend {
   KvPass kv_pass() const;
   HeadShape head_shape() const;
   Q8Rows q8_rows(int64_t n) const;
+  bool feeds_integer_products(int64_t rows, int64_t n) const;
   void finish_pass();  // runs the pass's recorded graph (captured or replayed)
   void end_pass();     // flush_pending() and finish_pass(): before a read
   bool record(std::initializer_list<uint64_t> call);

@@ -436,11 +436,11 @@ cudaError_t rms_norm(const float* x, const WeightVector& w, int64_t rows, float 
   if (w.size % 4 == 0 && aligned && n4 <= kNormVec * int64_t{1024}) {
     // The fewest whole warps that cover the row in kNormVec steps.
     const int64_t threads = std::max<int64_t>(32, (n4 + kNormVec * 32 - 1) / (kNormVec * 32) * 32);
-    launch(rms_norm_vec_kernel, static_cast<unsigned>(rows), static_cast<unsigned>(threads), 0, stream, 
-        x, w.data, kind_of(w.dtype), w.size, eps, out, q8 ? *q8 : Q8Rows{});
+    launch(rms_norm_vec_kernel, static_cast<unsigned>(rows), static_cast<unsigned>(threads), 0, stream, x, w.data, kind_of(w.dtype),
+           w.size, eps, out, q8 ? *q8 : Q8Rows{});
   } else {
     launch(rms_norm_kernel, static_cast<unsigned>(rows), kNormThreads, 0, stream, x, w.data, kind_of(w.dtype), w.size, eps, out,
-                                                                              q8 ? *q8 : Q8Rows{});
+           q8 ? *q8 : Q8Rows{});
   }
   return cudaGetLastError();
 }
@@ -560,7 +560,7 @@ cudaError_t rope_store_kv(const KvPass& pass, const HeadShape& shape, int64_t la
         "rope_store_kv: q/k norm must have head_dim elements");
   const dim3 grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads + 2 * shape.n_kv_heads));
   launch(rope_store_kernel, grid, 32, 0, stream, pass, shape, layer, q, k, v, q_norm, kind_of(q_norm.dtype), k_norm,
-                                             kind_of(k_norm.dtype), eps, inv_freq, interleaved);
+         kind_of(k_norm.dtype), eps, inv_freq, interleaved);
   return cudaGetLastError();
 }
 

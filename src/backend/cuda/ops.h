@@ -96,7 +96,7 @@ cudaError_t rope_store_kv(const KvPass& pass, const HeadShape& shape, int64_t la
                           const WeightVector& q_norm, const WeightVector& k_norm, float eps, const float* inv_freq,
                           bool interleaved, cudaStream_t stream);
 
-// Where long contexts' splits keep their partial softmax states (floats
+// Where the splits of a context keep their partial softmax states (floats
 // floats; the split count shrinks to fit, down to 1 which needs none), and
 // the fewest keys a split takes (0: the tuned default; the attention
 // benchmark varies it).
@@ -110,8 +110,9 @@ struct AttentionSplits {
 // 0..its own of its sequence (online softmax; no score matrix in memory).
 // One thread block takes a group of tokens (pass.groups) and the q heads
 // that share a KV head (up to 16 (token, head) rows), so each K and V row it
-// reads serves all of them. Long contexts are split across blocks
-// (flash-decoding) and a second kernel merges the splits. max_position: the
+// reads serves all of them. When a pass has few blocks (decode), each
+// group's keys are split across blocks (flash-decoding) and a second kernel
+// merges the splits. max_position: the
 // largest position in the pass. head_dim: a multiple of 8, at most 256.
 // q8 (optional; head_dim a multiple of 32): out is also written quantized,
 // for the integer product that reads it next.
