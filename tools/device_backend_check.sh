@@ -12,7 +12,7 @@
 # (over the tool's 64 MiB: `tar -cJf build/pack/bins.tar.xz` of them, carry build/pack, `tar -xJf` it first)
 #   [TYPES="q8_0 q4_k"] [SMALL_TYPES="q4_0 q4_k"] [STREAMS=1,16,64] [SAMPLING=1] [TYPE_STREAMS=16,64] [CONTEXT="8192 32768"] [BF16=1] [LONG=131000] bash tools/device_backend_check.sh [tests|kernels|attention|small|8b ...]
 # and, after 8b, [TRACE_MODELS="q4_0 bf16"] [TRACE_CONTEXT="16 32768"] ... trace (every kernel's GPU time per
-# decode step, tools/kernel_trace) or [NCU_KERNEL=regex NCU_SKIP=n NCU_COUNT=n] ... ncu8b (Nsight Compute).
+# decode step, tools/kernel_trace) or [NCU_KERNEL=regex NCU_SKIP=n NCU_COUNT=n NCU_PROMPT=tokens] ... ncu8b (Nsight Compute).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 B=build/release
@@ -147,7 +147,7 @@ for c in sorted({r['context'] for r in rows}):
       --launch-skip ${NCU_SKIP:-400} --launch-count ${NCU_COUNT:-8} --section SpeedOfLight --section LaunchStats \
       --section Occupancy --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis \
       --section SourceCounters $umi bench -m /tmp/llama8b-q4_0.gguf --device cuda --scenario decode --streams 1 \
-      --prompt-tokens 16 --gen-tokens 8 > "$OUT/ncu8b.txt" 2>&1
+      --prompt-tokens ${NCU_PROMPT:-16} --gen-tokens 8 > "$OUT/ncu8b.txt" 2>&1
     grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Stall [A-Z]|Issued Warp|No Eligible" "$OUT/ncu8b.txt" | head -80
     ;;
   esac

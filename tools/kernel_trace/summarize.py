@@ -6,7 +6,10 @@ with --marker REGEX, with that kernel. Only steps with the most common
 kernel count are kept (decode steps; the prefill and warm-up differ). Prints
 per kernel name and grid size: launches per step, mean time, share of the
 step, and the mean idle gap before it (the GPU waiting for the next kernel
-to start); and the CUDA runtime calls between steps."""
+to start), and the time it adds to the step (its end after the end of the
+kernel before: with dependent launch, kernels overlap and their own times
+no longer add up to the step, but these do); and the CUDA runtime calls
+between steps."""
 import argparse
 import collections
 import csv
@@ -63,7 +66,7 @@ if between:
         for name, v in sorted(calls.items(), key=lambda kv: statistics.median([x[0] for x in kv[1]])):
             print("  %-40s start %+8.1f us  takes %8.1f us  x%.1f" % (name, statistics.median([x[0] for x in v]) / 1e3,
                   statistics.median([x[1] for x in v]) / 1e3, len(v) / (len(steps) - 1)))
-per = collections.defaultdict(lambda: [0, 0, 0])  # launches, time, gap before
+per = collections.defaultdict(lambda: [0, 0, 0, 0])  # launches, time, gap before, time added
 for s in steps:
     prev_end = None
     for b, e, g, grid, block, name in s:
@@ -71,9 +74,11 @@ for s in steps:
         p[0] += 1
         p[1] += e - b
         p[2] += (b - prev_end) if prev_end is not None else 0
+        p[3] += (e - prev_end) if prev_end is not None else e - b
         prev_end = e
 n = len(steps)
 step_us = statistics.median(spans) / 1e3
-print("%-70s %6s %9s %9s %6s %9s" % ("kernel", "/step", "mean us", "us/step", "share", "gap us"))
-for name, (c, t, gap) in sorted(per.items(), key=lambda kv: -kv[1][1])[: args.top]:
-    print("%-70s %6.0f %9.2f %9.1f %5.1f%% %9.2f" % (name[:70], c / n, t / c / 1e3, t / n / 1e3, 100 * t / n / 1e3 / step_us, gap / c / 1e3))
+print("%-70s %6s %9s %9s %6s %9s %9s %9s" % ("kernel", "/step", "mean us", "us/step", "share", "gap us", "adds us", "adds/step"))
+for name, (c, t, gap, added) in sorted(per.items(), key=lambda kv: -kv[1][3])[: args.top]:
+    print("%-70s %6.0f %9.2f %9.1f %5.1f%% %9.2f %9.2f %9.1f" % (name[:70], c / n, t / c / 1e3, t / n / 1e3, 100 * t / n / 1e3 / step_us,
+          gap / c / 1e3, added / c / 1e3, added / n / 1e3))
