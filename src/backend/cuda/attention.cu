@@ -86,6 +86,34 @@ size_t smem_floats(int rows, int hd) { return static_cast<size_t>(rows) * (2 * h
 // Keys a block takes with shared tiles (below) rather than a tile per warp.
 constexpr int64_t kSharedTileKeys = 64;
 
+// V rows [j_begin, j_end) of a tile (their pointers in my_v of lanes j,
+// their probabilities in tile_p) into acc: N loads in flight before their sums.
+template <typename KV, int E, int R, int N>
+__device__ inline void add_v_rows(float (&acc)[R][E], const float* tile_p, unsigned long long my_v, int j_begin, int j_end,
+                                  int lane, bool owns, int rows) {
+  for (int j0 = j_begin; j0 < j_end; j0 += N) {
+    float v[N][E];
+#pragma unroll
+    for (int u = 0; u < N; ++u) {
+      const KV* vr = reinterpret_cast<const KV*>(__shfl_sync(0xffffffffu, my_v, (j0 + u) & 31));
+      if (owns && j0 + u < j_end) load_kv<E>(vr + lane * E, v[u]);
+      else
+#pragma unroll
+        for (int e = 0; e < E; ++e) v[u][e] = 0.f;
+    }
+#pragma unroll
+    for (int u = 0; u < N; ++u) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (r >= rows) break;
+        const float pj = j0 + u < j_end ? tile_p[r * 32 + j0 + u] : 0.f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[r][e] += pj * v[u][e];
+      }
+    }
+  }
+}
+
 // KV: __half or float. E: output dimensions per lane (head_dim <= 32 E).
 // R: most rows per block. Grid (groups, n_heads / hpc, splits).
 //
@@ -147,10 +175,12 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
   // count is fixed by the longest context the pass may have (a graph
   // replays it), the split length follows this group's context, so that
   // every split has work when the context is shorter than that.
-  const int64_t keys = first_pos + tn;
-  const int64_t per_split = max(min_split_keys, (keys + gridDim.z - 1) / gridDim.z);
+  // 32-bit arithmetic (contexts are far below 2^31, kv_pass.cuh): a 64-bit
+  // division is ~70 instructions, and a decode block runs only ~2,700.
+  const unsigned keys = static_cast<unsigned>(first_pos + tn);
+  const unsigned per_split = max(static_cast<unsigned>(min_split_keys), (keys + gridDim.z - 1) / gridDim.z);
   const int64_t k0 = static_cast<int64_t>(blockIdx.z) * per_split;
-  const int64_t k1 = min(k0 + per_split, keys);
+  const int64_t k1 = min(k0 + static_cast<int64_t>(per_split), static_cast<int64_t>(keys));
   const bool shared = R <= 8 && k1 - k0 <= kSharedTileKeys;  // the same in the whole block (see below)
   // The pass's tables (groups, positions, block table) were copied before
   // the step's first kernel and no kernel writes them: the chain of loads
@@ -164,13 +194,17 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
     }
   }
   wait_for_inputs();
-  // Row r: token t0 + r / hpc, head h0 + r % hpc; 16-byte loads (hd % 8 == 0).
-  for (int i = 4 * threadIdx.x; i < rows * hd; i += 4 * blockDim.x) {
-    const int r = i / hd, d = i % hd;
-    float4 v = *reinterpret_cast<const float4*>(q + ((t0 + r / hpc) * s.n_heads + h0 + r % hpc) * hd + d);
-    v.x *= scale, v.y *= scale, v.z *= scale, v.w *= scale;
-    *reinterpret_cast<float4*>(s_q + i) = v;
-    *reinterpret_cast<float4*>(s_acc + i) = make_float4(0.f, 0.f, 0.f, 0.f);
+  // Row r: token t0 + r / hpc, head h0 + r % hpc; a warp a row, 16-byte
+  // loads (hd % 8 == 0). (Divisions per element by the run-time head_dim
+  // were a tenth of a decode block's instructions, here and at the end.)
+  for (int r = warp; r < rows; r += kWarps) {
+    const float* qr = q + ((t0 + r / hpc) * s.n_heads + h0 + r % hpc) * hd;
+    for (int d = 4 * lane; d < hd; d += 128) {
+      float4 v = *reinterpret_cast<const float4*>(qr + d);
+      v.x *= scale, v.y *= scale, v.z *= scale, v.w *= scale;
+      *reinterpret_cast<float4*>(s_q + r * hd + d) = v;
+      *reinterpret_cast<float4*>(s_acc + r * hd + d) = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
   }
   __syncthreads();
   // `shared` (above) is the same in the whole block; never for the 16-row
@@ -235,7 +269,7 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       if (r >= rows) break;
-      const float v = key < k1 && key <= first_pos + r / hpc ? sc[r] : -INFINITY;
+      const float v = key < k1 && key <= first_pos + (tn == 1 ? 0 : r / hpc) ? sc[r] : -INFINITY;
       const float m_new = fmaxf(m[r], warp_max(v));
       const float corr = m_new == -INFINITY ? 1.f : __expf(m[r] - m_new);
       const float pr = v == -INFINITY ? 0.f : __expf(v - m_new);
@@ -246,30 +280,12 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
       tile_p[r * 32 + lane] = pr;
     }
     __syncwarp();
-    // V rows [j_begin, j_end) of the tile, VB loads in flight before their sums.
+    // V rows [j_begin, j_end) of the tile: a shared tile's eight for this
+    // warp in one round (a round of VB would be half zeros), or VB at a time.
     const int n = k1 - tile < 32 ? static_cast<int>(k1 - tile) : 32;
     const int j_begin = shared ? warp * (32 / kWarps) : 0, j_end = shared ? min(n, j_begin + 32 / kWarps) : n;
-    for (int j0 = j_begin; j0 < j_end; j0 += VB) {
-      float v[VB][E];
-#pragma unroll
-      for (int u = 0; u < VB; ++u) {
-        const KV* vr = reinterpret_cast<const KV*>(__shfl_sync(0xffffffffu, my_v, (j0 + u) & 31));
-        if (owns && j0 + u < j_end) load_kv<E>(vr + lane * E, v[u]);
-        else
-#pragma unroll
-          for (int e = 0; e < E; ++e) v[u][e] = 0.f;
-      }
-#pragma unroll
-      for (int u = 0; u < VB; ++u) {
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          if (r >= rows) break;
-          const float pj = j0 + u < j_end ? tile_p[r * 32 + j0 + u] : 0.f;
-#pragma unroll
-          for (int e = 0; e < E; ++e) acc[r][e] += pj * v[u][e];
-        }
-      }
-    }
+    if (shared) add_v_rows<KV, E, R, 32 / kWarps>(acc, tile_p, my_v, j_begin, j_end, lane, owns, rows);
+    else add_v_rows<KV, E, R, VB>(acc, tile_p, my_v, j_begin, j_end, lane, owns, rows);
     __syncwarp();  // tile_p is rewritten by the next tile
   }
   // Merge the warps: each scales its sums to the block's max per row, then
@@ -305,22 +321,27 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
     }
     __syncthreads();
   }
-  for (int i = threadIdx.x; i < rows * hd; i += blockDim.x) {
-    const int r = i / hd, d = i % hd;
+  // A warp a row: its max and denominator once, then the lanes take the dimensions.
+  for (int r = warp; r < rows; r += kWarps) {
     float M = -INFINITY, L = 0.f;
+#pragma unroll
     for (int w = 0; w < kWarps; ++w) M = fmaxf(M, s_m[w * R + r]);
+#pragma unroll
     for (int w = 0; w < kWarps; ++w)
       if (s_l[w * R + r] > 0.f) L += s_l[w * R + r] * __expf(s_m[w * R + r] - M);
     const int64_t th = (t0 + r / hpc) * s.n_heads + h0 + r % hpc;  // (token, head)
-    if (!partial) {
-      const float v = s_acc[i] / L;
-      out[th * hd + d] = v;
-      // A warp's 32 values are one q8 block (hd % 32 == 0, blockDim % 32 == 0).
-      if (q8.q) store_q8(v, (th * hd + d) >> 5, lane, q8.q, q8.ds);
-    } else {  // this split's unnormalised sum, max and denominator (attention_merge_kernel's layout)
-      const int64_t rec = th * gridDim.z + blockIdx.z;
-      partial[rec * hd + d] = s_acc[i];
-      if (d == 0) reinterpret_cast<float2*>(partial + p.tokens * s.n_heads * gridDim.z * hd)[rec] = make_float2(M, L);
+    const int64_t rec = th * gridDim.z + blockIdx.z;
+    if (partial && lane == 0)  // this split's max and denominator (attention_merge_kernel's layout)
+      reinterpret_cast<float2*>(partial + p.tokens * s.n_heads * gridDim.z * hd)[rec] = make_float2(M, L);
+    for (int d = lane; d < hd; d += 32) {
+      if (!partial) {
+        const float v = s_acc[r * hd + d] / L;
+        out[th * hd + d] = v;
+        // A warp's 32 values are one q8 block (hd % 32 == 0: every lane takes every round).
+        if (q8.q) store_q8(v, (th * hd + d) >> 5, lane, q8.q, q8.ds);
+      } else {  // this split's unnormalised sum
+        partial[rec * hd + d] = s_acc[r * hd + d];
+      }
     }
   }
 }
@@ -345,6 +366,16 @@ __global__ void __launch_bounds__(kMergeThreads) attention_merge_kernel(const fl
   const int64_t th = static_cast<int64_t>(blockIdx.x) * n_heads + blockIdx.y;
   const float* vecs = partial + th * splits * hd;
   const float2* stats = reinterpret_cast<const float2*>(partial + static_cast<int64_t>(gridDim.x) * n_heads * splits * hd) + th * splits;
+  // The first round's vectors are loaded before the weights are worked
+  // out (they do not depend on them): one round trip fewer in a step's chain.
+  const int per = hd / 4, groups = kMergeThreads / per, g = threadIdx.x / per, c = threadIdx.x % per;
+  const float4* v = reinterpret_cast<const float4*>(vecs) + c;
+  float4 first[4];
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int i = g + u * groups;
+    first[u] = g < groups && i < splits ? v[static_cast<int64_t>(i) * per] : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
   float M = -INFINITY;
   for (int i = threadIdx.x; i < splits; i += blockDim.x) {
     const float2 st = stats[i];
@@ -368,11 +399,15 @@ __global__ void __launch_bounds__(kMergeThreads) attention_merge_kernel(const fl
   __syncthreads();  // also publishes wgt
   L = 0.f;
   for (int w = 0; w < kMergeThreads / 32; ++w) L += red[w];
-  const int per = hd / 4, groups = kMergeThreads / per, g = threadIdx.x / per, c = threadIdx.x % per;
   float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
   if (g < groups) {
-    const float4* v = reinterpret_cast<const float4*>(vecs) + c;
-    int i = g;
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int i = g + u * groups;
+      const float wi = i < splits ? wgt[i] : 0.f;
+      acc.x += wi * first[u].x, acc.y += wi * first[u].y, acc.z += wi * first[u].z, acc.w += wi * first[u].w;
+    }
+    int i = g + 4 * groups;
     for (; i + 3 * groups < splits; i += 4 * groups) {
       const float4 x0 = v[static_cast<int64_t>(i) * per], x1 = v[static_cast<int64_t>(i + groups) * per],
                    x2 = v[static_cast<int64_t>(i + 2 * groups) * per], x3 = v[static_cast<int64_t>(i + 3 * groups) * per];

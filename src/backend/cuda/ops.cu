@@ -312,6 +312,21 @@ __global__ void rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q
   const int64_t pos = p.positions[t];
   const bool f16 = p.kv_dtype == DType::F16;
   const KvRow dst = kv_row(p, t, pos, layer, kv_dim, f16 ? 2 : 4);
+  // The rotation's angles too (positions and frequencies are tables): the
+  // double-precision sincos was most of this kernel's ~2 us in the step.
+  constexpr int kPairsPerLane = kMaxHeadDim / 2 / 32;
+  float cosv[kPairsPerLane], sinv[kPairsPerLane];
+  if (h < s.n_heads + s.n_kv_heads) {
+#pragma unroll
+    for (int j = 0; j < kPairsPerLane; ++j) {
+      const int i = lane + 32 * j;
+      if (i >= half) break;
+      double sn, cs;
+      sincos(static_cast<double>(pos) * inv_freq[i], &sn, &cs);
+      cosv[j] = static_cast<float>(cs);
+      sinv[j] = static_cast<float>(sn);
+    }
+  }
   wait_for_inputs();
   if (h >= s.n_heads + s.n_kv_heads) {  // a V head: stored as is
     const int kvh = h - s.n_heads - s.n_kv_heads;
@@ -337,7 +352,10 @@ __global__ void rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q
     }
     scale = rsqrtf(warp_sum(ss) / static_cast<float>(hd) + eps);
   }
-  for (int i = lane; i < half; i += 32) {
+#pragma unroll
+  for (int j = 0; j < kPairsPerLane; ++j) {
+    const int i = lane + 32 * j;
+    if (i >= half) break;
     int a, b;
     pair(i, &a, &b);
     float xa = x[a] * scale, xb = x[b] * scale;
@@ -345,9 +363,7 @@ __global__ void rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q
       xa *= vval(nkind, norm.data, a);
       xb *= vval(nkind, norm.data, b);
     }
-    double sn, cs;
-    sincos(static_cast<double>(pos) * inv_freq[i], &sn, &cs);
-    const float c = static_cast<float>(cs), si = static_cast<float>(sn);
+    const float c = cosv[j], si = sinv[j];
     const float ra = xa * c - xb * si, rb = xb * c + xa * si;
     x[a] = ra;
     x[b] = rb;
