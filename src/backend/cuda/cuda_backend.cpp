@@ -109,6 +109,8 @@ CudaBackend::~CudaBackend() {
   w16_.reset();
   x16_.reset();
   q8_buffer_.reset();
+  norm_q8_.reset();
+  norm_sums_.reset();
   split_staging_.reset();
   weights_.clear();
   kv_pool_.reset();
@@ -164,6 +166,7 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
                        " is not supported on CUDA yet (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k are)");
     if (m.cols % 32 != 0) throw InputError("a matrix of " + std::to_string(m.cols) + " columns is not supported on CUDA (a multiple of 32)");
     quantized_ |= matvec_q8_supports(m.dtype);
+    float_matrix_ |= &m != &w.embed && !matvec_q8_supports(m.dtype);
     widest_ = std::max(widest_, m.cols);
     m.data = upload(m.data, m.bytes(), m.dtype);
     sent += m.bytes();
@@ -184,6 +187,9 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
     for (VectorView* v : {&L.attn_norm, &L.ffn_norm, &L.q_norm, &L.k_norm, &L.q_bias, &L.k_bias, &L.v_bias}) vector(*v);
     for (MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) matrix(*m);
   }
+  // Norms can live inside the products when every product that reads a
+  // norm's output is an integer one (the embedding is only looked up).
+  const bool all_integer = !float_matrix_;
   ok(cudaStreamSynchronize(stream_), "upload");
   split_staging_.reset();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -198,6 +204,13 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
     q8_buffer_ = device_pool_->allocate(static_cast<size_t>(2 * n + q8_tiles_bytes(tokens, cols)), MemoryUse::activations,
                                         "q8 activations");
     q8_values_ = n;
+  }
+  const int64_t d = setup_.config.hidden_size;
+  if (quantized_ && all_integer && d % 32 == 0) {  // the norms inside the products (rms_norm())
+    norm_rows_ = d;
+    norm_q8_ = device_pool_->allocate(align16(static_cast<size_t>(d)) + static_cast<size_t>(d / 32) * sizeof(float2),
+                                      MemoryUse::activations, "norm q8 activations");
+    norm_sums_ = device_pool_->allocate(static_cast<size_t>(d / 32) * sizeof(float), MemoryUse::activations, "norm sums");
   }
   // RoPE frequencies, and the pass buffers.
   inv_freq_ = device_pool_->allocate(setup_.inv_freq.size() * sizeof(float), MemoryUse::activations, "rope frequencies");
@@ -260,7 +273,7 @@ void CudaBackend::begin_pass(const PassTokens& pass) {
   // A pass that read nothing back (a prefill chunk without logits) still runs.
   flush_pending();  // nothing is pending in a replay
   finish_pass();
-  q8_source_ = nullptr;
+  q8_holds(nullptr, 0);
   const size_t T = pass.ids.size();
   size_t blocks = 0, groups = 0;
   for (const TokenRun& r : pass.runs) {
@@ -354,7 +367,7 @@ enum Op : uint64_t { kEmbed = 1, kNorm, kMatmul, kBias, kRope, kAttention, kSwig
 void CudaBackend::embed(const MatrixView& table, float* x) {
   if (!record({kEmbed, word(table.data), word(x)})) return;
   flush_pending();
-  q8_source_ = nullptr;
+  q8_holds(nullptr, 0);
   ok(cuda::embed(device_matrix(table), ids_, tokens_, x, stream_), "embed");
 }
 
@@ -373,16 +386,42 @@ Q8Rows CudaBackend::q8_rows(int64_t n) const {
 
 // Norm outputs feed matrix products: when those will be integer ones, the
 // norm writes the quantized copy too, and the products find it (q8_source_).
+//
+// The norm of one token's residual stream right after the product that adds
+// to it (add() left that product waiting) is done by that product's blocks
+// instead (NextNorm, quant_matvec.h): its q8 copy is written, with the
+// 1 / rms factor left to the products that read it, and out's floats are
+// not (every matrix is an integer product: nothing reads them).
 void CudaBackend::rms_norm(const float* x, const VectorView& w, int64_t rows, float* out) {
   if (!record({kNorm, word(x), word(w.data), static_cast<uint64_t>(rows), word(out)})) return;
-  flush_pending();
   const int64_t n = rows * w.size;
+  if (accumulate_into_ == x && out != x && rows == 1 && w.size == pending_.front().w.rows && ops_support_vector(w.dtype)) {
+    NextNorm next;
+    next.w = w.data;
+    next.dtype = w.dtype;
+    next.q8 = norm_q8_rows(n);
+    next.sums = norm_sums_.as<float>();
+    flush_pending(MatvecOutput::accumulate, accumulate_into_, &next);
+    q8_holds(out, n, true);
+    return;
+  }
+  flush_pending();
   const bool fuse = feeds_integer_products(rows, n) && w.size % 32 == 0;
   const Q8Rows q8 = q8_rows(n);
   ok(cuda::rms_norm(x, device_vector(w), rows, static_cast<float>(setup_.config.rms_eps), out, fuse ? &q8 : nullptr, stream_),
      "rms_norm");
-  q8_source_ = fuse ? out : nullptr;
+  q8_holds(fuse ? out : nullptr, n);
+}
+
+void CudaBackend::q8_holds(const float* x, int64_t n, bool rms_pending) {
+  q8_source_ = x;
   q8_source_n_ = n;
+  q8_rms_pending_ = x && rms_pending;
+}
+
+Q8Rows CudaBackend::norm_q8_rows(int64_t n) const {
+  std::byte* base = norm_q8_.as<std::byte>();
+  return {reinterpret_cast<int8_t*>(base), reinterpret_cast<float2*>(base + align16(static_cast<size_t>(n))), n};
 }
 
 // y^T = W x^T in cuBLAS's column-major terms: W is [w.rows, cols] row-major,
@@ -426,6 +465,7 @@ void CudaBackend::matmul_tensor_cores(const MatrixView& w, const float* x, int64
 // product accumulates into x), or the SwiGLU of two of them (gate, up).
 void CudaBackend::matmul(const MatrixView& w, const float* x, int64_t rows, float* y) {
   if (!record({kMatmul, word(w.data), word(x), static_cast<uint64_t>(rows), word(y)})) return;
+  if (accumulate_into_) flush_pending();  // the product before and its residual add first
   const int64_t n = rows * w.cols;
   const bool integer = rows <= kIntegerTokens && matvec_q8_supports(w.dtype) && n <= q8_values_;
   if (integer && !pending_.empty()) {
@@ -443,7 +483,7 @@ void CudaBackend::matmul(const MatrixView& w, const float* x, int64_t rows, floa
     return;
   }
   flush_pending();
-  q8_source_ = nullptr;
+  q8_holds(nullptr, 0);
   if (rows >= kTensorCoreTokens && blas_ && w.rows < (int64_t{1} << 31) && w.cols < (int64_t{1} << 31)) {
     matmul_tensor_cores(w, x, rows, y);
     return;
@@ -460,24 +500,37 @@ void CudaBackend::matmul(const MatrixView& w, const float* x, int64_t rows, floa
 // up; the gate's output takes the result). Every output the products were
 // asked for is still written. The input is quantized unless the op before
 // left it so.
-void CudaBackend::flush_pending(MatvecOutput out, float* y) {
+// A residual add that add() left waiting (accumulate_into_) makes this the
+// accumulate launch; next (optional): the RMSNorm that follows it.
+void CudaBackend::flush_pending(MatvecOutput out, float* y, const NextNorm* next) {
   if (pending_.empty()) return;
+  if (accumulate_into_) {
+    out = MatvecOutput::accumulate;
+    y = accumulate_into_;
+    accumulate_into_ = nullptr;
+  }
   const MatrixView& w = pending_.front().w;
   const int64_t n = pending_rows_ * w.cols;
-  const Q8Rows q8 = q8_rows(n);
-  if (q8_source_ != pending_x_ || q8_source_n_ != n) ok(quantize_q8(pending_x_, q8, stream_), "quantize_q8");
+  Q8Rows q8 = q8_rows(n);
+  if (q8_source_ != pending_x_ || q8_source_n_ != n) {
+    ok(quantize_q8(pending_x_, q8, stream_), "quantize_q8");
+    q8_holds(nullptr, 0);
+  } else if (q8_rms_pending_) {  // a norm's copy, its factor still to apply
+    q8 = norm_q8_rows(n);
+    q8.rms_sums = norm_sums_.as<float>();
+    q8.rms_eps = static_cast<float>(setup_.config.rms_eps);
+  }
   MatvecTargets t;
   for (const Pending& p : pending_) t.m[t.count++] = {p.w.data, p.w.rows, p.y};
   if (out == MatvecOutput::accumulate) {  // x += W in, and the product itself where it was asked for
     t.m[0].also = t.m[0].y;
     t.m[0].y = y;
   }
-  ok(matvec_q8(w.dtype, w.cols, t, q8, pending_rows_, out, stream_), "matvec_q8");
+  ok(matvec_q8(w.dtype, w.cols, t, q8, pending_rows_, out, stream_, MatvecKernel::automatic, next), "matvec_q8");
   // The input's quantized copy stays good unless an output overwrote it.
   bool kept = true;
   for (const Pending& p : pending_) kept &= p.y != pending_x_;
-  q8_source_ = kept && y != pending_x_ ? pending_x_ : nullptr;
-  q8_source_n_ = n;
+  q8_holds(kept && y != pending_x_ ? pending_x_ : nullptr, n, q8_rms_pending_);
   pending_.clear();
 }
 
@@ -485,7 +538,7 @@ void CudaBackend::add_bias(float* x, const VectorView& b, int64_t rows) {
   if (!b) return;
   if (!record({kBias, word(x), word(b.data), static_cast<uint64_t>(rows)})) return;
   flush_pending();
-  q8_source_ = nullptr;
+  q8_holds(nullptr, 0);
   ok(cuda::add_bias(x, device_vector(b), rows, stream_), "add_bias");
 }
 
@@ -493,7 +546,7 @@ void CudaBackend::rope_store_kv(int64_t layer, float* q, float* k, const float* 
                                 const VectorView& k_norm) {
   if (!record({kRope, static_cast<uint64_t>(layer), word(q), word(k), word(v), word(q_norm.data), word(k_norm.data)})) return;
   flush_pending();
-  q8_source_ = nullptr;
+  q8_holds(nullptr, 0);
   const ModelConfig& c = setup_.config;
   ok(cuda::rope_store_kv(kv_pass(), head_shape(), layer, q, k, v, device_vector(q_norm), device_vector(k_norm),
                          static_cast<float>(c.rms_eps), inv_freq_.as<float>(), setup_.rope_interleaved, stream_),
@@ -511,8 +564,7 @@ void CudaBackend::attention(int64_t layer, const float* q, float* out) {
   const Q8Rows q8 = q8_rows(n);
   const AttentionSplits splits{attn_partial_.as<float>(), attn_partial_.size() / sizeof(float)};
   ok(cuda::attention(kv_pass(), s, layer, q, out, fuse ? &q8 : nullptr, attn_positions_ - 1, splits, stream_), "attention");
-  q8_source_ = fuse ? out : nullptr;
-  q8_source_n_ = n;
+  q8_holds(fuse ? out : nullptr, n);
 }
 
 // Its output feeds the down projection: quantized here when that is an
@@ -529,18 +581,25 @@ void CudaBackend::swiglu(float* gate, const float* up, int64_t n) {
   const bool fuse = feeds_integer_products(n / setup_.config.intermediate_size, n) && n % 32 == 0;
   const Q8Rows q8 = q8_rows(n);
   ok(cuda::swiglu(gate, up, n, fuse ? &q8 : nullptr, stream_), "swiglu");
-  q8_source_ = fuse ? gate : nullptr;
-  q8_source_n_ = n;
+  q8_holds(fuse ? gate : nullptr, n);
 }
 
+// After a product into y, x += y is that product accumulating into x. For
+// one token, it waits for the next op: when that is the RMSNorm of x, the
+// product's blocks do the norm too (rms_norm()).
 void CudaBackend::add(float* x, const float* y, int64_t n) {
   if (!record({kAdd, word(x), word(y), static_cast<uint64_t>(n)})) return;
+  if (accumulate_into_) flush_pending();
   if (pending_.size() == 1 && pending_[0].y == y && n == pending_rows_ * pending_[0].w.rows && pending_x_ != x) {
+    if (pending_rows_ == 1 && pending_[0].w.rows == norm_rows_ && next_norm_supports(pending_[0].w.dtype)) {
+      accumulate_into_ = x;
+      return;
+    }
     flush_pending(MatvecOutput::accumulate, x);  // x += W in: the product adds itself
     return;
   }
   flush_pending();
-  q8_source_ = nullptr;
+  q8_holds(nullptr, 0);
   ok(cuda::add(x, y, n, stream_), "add");
 }
 
@@ -548,7 +607,7 @@ void CudaBackend::add(float* x, const float* y, int64_t n) {
 // graph run.
 void CudaBackend::end_pass() {
   flush_pending();
-  q8_source_ = nullptr;
+  q8_holds(nullptr, 0);
   finish_pass();
 }
 

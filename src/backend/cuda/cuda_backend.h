@@ -25,9 +25,12 @@
 // (launch.cuh): the next kernel's blocks start, and load their weights,
 // while the small kernels between the products run.
 //
+// One token's RMSNorm after a residual add is done by the product that adds
+// (quant_matvec.h, NextNorm) when every product is an integer one.
+//
 // Not yet: Q4_1/Q5_0/Q5_1 weights, q8_0 KV cache, sampling with penalties or
-// logprobs on the device, RMSNorm fused into the products, int8 tensor cores
-// for prefill (see README's status table).
+// logprobs on the device, int8 tensor cores for prefill (see README's status
+// table).
 #pragma once
 
 #include <initializer_list>
@@ -83,7 +86,9 @@ class CudaBackend final : public Backend {
   void finish_pass();  // runs the pass's recorded graph (captured or replayed)
   void end_pass();     // flush_pending() and finish_pass(): before a read
   bool record(std::initializer_list<uint64_t> call);
-  void flush_pending(MatvecOutput out = MatvecOutput::store, float* y = nullptr);
+  void flush_pending(MatvecOutput out = MatvecOutput::store, float* y = nullptr, const NextNorm* next = nullptr);
+  void q8_holds(const float* x, int64_t n, bool rms_pending = false);
+  Q8Rows norm_q8_rows(int64_t n) const;
   void matmul_tensor_cores(const MatrixView& w, const float* x, int64_t rows, float* y);
 
   Pool& host_;
@@ -134,6 +139,14 @@ class CudaBackend final : public Backend {
   int64_t q8_values_ = 0;
   const float* q8_source_ = nullptr;
   int64_t q8_source_n_ = 0;
+  bool q8_rms_pending_ = false;  // the source is a norm's output in norm_q8_, its factor not applied
+  // The RMSNorms done by the products that write their input (rms_norm()):
+  // one token's row of norm_rows_ (the hidden size; 0: never) as q8 with
+  // its per-block sums of squares.
+  bool float_matrix_ = false;  // a product reads f16/bf16/f32 weights: norms write their floats
+  int64_t norm_rows_ = 0;
+  Buffer norm_q8_, norm_sums_;
+  float* accumulate_into_ = nullptr;  // add() waiting for the next op (a product accumulating here)
   // Pending few-token integer products on one input (see matmul()).
   struct Pending {
     MatrixView w;

@@ -349,6 +349,101 @@ TEST(CudaKernels, RmsNormMatchesADoubleReferenceAndQuantizesItsOwnOutput) {
   }
 }
 
+// The RMSNorm done inside the products (NextNorm): an accumulate product
+// whose blocks quantize x * w and sum x^2, then store and SwiGLU products
+// that apply the 1 / rms factor, against the same products after the norm
+// kernel: x the same bit for bit, the products within a q8 rounding step
+// (x * w and x / rms * w may round a value the other way), the same bits on
+// a second run.
+TEST(CudaKernels, NormInsideTheProductsMatchesTheNormKernel) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(29);
+  const int64_t d = 4096, in = 512, out_rows = 96;
+  const float eps = 1e-5f;
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+    SCOPED_TRACE(to_string(t));
+    // The norm's blocks come from Q8_0/Q4_0 products only; K-quant products read it.
+    const DType tw = next_norm_supports(t) ? t : DType::Q8_0;
+    SplitMatrix wo(tw, d, in, rng), w2(t, out_rows, d, rng), gate(t, out_rows, d, rng), up(t, out_rows, d, rng);
+    const std::vector<float> x0 = random_floats(static_cast<size_t>(d), rng, 2.f), a = random_floats(static_cast<size_t>(in), rng),
+                             g = random_floats(static_cast<size_t>(d), rng);
+    DeviceArray<float> da(a), dg(g);
+    DeviceArray<int8_t> aq(static_cast<size_t>(in)), nq(static_cast<size_t>(d));
+    DeviceArray<float2> ads(static_cast<size_t>(in / 32)), nds(static_cast<size_t>(d / 32));
+    DeviceArray<float> sums(static_cast<size_t>(d / 32));
+    const Q8Rows aq8{aq.p, ads.p, in};
+    ASSERT_EQ(quantize_q8(da.p, aq8, nullptr), cudaSuccess);
+    MatvecTargets acc;
+    acc.count = 1;
+    // y = x0 + Wo a, then the products of rmsnorm(y) * g: [0] store, [1] swiglu gate (up in [2]).
+    auto products = [&](const Q8Rows& xn, std::vector<std::vector<float>>& got) {
+      DeviceArray<float> z(static_cast<size_t>(out_rows)), s(static_cast<size_t>(out_rows)), u(static_cast<size_t>(out_rows));
+      MatvecTargets one, pair;
+      one.m[0] = {w2.device.p, out_rows, z.p};
+      one.count = 1;
+      pair.m[0] = {gate.device.p, out_rows, s.p};
+      pair.m[1] = {up.device.p, out_rows, u.p};
+      pair.count = 2;
+      ASSERT_EQ(matvec_q8(t, d, one, xn, 1, MatvecOutput::store, nullptr, MatvecKernel::dp4a), cudaSuccess);
+      ASSERT_EQ(matvec_q8(t, d, pair, xn, 1, MatvecOutput::swiglu, nullptr, MatvecKernel::dp4a), cudaSuccess);
+      got = {z.get(), s.get(), u.get()};
+    };
+    // The norm kernel after the product.
+    DeviceArray<float> y_ref(x0), normed(static_cast<size_t>(d));
+    acc.m[0] = {wo.device.p, d, y_ref.p};
+    ASSERT_EQ(matvec_q8(tw, in, acc, aq8, 1, MatvecOutput::accumulate, nullptr, MatvecKernel::dp4a), cudaSuccess);
+    DeviceArray<int8_t> rq(static_cast<size_t>(d));
+    DeviceArray<float2> rds(static_cast<size_t>(d / 32));
+    const Q8Rows ref_q8{rq.p, rds.p, d};
+    ASSERT_EQ(rms_norm(y_ref.p, {DType::F32, dg.p, d}, 1, eps, normed.p, &ref_q8, nullptr), cudaSuccess);
+    std::vector<std::vector<float>> want;
+    products(ref_q8, want);
+    // The norm inside them, twice.
+    std::vector<std::vector<float>> first;
+    for (int run = 0; run < 2; ++run) {
+      DeviceArray<float> y(x0);
+      acc.m[0] = {wo.device.p, d, y.p};
+      NextNorm next;
+      next.w = dg.p;
+      next.q8 = {nq.p, nds.p, d};
+      next.sums = sums.p;
+      ASSERT_EQ(matvec_q8(tw, in, acc, aq8, 1, MatvecOutput::accumulate, nullptr, MatvecKernel::automatic, &next), cudaSuccess);
+      EXPECT_EQ(y.get(), y_ref.get()) << "the residual stream itself";
+      Q8Rows pending{nq.p, nds.p, d};
+      pending.rms_sums = sums.p;
+      pending.rms_eps = eps;
+      std::vector<std::vector<float>> got;
+      products(pending, got);
+      for (int k = 0; k < 3; ++k) {
+        std::vector<double> w(want[static_cast<size_t>(k)].begin(), want[static_cast<size_t>(k)].end());
+        EXPECT_LT(rel_error(got[static_cast<size_t>(k)], w), 1e-3) << "product " << k;
+      }
+      if (run == 0) first = got;
+      else EXPECT_EQ(got, first) << "a second run";
+    }
+    // Refused: more than one token, the tensor cores, a matrix of part of a 32-row block.
+    Q8Rows pending{nq.p, nds.p, d};
+    pending.rms_sums = sums.p;
+    MatvecTargets one;
+    one.m[0] = {w2.device.p, out_rows, y_ref.p};
+    one.count = 1;
+    EXPECT_THROW(matvec_q8(t, d / 2, one, pending, 2, MatvecOutput::store, nullptr, MatvecKernel::dp4a), Error);
+    NextNorm bad;
+    bad.w = dg.p;
+    bad.q8 = {nq.p, nds.p, 48};
+    bad.sums = sums.p;
+    MatvecTargets odd;
+    odd.m[0] = {wo.device.p, 48, y_ref.p};
+    odd.count = 1;
+    EXPECT_THROW(matvec_q8(tw, in, odd, aq8, 1, MatvecOutput::accumulate, nullptr, MatvecKernel::dp4a, &bad), Error);
+    if (t != tw) {  // and a K-quant product making it
+      bad.q8.n = d;
+      acc.m[0] = {wo.device.p, d, y_ref.p};
+      EXPECT_THROW(matvec_q8(t, in, acc, aq8, 1, MatvecOutput::accumulate, nullptr, MatvecKernel::dp4a, &bad), Error);
+    }
+  }
+}
+
 // Every quantized type's device layout read back as f16 (prefill's GEMM
 // input): the CPU's values, rounded to f16. K-quant values are d * sc * q -
 // dmin * m, which either compiler may fuse into one rounding: one f16 step.

@@ -23,6 +23,13 @@ struct Q8Rows {
   // q and ds into the order their fragments read: q8_tiles_bytes(rows,
   // cols) bytes, 16-byte aligned. Without it, products use dp4a.
   void* tiles = nullptr;
+  // Set: one row (n values) of an RMSNorm still missing its 1 / rms factor,
+  // as the product that wrote the row leaves it (quant_matvec.h,
+  // NextNorm): the blocks hold x * w quantized, and rms_sums[n / 32] the
+  // sums of x^2 per block. Products of it multiply their results by
+  // 1 / sqrt(sum(rms_sums) / n + rms_eps).
+  const float* rms_sums = nullptr;
+  float rms_eps = 0.f;
 };
 
 // The tensor-core order of `rows` rows of `cols` values: rows padded to

@@ -144,13 +144,24 @@ __device__ inline LoadedBlock<QB> load_block(const SplitBlocks<QB>& m, int64_t b
   return b;
 }
 
+// This lane's share of a pending RMSNorm's sums of squares (Q8Rows::rms_sums,
+// n of them): every lane the same blocks in the same order, so every warp's
+// total is the same.
+__device__ inline float rms_share(const float* sums, int64_t n, int lane) {
+  float s = 0.f;
+  for (int64_t j = lane; j < n; j += 32) s += __ldcg(sums + j);  // from L2: the kernel before wrote them
+  return s;
+}
+
 // Row `row` of a split matrix against tokens [t0, t0 + NT) of x: this
 // lane's share of each token's dot product (the warp sums them). NT tokens
 // share each weight load; several blocks' loads are issued before their
-// arithmetic so that enough bytes are in flight.
+// arithmetic so that enough bytes are in flight. rms_sums (optional): its
+// share into rms_part, loaded with the first round's x.
 template <int QB, int NT>
 __device__ inline void row_dot(const void* w, int64_t rows, int64_t row, int64_t bpr, int lane, const int8_t* __restrict__ xq,
-                               const float2* __restrict__ xds, int64_t t0, int64_t tokens, float (&acc)[NT]) {
+                               const float2* __restrict__ xds, int64_t t0, int64_t tokens, float (&acc)[NT],
+                               const float* rms_sums, float& rms_part) {
   const SplitBlocks<QB> m(w, rows * bpr);
   const int64_t first = row * bpr, cols = bpr * 32;
 #pragma unroll
@@ -167,6 +178,7 @@ __device__ inline void row_dot(const void* w, int64_t rows, int64_t row, int64_t
     for (int u = 0; u < U; ++u)
       if (b + 32 * u < bpr) lb[u] = load_block(m, first + b + 32 * u);
     wait_for_inputs();  // the weights are in flight; now x may be read (the first round overlaps the kernel before)
+    if (rms_sums && b == lane) rms_part = rms_share(rms_sums, bpr, lane);
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t0 + t >= tokens) break;
@@ -189,7 +201,7 @@ __device__ inline void row_dot(const void* w, int64_t rows, int64_t row, int64_t
 template <class K, int NT>
 __device__ inline void kquant_row_dot(const void* w, int64_t rows, int64_t row, int64_t bpr, int lane,
                                       const int8_t* __restrict__ xq, const float2* __restrict__ xds, int64_t t0, int64_t tokens,
-                                      float (&acc)[NT]) {
+                                      float (&acc)[NT], const float* rms_sums, float& rms_part) {
   const int64_t spr = bpr / 8, tasks = spr * K::kTasks, cols = bpr * 32;
   constexpr int U = K::kUnroll, kBlocksPerTask = K::kValues / 32;
 #pragma unroll
@@ -201,6 +213,7 @@ __device__ inline void kquant_row_dot(const void* w, int64_t rows, int64_t row, 
       if (i + 32 * u < tasks)
         lt[u] = K::load(w, rows * spr, row * spr + (i + 32 * u) / K::kTasks, static_cast<int>((i + 32 * u) % K::kTasks));
     wait_for_inputs();
+    if (rms_sums && i == lane) rms_part = rms_share(rms_sums, bpr, lane);
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t0 + t >= tokens) break;
@@ -224,42 +237,77 @@ template <int QB>
 struct SplitRows {
   template <int NT>
   static __device__ void row_dot(const void* w, int64_t rows, int64_t row, int64_t bpr, int lane, const int8_t* xq,
-                                 const float2* xds, int64_t t0, int64_t tokens, float (&acc)[NT]) {
-    umi::cuda::row_dot<QB, NT>(w, rows, row, bpr, lane, xq, xds, t0, tokens, acc);
+                                 const float2* xds, int64_t t0, int64_t tokens, float (&acc)[NT], const float* rms_sums,
+                                 float& rms_part) {
+    umi::cuda::row_dot<QB, NT>(w, rows, row, bpr, lane, xq, xds, t0, tokens, acc, rms_sums, rms_part);
   }
 };
 template <class K>
 struct KQuantRows {
   template <int NT>
   static __device__ void row_dot(const void* w, int64_t rows, int64_t row, int64_t bpr, int lane, const int8_t* xq,
-                                 const float2* xds, int64_t t0, int64_t tokens, float (&acc)[NT]) {
-    kquant_row_dot<K, NT>(w, rows, row, bpr, lane, xq, xds, t0, tokens, acc);
+                                 const float2* xds, int64_t t0, int64_t tokens, float (&acc)[NT], const float* rms_sums,
+                                 float& rms_part) {
+    kquant_row_dot<K, NT>(w, rows, row, bpr, lane, xq, xds, t0, tokens, acc, rms_sums, rms_part);
   }
 };
 
-// One warp per output row, kRowsPerBlock rows per thread block: the
-// targets' rows in turn (store, accumulate; each starts a new thread
-// block), or gate and up rows side by side (swiglu: y0 = silu(gate row) *
-// up row).
-template <class R, int NT, MatvecOutput Out>
-__global__ void __launch_bounds__(32 * kRowsPerBlock)
-    matvec_q8_kernel(MatvecTargets tg, int64_t bpr, const int8_t* __restrict__ xq, const float2* __restrict__ xds, int64_t tokens) {
+__device__ inline float vector_value(const void* v, DType t, int64_t i) {
+  if (t == DType::F16) return __half2float(static_cast<const __half*>(v)[i]);
+  if (t == DType::BF16) return __uint_as_float(static_cast<unsigned>(static_cast<const uint16_t*>(v)[i]) << 16);
+  return static_cast<const float*>(v)[i];
+}
+
+// A kernel's part in an RMSNorm split across two products (NextNorm):
+// none, applying its factor to the results (apply: x.rms_sums), or making
+// the next one's blocks (make: accumulate, 32 rows a thread block).
+// Compile-time: the batch-1 kernels' registers (48-56) rose to 64 with both
+// parts behind run-time flags.
+enum class NormPart { none, apply, make };
+
+// One warp per output row, RPB rows per thread block: the targets' rows in
+// turn (store, accumulate; each starts a new thread block), or gate and up
+// rows side by side (swiglu: y0 = silu(gate row) * up row).
+template <class R, int NT, MatvecOutput Out, NormPart Norm = NormPart::none, int RPB = kRowsPerBlock>
+__global__ void __launch_bounds__(32 * RPB)
+    matvec_q8_kernel(MatvecTargets tg, int64_t bpr, const int8_t* __restrict__ xq, const float2* __restrict__ xds, int64_t tokens,
+                     const float* rms_sums, float rms_eps, NextNorm next) {
   // No wait here: row_dot waits once its first weights are loading (weights
   // are never written by a kernel). Only lane 0, which always has a first
   // block and so has waited, writes.
-  const int lane = threadIdx.x & 31;
+  static_assert(Norm != NormPart::make || (RPB == 32 && NT == 1 && Out == MatvecOutput::accumulate), "a norm's blocks are 32 rows");
+  __shared__ float new_x[RPB];  // make: the block's rows of x after the add
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   int j = 0;
   int64_t row0 = 0;
-  if (!find_tile<Out>(tg, blockIdx.x, kRowsPerBlock, j, row0)) return;
+  if (!find_tile<Out>(tg, blockIdx.x, RPB, j, row0)) return;
   const MatvecTarget m = target(tg, j);
-  const int64_t row = row0 + (threadIdx.x >> 5);
-  if (row >= m.rows) return;
+  const int64_t row = row0 + warp;
+  if (row >= m.rows) return;  // never with make: whole 32-row blocks
+  float norm_w = 0.f;  // make: the next norm's weight for row row0 + lane (weights: before the wait)
+  if constexpr (Norm == NormPart::make) {
+    if (warp == 0) norm_w = vector_value(next.w, next.dtype, row0 + lane);
+  }
   for (int64_t t0 = 0; t0 < tokens; t0 += NT) {
     float acc[NT];
-    R::template row_dot<NT>(m.data, m.rows, row, bpr, lane, xq, xds, t0, tokens, acc);
+    float rms_part = -1.f;  // apply: this lane's share of the norm's sums, once loaded
+    R::template row_dot<NT>(m.data, m.rows, row, bpr, lane, xq, xds, t0, tokens, acc,
+                            Norm == NormPart::apply ? rms_sums : nullptr, rms_part);
     float up[NT];
     if constexpr (Out == MatvecOutput::swiglu) {
-      R::template row_dot<NT>(tg.m[1].data, m.rows, row, bpr, lane, xq, xds, t0, tokens, up);
+      float unused;
+      R::template row_dot<NT>(tg.m[1].data, m.rows, row, bpr, lane, xq, xds, t0, tokens, up, nullptr, unused);
+    }
+    if constexpr (Norm == NormPart::apply) {  // one token (the launcher checks)
+      if (rms_part < 0.f) {  // a lane past a short row's last block neither waited nor loaded
+        wait_for_inputs();
+        rms_part = rms_share(rms_sums, bpr, lane);
+      }
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) rms_part += __shfl_xor_sync(0xffffffffu, rms_part, off);
+      const float r = rsqrtf(rms_part / static_cast<float>(bpr * 32) + rms_eps);
+      acc[0] *= r;
+      if constexpr (Out == MatvecOutput::swiglu) up[0] *= r;
     }
     if (lane != 0) continue;
 #pragma unroll
@@ -270,12 +318,24 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
         tg.m[1].y[i] = up[t];  // a compile-time index: no copy
         m.y[i] = acc[t] / (1.f + expf(-acc[t])) * up[t];
       } else if constexpr (Out == MatvecOutput::accumulate) {
-        m.y[i] += acc[t];
+        const float x = m.y[i] + acc[t];
+        m.y[i] = x;
         if (m.also) m.also[i] = acc[t];
+        if constexpr (Norm == NormPart::make) new_x[warp] = x;
       } else {
         m.y[i] = acc[t];
       }
     }
+  }
+  if constexpr (Norm == NormPart::make) {  // the block's 32 rows of x: one block of the next norm
+    __syncthreads();
+    if (warp != 0) return;
+    const float x = new_x[lane];
+    store_q8(x * norm_w, row0 / 32, lane, next.q8.q, next.q8.ds);
+    float ss = x * x;
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    if (lane == 0) next.sums[row0 / 32] = ss;
   }
 }
 
@@ -290,20 +350,30 @@ __global__ void quantize_q8_kernel(const float* __restrict__ x, int64_t blocks, 
 }
 
 template <class R, MatvecOutput Out>
-void launch_dp4a(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, cudaStream_t stream) {
+void launch_dp4a(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, const NextNorm& next, cudaStream_t stream) {
   const int64_t bpr = cols / 32;
   const dim3 grid(static_cast<unsigned>(tile_count(tg, Out, kRowsPerBlock))), block(32 * kRowsPerBlock);
-  if (tokens == 1) launch(matvec_q8_kernel<R, 1, Out>, grid, block, 0, stream, tg, bpr, x.q, x.ds, tokens);
-  else if (tokens == 2) launch(matvec_q8_kernel<R, 2, Out>, grid, block, 0, stream, tg, bpr, x.q, x.ds, tokens);
-  else if (tokens <= 4) launch(matvec_q8_kernel<R, 4, Out>, grid, block, 0, stream, tg, bpr, x.q, x.ds, tokens);
-  else launch(matvec_q8_kernel<R, 8, Out>, grid, block, 0, stream, tg, bpr, x.q, x.ds, tokens);
+  auto go = [&](auto kernel) { launch(kernel, grid, block, 0, stream, tg, bpr, x.q, x.ds, tokens, x.rms_sums, x.rms_eps, next); };
+  if constexpr (Out == MatvecOutput::accumulate) {
+    if (next.q8.q) {  // one token (the launcher checks): 32 rows a block, so that a block quantizes its own rows
+      launch(matvec_q8_kernel<R, 1, Out, NormPart::make, 32>, static_cast<unsigned>(tile_count(tg, Out, 32)), 32 * 32, 0, stream,
+             tg, bpr, x.q, x.ds, tokens, x.rms_sums, x.rms_eps, next);
+      return;
+    }
+  }
+  if (tokens == 1 && x.rms_sums) go(matvec_q8_kernel<R, 1, Out, NormPart::apply>);
+  else if (tokens == 1) go(matvec_q8_kernel<R, 1, Out>);
+  else if (tokens == 2) go(matvec_q8_kernel<R, 2, Out>);
+  else if (tokens <= 4) go(matvec_q8_kernel<R, 4, Out>);
+  else go(matvec_q8_kernel<R, 8, Out>);
 }
 
 template <class R>
-void launch_dp4a(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, MatvecOutput out, cudaStream_t stream) {
-  if (out == MatvecOutput::store) launch_dp4a<R, MatvecOutput::store>(tg, cols, x, tokens, stream);
-  else if (out == MatvecOutput::accumulate) launch_dp4a<R, MatvecOutput::accumulate>(tg, cols, x, tokens, stream);
-  else launch_dp4a<R, MatvecOutput::swiglu>(tg, cols, x, tokens, stream);
+void launch_dp4a(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t tokens, MatvecOutput out, const NextNorm& next,
+                 cudaStream_t stream) {
+  if (out == MatvecOutput::store) launch_dp4a<R, MatvecOutput::store>(tg, cols, x, tokens, next, stream);
+  else if (out == MatvecOutput::accumulate) launch_dp4a<R, MatvecOutput::accumulate>(tg, cols, x, tokens, next, stream);
+  else launch_dp4a<R, MatvecOutput::swiglu>(tg, cols, x, tokens, next, stream);
 }
 
 // Tensor cores: the activations into fragment order once, then up to 64
@@ -386,12 +456,14 @@ cudaError_t quantize_q8(const float* x, const Q8Rows& out, cudaStream_t stream) 
   return cudaGetLastError();
 }
 
+bool next_norm_supports(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
+
 bool matvec_q8_supports(DType t) {
   return t == DType::Q8_0 || t == DType::Q4_0 || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
 }
 
 cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, const Q8Rows& x, int64_t tokens,
-                      MatvecOutput out, cudaStream_t stream, MatvecKernel kernel) {
+                      MatvecOutput out, cudaStream_t stream, MatvecKernel kernel, const NextNorm* next_norm) {
   const std::string name = "cuda matvec_q8: ";
   if (!matvec_q8_supports(dtype)) throw Error(name + "unsupported weight type " + std::string(to_string(dtype)));
   if (!x.q || !x.ds) throw Error(name + "null activations");
@@ -419,26 +491,38 @@ cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, c
   if (kernel == MatvecKernel::mma && !x.tiles) throw Error(name + "the tensor-core kernel needs the tiles scratch");
   if (x.tiles && reinterpret_cast<uintptr_t>(x.tiles) % 16 != 0) throw Error(name + "the tiles scratch must be 16-byte aligned");
   const bool tensor_cores = kernel == MatvecKernel::mma || (kernel == MatvecKernel::automatic && tokens >= kMmaTokens && x.tiles);
+  // The RMSNorm split across two products (NextNorm): one token, dp4a.
+  if ((x.rms_sums || next_norm) && (tokens != 1 || tensor_cores || (x.rms_sums && next_norm)))
+    throw Error(name + "a norm inside the products takes one token, the dp4a kernel, and one part of a norm a launch");
+  NextNorm next;
+  if (next_norm) {
+    const NextNorm& nn = *next_norm;
+    const int64_t rows = targets.m[0].rows;
+    if (!next_norm_supports(dtype) || out != MatvecOutput::accumulate || targets.count != 1 || rows % 32 != 0 || !nn.w || !nn.q8.q || !nn.q8.ds || !nn.sums ||
+        nn.q8.n != rows || !(nn.dtype == DType::F32 || nn.dtype == DType::F16 || nn.dtype == DType::BF16))
+      throw Error(name + "the next norm needs one accumulated Q8_0/Q4_0 matrix of whole 32-row blocks, its weights, q8 rows and sums");
+    next = nn;
+  }
   switch (dtype) {
     case DType::Q8_0:
       if (tensor_cores) launch_mma<mma::SplitFormat<32>>(targets, cols, x, tokens, out, stream);
-      else launch_dp4a<SplitRows<32>>(targets, cols, x, tokens, out, stream);
+      else launch_dp4a<SplitRows<32>>(targets, cols, x, tokens, out, next, stream);
       break;
     case DType::Q4_0:
       if (tensor_cores) launch_mma<mma::SplitFormat<16>>(targets, cols, x, tokens, out, stream);
-      else launch_dp4a<SplitRows<16>>(targets, cols, x, tokens, out, stream);
+      else launch_dp4a<SplitRows<16>>(targets, cols, x, tokens, out, next, stream);
       break;
     case DType::Q4_K:
       if (tensor_cores) launch_mma<mma::KQuant45Format<false>>(targets, cols, x, tokens, out, stream);
-      else launch_dp4a<KQuantRows<KQuant45<false>>>(targets, cols, x, tokens, out, stream);
+      else launch_dp4a<KQuantRows<KQuant45<false>>>(targets, cols, x, tokens, out, next, stream);
       break;
     case DType::Q5_K:
       if (tensor_cores) launch_mma<mma::KQuant45Format<true>>(targets, cols, x, tokens, out, stream);
-      else launch_dp4a<KQuantRows<KQuant45<true>>>(targets, cols, x, tokens, out, stream);
+      else launch_dp4a<KQuantRows<KQuant45<true>>>(targets, cols, x, tokens, out, next, stream);
       break;
     default:
       if (tensor_cores) launch_mma<mma::KQuant6Format>(targets, cols, x, tokens, out, stream);
-      else launch_dp4a<KQuantRows<KQuant6>>(targets, cols, x, tokens, out, stream);
+      else launch_dp4a<KQuantRows<KQuant6>>(targets, cols, x, tokens, out, next, stream);
       break;
   }
   return cudaGetLastError();

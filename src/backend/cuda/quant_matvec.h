@@ -56,13 +56,29 @@ struct MatvecTargets {
   int count = 0;
 };
 enum class MatvecOutput { store, accumulate, swiglu };
+// The RMSNorm that follows an accumulate product (x += W in; then
+// rmsnorm(x) * w for the next products), done by the product's own thread
+// blocks instead of a one-block kernel after it: each block takes 32 rows
+// of x, quantizes x * w there into q8 and stores their sum of x^2; the
+// products that read q8 apply the 1 / rms factor (Q8Rows::rms_sums). One
+// token; the product's rows a multiple of 32.
+struct NextNorm {
+  const void* w = nullptr;  // the norm's weights, f32, f16 or bf16
+  DType dtype = DType::F32;
+  Q8Rows q8;              // where: q8.n == rows
+  float* sums = nullptr;  // rows / 32 floats: the products that read q8 take them as q8.rms_sums
+};
+// Q8_0 and Q4_0 (a 1024-thread block's 64 registers spill the K-quant kernels).
+bool next_norm_supports(DType t);
 // Which kernel runs: by the token count (automatic: the tensor cores from
 // kMmaTokens when x.tiles is given), or the one named (benchmarks and tests
 // compare them; the tensor cores need x.tiles).
 enum class MatvecKernel { automatic, dp4a, mma };
 constexpr int64_t kMmaTokens = 4;  // measured: from 4 tokens the tensor cores are faster (PERFORMANCE.md)
+// next_norm (optional): with out == accumulate, one target, one token, dp4a.
 cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, const Q8Rows& x, int64_t tokens,
-                      MatvecOutput out, cudaStream_t stream, MatvecKernel kernel = MatvecKernel::automatic);
+                      MatvecOutput out, cudaStream_t stream, MatvecKernel kernel = MatvecKernel::automatic,
+                      const NextNorm* next_norm = nullptr);
 
 // F16, BF16, F32: y [w.rows] = W x, one token of f32 activations.
 bool matvec_supports(DType t);
