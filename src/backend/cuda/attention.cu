@@ -10,7 +10,9 @@
 // are split over more blocks (flash-decoding), down to 32 keys a split, and
 // a second kernel merges the splits: a decode step's attention is a chain of
 // dependent loads, and one block walking 144 keys took twice as long as
-// five blocks and a merge (umi_cuda_attention, session 9).
+// five blocks and a merge (umi_cuda_attention, session 9). Decode at
+// contexts up to 1K (head_dim 128, f16 KV) has its own kernel, a warp per q
+// head (decode_attention_kernel).
 #include <cuda_fp16.h>
 
 #include <algorithm>
@@ -346,6 +348,111 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
   }
 }
 
+// Decode (one token a group) over splits of at most kDecodeSplitKeys keys,
+// head_dim 128, f16 KV: a warp per q head, so that no warp waits for
+// another. Each warp scores a 32-key tile itself (lane i: key i over the
+// whole head dimension, its 16 loads in flight), keeps its own online
+// softmax, adds the tile's V rows (lane i: dimensions 4i..4i+3, the 32 rows'
+// loads in flight at once) and writes its own output. The shared-tile path
+// of attention_kernel split each key's score over four warps and met in
+// shared memory (a barrier a tile, the softmax done four times, the V sums
+// merged across warps): ~1,750 instructions a warp, one per ~7.7 cycles
+// (ncu, session 10).
+// MaxWarps: the most q heads a block takes (its register budget: with 16, a
+// thread has 128 registers and spills a few bytes; with 4, none).
+// Used up to kDecodeMaxKeys keys of context: past them the four warps' own
+// reads of each K and V row (the shared-tile path reads them once a block)
+// cost more in L2 than the barriers saved (umi_cuda_attention, session 10:
+// 9.7 against 12.4 us a layer at 1K keys, 16.9 against 14.2 at 2K).
+constexpr int kDecodeDim = 128;
+constexpr int64_t kDecodeSplitKeys = 64, kDecodeMaxKeys = 1024;
+template <int MaxWarps>
+__global__ void __launch_bounds__(32 * MaxWarps) decode_attention_kernel(const AttentionJob job) {
+  const KvPass& p = job.p;
+  const HeadShape& s = job.s;
+  extern __shared__ float smem[];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float4* s_q = reinterpret_cast<float4*>(smem + warp * kDecodeDim);
+  const int64_t t0 = p.groups[blockIdx.x] & 0xFFFFFF;
+  const int h = blockIdx.y * job.hpc + warp;
+  const int kvh = h / (s.n_heads / s.n_kv_heads);
+  const int64_t kv_dim = static_cast<int64_t>(s.n_kv_heads) * kDecodeDim;
+  const int64_t pos = p.positions[t0];
+  // The split's keys as attention_kernel takes them (the merge reads both).
+  const unsigned keys = static_cast<unsigned>(pos + 1);
+  const unsigned per_split = max(static_cast<unsigned>(job.min_split_keys), (keys + gridDim.z - 1) / gridDim.z);
+  const int64_t k0 = static_cast<int64_t>(blockIdx.z) * per_split;
+  const int64_t k1 = min(k0 + static_cast<int64_t>(per_split), static_cast<int64_t>(keys));
+  if (k0 + lane < k1) {  // the tables are written by no kernel: the first block pointer before the wait
+    const void* const* slot =
+        p.block_ptrs + p.table_start[t0] + static_cast<unsigned>(k0 + lane) / static_cast<unsigned>(p.block_tokens);
+    asm volatile("prefetch.global.L1 [%0];" ::"l"(slot));
+  }
+  wait_for_inputs();
+  const float scale = rsqrtf(static_cast<float>(kDecodeDim));
+  float4 qv = reinterpret_cast<const float4*>(job.q + (t0 * s.n_heads + h) * kDecodeDim)[lane];
+  qv.x *= scale, qv.y *= scale, qv.z *= scale, qv.w *= scale;
+  s_q[lane] = qv;
+  __syncwarp();
+  float m = -INFINITY, l = 0.f, acc[4] = {0.f, 0.f, 0.f, 0.f};
+  for (int64_t tile = k0; tile < k1; tile += 32) {
+    const int64_t key = tile + lane;
+    float sc = -INFINITY;
+    unsigned long long my_v = 0;
+    if (key < k1) {
+      const KvRow row = kv_row(p, t0, key, job.layer, kv_dim, sizeof(__half));
+      const uint4* kr = reinterpret_cast<const uint4*>(reinterpret_cast<const __half*>(row.k) + kvh * kDecodeDim);
+      my_v = reinterpret_cast<unsigned long long>(reinterpret_cast<const __half*>(row.v) + kvh * kDecodeDim);
+      uint4 kq[kDecodeDim / 8];
+#pragma unroll
+      for (int i = 0; i < kDecodeDim / 8; ++i) kq[i] = kr[i];
+      float d = 0.f;
+#pragma unroll
+      for (int i = 0; i < kDecodeDim / 8; ++i) {
+        const float4 a = s_q[2 * i], b = s_q[2 * i + 1];
+        const __half2* hk = reinterpret_cast<const __half2*>(&kq[i]);
+        const float2 f0 = __half22float2(hk[0]), f1 = __half22float2(hk[1]), f2 = __half22float2(hk[2]), f3 = __half22float2(hk[3]);
+        d += a.x * f0.x + a.y * f0.y + a.z * f1.x + a.w * f1.y + b.x * f2.x + b.y * f2.y + b.z * f3.x + b.w * f3.y;
+      }
+      sc = d;
+    }
+    // A tile has at least one key (tile < k1): m_new is finite.
+    const float m_new = fmaxf(m, warp_max(sc));
+    const float corr = __expf(m - m_new), pr = key < k1 ? __expf(sc - m_new) : 0.f;
+    l = l * corr + pr;  // this lane's share; summed over the warp at the end
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[e] *= corr;
+    m = m_new;
+    const int n = k1 - tile < 32 ? static_cast<int>(k1 - tile) : 32;
+    uint2 vv[32];
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      const uint2* vr = reinterpret_cast<const uint2*>(__shfl_sync(0xffffffffu, my_v, j));
+      if (j < n) vv[j] = vr[lane];
+    }
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+      const float pj = __shfl_sync(0xffffffffu, pr, j);
+      if (j < n) {
+        const __half2* hv = reinterpret_cast<const __half2*>(&vv[j]);
+        const float2 a = __half22float2(hv[0]), b = __half22float2(hv[1]);
+        acc[0] += pj * a.x, acc[1] += pj * a.y, acc[2] += pj * b.x, acc[3] += pj * b.y;
+      }
+    }
+  }
+  l = warp_add(l);
+  const int64_t th = t0 * s.n_heads + h;  // (token, head)
+  if (!job.partial) {
+    const float4 v = make_float4(acc[0] / l, acc[1] / l, acc[2] / l, acc[3] / l);
+    reinterpret_cast<float4*>(job.out + th * kDecodeDim)[lane] = v;
+    if (job.q8.q) store_q8x4(v, true, (th * kDecodeDim + 4 * lane) >> 5, lane, job.q8.q, job.q8.ds);
+  } else {  // this split's unnormalised sums, max and denominator (attention_merge_kernel's layout)
+    const int64_t rec = th * gridDim.z + blockIdx.z;
+    reinterpret_cast<float4*>(job.partial + rec * kDecodeDim)[lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+    if (lane == 0) reinterpret_cast<float2*>(job.partial + p.tokens * s.n_heads * gridDim.z * kDecodeDim)[rec] = make_float2(m, l);
+  }
+}
+
 // Merges the splits of each (token, head): flash-decoding's second step.
 // `partial` holds every (token, head)'s split sums [T * H][splits][hd],
 // then their (max, denominator) pairs [T * H][splits]. Each split's weight
@@ -522,7 +629,14 @@ cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer,
   job.partial = splits > 1 ? scratch.partial : nullptr;
   // Rows per block: the group's q heads times its tokens (one each when every group is one token).
   const int rows = hpc * (pass.n_groups == pass.tokens ? 1 : attention_tokens_per_group(shape));
-  if (pass.kv_dtype == DType::F16) launch_for_dim<__half>(job, grid, rows, stream);
+  // A warp a q head (decode_attention_kernel) when each group is one token,
+  // the context short and no split longer than kDecodeSplitKeys keys.
+  const int64_t most_keys = std::max(min_keys, (max_position + 1 + splits - 1) / splits);
+  if (pass.kv_dtype == DType::F16 && shape.head_dim == kDecodeDim && pass.n_groups == pass.tokens && hpc <= 16 &&
+      most_keys <= kDecodeSplitKeys && max_position < kDecodeMaxKeys)
+    launch(hpc <= 4 ? decode_attention_kernel<4> : decode_attention_kernel<16>, grid, 32 * hpc,
+           static_cast<size_t>(hpc) * kDecodeDim * sizeof(float), stream, job);
+  else if (pass.kv_dtype == DType::F16) launch_for_dim<__half>(job, grid, rows, stream);
   else launch_for_dim<float>(job, grid, rows, stream);
   if (splits > 1) {
     const dim3 merge_grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads));

@@ -510,15 +510,18 @@ TEST(CudaKernels, TopKRowsAreTheHostSelection) {
   EXPECT_THROW(top_k_rows(one.p, 1, 4, one.p, kTopKMax + 1, out.p, nullptr, 0, nullptr), Error);
 }
 
-// Two sequences in one pass: a prefill chunk of 21 tokens at positions
-// 280..300 and one decode token at position 1500 (long enough to split).
-TEST(CudaKernels, PagedAttentionMatchesADoubleReference) {
-  SKIP_WITHOUT_GPU();
-  std::mt19937 rng(5);
-  for (HeadShape s : {HeadShape{8, 2, 128}, HeadShape{4, 4, 64}, HeadShape{6, 1, 16}, HeadShape{4, 2, 256}}) {
+// Sequences of one pass, each its tokens at positions [first, len): in
+// groups of attention_tokens_per_group, or one token each (decode).
+struct AttentionCase {
+  int64_t lens[2], firsts[2];
+  bool one_token_groups;
+};
+
+void check_attention(HeadShape s, const AttentionCase& c, std::mt19937& rng) {
+  {
     const int64_t bt = 16, layers = 2, layer = 1, kv_dim = static_cast<int64_t>(s.n_kv_heads) * s.head_dim;
-    const int64_t lens[2] = {301, 1501};
-    const int64_t firsts[2] = {280, 1500};
+    const int64_t* lens = c.lens;
+    const int64_t* firsts = c.firsts;
     // KV blocks: per layer K [bt, kv_dim] then V, f16; random values.
     const size_t layer_elems = static_cast<size_t>(2 * bt * kv_dim), block_elems = layer_elems * layers;
     std::vector<std::vector<__half>> kv(2);
@@ -526,7 +529,7 @@ TEST(CudaKernels, PagedAttentionMatchesADoubleReference) {
     std::vector<int32_t> table_start, groups;
     std::vector<int64_t> positions;
     std::vector<DeviceArray<__half>*> blocks;
-    const int64_t per_group = attention_tokens_per_group(s);
+    const int64_t per_group = c.one_token_groups ? 1 : attention_tokens_per_group(s);
     for (int q = 0; q < 2; ++q) {
       const int64_t nblocks = (lens[q] + bt - 1) / bt;
       const std::vector<float> v = random_floats(static_cast<size_t>(nblocks) * block_elems, rng);
@@ -603,7 +606,8 @@ TEST(CudaKernels, PagedAttentionMatchesADoubleReference) {
     };
     for (Variant v : {Variant{false, 0}, Variant{true, 0}, Variant{true, 256}, Variant{true, 7}}) {
       const std::string what = std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) + " heads of " +
-                               std::to_string(s.head_dim) + (v.split ? ", splits of at least " + std::to_string(v.min_keys) : ", one split");
+                               std::to_string(s.head_dim) + (v.split ? ", splits of at least " + std::to_string(v.min_keys) : ", one split") +
+                               (c.one_token_groups ? ", a token a group" : "") + ", last position " + std::to_string(lens[1] - 1);
       ASSERT_EQ(cudaMemset(out.p, 0xFF, out.n * sizeof(float)), cudaSuccess);
       ASSERT_EQ(cudaMemset(q8q.p, 0x55, q8q.n), cudaSuccess);
       const AttentionSplits splits{v.split ? partial.p : nullptr, v.split ? partial.n : 0, v.min_keys};
@@ -619,6 +623,19 @@ TEST(CudaKernels, PagedAttentionMatchesADoubleReference) {
     }
     for (auto* b : blocks) delete b;
   }
+}
+
+// A prefill chunk of 21 tokens at positions 280..300 and one decode token at
+// position 1500 (long enough to split); the same tokens one a group; and a
+// decode pass of tokens at positions 5..40 and 300 (the splits short enough
+// for the warp-a-head decode kernel, some of them empty).
+TEST(CudaKernels, PagedAttentionMatchesADoubleReference) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(5);
+  for (HeadShape s : {HeadShape{8, 2, 128}, HeadShape{4, 4, 64}, HeadShape{6, 1, 16}, HeadShape{4, 2, 256}})
+    for (AttentionCase c : {AttentionCase{{301, 1501}, {280, 1500}, false}, AttentionCase{{301, 1501}, {280, 1500}, true},
+                            AttentionCase{{41, 301}, {5, 300}, true}})
+      check_attention(s, c, rng);
 }
 
 }  // namespace

@@ -112,7 +112,8 @@ struct AttentionSplits {
 // that share a KV head (up to 16 (token, head) rows), so each K and V row it
 // reads serves all of them. When a pass has few blocks (decode), each
 // group's keys are split across blocks (flash-decoding) and a second kernel
-// merges the splits. max_position: the
+// merges the splits; at short contexts (head_dim 128, f16 KV) a decode
+// block takes a warp per q head instead. max_position: the
 // largest position in the pass. head_dim: a multiple of 8, at most 256.
 // q8 (optional; head_dim a multiple of 32): out is also written quantized,
 // for the integer product that reads it next.
