@@ -459,22 +459,24 @@ void CudaBackend::matmul_tensor_cores(const MatrixView& w, const float* x, int64
   }
 }
 
-// Few-token products on quantized weights wait one op (pending_) so that
-// what follows can join them in one launch: the next products on the same
-// input (q, k and v), the residual add of their output (wo, down: the
-// product accumulates into x), or the SwiGLU of two of them (gate, up).
+// Few-token products on quantized weights, and one-token products on float
+// weights, wait one op (pending_) so that what follows can join them in one
+// launch: the next products on the same input (q, k and v), the residual
+// add of their output (wo, down: the product accumulates into x), or the
+// SwiGLU of two of them (gate, up).
 void CudaBackend::matmul(const MatrixView& w, const float* x, int64_t rows, float* y) {
   if (!record({kMatmul, word(w.data), word(x), static_cast<uint64_t>(rows), word(y)})) return;
   if (accumulate_into_) flush_pending();  // the product before and its residual add first
   const int64_t n = rows * w.cols;
   const bool integer = rows <= kIntegerTokens && matvec_q8_supports(w.dtype) && n <= q8_values_;
-  if (integer && !pending_.empty()) {
+  const bool waits = integer || (rows == 1 && matvec_supports(w.dtype));  // one token of float weights joins the same way
+  if (waits && !pending_.empty()) {
     const MatrixView& p = pending_.front().w;
     const bool joins = x == pending_x_ && rows == pending_rows_ && p.dtype == w.dtype && p.cols == w.cols &&
                        pending_.size() < static_cast<size_t>(kMaxMatvecTargets);
     if (!joins) flush_pending();
   }
-  if (integer) {
+  if (waits) {
     if (std::any_of(pending_.begin(), pending_.end(), [x](const Pending& p) { return p.y == x; }))
       flush_pending();  // this product reads what a pending one writes
     pending_.push_back({w, y});
@@ -486,10 +488,6 @@ void CudaBackend::matmul(const MatrixView& w, const float* x, int64_t rows, floa
   q8_holds(nullptr, 0);
   if (rows >= kTensorCoreTokens && blas_ && w.rows < (int64_t{1} << 31) && w.cols < (int64_t{1} << 31)) {
     matmul_tensor_cores(w, x, rows, y);
-    return;
-  }
-  if (rows == 1 && matvec_supports(w.dtype)) {
-    ok(matvec({w.dtype, w.data, w.rows, w.cols}, x, y, stream_), "matvec");
     return;
   }
   ok(matmul_generic(device_matrix(w), x, rows, y, stream_), "matmul");
@@ -510,6 +508,18 @@ void CudaBackend::flush_pending(MatvecOutput out, float* y, const NextNorm* next
     accumulate_into_ = nullptr;
   }
   const MatrixView& w = pending_.front().w;
+  MatvecTargets t;
+  for (const Pending& p : pending_) t.m[t.count++] = {p.w.data, p.w.rows, p.y};
+  if (out == MatvecOutput::accumulate) {  // x += W in, and the product itself where it was asked for
+    t.m[0].also = t.m[0].y;
+    t.m[0].y = y;
+  }
+  if (!matvec_q8_supports(w.dtype)) {  // float weights, one token: f32 activations as they are
+    ok(matvec(w.dtype, w.cols, t, pending_x_, out, stream_), "matvec");
+    q8_holds(nullptr, 0);  // an output may be the floats the q8 copy was made from
+    pending_.clear();
+    return;
+  }
   const int64_t n = pending_rows_ * w.cols;
   Q8Rows q8 = q8_rows(n);
   if (q8_source_ != pending_x_ || q8_source_n_ != n) {
@@ -519,12 +529,6 @@ void CudaBackend::flush_pending(MatvecOutput out, float* y, const NextNorm* next
     q8 = norm_q8_rows(n);
     q8.rms_sums = norm_sums_.as<float>();
     q8.rms_eps = static_cast<float>(setup_.config.rms_eps);
-  }
-  MatvecTargets t;
-  for (const Pending& p : pending_) t.m[t.count++] = {p.w.data, p.w.rows, p.y};
-  if (out == MatvecOutput::accumulate) {  // x += W in, and the product itself where it was asked for
-    t.m[0].also = t.m[0].y;
-    t.m[0].y = y;
   }
   ok(matvec_q8(w.dtype, w.cols, t, q8, pending_rows_, out, stream_, MatvecKernel::automatic, next), "matvec_q8");
   // The input's quantized copy stays good unless an output overwrote it.

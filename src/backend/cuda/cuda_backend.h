@@ -20,6 +20,8 @@
 // ones of one token through the float matvec. Longer passes (prefill) go
 // through cuBLAS: F16/BF16 weights as they are, quantized ones dequantized
 // to f16 a slice at a time. Passes of up to 64 tokens are graphs.
+// One-token float products join the same way (q/k/v one launch, SwiGLU and
+// the residual add inside the products).
 //
 // Kernels are launched as programmatic dependents of the one before
 // (launch.cuh): the next kernel's blocks start, and load their weights,

@@ -274,6 +274,84 @@ TEST(CudaKernels, FusedIntegerProductsMatchTheCpu) {
   }
 }
 
+// One token of float weights (f32, f16, bf16) through the targets' outputs:
+// q/k/v-like matrices in one launch, the residual add with the product kept
+// apart, and SwiGLU, against a double reference of the stored values.
+TEST(CudaKernels, FloatProductsWithTargetsMatchADoubleReference) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(31);
+  for (DType t : {DType::F32, DType::F16, DType::BF16}) {
+    const int64_t cols = 4096 + 96, rows[3] = {64, 16, 21};
+    const std::vector<float> x = random_floats(static_cast<size_t>(cols), rng);
+    DeviceArray<float> dx(x);
+    // A matrix of random values as the device reads it, and those values.
+    auto matrix = [&](int64_t r, std::vector<float>& values) {
+      values = random_floats(static_cast<size_t>(r * cols), rng);
+      std::vector<uint16_t> h(values.size());
+      for (size_t i = 0; i < values.size(); ++i) {
+        if (t == DType::F16) {
+          const __half v = __float2half(values[i]);
+          std::memcpy(&h[i], &v, 2);
+          values[i] = __half2float(v);
+        } else {
+          uint32_t u;
+          std::memcpy(&u, &values[i], 4);
+          h[i] = static_cast<uint16_t>(u >> 16);
+          u = static_cast<uint32_t>(h[i]) << 16;
+          std::memcpy(&values[i], &u, 4);
+        }
+      }
+      auto d = std::make_unique<DeviceArray<std::byte>>(values.size() * (t == DType::F32 ? 4 : 2));
+      const void* src = t == DType::F32 ? static_cast<const void*>(values.data()) : static_cast<const void*>(h.data());
+      EXPECT_EQ(cudaMemcpy(d->p, src, d->n, cudaMemcpyHostToDevice), cudaSuccess);
+      return d;
+    };
+    auto product = [&](const std::vector<float>& w, int64_t r) {
+      std::vector<double> y(static_cast<size_t>(r));
+      for (int64_t i = 0; i < r; ++i)
+        for (int64_t c = 0; c < cols; ++c) y[static_cast<size_t>(i)] += static_cast<double>(w[static_cast<size_t>(i * cols + c)]) * x[static_cast<size_t>(c)];
+      return y;
+    };
+    std::vector<float> wv[3];
+    std::vector<std::unique_ptr<DeviceArray<std::byte>>> wd;
+    std::vector<std::unique_ptr<DeviceArray<float>>> y;
+    MatvecTargets three;
+    for (int j = 0; j < 3; ++j) {
+      wd.push_back(matrix(rows[j], wv[j]));
+      y.push_back(std::make_unique<DeviceArray<float>>(static_cast<size_t>(rows[j])));
+      ASSERT_EQ(cudaMemset(y[j]->p, 0xFF, y[j]->n * sizeof(float)), cudaSuccess);
+      three.m[three.count++] = {wd[j]->p, rows[j], y[j]->p};
+    }
+    ASSERT_EQ(matvec(t, cols, three, dx.p, MatvecOutput::store, nullptr), cudaSuccess);
+    for (int j = 0; j < 3; ++j) EXPECT_LT(rel_error(y[j]->get(), product(wv[j], rows[j])), 1e-5) << to_string(t) << " matrix " << j;
+    // y0 += W0 x, the product also apart: 2 W0 x and W0 x.
+    DeviceArray<float> apart(static_cast<size_t>(rows[0]));
+    MatvecTargets acc;
+    acc.m[0] = {wd[0]->p, rows[0], y[0]->p, apart.p};
+    acc.count = 1;
+    ASSERT_EQ(matvec(t, cols, acc, dx.p, MatvecOutput::accumulate, nullptr), cudaSuccess);
+    std::vector<double> once = product(wv[0], rows[0]), twice = once;
+    for (double& v : twice) v *= 2;
+    EXPECT_LT(rel_error(y[0]->get(), twice), 1e-5) << to_string(t) << " accumulated";
+    EXPECT_LT(rel_error(apart.get(), once), 1e-5) << to_string(t) << " also";
+    // SwiGLU of two 21-row matrices: y1 = silu(gate) * up, y2 = up.
+    std::vector<float> gv;
+    auto gd = matrix(21, gv);
+    DeviceArray<float> gy(21);
+    MatvecTargets pair;
+    pair.m[0] = {gd->p, 21, gy.p};
+    pair.m[1] = {wd[2]->p, 21, y[2]->p};
+    pair.count = 2;
+    ASSERT_EQ(cudaMemset(gy.p, 0xFF, gy.n * sizeof(float)), cudaSuccess);
+    ASSERT_EQ(matvec(t, cols, pair, dx.p, MatvecOutput::swiglu, nullptr), cudaSuccess);
+    const std::vector<double> g = product(gv, 21), u = product(wv[2], 21);
+    std::vector<double> expect(21);
+    for (size_t i = 0; i < 21; ++i) expect[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
+    EXPECT_LT(rel_error(gy.get(), expect), 1e-5) << to_string(t) << " swiglu";
+    EXPECT_LT(rel_error(y[2]->get(), u), 1e-5) << to_string(t) << " swiglu's up";
+  }
+}
+
 // Greedy tokens on the device: the first largest value of each row, as
 // std::max_element; rows with planted ties, -inf and a NaN.
 TEST(CudaKernels, ArgmaxRowsIsTheFirstLargestValue) {

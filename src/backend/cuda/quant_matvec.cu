@@ -63,22 +63,22 @@ __device__ inline float part_dot_f32(const unsigned char* b, int k, const float*
   return dot4(x0, w0.x, w0.y, w0.z, w0.w) + dot4(x1, w1.x, w1.y, w1.z, w1.w);
 }
 
-template <int BlockBytes, float (*PartDot)(const unsigned char*, int, const float*)>
-__global__ void __launch_bounds__(32 * kRowsPerBlock) matvec_kernel(const unsigned char* w, int64_t rows, int64_t blocks,
-                                                                     const float* __restrict__ x, float* __restrict__ y) {
-  const int lane = threadIdx.x & 31, part = lane & 3;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
-  if (row >= rows) return;
-  const unsigned char* r = w + row * blocks * BlockBytes;
-  // The first step's weights into L2 while the kernel before finishes
-  // (weights are never written by a kernel), then wait for x.
+// The first steps' weights of row r into L2 (before the wait: weights are
+// never written by a kernel).
+template <int BlockBytes>
+__device__ inline void prefetch_row(const unsigned char* r, int64_t blocks, int lane) {
+  const int part = lane & 3;
 #pragma unroll
   for (int64_t b = lane >> 2; b < 32 && b < blocks; b += 8)
     asm volatile("prefetch.global.L2 [%0];" ::"l"(r + b * BlockBytes + part * (BlockBytes / 4)));
-  wait_for_inputs();
-  // Four steps unrolled with their own sums: four steps' loads are in
-  // flight at once (a 4096-column row is only 16 steps; one at a time left
-  // small matrices latency-bound at 12-15 us).
+}
+
+// Row r . x, summed over the warp. Four steps unrolled with their own sums:
+// four steps' loads are in flight at once (a 4096-column row is only 16
+// steps; one at a time left small matrices latency-bound at 12-15 us).
+template <int BlockBytes, float (*PartDot)(const unsigned char*, int, const float*)>
+__device__ inline float float_row_dot(const unsigned char* r, int64_t blocks, const float* __restrict__ x, int lane) {
+  const int part = lane & 3;
   float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
   int64_t b = lane >> 2;
   for (; b + 24 < blocks; b += 32) {
@@ -91,7 +91,51 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) matvec_kernel(const unsign
   float s = (s0 + s1) + (s2 + s3);
 #pragma unroll
   for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
-  if (lane == 0) y[row] = s;
+  return s;
+}
+
+// One token, float weights, the integer kernel's targets and outputs (one
+// launch for q, k and v; gate and up with their SwiGLU; the residual add).
+template <int BlockBytes, float (*PartDot)(const unsigned char*, int, const float*), MatvecOutput Out>
+__global__ void __launch_bounds__(32 * kRowsPerBlock) matvec_kernel(MatvecTargets tg, int64_t blocks, const float* __restrict__ x) {
+  const int lane = threadIdx.x & 31;
+  int j = 0;
+  int64_t row0 = 0;
+  if (!find_tile<Out>(tg, blockIdx.x, kRowsPerBlock, j, row0)) return;
+  const MatvecTarget m = target(tg, j);
+  const int64_t row = row0 + (threadIdx.x >> 5);
+  if (row >= m.rows) return;
+  const auto* r = static_cast<const unsigned char*>(m.data) + row * blocks * BlockBytes;
+  const auto* ru = Out == MatvecOutput::swiglu ? static_cast<const unsigned char*>(tg.m[1].data) + row * blocks * BlockBytes
+                                               : nullptr;  // the up row
+  prefetch_row<BlockBytes>(r, blocks, lane);
+  if constexpr (Out == MatvecOutput::swiglu) prefetch_row<BlockBytes>(ru, blocks, lane);
+  wait_for_inputs();
+  const float s = float_row_dot<BlockBytes, PartDot>(r, blocks, x, lane);
+  if constexpr (Out == MatvecOutput::swiglu) {
+    const float u = float_row_dot<BlockBytes, PartDot>(ru, blocks, x, lane);
+    if (lane == 0) {
+      tg.m[1].y[row] = u;
+      m.y[row] = s / (1.f + expf(-s)) * u;
+    }
+  } else if constexpr (Out == MatvecOutput::accumulate) {
+    if (lane == 0) {
+      m.y[row] += s;
+      if (m.also) m.also[row] = s;
+    }
+  } else if (lane == 0) {
+    m.y[row] = s;
+  }
+}
+
+template <int BlockBytes, float (*PartDot)(const unsigned char*, int, const float*)>
+void launch_float(const MatvecTargets& tg, int64_t cols, const float* x, MatvecOutput out, cudaStream_t stream) {
+  const int64_t blocks = cols / 32;
+  const dim3 grid(static_cast<unsigned>(tile_count(tg, out, kRowsPerBlock))), block(32 * kRowsPerBlock);
+  if (out == MatvecOutput::store) launch(matvec_kernel<BlockBytes, PartDot, MatvecOutput::store>, grid, block, 0, stream, tg, blocks, x);
+  else if (out == MatvecOutput::accumulate)
+    launch(matvec_kernel<BlockBytes, PartDot, MatvecOutput::accumulate>, grid, block, 0, stream, tg, blocks, x);
+  else launch(matvec_kernel<BlockBytes, PartDot, MatvecOutput::swiglu>, grid, block, 0, stream, tg, blocks, x);
 }
 
 
@@ -426,23 +470,36 @@ bool matvec_supports(DType t) {
   return t == DType::F16 || t == DType::BF16 || t == DType::F32;
 }
 
-cudaError_t matvec(const QuantMatrix& w, const float* x, float* y, cudaStream_t stream) {
-  if (!matvec_supports(w.dtype)) throw Error("cuda matvec: unsupported weight type " + std::string(to_string(w.dtype)));
-  if (!w.data || !x || !y) throw Error("cuda matvec: null pointer");
-  if (w.rows <= 0 || w.cols <= 0 || w.cols % 32 != 0)
-    throw Error("cuda matvec: " + std::to_string(w.rows) + " x " + std::to_string(w.cols) + " is not a positive size with whole 32-value blocks");
-  if (w.rows > (int64_t{1} << 31) * kRowsPerBlock) throw Error("cuda matvec: too many rows");
-  const int64_t blocks = w.cols / 32;
-  const dim3 grid(static_cast<unsigned>((w.rows + kRowsPerBlock - 1) / kRowsPerBlock)), block(32 * kRowsPerBlock);
-  const auto* data = static_cast<const unsigned char*>(w.data);
-  if (reinterpret_cast<uintptr_t>(w.data) % 16 != 0)
-    throw Error("cuda matvec: float weights must be 16-byte aligned");
-  switch (w.dtype) {
-    case DType::BF16: launch(matvec_kernel<64, part_dot_bf16>, grid, block, 0, stream, data, w.rows, blocks, x, y); break;
-    case DType::F16: launch(matvec_kernel<64, part_dot_f16>, grid, block, 0, stream, data, w.rows, blocks, x, y); break;
-    default: launch(matvec_kernel<128, part_dot_f32>, grid, block, 0, stream, data, w.rows, blocks, x, y); break;
+cudaError_t matvec(DType dtype, int64_t cols, const MatvecTargets& targets, const float* x, MatvecOutput out, cudaStream_t stream) {
+  const std::string name = "cuda matvec: ";
+  if (!matvec_supports(dtype)) throw Error(name + "unsupported weight type " + std::string(to_string(dtype)));
+  if (!x) throw Error(name + "null activations");
+  if (reinterpret_cast<uintptr_t>(x) % 16 != 0) throw Error(name + "activations must be 16-byte aligned");
+  if (cols <= 0 || cols % 32 != 0) throw Error(name + std::to_string(cols) + " columns is not a positive multiple of 32");
+  if (targets.count < 1 || targets.count > kMaxMatvecTargets || (out == MatvecOutput::swiglu && targets.count != 2))
+    throw Error(name + std::to_string(targets.count) + " matrices in one launch");
+  int64_t rows = 0;
+  for (int j = 0; j < targets.count; ++j) {
+    const MatvecTarget& m = targets.m[j];
+    if (!m.data || !m.y || m.rows <= 0) throw Error(name + "matrix " + std::to_string(j) + ": null pointer or no rows");
+    if (reinterpret_cast<uintptr_t>(m.data) % 16 != 0) throw Error(name + "float weights must be 16-byte aligned");
+    rows += m.rows;
+  }
+  if (out == MatvecOutput::swiglu && targets.m[1].rows != targets.m[0].rows) throw Error(name + "gate and up differ in rows");
+  if (rows > (int64_t{1} << 31) * kRowsPerBlock) throw Error(name + "too many rows");
+  switch (dtype) {
+    case DType::BF16: launch_float<64, part_dot_bf16>(targets, cols, x, out, stream); break;
+    case DType::F16: launch_float<64, part_dot_f16>(targets, cols, x, out, stream); break;
+    default: launch_float<128, part_dot_f32>(targets, cols, x, out, stream); break;
   }
   return cudaGetLastError();
+}
+
+cudaError_t matvec(const QuantMatrix& w, const float* x, float* y, cudaStream_t stream) {
+  MatvecTargets t;
+  t.m[0] = {w.data, w.rows, y};
+  t.count = 1;
+  return matvec(w.dtype, w.cols, t, x, MatvecOutput::store, stream);
 }
 
 

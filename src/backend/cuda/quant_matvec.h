@@ -80,8 +80,10 @@ cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, c
                       MatvecOutput out, cudaStream_t stream, MatvecKernel kernel = MatvecKernel::automatic,
                       const NextNorm* next_norm = nullptr);
 
-// F16, BF16, F32: y [w.rows] = W x, one token of f32 activations.
+// F16, BF16, F32: y [w.rows] = W x, one token of f32 activations; or
+// several matrices on that x with matvec_q8's outputs.
 bool matvec_supports(DType t);
 cudaError_t matvec(const QuantMatrix& w, const float* x, float* y, cudaStream_t stream);
+cudaError_t matvec(DType dtype, int64_t cols, const MatvecTargets& targets, const float* x, MatvecOutput out, cudaStream_t stream);
 
 }  // namespace umi::cuda
