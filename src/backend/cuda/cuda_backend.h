@@ -131,6 +131,9 @@ class CudaBackend final : public Backend {
   // activations to f16, and a cuBLAS GEMM on the tensor cores (f32 sums).
   cublasHandle_t blas_ = nullptr;
   Buffer blas_workspace_, w16_, x16_;
+  const float* x16_source_ = nullptr;  // what x16_ holds converted (n values of x16_type_)
+  int64_t x16_n_ = 0;
+  DType x16_type_ = DType::F32;
   int64_t w16_elems_ = 0;
   // Few-token products on quantized weights multiply q8 activations: one
   // buffer, and which float input it holds now (q8_source_, q8_source_n_
@@ -166,6 +169,7 @@ class CudaBackend final : public Backend {
   };
   Mode mode_ = Mode::eager;
   uint64_t pass_key_ = 0, signature_ = 0;
+  uint64_t op_ = 0, op_before_ = 0;  // the op being recorded and the one before it (record())
   std::unordered_map<uint64_t, Graph> graphs_;
 };
 

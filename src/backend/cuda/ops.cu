@@ -300,11 +300,17 @@ __device__ inline void kv_store(unsigned char* row, int64_t i, float v, bool f16
   else reinterpret_cast<float*>(row)[i] = v;
 }
 
-// Grid (tokens, H + 2 Hkv), one warp each: q heads, then k heads, then v heads.
-__global__ void rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q, float* k, const float* v, WeightVector qn,
-                                  int qn_kind, WeightVector kn, int kn_kind, float eps, const float* inv_freq, bool interleaved) {
+// Grid (tokens, (H + 2 Hkv) / kRopeWarps rounded up), a warp a head: q
+// heads, then k heads, then v heads. A block's heads share one token's
+// angles, computed once (a block per head computed them 40 times a token:
+// 32 us a layer of a 512-token prefill).
+constexpr int kRopeWarps = 8;
+__global__ void __launch_bounds__(32 * kRopeWarps)
+    rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q, float* k, const float* v, WeightVector qn, int qn_kind,
+                      WeightVector kn, int kn_kind, float eps, const float* inv_freq, bool interleaved) {
+  __shared__ float cos_s[kMaxHeadDim / 2], sin_s[kMaxHeadDim / 2];
   const int64_t t = blockIdx.x;
-  const int h = blockIdx.y, lane = threadIdx.x, hd = s.head_dim, half = hd / 2;
+  const int h = blockIdx.y * kRopeWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31, hd = s.head_dim, half = hd / 2;
   const int64_t kv_dim = static_cast<int64_t>(s.n_kv_heads) * hd;
   // The pass's tables were copied before the step's first kernel and no
   // kernel writes them: where this token's KV row goes is found before the
@@ -312,22 +318,17 @@ __global__ void rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q
   const int64_t pos = p.positions[t];
   const bool f16 = p.kv_dtype == DType::F16;
   const KvRow dst = kv_row(p, t, pos, layer, kv_dim, f16 ? 2 : 4);
-  // The rotation's angles too (positions and frequencies are tables): the
-  // double-precision sincos was most of this kernel's ~2 us in the step.
-  constexpr int kPairsPerLane = kMaxHeadDim / 2 / 32;
-  float cosv[kPairsPerLane], sinv[kPairsPerLane];
-  if (h < s.n_heads + s.n_kv_heads) {
-#pragma unroll
-    for (int j = 0; j < kPairsPerLane; ++j) {
-      const int i = lane + 32 * j;
-      if (i >= half) break;
-      double sn, cs;
-      sincos(static_cast<double>(pos) * inv_freq[i], &sn, &cs);
-      cosv[j] = static_cast<float>(cs);
-      sinv[j] = static_cast<float>(sn);
-    }
+  // The rotation's angles too (positions and frequencies are tables; in a
+  // decode step RoPE then added 1.6 us a layer instead of 2.0).
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    double sn, cs;
+    sincos(static_cast<double>(pos) * inv_freq[i], &sn, &cs);
+    cos_s[i] = static_cast<float>(cs);
+    sin_s[i] = static_cast<float>(sn);
   }
+  __syncthreads();
   wait_for_inputs();
+  if (h >= s.n_heads + 2 * s.n_kv_heads) return;
   if (h >= s.n_heads + s.n_kv_heads) {  // a V head: stored as is
     const int kvh = h - s.n_heads - s.n_kv_heads;
     for (int i = lane; i < hd; i += 32) kv_store(dst.v, kvh * hd + i, v[t * kv_dim + kvh * hd + i], f16);
@@ -352,10 +353,7 @@ __global__ void rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q
     }
     scale = rsqrtf(warp_sum(ss) / static_cast<float>(hd) + eps);
   }
-#pragma unroll
-  for (int j = 0; j < kPairsPerLane; ++j) {
-    const int i = lane + 32 * j;
-    if (i >= half) break;
+  for (int i = lane; i < half; i += 32) {
     int a, b;
     pair(i, &a, &b);
     float xa = x[a] * scale, xb = x[b] * scale;
@@ -363,7 +361,7 @@ __global__ void rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q
       xa *= vval(nkind, norm.data, a);
       xb *= vval(nkind, norm.data, b);
     }
-    const float c = cosv[j], si = sinv[j];
+    const float c = cos_s[i], si = sin_s[i];
     const float ra = xa * c - xb * si, rb = xb * c + xa * si;
     x[a] = ra;
     x[b] = rb;
@@ -574,8 +572,9 @@ cudaError_t rope_store_kv(const KvPass& pass, const HeadShape& shape, int64_t la
   check((!q_norm.data || (ops_support_vector(q_norm.dtype) && q_norm.size == shape.head_dim)) &&
             (!k_norm.data || (ops_support_vector(k_norm.dtype) && k_norm.size == shape.head_dim)),
         "rope_store_kv: q/k norm must have head_dim elements");
-  const dim3 grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads + 2 * shape.n_kv_heads));
-  launch(rope_store_kernel, grid, 32, 0, stream, pass, shape, layer, q, k, v, q_norm, kind_of(q_norm.dtype), k_norm,
+  const int heads = shape.n_heads + 2 * shape.n_kv_heads;
+  const dim3 grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>((heads + kRopeWarps - 1) / kRopeWarps));
+  launch(rope_store_kernel, grid, 32 * kRopeWarps, 0, stream, pass, shape, layer, q, k, v, q_norm, kind_of(q_norm.dtype), k_norm,
          kind_of(k_norm.dtype), eps, inv_freq, interleaved);
   return cudaGetLastError();
 }
