@@ -16,6 +16,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
 #include "backend/cuda/kv_pass.cuh"
@@ -633,7 +634,8 @@ cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer,
   // the context short and no split longer than kDecodeSplitKeys keys.
   const int64_t most_keys = std::max(min_keys, (max_position + 1 + splits - 1) / splits);
   if (pass.kv_dtype == DType::F16 && shape.head_dim == kDecodeDim && pass.n_groups == pass.tokens && hpc <= 16 &&
-      most_keys <= kDecodeSplitKeys && max_position < kDecodeMaxKeys)
+      most_keys <= kDecodeSplitKeys && max_position < kDecodeMaxKeys && reinterpret_cast<uintptr_t>(out) % 16 == 0 &&
+      reinterpret_cast<uintptr_t>(job.partial) % 16 == 0)  // its 16-byte stores
     launch(hpc <= 4 ? decode_attention_kernel<4> : decode_attention_kernel<16>, grid, 32 * hpc,
            static_cast<size_t>(hpc) * kDecodeDim * sizeof(float), stream, job);
   else if (pass.kv_dtype == DType::F16) launch_for_dim<__half>(job, grid, rows, stream);
