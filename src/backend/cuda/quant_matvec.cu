@@ -464,6 +464,21 @@ void launch_mma(const MatvecTargets& tg, int64_t cols, const Q8Rows& x, int64_t 
   else launch_mma<W, MatvecOutput::swiglu>(tg, cols, x, tokens, stream);
 }
 
+// The launchers' common checks of the matrices and outputs of one launch.
+void check_targets(const std::string& name, const MatvecTargets& targets, MatvecOutput out) {
+  if (targets.count < 1 || targets.count > kMaxMatvecTargets || (out == MatvecOutput::swiglu && targets.count != 2))
+    throw Error(name + std::to_string(targets.count) + " matrices in one launch");
+  int64_t rows = 0;
+  for (int j = 0; j < targets.count; ++j) {
+    const MatvecTarget& m = targets.m[j];
+    if (!m.data || !m.y || m.rows <= 0) throw Error(name + "matrix " + std::to_string(j) + ": null pointer or no rows");
+    if (reinterpret_cast<uintptr_t>(m.data) % 16 != 0) throw Error(name + "weights must be 16-byte aligned");
+    rows += m.rows;
+  }
+  if (out == MatvecOutput::swiglu && targets.m[1].rows != targets.m[0].rows) throw Error(name + "gate and up differ in rows");
+  if (rows > (int64_t{1} << 31) * kRowsPerBlock) throw Error(name + "too many rows");
+}
+
 }  // namespace
 
 bool matvec_supports(DType t) {
@@ -476,17 +491,7 @@ cudaError_t matvec(DType dtype, int64_t cols, const MatvecTargets& targets, cons
   if (!x) throw Error(name + "null activations");
   if (reinterpret_cast<uintptr_t>(x) % 16 != 0) throw Error(name + "activations must be 16-byte aligned");
   if (cols <= 0 || cols % 32 != 0) throw Error(name + std::to_string(cols) + " columns is not a positive multiple of 32");
-  if (targets.count < 1 || targets.count > kMaxMatvecTargets || (out == MatvecOutput::swiglu && targets.count != 2))
-    throw Error(name + std::to_string(targets.count) + " matrices in one launch");
-  int64_t rows = 0;
-  for (int j = 0; j < targets.count; ++j) {
-    const MatvecTarget& m = targets.m[j];
-    if (!m.data || !m.y || m.rows <= 0) throw Error(name + "matrix " + std::to_string(j) + ": null pointer or no rows");
-    if (reinterpret_cast<uintptr_t>(m.data) % 16 != 0) throw Error(name + "float weights must be 16-byte aligned");
-    rows += m.rows;
-  }
-  if (out == MatvecOutput::swiglu && targets.m[1].rows != targets.m[0].rows) throw Error(name + "gate and up differ in rows");
-  if (rows > (int64_t{1} << 31) * kRowsPerBlock) throw Error(name + "too many rows");
+  check_targets(name, targets, out);
   switch (dtype) {
     case DType::BF16: launch_float<64, part_dot_bf16>(targets, cols, x, out, stream); break;
     case DType::F16: launch_float<64, part_dot_f16>(targets, cols, x, out, stream); break;
@@ -530,17 +535,7 @@ cudaError_t matvec_q8(DType dtype, int64_t cols, const MatvecTargets& targets, c
                 " (" + std::string(to_string(dtype)) + " blocks)");
   if (tokens <= 0 || x.n != tokens * cols)
     throw Error(name + std::to_string(x.n) + " quantized values for " + std::to_string(tokens) + " tokens of " + std::to_string(cols));
-  if (targets.count < 1 || targets.count > kMaxMatvecTargets || (out == MatvecOutput::swiglu && targets.count != 2))
-    throw Error(name + std::to_string(targets.count) + " matrices in one launch");
-  int64_t rows = 0;
-  for (int j = 0; j < targets.count; ++j) {
-    const MatvecTarget& m = targets.m[j];
-    if (!m.data || !m.y || m.rows <= 0) throw Error(name + "matrix " + std::to_string(j) + ": null pointer or no rows");
-    if (reinterpret_cast<uintptr_t>(m.data) % 16 != 0) throw Error(name + "weights must be 16-byte aligned");
-    rows += m.rows;
-  }
-  if (out == MatvecOutput::swiglu && targets.m[1].rows != targets.m[0].rows) throw Error(name + "gate and up differ in rows");
-  if (rows > (int64_t{1} << 31) * kRowsPerBlock) throw Error(name + "too many rows");
+  check_targets(name, targets, out);
   if (reinterpret_cast<uintptr_t>(x.q) % 16 != 0) throw Error(name + "quantized activations must be 16-byte aligned");
   // The fragment-order copy runs a thread per 4 bytes of B: its grid bounds columns times tokens.
   if (cols > (int64_t{1} << 24) || cols / 32 * ((tokens + 7) / 8) / 8 >= (int64_t{1} << 31))
