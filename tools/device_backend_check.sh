@@ -6,6 +6,7 @@
 # On the development machine:
 #   cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release && cmake --build build/release
 #   bash tools/device_backend_check.sh --prepare    # copies the .so files and the Llama-3 tokenizer into build/
+#   (here only: on the device it would replace build/devlibs with the device's own libraries)
 # Then through the device tool, carrying build/release/src/umi, build/release/tests/umi_tests,
 # build/release/bench/umi_make_random_model, build/release/bench/umi_cuda_matvec (kernels),
 # build/release/bench/umi_cuda_attention (attention), build/devlibs and build/tok-llama3:
