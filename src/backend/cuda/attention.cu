@@ -89,6 +89,25 @@ size_t smem_floats(int rows, int hd) { return static_cast<size_t>(rows) * (2 * h
 // Keys a block takes with shared tiles (below) rather than a tile per warp.
 constexpr int64_t kSharedTileKeys = 64;
 
+// Keys [k0, k1) of this block's split, the same in both attention kernels
+// (the merge reads both): the split count is fixed by the longest context
+// the pass may have (a graph replays it), the split length follows this
+// group's context (`keys`), so that every split has work when the context is
+// shorter than that. 32-bit arithmetic (contexts are far below 2^31,
+// kv_pass.cuh): a 64-bit division is ~70 instructions, and a decode block
+// runs only ~2,700.
+__device__ inline void split_keys(int64_t keys, int64_t min_split_keys, int64_t& k0, int64_t& k1) {
+  const unsigned n = static_cast<unsigned>(keys);
+  const unsigned per_split = max(static_cast<unsigned>(min_split_keys), (n + gridDim.z - 1) / gridDim.z);
+  k0 = static_cast<int64_t>(blockIdx.z) * per_split;
+  k1 = min(k0 + static_cast<int64_t>(per_split), keys);
+}
+
+// The L1 prefetch of the pointer to the KV block of `key` (a table: before the wait).
+__device__ inline void prefetch_block_slot(const KvPass& p, int64_t t0, int64_t key) {
+  asm volatile("prefetch.global.L1 [%0];" ::"l"(kv_block_slot(p, t0, key)));
+}
+
 // V rows [j_begin, j_end) of a tile (their pointers in my_v of lanes j,
 // their probabilities in tile_p) into acc: N loads in flight before their sums.
 template <typename KV, int E, int R, int N>
@@ -174,16 +193,8 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
   float* s_l = s_m + kWarps * R;            // [kWarps][R]
   const float scale = rsqrtf(static_cast<float>(hd));
   const int64_t first_pos = p.positions[t0];  // the group's tokens are consecutive
-  // The group's keys in equal splits of at least min_split_keys: the split
-  // count is fixed by the longest context the pass may have (a graph
-  // replays it), the split length follows this group's context, so that
-  // every split has work when the context is shorter than that.
-  // 32-bit arithmetic (contexts are far below 2^31, kv_pass.cuh): a 64-bit
-  // division is ~70 instructions, and a decode block runs only ~2,700.
-  const unsigned keys = static_cast<unsigned>(first_pos + tn);
-  const unsigned per_split = max(static_cast<unsigned>(min_split_keys), (keys + gridDim.z - 1) / gridDim.z);
-  const int64_t k0 = static_cast<int64_t>(blockIdx.z) * per_split;
-  const int64_t k1 = min(k0 + static_cast<int64_t>(per_split), static_cast<int64_t>(keys));
+  int64_t k0, k1;
+  split_keys(first_pos + tn, min_split_keys, k0, k1);
   const bool shared = R <= 8 && k1 - k0 <= kSharedTileKeys;  // the same in the whole block (see below)
   // The pass's tables (groups, positions, block table) were copied before
   // the step's first kernel and no kernel writes them: the chain of loads
@@ -191,10 +202,7 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
   // before (RoPE's KV store) finishes. K and V themselves only after it.
   {
     const int64_t key = k0 + (shared ? 0 : 32 * warp) + lane;
-    if (key < k1) {
-      const void* const* slot = p.block_ptrs + p.table_start[t0] + static_cast<unsigned>(key) / static_cast<unsigned>(p.block_tokens);
-      asm volatile("prefetch.global.L1 [%0];" ::"l"(slot));
-    }
+    if (key < k1) prefetch_block_slot(p, t0, key);
   }
   wait_for_inputs();
   // Row r: token t0 + r / hpc, head h0 + r % hpc; a warp a row, 16-byte
@@ -379,16 +387,9 @@ __global__ void __launch_bounds__(32 * MaxWarps) decode_attention_kernel(const A
   const int kvh = h / (s.n_heads / s.n_kv_heads);
   const int64_t kv_dim = static_cast<int64_t>(s.n_kv_heads) * kDecodeDim;
   const int64_t pos = p.positions[t0];
-  // The split's keys as attention_kernel takes them (the merge reads both).
-  const unsigned keys = static_cast<unsigned>(pos + 1);
-  const unsigned per_split = max(static_cast<unsigned>(job.min_split_keys), (keys + gridDim.z - 1) / gridDim.z);
-  const int64_t k0 = static_cast<int64_t>(blockIdx.z) * per_split;
-  const int64_t k1 = min(k0 + static_cast<int64_t>(per_split), static_cast<int64_t>(keys));
-  if (k0 + lane < k1) {  // the tables are written by no kernel: the first block pointer before the wait
-    const void* const* slot =
-        p.block_ptrs + p.table_start[t0] + static_cast<unsigned>(k0 + lane) / static_cast<unsigned>(p.block_tokens);
-    asm volatile("prefetch.global.L1 [%0];" ::"l"(slot));
-  }
+  int64_t k0, k1;
+  split_keys(pos + 1, job.min_split_keys, k0, k1);
+  if (k0 + lane < k1) prefetch_block_slot(p, t0, k0 + lane);  // before the wait
   wait_for_inputs();
   const float scale = rsqrtf(static_cast<float>(kDecodeDim));
   float4 qv = reinterpret_cast<const float4*>(job.q + (t0 * s.n_heads + h) * kDecodeDim)[lane];

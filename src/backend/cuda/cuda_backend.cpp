@@ -159,6 +159,7 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
   const bool tty = isatty(2);
   uint64_t sent = 0;
   split_staging_ = device_pool_->allocate(kStagingBytes, MemoryUse::scratch, "upload split buffer");
+  bool float_matrix = false;  // a product reads f16/bf16/f32 weights (the embedding is only looked up)
   auto matrix = [&](MatrixView& m) {
     if (!m.data) return;
     if (!ops_support_matrix(m.dtype))
@@ -166,7 +167,7 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
                        " is not supported on CUDA yet (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k are)");
     if (m.cols % 32 != 0) throw InputError("a matrix of " + std::to_string(m.cols) + " columns is not supported on CUDA (a multiple of 32)");
     quantized_ |= matvec_q8_supports(m.dtype);
-    float_matrix_ |= &m != &w.embed && !matvec_q8_supports(m.dtype);
+    float_matrix |= &m != &w.embed && !matvec_q8_supports(m.dtype);
     widest_ = std::max(widest_, m.cols);
     m.data = upload(m.data, m.bytes(), m.dtype);
     sent += m.bytes();
@@ -187,9 +188,6 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
     for (VectorView* v : {&L.attn_norm, &L.ffn_norm, &L.q_norm, &L.k_norm, &L.q_bias, &L.k_bias, &L.v_bias}) vector(*v);
     for (MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) matrix(*m);
   }
-  // Norms can live inside the products when every product that reads a
-  // norm's output is an integer one (the embedding is only looked up).
-  const bool all_integer = !float_matrix_;
   ok(cudaStreamSynchronize(stream_), "upload");
   split_staging_.reset();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -206,7 +204,9 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
     q8_values_ = n;
   }
   const int64_t d = setup_.config.hidden_size;
-  if (quantized_ && all_integer && d % 32 == 0) {  // the norms inside the products (rms_norm())
+  // Norms can live inside the products when every product that reads a
+  // norm's output is an integer one (rms_norm()).
+  if (quantized_ && !float_matrix && d % 32 == 0) {
     norm_rows_ = d;
     norm_q8_ = device_pool_->allocate(align16(static_cast<size_t>(d)) + static_cast<size_t>(d / 32) * sizeof(float2),
                                       MemoryUse::activations, "norm q8 activations");

@@ -148,7 +148,6 @@ class CudaBackend final : public Backend {
   // The RMSNorms done by the products that write their input (rms_norm()):
   // one token's row of norm_rows_ (the hidden size; 0: never) as q8 with
   // its per-block sums of squares.
-  bool float_matrix_ = false;  // a product reads f16/bf16/f32 weights: norms write their floats
   int64_t norm_rows_ = 0;
   Buffer norm_q8_, norm_sums_;
   float* accumulate_into_ = nullptr;  // add() waiting for the next op (a product accumulating here)

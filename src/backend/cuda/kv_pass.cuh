@@ -21,9 +21,15 @@ struct KvRow {
 // Positions and block sizes fit 32 bits (the launchers check the token
 // count; contexts are far below 2^31): 32-bit division is several times
 // cheaper than 64-bit on the GPU.
+// Where the pointer to the KV block holding that row is (in the pass's
+// tables, which no kernel writes: kernels may prefetch it before their wait).
+__device__ inline void* const* kv_block_slot(const KvPass& p, int64_t t, int64_t position) {
+  return p.block_ptrs + p.table_start[t] + static_cast<unsigned>(position) / static_cast<unsigned>(p.block_tokens);
+}
+
 __device__ inline KvRow kv_row(const KvPass& p, int64_t t, int64_t position, int64_t layer, int64_t kv_dim, int elem) {
   const unsigned pos = static_cast<unsigned>(position), bt = static_cast<unsigned>(p.block_tokens);
-  unsigned char* block = static_cast<unsigned char*>(p.block_ptrs[p.table_start[t] + pos / bt]);
+  unsigned char* block = static_cast<unsigned char*>(*kv_block_slot(p, t, position));
   const size_t row = static_cast<size_t>(kv_dim) * elem;
   unsigned char* k = block + static_cast<size_t>(layer) * p.layer_bytes + static_cast<size_t>(pos % bt) * row;
   return {k, k + static_cast<size_t>(p.block_tokens) * row};

@@ -15,6 +15,7 @@
 #include "backend/cuda/kv_pass.cuh"
 #include "backend/cuda/q8_store.cuh"
 #include "backend/cuda/split_blocks.cuh"
+#include "backend/cuda/vector_value.cuh"
 #include "backend/cuda/launch.cuh"
 #include "core/error.h"
 
@@ -103,13 +104,6 @@ __device__ inline float wval(RowRef row, int64_t j) {
   } else {
     return q6k_value(row.p + (j >> 8) * kQ6KQuantBytes, __half2float(row.d[j >> 8]), static_cast<int>(j & 255));
   }
-}
-
-__device__ inline float vval(int kind, const void* v, int64_t i) {
-  const RowRef r{static_cast<const unsigned char*>(v), nullptr};
-  if (kind == kF32) return wval<kF32>(r, i);
-  if (kind == kF16) return wval<kF16>(r, i);
-  return wval<kBF16>(r, i);
 }
 
 __device__ inline float warp_sum(float s) {
@@ -204,7 +198,7 @@ __device__ inline float block_sum(float v, float* partial) {  // partial: blockD
 // With q8 set, the output is also quantized (n a multiple of 32: a warp's
 // 32 consecutive values are one block). Any n; rows of up to kNormVec *
 // 4 * 1024 values that are a multiple of 4 take rms_norm_vec_kernel.
-__global__ void rms_norm_kernel(const float* x, const void* w, int wkind, int64_t n, float eps, float* out, Q8Rows q8) {
+__global__ void rms_norm_kernel(const float* x, const void* w, DType wt, int64_t n, float eps, float* out, Q8Rows q8) {
   wait_for_inputs();
   __shared__ float partial[kNormThreads / 32];
   const float* xr = x + blockIdx.x * n;
@@ -213,7 +207,7 @@ __global__ void rms_norm_kernel(const float* x, const void* w, int wkind, int64_
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
   const float scale = rsqrtf(block_sum(ss, partial) / static_cast<float>(n) + eps);
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const float v = xr[i] * scale * vval(wkind, w, i);
+    const float v = xr[i] * scale * vector_value(w, wt, i);
     o[i] = v;
     if (q8.q) store_q8(v, (blockIdx.x * n + i) >> 5, threadIdx.x & 31, q8.q, q8.ds);
   }
@@ -225,7 +219,7 @@ __global__ void rms_norm_kernel(const float* x, const void* w, int wkind, int64_
 // over single floats twice with a dependent sum: 15 us a row of 4096 on the
 // H100, a fifth of a decode step in 65 launches (kernel trace, session 7).
 constexpr int kNormVec = 4;
-__global__ void __launch_bounds__(1024) rms_norm_vec_kernel(const float* x, const void* w, int wkind, int64_t n, float eps,
+__global__ void __launch_bounds__(1024) rms_norm_vec_kernel(const float* x, const void* w, DType wt, int64_t n, float eps,
                                                              float* out, Q8Rows q8) {
   __shared__ float partial[32];
   const float4* xr = reinterpret_cast<const float4*>(x + blockIdx.x * n);
@@ -237,7 +231,8 @@ __global__ void __launch_bounds__(1024) rms_norm_vec_kernel(const float* x, cons
 #pragma unroll
   for (int k = 0; k < kNormVec; ++k) {
     const int64_t i = threadIdx.x + k * static_cast<int64_t>(blockDim.x);
-    g[k] = i < n4 ? make_float4(vval(wkind, w, 4 * i), vval(wkind, w, 4 * i + 1), vval(wkind, w, 4 * i + 2), vval(wkind, w, 4 * i + 3))
+    g[k] = i < n4 ? make_float4(vector_value(w, wt, 4 * i), vector_value(w, wt, 4 * i + 1), vector_value(w, wt, 4 * i + 2),
+                                vector_value(w, wt, 4 * i + 3))
                   : make_float4(0.f, 0.f, 0.f, 0.f);
   }
   wait_for_inputs();
@@ -266,10 +261,10 @@ __global__ void __launch_bounds__(1024) rms_norm_vec_kernel(const float* x, cons
   }
 }
 
-__global__ void add_bias_kernel(float* x, const void* b, int bkind, int64_t n, int64_t total) {
+__global__ void add_bias_kernel(float* x, const void* b, DType bt, int64_t n, int64_t total) {
   wait_for_inputs();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total; i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    x[i] += vval(bkind, b, i % n);
+    x[i] += vector_value(b, bt, i % n);
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t n) {
@@ -306,8 +301,8 @@ __device__ inline void kv_store(unsigned char* row, int64_t i, float v, bool f16
 // 32 us a layer of a 512-token prefill).
 constexpr int kRopeWarps = 8;
 __global__ void __launch_bounds__(32 * kRopeWarps)
-    rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q, float* k, const float* v, WeightVector qn, int qn_kind,
-                      WeightVector kn, int kn_kind, float eps, const float* inv_freq, bool interleaved) {
+    rope_store_kernel(KvPass p, HeadShape s, int64_t layer, float* q, float* k, const float* v, WeightVector qn,
+                      WeightVector kn, float eps, const float* inv_freq, bool interleaved) {
   __shared__ float cos_s[kMaxHeadDim / 2], sin_s[kMaxHeadDim / 2];
   const int64_t t = blockIdx.x;
   const int h = blockIdx.y * kRopeWarps + (threadIdx.x >> 5), lane = threadIdx.x & 31, hd = s.head_dim, half = hd / 2;
@@ -338,7 +333,6 @@ __global__ void __launch_bounds__(32 * kRopeWarps)
   const int kvh = h - s.n_heads;
   float* x = is_q ? q + (t * s.n_heads + h) * hd : k + t * kv_dim + static_cast<int64_t>(kvh) * hd;
   const WeightVector& norm = is_q ? qn : kn;
-  const int nkind = is_q ? qn_kind : kn_kind;
   auto pair = [&](int i, int* a, int* b) {
     *a = interleaved ? 2 * i : i;
     *b = interleaved ? 2 * i + 1 : i + half;
@@ -358,8 +352,8 @@ __global__ void __launch_bounds__(32 * kRopeWarps)
     pair(i, &a, &b);
     float xa = x[a] * scale, xb = x[b] * scale;
     if (norm.data) {
-      xa *= vval(nkind, norm.data, a);
-      xb *= vval(nkind, norm.data, b);
+      xa *= vector_value(norm.data, norm.dtype, a);
+      xb *= vector_value(norm.data, norm.dtype, b);
     }
     const float c = cos_s[i], si = sin_s[i];
     const float ra = xa * c - xb * si, rb = xb * c + xa * si;
@@ -450,10 +444,10 @@ cudaError_t rms_norm(const float* x, const WeightVector& w, int64_t rows, float 
   if (w.size % 4 == 0 && aligned && n4 <= kNormVec * int64_t{1024}) {
     // The fewest whole warps that cover the row in kNormVec steps.
     const int64_t threads = std::max<int64_t>(32, (n4 + kNormVec * 32 - 1) / (kNormVec * 32) * 32);
-    launch(rms_norm_vec_kernel, static_cast<unsigned>(rows), static_cast<unsigned>(threads), 0, stream, x, w.data, kind_of(w.dtype),
+    launch(rms_norm_vec_kernel, static_cast<unsigned>(rows), static_cast<unsigned>(threads), 0, stream, x, w.data, w.dtype,
            w.size, eps, out, q8 ? *q8 : Q8Rows{});
   } else {
-    launch(rms_norm_kernel, static_cast<unsigned>(rows), kNormThreads, 0, stream, x, w.data, kind_of(w.dtype), w.size, eps, out,
+    launch(rms_norm_kernel, static_cast<unsigned>(rows), kNormThreads, 0, stream, x, w.data, w.dtype, w.size, eps, out,
            q8 ? *q8 : Q8Rows{});
   }
   return cudaGetLastError();
@@ -461,7 +455,7 @@ cudaError_t rms_norm(const float* x, const WeightVector& w, int64_t rows, float 
 
 cudaError_t add_bias(float* x, const WeightVector& b, int64_t rows, cudaStream_t stream) {
   check(ops_support_vector(b.dtype) && b.data && x && rows > 0 && b.size > 0, "add_bias: bad arguments");
-  launch(add_bias_kernel, grid_for(rows * b.size), 256, 0, stream, x, b.data, kind_of(b.dtype), b.size, rows * b.size);
+  launch(add_bias_kernel, grid_for(rows * b.size), 256, 0, stream, x, b.data, b.dtype, b.size, rows * b.size);
   return cudaGetLastError();
 }
 
@@ -574,8 +568,8 @@ cudaError_t rope_store_kv(const KvPass& pass, const HeadShape& shape, int64_t la
         "rope_store_kv: q/k norm must have head_dim elements");
   const int heads = shape.n_heads + 2 * shape.n_kv_heads;
   const dim3 grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>((heads + kRopeWarps - 1) / kRopeWarps));
-  launch(rope_store_kernel, grid, 32 * kRopeWarps, 0, stream, pass, shape, layer, q, k, v, q_norm, kind_of(q_norm.dtype), k_norm,
-         kind_of(k_norm.dtype), eps, inv_freq, interleaved);
+  launch(rope_store_kernel, grid, 32 * kRopeWarps, 0, stream, pass, shape, layer, q, k, v, q_norm, k_norm, eps, inv_freq,
+         interleaved);
   return cudaGetLastError();
 }
 

@@ -24,6 +24,7 @@
 #include "backend/cuda/quant_layout.h"
 #include "backend/cuda/quant_mma.cuh"
 #include "backend/cuda/q8_store.cuh"
+#include "backend/cuda/vector_value.cuh"
 #include "backend/cuda/split_blocks.cuh"
 #include "backend/cuda/launch.cuh"
 #include "core/error.h"
@@ -295,12 +296,6 @@ struct KQuantRows {
     kquant_row_dot<K, NT>(w, rows, row, bpr, lane, xq, xds, t0, tokens, acc, rms_sums, rms_part);
   }
 };
-
-__device__ inline float vector_value(const void* v, DType t, int64_t i) {
-  if (t == DType::F16) return __half2float(static_cast<const __half*>(v)[i]);
-  if (t == DType::BF16) return __uint_as_float(static_cast<unsigned>(static_cast<const uint16_t*>(v)[i]) << 16);
-  return static_cast<const float*>(v)[i];
-}
 
 // A kernel's part in an RMSNorm split across two products (NextNorm):
 // none, applying its factor to the results (apply: x.rms_sums), or making
