@@ -53,7 +53,8 @@ for step in "${steps[@]}"; do
       $umi run -m "/tmp/tiny-$t.gguf" -n 64 --temp 0 --device cpu "ROMEO:" > "$OUT/tiny-$t-cpu.txt" 2>/dev/null
       $umi run -m "/tmp/tiny-$t.gguf" -n 64 --temp 0 --device cuda "ROMEO:" > "$OUT/tiny-$t-cuda.txt" 2>/dev/null
       if cmp -s "$OUT/tiny-$t-cpu.txt" "$OUT/tiny-$t-cuda.txt"; then echo "tiny $t: same greedy text"; else
-        echo "tiny $t: greedy text differs (cpu, then cuda):"; head -c 300 "$OUT/tiny-$t-cpu.txt"; echo; head -c 300 "$OUT/tiny-$t-cuda.txt"; echo; fi
+        echo "tiny $t: greedy text differs (cpu, then cuda):"; head -c 300 "$OUT/tiny-$t-cpu.txt"; echo; head -c 300 "$OUT/tiny-$t-cuda.txt"; echo
+        python3 tools/greedy_divergence.py $umi "/tmp/tiny-$t.gguf" "$OUT/tiny-$t-cpu.txt" "$OUT/tiny-$t-cuda.txt"; fi
       # Both devices multiply the same q8 activations: logits differ by summation order only.
       ids=$($umi tokenize -m "/tmp/tiny-$t.gguf" --json --text "ROMEO: I am a man, and I will be so" 2>/dev/null | tr -d "[] ")
       for d in cpu cuda; do $umi logits -m "/tmp/tiny-$t.gguf" --device $d --ids "$ids" > "/tmp/tiny-$t-logits-$d.json" 2>/dev/null; done
@@ -70,10 +71,13 @@ print('tiny $t logits cpu vs cuda: rel err %.2e, top2 cpu %s cuda %s' % (num/den
     $B/bench/umi_cuda_matvec 50 | tee "$OUT/cuda_matvec.jsonl"
     ;;
   attention)
-    echo "== decode attention against the context, by split size (8B head shape, f16 KV, graph replays)"
+    echo "== attention: prefill chunks, and decode against the context by split size (8B head shape, f16 KV, graph replays)"
     $B/bench/umi_cuda_attention 20 | tee "$OUT/cuda_attention.jsonl" | python3 -c "
 import json,sys
-rows=[json.loads(l) for l in sys.stdin]
+lines=[json.loads(l) for l in sys.stdin]
+rows=[r for r in lines if r['bench']=='cuda_attention']
+for r in lines:
+    if r['bench']=='cuda_attention_prefill': print('prefill of %d tokens from %6d: %8.2f us a layer, %5.1f TFLOP/s' % (r['tokens'], r['start'], r['us'], r['tflops']))
 splits=sorted({r['split_keys'] for r in rows})
 print('context  ' + '  '.join('%9s' % ('split %d' % s if s else 'default') for s in splits) + '   (us a layer; worst rel_diff %.1e)' % max(r['rel_diff'] for r in rows))
 for c in sorted({r['context'] for r in rows}):

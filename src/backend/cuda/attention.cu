@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <string>
 
+#include "backend/cuda/attention_mma.h"
 #include "backend/cuda/kv_pass.cuh"
 #include "backend/cuda/ops.h"
 #include "backend/cuda/launch.cuh"
@@ -101,11 +102,6 @@ __device__ inline void split_keys(int64_t keys, int64_t min_split_keys, int64_t&
   const unsigned per_split = max(static_cast<unsigned>(min_split_keys), (n + gridDim.z - 1) / gridDim.z);
   k0 = static_cast<int64_t>(blockIdx.z) * per_split;
   k1 = min(k0 + static_cast<int64_t>(per_split), keys);
-}
-
-// The L1 prefetch of the pointer to the KV block of `key` (a table: before the wait).
-__device__ inline void prefetch_block_slot(const KvPass& p, int64_t t0, int64_t key) {
-  asm volatile("prefetch.global.L1 [%0];" ::"l"(kv_block_slot(p, t0, key)));
 }
 
 // V rows [j_begin, j_end) of a tile (their pointers in my_v of lanes j,
@@ -593,8 +589,9 @@ size_t partial_floats_for(int64_t tokens, int n_heads, int head_dim, int64_t spl
 
 }  // namespace
 
-int attention_tokens_per_group(const HeadShape& shape) {
+int attention_tokens_per_group(const HeadShape& shape, DType kv_dtype) {
   if (shape.n_heads <= 0 || shape.n_kv_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0) return 1;
+  if (mma_attention_supports(shape, kv_dtype)) return mma_attention_tokens_per_group(heads_per_block(shape));
   return std::max(1, max_rows(shape.head_dim) / heads_per_block(shape));
 }
 
@@ -609,6 +606,12 @@ cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer,
     throw Error("cuda attention: the quantized output needs head_dim a multiple of 32 and room for every value");
   const Q8Rows q8_out = q8 ? *q8 : Q8Rows{};
   const int hpc = heads_per_block(shape);
+  // Groups of several tokens (prefill chunks, and the decode tokens beside
+  // them) on the tensor cores where the kernel takes the shape: one split.
+  if (pass.n_groups < pass.tokens && mma_attention_supports(shape, pass.kv_dtype)) {
+    mma_attention(pass, shape, hpc, layer, q, out, q8_out, stream);
+    return cudaGetLastError();
+  }
   // Enough (group, head, split) blocks to fill the GPU, splits of at least
   // min_keys keys, no more than the partials buffer holds.
   const int64_t min_keys = scratch.min_keys > 0 ? scratch.min_keys : kSplitKeys;
@@ -630,7 +633,7 @@ cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer,
   job.min_split_keys = min_keys;
   job.partial = splits > 1 ? scratch.partial : nullptr;
   // Rows per block: the group's q heads times its tokens (one each when every group is one token).
-  const int rows = hpc * (pass.n_groups == pass.tokens ? 1 : attention_tokens_per_group(shape));
+  const int rows = hpc * (pass.n_groups == pass.tokens ? 1 : attention_tokens_per_group(shape, pass.kv_dtype));
   // A warp a q head (decode_attention_kernel) when each group is one token,
   // the context short and no split longer than kDecodeSplitKeys keys.
   const int64_t most_keys = std::max(min_keys, (max_position + 1 + splits - 1) / splits);

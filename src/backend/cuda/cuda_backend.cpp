@@ -65,7 +65,7 @@ CudaBackend::CudaBackend(Pool& host, const BackendSetup& setup) : host_(host), s
     throw InputError("--kv-dtype " + std::string(to_string(setup_.kv.dtype)) + " is not supported on CUDA yet (f16, f32)");
   if (setup_.config.head_dim > 256 || setup_.config.head_dim % 8 != 0)
     throw InputError("head_dim " + std::to_string(setup_.config.head_dim) + " is not supported on CUDA (a multiple of 8, at most 256)");
-  group_tokens_ = attention_tokens_per_group(head_shape());
+  group_tokens_ = attention_tokens_per_group(head_shape(), setup_.kv.dtype);
   size_t free_bytes = 0, total_bytes = 0;
   ok(cudaMemGetInfo(&free_bytes, &total_bytes), "memory info");
   source_ = std::make_unique<DeviceMemory>();

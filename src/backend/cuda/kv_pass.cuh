@@ -27,6 +27,11 @@ __device__ inline void* const* kv_block_slot(const KvPass& p, int64_t t, int64_t
   return p.block_ptrs + p.table_start[t] + static_cast<unsigned>(position) / static_cast<unsigned>(p.block_tokens);
 }
 
+// The L1 prefetch of that pointer (a table: kernels issue it before their wait).
+__device__ inline void prefetch_block_slot(const KvPass& p, int64_t t, int64_t position) {
+  asm volatile("prefetch.global.L1 [%0];" ::"l"(kv_block_slot(p, t, position)));
+}
+
 __device__ inline KvRow kv_row(const KvPass& p, int64_t t, int64_t position, int64_t layer, int64_t kv_dim, int elem) {
   const unsigned pos = static_cast<unsigned>(position), bt = static_cast<unsigned>(p.block_tokens);
   unsigned char* block = static_cast<unsigned char*>(*kv_block_slot(p, t, position));

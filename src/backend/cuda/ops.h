@@ -109,7 +109,9 @@ struct AttentionSplits {
 // out = softmax(q K^T / sqrt(hd)) V per token and head over positions
 // 0..its own of its sequence (online softmax; no score matrix in memory).
 // One thread block takes a group of tokens (pass.groups) and the q heads
-// that share a KV head (up to 16 (token, head) rows), so each K and V row it
+// that share a KV head (up to 16 (token, head) rows on the CUDA cores, 64 on
+// the tensor cores: passes with multi-token groups, f16 KV, head_dim 32, 64
+// or 128, in f16 with f32 sums), so each K and V row it
 // reads serves all of them. When a pass has few blocks (decode), each
 // group's keys are split across blocks (flash-decoding) and a second kernel
 // merges the splits; at short contexts (head_dim 128, f16 KV) a decode
@@ -120,7 +122,9 @@ struct AttentionSplits {
 cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer, const float* q, float* out, const Q8Rows* q8,
                       int64_t max_position, const AttentionSplits& splits, cudaStream_t stream);
 // How many tokens one attention block takes together (the group size the
-// pass's groups must not exceed), for a head shape.
-int attention_tokens_per_group(const HeadShape& shape);
+// pass's groups must not exceed), for a head shape and KV type: 64 rows of
+// (token, q head) on the tensor cores (attention_mma.h), 16 (head_dim <= 128)
+// or 8 on the CUDA cores.
+int attention_tokens_per_group(const HeadShape& shape, DType kv_dtype);
 
 }  // namespace umi::cuda
