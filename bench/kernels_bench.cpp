@@ -1,7 +1,9 @@
 // Bandwidth of the matrix-vector product (decode's inner loop) per dtype:
 // bytes of weights read per second, against the machine's read bandwidth;
 // and the same matrix times 64 tokens (prefill's inner loop) in weight bytes
-// per second and multiply-adds per second.
+// per second and multiply-adds per second. For the types whose one-token
+// product runs the 512-bit pair kernels (q8_pairs.h), "matvec_rows" times the
+// row kernels they replaced, in the same run.
 //   umi_bench_kernels [rows] [cols] [threads] [tokens]
 #include <chrono>
 #include <cstdio>
@@ -12,6 +14,7 @@
 
 #include "backend/cpu/dot.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/q8_pairs.h"
 #include "backend/cpu/quantize.h"
 
 int main(int argc, char** argv) {
@@ -39,6 +42,22 @@ int main(int argc, char** argv) {
       auto t0 = std::chrono::steady_clock::now();
       cpu::matmul(pool, m, x.data(), 1, y.data());
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    if (cpu::qpair_function(t)) {  // the row kernels, as matmul ran them before the pair kernels
+      const cpu::QDotFn qdot = cpu::qdot_function(t);
+      std::vector<cpu::Q8Block> xq(static_cast<size_t>(cols / 32));
+      double rows_best = 1e9;
+      for (int rep = 0; rep < 10; ++rep) {
+        auto t0 = std::chrono::steady_clock::now();
+        cpu::quantize_activations(x.data(), cols, xq.data());
+        pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) y[static_cast<size_t>(r)] = qdot(data.data() + static_cast<size_t>(r) * rb, xq.data(), cols);
+        });
+        rows_best = std::min(rows_best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::printf("{\"bench\":\"matvec_rows\",\"dtype\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"threads\":%d,\"ms\":%.3f,\"gb_per_s\":%.2f}\n",
+                  std::string(to_string(t)).c_str(), static_cast<long long>(rows), static_cast<long long>(cols), pool.size(),
+                  rows_best * 1e3, static_cast<double>(data.size()) / rows_best / 1e9);
     }
     std::printf("{\"bench\":\"matvec\",\"dtype\":\"%s\",\"isa\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"threads\":%d,\"ms\":%.3f,\"gb_per_s\":%.2f}\n",
                 std::string(to_string(t)).c_str(), cpu::kernel_isa(), static_cast<long long>(rows), static_cast<long long>(cols),

@@ -2,11 +2,14 @@
 // -mavx512f -mavx512bw -mavx512vl -mavx512vnni on top of AVX2): vpdpbusd
 // multiplies and sums four byte pairs per lane in one instruction.
 // GCC 12's own _mm512_undefined_*() (self-initialised on purpose) trips its
-// -Wmaybe-uninitialized in every 512-bit intrinsic that uses it.
+// -Wmaybe-uninitialized in every 512-bit intrinsic that uses it, and
+// -Wuninitialized in the 256-to-512-bit casts.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #include "backend/cpu/dot_x86.h"
+#include "backend/cpu/pair_dot_avx512.h"
 
 namespace umi::cpu {
 
@@ -14,7 +17,7 @@ const KernelSet& avx512vnni_kernels() {
   static constexpr KernelSet set{
       "avx512vnni", impl_table, [](DType t) { return x86_qkernels(t).first; },
       [](DType t) { return x86_qkernels(t).second; }, x86_qgemm, x86_scale_add, impl_quantize_activations,
-      impl_kv_to_f32, impl_attn_scores, impl_attn_accumulate};
+      impl_kv_to_f32, impl_attn_scores, impl_attn_accumulate, avx512_qpair};
   return set;
 }
 

@@ -14,7 +14,8 @@ namespace umi::cpu {
 const KernelSet& portable_kernels() {
   static constexpr KernelSet set{"portable", impl_table, impl_qtable, [](DType) -> QDot4Fn { return nullptr; },
                                  [](DType) -> QGemmFn { return nullptr; }, impl_scale_add,
-                                 impl_quantize_activations, impl_kv_to_f32, impl_attn_scores, impl_attn_accumulate};
+                                 impl_quantize_activations, impl_kv_to_f32, impl_attn_scores, impl_attn_accumulate,
+                                 [](DType) -> QPairDotFn { return nullptr; }};
   return set;
 }
 
@@ -46,6 +47,7 @@ QDotFn qdot_function(DType t) { return chosen().qdot(t); }
 QDotFn qdot_portable(DType t) { return impl_qtable(t); }
 QDot4Fn qdot4_function(DType t) { return chosen().qdot4(t); }
 QGemmFn qgemm_function(DType t) { return chosen().qgemm(t); }
+QPairDotFn qpair_function(DType t) { return chosen().qpair(t); }
 void scale_add(float* acc, float scale, float w, const std::byte* v, DType v_type, int64_t n) {
   chosen().scale_add(acc, scale, w, v, v_type, n);
 }

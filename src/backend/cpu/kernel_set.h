@@ -7,6 +7,7 @@
 
 #include "backend/cpu/dot.h"
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/q8_pairs.h"
 
 namespace umi::cpu {
 
@@ -22,6 +23,7 @@ struct KernelSet {
   void (*attn_scores)(const float* q, int64_t q_stride, int64_t nq, const float* k, int64_t nk, int64_t hd, float scale,
                       float* scores);
   void (*attn_accumulate)(const float* w, int64_t nq, const float* v, int64_t nk, int64_t hd, float* acc, int64_t acc_stride);
+  QPairDotFn (*qpair)(DType);  // single-token rows two blocks at a time (q8_pairs.h); nullptr where there are none
 };
 
 const KernelSet& portable_kernels();

@@ -10,11 +10,43 @@
 #include "backend/cpu/dot.h"
 #include "backend/cpu/gemm.h"
 #include "backend/cpu/half.h"
+#include "backend/cpu/q8_pairs.h"
 #include "core/error.h"
 
 namespace umi::cpu {
 
 bool matmul_supports(DType t) { return dot_portable(t) != nullptr || qdot_portable(t) != nullptr; }
+
+namespace {
+
+// One token through the build's pair kernel (q8_pairs.h) where it has one
+// for this type: the activations laid out once, after their q8 blocks in
+// the scratch (a pass sized for one token has no room: false, and the caller
+// goes on with the row kernels, as it does for every other type).
+bool one_token_in_pairs(ThreadPool& pool, const MatrixView& w, const Q8Block* xq, float* y, const MatmulScratch* scratch) {
+  const QPairDotFn dot = qpair_function(w.dtype);
+  const int64_t blocks = w.cols / 32, pairs = blocks / 2;
+  if (!dot || blocks % 2 != 0) return false;
+  std::vector<Q8Pair> temporary;
+  Q8Pair* xp = nullptr;
+  if (scratch) {
+    const size_t used = static_cast<size_t>(blocks) * sizeof(Q8Block), need = used + alignof(Q8Pair) + static_cast<size_t>(pairs) * sizeof(Q8Pair);
+    if (scratch->q8_bytes < need) return false;
+    const uintptr_t at = reinterpret_cast<uintptr_t>(scratch->q8) + used;
+    xp = reinterpret_cast<Q8Pair*>((at + alignof(Q8Pair) - 1) / alignof(Q8Pair) * alignof(Q8Pair));
+  } else {
+    temporary.resize(static_cast<size_t>(pairs));
+    xp = temporary.data();
+  }
+  make_q8_pairs(xq, blocks, xp);
+  const size_t rb = w.row_bytes();
+  pool.parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) y[r] = dot(w.data + static_cast<size_t>(r) * rb, xp, pairs);
+  });
+  return true;
+}
+
+}  // namespace
 
 void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y, const MatmulScratch* scratch) {
   if (!matmul_supports(w.dtype)) throw Error("matmul: dtype " + std::string(to_string(w.dtype)) + " is not supported");
@@ -43,6 +75,7 @@ void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t token
     xq = q8_temporary.data();
   }
   for (int64_t t = 0; t < tokens; ++t) quantize_activations(x + t * k, k, xq + t * (k / 32));
+  if (tokens == 1 && one_token_in_pairs(pool, w, xq, y, scratch)) return;
 
   const QGemmFn gemm = tokens >= kGemmMinTokens ? qgemm_function(w.dtype) : nullptr;
   const size_t pack_each = (gemm_pack_bytes(k) + 63) / 64 * 64;

@@ -5,11 +5,19 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstring>
+#include <ctime>
+#include <thread>
+#include <vector>
 #include <random>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "backend/cpu/dot.h"
 #include "backend/cpu/half.h"
 #include "backend/cpu/kernel_set.h"
+#include "backend/cpu/q8_pairs.h"
 #include "backend/cpu/quantize.h"
 
 namespace umi::cpu {
@@ -97,6 +105,46 @@ TEST(Kernels, IntegerDotsOfQuantizedWeightsMatchTheFloatReference) {
       }
     }
   }
+}
+
+// The single-token pair kernels (q8_pairs.h) against the double reference
+// of the q8 activations, with odd and even pair counts. Each row ends where a
+// readable page does (the next one is PROT_NONE): a kernel that reads past
+// its row, as a matrix's last row lies at the end of a mapped file, faults.
+TEST(Kernels, PairKernelsMatchTheReferenceAndStayInTheirRow) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  int checked = 0;
+  for (const KernelSet* set : runnable_kernel_sets())
+    for (DType t : {DType::Q4_0, DType::Q8_0}) {
+      const QPairDotFn dot = set->qpair(t);
+      if (!dot) continue;
+      for (int64_t n : {64, 192, 2048, 4160}) {
+        const auto row = encode(t, lumpy_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + 3)));
+        const size_t span = (row.size() + page - 1) / page * page;
+        void* map = mmap(nullptr, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        ASSERT_NE(map, MAP_FAILED);
+        ASSERT_EQ(mprotect(static_cast<std::byte*>(map) + span, page, PROT_NONE), 0);
+        std::byte* at = static_cast<std::byte*>(map) + span - row.size();
+        std::memcpy(at, row.data(), row.size());
+        const auto x = random_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + 4));
+        std::vector<Q8Block> xq(static_cast<size_t>(n / 32));
+        quantize_activations(x.data(), n, xq.data());
+        std::vector<Q8Pair> pairs(static_cast<size_t>(n / 64));
+        make_q8_pairs(xq.data(), n / 32, pairs.data());
+        std::vector<float> wf(static_cast<size_t>(n));
+        dequantize(t, row.data(), wf.data(), n);
+        double ref = 0, mag = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          const double xv = static_cast<double>(xq[static_cast<size_t>(i / 32)].d) * xq[static_cast<size_t>(i / 32)].q[i % 32];
+          ref += wf[static_cast<size_t>(i)] * xv;
+          mag += std::fabs(wf[static_cast<size_t>(i)] * xv);
+        }
+        EXPECT_NEAR(dot(at, pairs.data(), n / 64), ref, 1e-5 * mag + 1e-4) << set->name << " " << to_string(t) << " " << n;
+        munmap(map, span + page);
+        ++checked;
+      }
+    }
+  if (checked == 0) GTEST_SKIP() << "no build with pair kernels runs on this CPU";
 }
 
 // The tiled GEMM of every build, every format, 1-9 tokens (every tail of the
@@ -308,6 +356,22 @@ TEST(ThreadPool, RunsEveryIndexExactlyOnce) {
     });
     for (auto& h : hits) EXPECT_EQ(h.load(), 1);
   }
+}
+
+// Workers poll for the next job for kSpin after each one, then sleep: an
+// idle pool burns no CPU. The process's CPU time over 200 ms of idleness
+// (after the poll has ended) stays near zero; four spinning workers would
+// spend ~800 ms.
+TEST(ThreadPool, IdleWorkersSleep) {
+  ThreadPool pool(4);
+  std::atomic<int64_t> sum{0};
+  pool.parallel_for(1000, 1, [&](int64_t b, int64_t e) { sum += e - b; });
+  EXPECT_EQ(sum.load(), 1000);
+  std::this_thread::sleep_for(ThreadPool::kSpin * 10 + std::chrono::milliseconds(20));
+  const std::clock_t c0 = std::clock();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const double cpu_ms = 1000.0 * static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC;
+  EXPECT_LT(cpu_ms, 40.0);
 }
 
 }  // namespace

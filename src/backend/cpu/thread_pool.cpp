@@ -2,6 +2,10 @@
 
 #include <algorithm>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace umi::cpu {
 
 namespace {
@@ -12,6 +16,27 @@ std::pair<int64_t, int64_t> slice_of(int64_t n, int64_t grain, int part, int par
   int64_t b = part * per + std::min<int64_t>(part, extra);
   int64_t e = b + per + (part < extra ? 1 : 0);
   return {std::min(n, b * grain), std::min(n, e * grain)};
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Polls `ready` for up to `limit`; whether it became true.
+template <typename Ready>
+bool spin_until(Ready ready, std::chrono::microseconds limit) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (true) {
+    for (int i = 0; i < 64; ++i) {
+      if (ready()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= until) return ready();
+  }
 }
 }  // namespace
 
@@ -31,23 +56,19 @@ ThreadPool::~ThreadPool() {
 
 void ThreadPool::worker(int index) {
   uint64_t seen = 0;
+  const auto has_work = [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; };
   while (true) {
-    const std::function<void(int64_t, int64_t)>* job;
-    int64_t n, grain;
-    {
+    if (!spin_until(has_work, kSpin)) {
       std::unique_lock lock(mu_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
-      job = job_;
-      n = n_;
-      grain = grain_;
+      wake_.wait(lock, has_work);
     }
-    auto [b, e] = slice_of(n, grain, index, size());
-    if (b < e) (*job)(b, e);
-    {
-      std::lock_guard lock(mu_);
-      if (--pending_ == 0) done_.notify_one();
+    if (stop_.load(std::memory_order_acquire)) return;
+    seen = generation_.load(std::memory_order_acquire);
+    auto [b, e] = slice_of(n_, grain_, index, size());
+    if (b < e) (*job_)(b, e);
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard lock(mu_);  // parallel_for may be between its check and its wait
+      done_.notify_one();
     }
   }
 }
@@ -60,18 +81,20 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     return;
   }
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(mu_);  // a sleeping worker checks generation_ under it
     job_ = &fn;
     n_ = n;
     grain_ = grain;
-    pending_ = static_cast<int>(workers_.size());
-    ++generation_;
+    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
   auto [b, e] = slice_of(n, grain, 0, size());
   if (b < e) fn(b, e);
+  const auto all_done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+  if (spin_until(all_done, kSpin)) return;
   std::unique_lock lock(mu_);
-  done_.wait(lock, [&] { return pending_ == 0; });
+  done_.wait(lock, all_done);
 }
 
 }  // namespace umi::cpu
