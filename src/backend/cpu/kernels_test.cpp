@@ -66,6 +66,24 @@ std::vector<float> lumpy_floats(size_t n, uint32_t seed) {
   return v;
 }
 
+// The reference for a quantized row times q8 activations: the dequantized
+// weights times the dequantized q8 values, in double, and the tolerance a
+// float kernel's summation order allows.
+struct Reference {
+  double value, tolerance;
+};
+Reference q8_reference(DType t, const std::byte* row, const std::vector<Q8Block>& xq, int64_t n) {
+  std::vector<float> wf(static_cast<size_t>(n));
+  dequantize(t, row, wf.data(), n);
+  double ref = 0, mag = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double xv = static_cast<double>(xq[static_cast<size_t>(i / 32)].d) * xq[static_cast<size_t>(i / 32)].q[i % 32];
+    ref += wf[static_cast<size_t>(i)] * xv;
+    mag += std::fabs(wf[static_cast<size_t>(i)] * xv);
+  }
+  return {ref, 1e-5 * mag + 1e-4};
+}
+
 TEST(Kernels, IntegerDotsOfQuantizedWeightsMatchTheFloatReference) {
   for (DType t : kQuantized) {
     for (int64_t n : {256, 512, 4096}) {
@@ -74,16 +92,7 @@ TEST(Kernels, IntegerDotsOfQuantizedWeightsMatchTheFloatReference) {
       auto row = encode(t, w);
       std::vector<Q8Block> xq(static_cast<size_t>(n / 32));
       quantize_activations(x.data(), n, xq.data());
-      // The reference: dequantized weights times the dequantized q8 activations, in double.
-      std::vector<float> wf(static_cast<size_t>(n));
-      dequantize(t, row.data(), wf.data(), n);
-      double ref = 0, mag = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        const double xv = static_cast<double>(xq[static_cast<size_t>(i / 32)].d) * xq[static_cast<size_t>(i / 32)].q[i % 32];
-        ref += wf[static_cast<size_t>(i)] * xv;
-        mag += std::fabs(wf[static_cast<size_t>(i)] * xv);
-      }
-      const double tol = 1e-5 * mag + 1e-4;
+      const auto [ref, tol] = q8_reference(t, row.data(), xq, n);
       EXPECT_NEAR(qdot_portable(t)(row.data(), xq.data(), n), ref, tol) << to_string(t) << " " << n;
       for (const KernelSet* set : runnable_kernel_sets()) {
       EXPECT_NEAR(set->qdot(t)(row.data(), xq.data(), n), ref, tol) << to_string(t) << " " << n << " " << set->name;
@@ -131,15 +140,8 @@ TEST(Kernels, PairKernelsMatchTheReferenceAndStayInTheirRow) {
         quantize_activations(x.data(), n, xq.data());
         std::vector<Q8Pair> pairs(static_cast<size_t>(n / 64));
         make_q8_pairs(xq.data(), n / 32, pairs.data());
-        std::vector<float> wf(static_cast<size_t>(n));
-        dequantize(t, row.data(), wf.data(), n);
-        double ref = 0, mag = 0;
-        for (int64_t i = 0; i < n; ++i) {
-          const double xv = static_cast<double>(xq[static_cast<size_t>(i / 32)].d) * xq[static_cast<size_t>(i / 32)].q[i % 32];
-          ref += wf[static_cast<size_t>(i)] * xv;
-          mag += std::fabs(wf[static_cast<size_t>(i)] * xv);
-        }
-        EXPECT_NEAR(dot(at, pairs.data(), n / 64), ref, 1e-5 * mag + 1e-4) << set->name << " " << to_string(t) << " " << n;
+        const auto [ref, tol] = q8_reference(t, row.data(), xq, n);
+        EXPECT_NEAR(dot(at, pairs.data(), n / 64), ref, tol) << set->name << " " << to_string(t) << " " << n;
         munmap(map, span + page);
         ++checked;
       }
