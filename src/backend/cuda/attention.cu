@@ -150,19 +150,6 @@ __device__ inline void add_v_rows(float (&acc)[R][E], const float* tile_p, unsig
 //   short context, one instruction every ~17 cycles (ncu): 17 us a layer for
 //   16 keys, 11.7 shared. At 32K keys sharing was slower (110 us a layer
 //   against 78: fewer loads in flight per warp, a barrier per tile).
-// One launch's arguments, passed down the launchers whole.
-struct AttentionJob {
-  KvPass p;
-  HeadShape s;
-  int hpc = 1;  // q heads a block takes
-  int64_t layer = 0;
-  const float* q = nullptr;
-  float* out = nullptr;
-  Q8Rows q8;  // q8.q null: out alone
-  int64_t min_split_keys = 0;
-  float* partial = nullptr;  // null: one split, no merge
-};
-
 template <typename KV, int E, int R>
 __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attention_kernel(const AttentionJob job) {
   const KvPass& p = job.p;
@@ -606,10 +593,18 @@ cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer,
     throw Error("cuda attention: the quantized output needs head_dim a multiple of 32 and room for every value");
   const Q8Rows q8_out = q8 ? *q8 : Q8Rows{};
   const int hpc = heads_per_block(shape);
+  AttentionJob job;
+  job.p = pass;
+  job.s = shape;
+  job.hpc = hpc;
+  job.layer = layer;
+  job.q = q;
+  job.out = out;
+  job.q8 = q8_out;
   // Groups of several tokens (prefill chunks, and the decode tokens beside
   // them) on the tensor cores where the kernel takes the shape: one split.
   if (pass.n_groups < pass.tokens && mma_attention_supports(shape, pass.kv_dtype)) {
-    mma_attention(pass, shape, hpc, layer, q, out, q8_out, stream);
+    mma_attention(job, stream);
     return cudaGetLastError();
   }
   // Enough (group, head, split) blocks to fill the GPU, splits of at least
@@ -622,14 +617,7 @@ cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer,
     --splits;
   splits = std::max<int64_t>(1, std::min<int64_t>(splits, kMaxSplits));  // the merge keeps a weight per split
   const dim3 grid(static_cast<unsigned>(pass.n_groups), static_cast<unsigned>(shape.n_heads / hpc), static_cast<unsigned>(splits));
-  AttentionJob job;
-  job.p = pass;
-  job.s = shape;
-  job.hpc = hpc;
-  job.layer = layer;
-  job.q = q;
-  job.out = out;
-  job.q8 = splits > 1 ? Q8Rows{} : q8_out;  // split: the merge writes out
+  if (splits > 1) job.q8 = Q8Rows{};  // split: the merge writes out
   job.min_split_keys = min_keys;
   job.partial = splits > 1 ? scratch.partial : nullptr;
   // Rows per block: the group's q heads times its tokens (one each when every group is one token).

@@ -75,16 +75,6 @@ __device__ inline uint32_t pack_half2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
-struct MmaJob {
-  KvPass p;
-  HeadShape s;
-  int hpc = 1;
-  int64_t layer = 0;
-  const float* q = nullptr;
-  float* out = nullptr;
-  Q8Rows q8;
-};
-
 // What a block works on: its group's tokens and q heads, and its keys [0, k1).
 struct BlockRows {
   int64_t t0;     // the group's first token in the pass
@@ -100,7 +90,7 @@ struct BlockRows {
 // row does not see are multiplied by P = 0, which a NaN in stale shared
 // memory would survive).
 template <int HD>
-__device__ inline void load_tile(const MmaJob& job, const BlockRows& b, int64_t tile, __half* s_k, __half* s_v) {
+__device__ inline void load_tile(const AttentionJob& job, const BlockRows& b, int64_t tile, __half* s_k, __half* s_v) {
   constexpr int kChunks = HD / 8, kStride = Smem<HD>::kStride;
   const int64_t kv_dim = static_cast<int64_t>(job.s.n_kv_heads) * HD;
 #pragma unroll 4
@@ -123,7 +113,7 @@ __device__ inline void load_tile(const MmaJob& job, const BlockRows& b, int64_t 
 // The block's q rows into shared memory as f16, scaled by log2(e) /
 // sqrt(head_dim) (the softmax then uses exp2); zeros for the padding rows.
 template <int HD>
-__device__ inline void load_q(const MmaJob& job, const BlockRows& b, __half* s_q) {
+__device__ inline void load_q(const AttentionJob& job, const BlockRows& b, __half* s_q) {
   constexpr int kQuads = HD / 4, kStride = Smem<HD>::kStride;
   const float scale = rsqrtf(static_cast<float>(HD)) * 1.44269504088896341f;
   for (int i = threadIdx.x; i < kRows * kQuads; i += kThreads) {
@@ -226,7 +216,7 @@ __device__ inline void softmax_tile(float (&sc)[kKeys / 8][4], float (&m)[2], fl
 // O / l through shared memory (floats, rows of kStride), then a warp a row
 // into `out` (and its q8 blocks: a warp's 32 values are one block).
 template <int HD>
-__device__ inline void store_rows(const MmaJob& job, const BlockRows& b, const float (&o)[HD / 8][4], const float (&l)[2],
+__device__ inline void store_rows(const AttentionJob& job, const BlockRows& b, const float (&o)[HD / 8][4], const float (&l)[2],
                                   float* s_o, int warp, int lane) {
   constexpr int kStride = Smem<HD>::kStride;  // floats here: 8 more than HD, the float2 stores below conflict-free
 #pragma unroll
@@ -252,7 +242,7 @@ __device__ inline void store_rows(const MmaJob& job, const BlockRows& b, const f
 // Grid (groups, n_heads / hpc). Blocks in reverse group order: a sequence's
 // later groups see more keys, and start first.
 template <int HD>
-__global__ void __launch_bounds__(kThreads, 2) mma_attention_kernel(const MmaJob job) {
+__global__ void __launch_bounds__(kThreads, 2) mma_attention_kernel(const AttentionJob job) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   constexpr int kStride = Smem<HD>::kStride;
   __half* s_q = reinterpret_cast<__half*>(smem_raw);
@@ -310,7 +300,7 @@ __global__ void __launch_bounds__(kThreads, 2) mma_attention_kernel(const MmaJob
 }
 
 template <int HD>
-void launch_for(const MmaJob& job, dim3 grid, cudaStream_t stream) {
+void launch_for(const AttentionJob& job, dim3 grid, cudaStream_t stream) {
   const size_t smem = Smem<HD>::kBytes;
   // Over the 48 KB default: each launch states it (a host-side attribute,
   // not a stream operation: allowed while a graph is being recorded).
@@ -327,20 +317,11 @@ bool mma_attention_supports(const HeadShape& s, DType kv_dtype) {
 
 int mma_attention_tokens_per_group(int heads_per_block) { return kRows / heads_per_block; }
 
-void mma_attention(const KvPass& p, const HeadShape& s, int heads_per_block, int64_t layer, const float* q, float* out,
-                   const Q8Rows& q8, cudaStream_t stream) {
-  if (!mma_attention_supports(s, p.kv_dtype) || heads_per_block < 1 || heads_per_block > kRows ||
-      (s.n_heads / s.n_kv_heads) % heads_per_block != 0)
+void mma_attention(const AttentionJob& job, cudaStream_t stream) {
+  const HeadShape& s = job.s;
+  if (!mma_attention_supports(s, job.p.kv_dtype) || job.hpc < 1 || job.hpc > kRows || (s.n_heads / s.n_kv_heads) % job.hpc != 0)
     throw Error("cuda attention: the tensor-core kernel does not take this head shape");
-  MmaJob job;
-  job.p = p;
-  job.s = s;
-  job.hpc = heads_per_block;
-  job.layer = layer;
-  job.q = q;
-  job.out = out;
-  job.q8 = q8;
-  const dim3 grid(static_cast<unsigned>(p.n_groups), static_cast<unsigned>(s.n_heads / heads_per_block));
+  const dim3 grid(static_cast<unsigned>(job.p.n_groups), static_cast<unsigned>(s.n_heads / job.hpc));
   if (s.head_dim == 32) launch_for<32>(job, grid, stream);
   else if (s.head_dim == 64) launch_for<64>(job, grid, stream);
   else launch_for<128>(job, grid, stream);

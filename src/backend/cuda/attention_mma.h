@@ -23,6 +23,7 @@
 
 #include <cstdint>
 
+#include "backend/cuda/kv_pass.cuh"
 #include "backend/cuda/ops.h"
 
 namespace umi::cuda {
@@ -35,9 +36,8 @@ bool mma_attention_supports(const HeadShape& s, DType kv_dtype);
 int mma_attention_tokens_per_group(int heads_per_block);
 
 // attention() (ops.h) for a pass whose groups have at most
-// mma_attention_tokens_per_group tokens, in one split; the caller has
-// checked the pass and operands.
-void mma_attention(const KvPass& p, const HeadShape& s, int heads_per_block, int64_t layer, const float* q, float* out,
-                   const Q8Rows& q8, cudaStream_t stream);
+// mma_attention_tokens_per_group(job.hpc) tokens, in one split (the job's
+// split fields are not read); the caller has checked the pass and operands.
+void mma_attention(const AttentionJob& job, cudaStream_t stream);
 
 }  // namespace umi::cuda

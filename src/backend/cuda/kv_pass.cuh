@@ -1,5 +1,6 @@
 // Device-side helpers over a KvPass (ops.h): where a token's K and V rows
-// live in the paged cache, and the launchers' shared argument check.
+// live in the paged cache, one attention launch's arguments, and the
+// launchers' shared argument check.
 #pragma once
 
 #include <string>
@@ -10,6 +11,21 @@
 namespace umi::cuda {
 
 constexpr int kMaxHeadDim = 256;
+
+// One attention launch's arguments, passed down the launchers whole (the
+// CUDA-core kernels of attention.cu and the tensor-core one of
+// attention_mma.cu).
+struct AttentionJob {
+  KvPass p;
+  HeadShape s;
+  int hpc = 1;  // q heads a block takes
+  int64_t layer = 0;
+  const float* q = nullptr;
+  float* out = nullptr;
+  Q8Rows q8;  // q8.q null: out alone
+  int64_t min_split_keys = 0;  // the CUDA-core kernels' splits (the tensor-core one takes one)
+  float* partial = nullptr;  // null: one split, no merge
+};
 
 struct KvRow {
   unsigned char* k;

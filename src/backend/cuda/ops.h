@@ -122,9 +122,9 @@ struct AttentionSplits {
 cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer, const float* q, float* out, const Q8Rows* q8,
                       int64_t max_position, const AttentionSplits& splits, cudaStream_t stream);
 // How many tokens one attention block takes together (the group size the
-// pass's groups must not exceed), for a head shape and KV type: 64 rows of
-// (token, q head) on the tensor cores (attention_mma.h), 16 (head_dim <= 128)
-// or 8 on the CUDA cores.
+// pass's groups must not exceed), for a head shape and KV type: a block's
+// rows of (token, q head), 64 on the tensor cores (attention_mma.h), 16
+// (head_dim <= 128) or 8 on the CUDA cores, over the q heads it takes.
 int attention_tokens_per_group(const HeadShape& shape, DType kv_dtype);
 
 }  // namespace umi::cuda
