@@ -4,15 +4,20 @@
 //            prefix already in the prefix cache
 //   memory   KV bytes per token held; many streams under --memory-limit,
 //            which forces preemption: failed requests (must be 0) and peak
+//   roofline one stream's decode against the machine's read bandwidth,
+//            measured alternately in one process (CPU only)
 // Prompts are random token ids (seeded), so any model works.
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <random>
+#include <thread>
 #include <unordered_set>
 
 #include "cli/model_options.h"
 #include "core/error.h"
 #include "engine/engine.h"
+#include "memory/read_bandwidth.h"
 
 namespace umi::cli {
 
@@ -29,6 +34,7 @@ struct BenchArgs {
   int pressure_streams = 64, pressure_prompt = 1024, pressure_gen = 16;
   std::vector<std::string> scenarios{"decode", "prefix", "memory"};
   std::string sampling = "greedy";  // decode: greedy, top-k, row (see add_bench)
+  int rounds = 3;                   // roofline
 };
 
 std::vector<int32_t> random_prompt(std::mt19937& rng, int n, int32_t vocab) {
@@ -51,10 +57,15 @@ RequestOptions fixed_length(int n, const std::string& sampling = "greedy") {
 
 double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
+struct DecodeResult {
+  double wall_s = 0, decode_tok_s = 0, mean_ttft_s = 0;
+  int64_t failed = 0;
+};
+
 // N streams at once, after one warm-up request; decode throughput counted
 // from the moment the last stream got its first token (prefill excluded)
 // to the end.
-void decode_scenario(Engine& e, std::mt19937& rng, const BenchArgs& a, int n) {
+DecodeResult run_streams(Engine& e, std::mt19937& rng, const BenchArgs& a, int n) {
   const int32_t vocab = static_cast<int32_t>(e.model().config().vocab_size);
   int64_t first_tokens = 0, tokens_after = 0, failed = 0;
   Clock::time_point all_started{};
@@ -67,8 +78,6 @@ void decode_scenario(Engine& e, std::mt19937& rng, const BenchArgs& a, int n) {
     e.submit(random_prompt(rng, a.prompt_tokens, vocab), fixed_length(std::min(a.gen_tokens, 2), a.sampling), {});
     e.run_until_idle();
   }
-  Pool& memory = e.model().kv_pool().memory();  // the device's pool on a GPU
-  memory.reset_peak();
   const auto t0 = Clock::now();
   std::unordered_set<uint64_t> started;
   RequestCallbacks cb{[&](uint64_t id, int32_t, std::string_view) {
@@ -85,14 +94,44 @@ void decode_scenario(Engine& e, std::mt19937& rng, const BenchArgs& a, int n) {
   for (int i = 0; i < n; ++i) e.submit(random_prompt(rng, a.prompt_tokens, vocab), fixed_length(a.gen_tokens, a.sampling), cb);
   e.run_until_idle();
   const auto t1 = Clock::now();
+  return {seconds(t0, t1), static_cast<double>(tokens_after) / seconds(all_started, t1), ttft_sum / n, failed};
+}
+
+void decode_scenario(Engine& e, std::mt19937& rng, const BenchArgs& a, int n) {
+  Pool& memory = e.model().kv_pool().memory();  // the device's pool on a GPU
+  memory.reset_peak();
+  const DecodeResult r = run_streams(e, rng, a, n);
   std::printf("{\"scenario\":\"decode\",\"sampling\":\"%s\",\"streams\":%d,\"prompt_tokens\":%d,\"gen_tokens\":%d,\"wall_s\":%.3f,"
               "\"aggregate_decode_tok_s\":%.2f,\"per_stream_tok_s\":%.2f,\"mean_ttft_ms\":%.1f,\"failed\":%lld,"
               "\"memory_peak_bytes\":%llu,\"largest_buffer_bytes\":%llu}\n",
-              a.sampling.c_str(), n, a.prompt_tokens, a.gen_tokens, seconds(t0, t1), static_cast<double>(tokens_after) / seconds(all_started, t1),
-              static_cast<double>(tokens_after) / seconds(all_started, t1) / n, ttft_sum / n * 1e3,
-              static_cast<long long>(failed), static_cast<unsigned long long>(memory.stats().peak),
+              a.sampling.c_str(), n, a.prompt_tokens, a.gen_tokens, r.wall_s, r.decode_tok_s, r.decode_tok_s / n,
+              r.mean_ttft_s * 1e3, static_cast<long long>(r.failed), static_cast<unsigned long long>(memory.stats().peak),
               static_cast<unsigned long long>(memory.stats().largest));
   std::fflush(stdout);
+}
+
+// The decode roofline: one stream's tokens/s against the rate at which the
+// machine reads the bytes a token needs (Model::weight_bytes_per_pass). The
+// VM's bandwidth moves by 20-30% within minutes, so each round measures both,
+// moments apart: the bandwidth over a buffer of that size with the model's
+// threads, then the decode.
+void roofline_scenario(Engine& e, Pool& pool, std::mt19937& rng, const BenchArgs& a) {
+  if (e.model().device() != Device::cpu) throw InputError("the roofline scenario measures the CPU: run it with --device cpu");
+  const uint64_t bytes = e.model().weight_bytes_per_pass();
+  const int threads = e.model().options().threads > 0 ? e.model().options().threads
+                                                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  Buffer probe = pool.allocate(bytes, MemoryUse::scratch, "bandwidth probe");
+  std::memset(probe.data(), 1, bytes);  // touched: its pages exist before the timing
+  for (int round = 0; round < a.rounds; ++round) {
+    const double rate = read_bandwidth(static_cast<const std::byte*>(probe.data()), bytes, threads, 3);
+    const DecodeResult r = run_streams(e, rng, a, 1);
+    const double roofline = rate / static_cast<double>(bytes);
+    std::printf("{\"scenario\":\"roofline\",\"round\":%d,\"threads\":%d,\"bytes_per_token\":%llu,\"read_gb_s\":%.2f,"
+                "\"roofline_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"fraction\":%.3f}\n",
+                round, threads, static_cast<unsigned long long>(bytes), rate / 1e9, roofline, r.decode_tok_s,
+                r.decode_tok_s / roofline);
+    std::fflush(stdout);
+  }
 }
 
 void prefix_scenario(Engine& e, std::mt19937& rng, const BenchArgs& a) {
@@ -148,8 +187,9 @@ Action add_bench(CLI::App& app, const GlobalOptions& global) {
   auto* cmd = app.add_subcommand("bench", "engine benchmarks (JSON lines): concurrent decode, prefix cache, memory");
   auto a = std::make_shared<BenchArgs>();
   a->model.add_to(*cmd);
-  cmd->add_option("--scenario", a->scenarios, "decode, prefix, memory (repeatable; default: all)")
-      ->check(CLI::IsMember({"decode", "prefix", "memory"}));
+  cmd->add_option("--scenario", a->scenarios, "decode, prefix, memory, roofline (repeatable; default: the first three)")
+      ->check(CLI::IsMember({"decode", "prefix", "memory", "roofline"}));
+  cmd->add_option("--rounds", a->rounds, "roofline: rounds of bandwidth then decode")->check(CLI::Range(1, 1000));
   cmd->add_option("--streams", a->streams, "concurrent streams for the decode scenario")->delimiter(',');
   cmd->add_option("--prompt-tokens", a->prompt_tokens, "prompt length per stream (decode)")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--gen-tokens", a->gen_tokens, "tokens generated per stream (decode)")->check(CLI::Range(1, 1 << 20));
@@ -185,6 +225,7 @@ Action add_bench(CLI::App& app, const GlobalOptions& global) {
         for (int n : a->streams) decode_scenario(engine, rng, *a, n);
       if (s == "prefix") prefix_scenario(engine, rng, *a);
       if (s == "memory") memory_scenario(engine, pool, rng, *a);
+      if (s == "roofline") roofline_scenario(engine, pool, rng, *a);
     }
   };
 }

@@ -52,4 +52,14 @@ Model::Model(const std::string& path, Pool& pool, ModelOptions options)
   if (backend_->device() == Device::cpu) files_.advise(Advice::willneed);
 }
 
+uint64_t Model::weight_bytes_per_pass() const {
+  uint64_t bytes = w_.output.bytes() + w_.final_norm.bytes() + w_.embed.row_bytes();
+  for (const LayerWeights& L : w_.layers) {
+    for (const MatrixView* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.gate, &L.up, &L.down}) bytes += m->bytes();
+    for (const VectorView* v : {&L.attn_norm, &L.ffn_norm, &L.q_norm, &L.k_norm, &L.q_bias, &L.k_bias, &L.v_bias})
+      if (*v) bytes += v->bytes();
+  }
+  return bytes;
+}
+
 }  // namespace umi

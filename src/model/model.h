@@ -54,6 +54,10 @@ class Model {
   // kv_pool().memory(), which is this pool on the CPU.
   Pool& pool() { return pool_; }
   Device device() const { return backend_->device(); }
+  // Bytes of weights one decode step reads per pass: every layer's matrices,
+  // norms and biases and the output matrix (of the embedding, one row). What
+  // the decode roofline divides by the machine's read bandwidth.
+  uint64_t weight_bytes_per_pass() const;
 
   // One pass over several sequences' tokens (continuous batching: decode
   // tokens and prefill chunks together): every weight is read once for all
