@@ -20,4 +20,14 @@ const char* to_string(Device d) {
   return "?";
 }
 
+void Backend::matmuls(const float* x, int64_t rows, std::span<const Product> products) {
+  for (const Product& p : products) matmul(p.w, x, rows, p.y);
+}
+
+void Backend::gated_matmul(const MatrixView& wg, const MatrixView& wu, const float* x, int64_t rows, float* gate, float* up) {
+  matmul(wg, x, rows, gate);
+  matmul(wu, x, rows, up);
+  swiglu(gate, up, rows * wg.rows);
+}
+
 }  // namespace umi

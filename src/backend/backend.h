@@ -84,6 +84,18 @@ class Backend {
   virtual void rms_norm(const float* x, const VectorView& w, int64_t rows, float* out) = 0;
   // y[r] = w x[r]                                                   [rows, w.rows]
   virtual void matmul(const MatrixView& w, const float* x, int64_t rows, float* y) = 0;
+  // Products of one input: ys[i] = ws[i] x[r] for each (q, k and v of a
+  // layer). The default runs matmul on each; a backend may run them as one
+  // job (the CPU prepares x once and splits all their rows in one pass).
+  struct Product {
+    const MatrixView& w;
+    float* y;
+  };
+  virtual void matmuls(const float* x, int64_t rows, std::span<const Product> products);
+  // The feed-forward's gated product: gate = silu(x Wg^T) * (x Wu^T),
+  // [rows, Wg.rows]; up, of that size, is the backend's scratch. The default
+  // is two matmuls and swiglu.
+  virtual void gated_matmul(const MatrixView& wg, const MatrixView& wu, const float* x, int64_t rows, float* gate, float* up);
   // x[r] += b, rows of b.size floats; nothing when b is absent
   virtual void add_bias(float* x, const VectorView& b, int64_t rows) = 0;
   // Per token of the pass: RMSNorm of each q and k head when the norms are

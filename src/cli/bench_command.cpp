@@ -110,11 +110,12 @@ void decode_scenario(Engine& e, std::mt19937& rng, const BenchArgs& a, int n) {
   std::fflush(stdout);
 }
 
-// The decode roofline: one stream's tokens/s against the rate at which the
-// machine reads the bytes a token needs (Model::weight_bytes_per_pass). The
-// VM's bandwidth moves by 20-30% within minutes, so each round measures both,
-// moments apart: the bandwidth over a buffer of that size with the model's
-// threads, then the decode.
+// The decode roofline: one stream's step time against the time the machine
+// takes to just read the bytes a step needs (Model::weight_bytes_per_pass)
+// with the model's threads. The VM's bandwidth moves by 20-30% within
+// seconds, so the two alternate token by token: after each token, one read
+// of a buffer of that size; each step is compared with the read beside it,
+// and a round reports the median and quartiles of those ratios.
 void roofline_scenario(Engine& e, Pool& pool, std::mt19937& rng, const BenchArgs& a) {
   if (e.model().device() != Device::cpu) throw InputError("the roofline scenario measures the CPU: run it with --device cpu");
   const uint64_t bytes = e.model().weight_bytes_per_pass();
@@ -122,14 +123,34 @@ void roofline_scenario(Engine& e, Pool& pool, std::mt19937& rng, const BenchArgs
                                                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   Buffer probe = pool.allocate(bytes, MemoryUse::scratch, "bandwidth probe");
   std::memset(probe.data(), 1, bytes);  // touched: its pages exist before the timing
+  const int32_t vocab = static_cast<int32_t>(e.model().config().vocab_size);
+  e.submit(random_prompt(rng, a.prompt_tokens, vocab), fixed_length(2), {});  // warm-up
+  e.run_until_idle();
   for (int round = 0; round < a.rounds; ++round) {
-    const double rate = read_bandwidth(static_cast<const std::byte*>(probe.data()), bytes, threads, 3);
-    const DecodeResult r = run_streams(e, rng, a, 1);
-    const double roofline = rate / static_cast<double>(bytes);
-    std::printf("{\"scenario\":\"roofline\",\"round\":%d,\"threads\":%d,\"bytes_per_token\":%llu,\"read_gb_s\":%.2f,"
-                "\"roofline_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"fraction\":%.3f}\n",
-                round, threads, static_cast<unsigned long long>(bytes), rate / 1e9, roofline, r.decode_tok_s,
-                r.decode_tok_s / roofline);
+    std::vector<double> step_s, read_s;
+    Clock::time_point last{};
+    RequestCallbacks cb{[&](uint64_t, int32_t, std::string_view) {
+                          const Clock::time_point now = Clock::now();
+                          if (last != Clock::time_point{}) step_s.push_back(seconds(last, now));
+                          const double rate = read_bandwidth(static_cast<const std::byte*>(probe.data()), bytes, threads, 1);
+                          read_s.push_back(static_cast<double>(bytes) / rate);
+                          last = Clock::now();
+                        },
+                        nullptr};
+    e.submit(random_prompt(rng, a.prompt_tokens, vocab), fixed_length(a.gen_tokens), cb);
+    e.run_until_idle();
+    std::vector<double> fraction, step_sorted = step_s, read_sorted = read_s;
+    for (size_t i = 0; i < step_s.size(); ++i) fraction.push_back(read_s[i] / step_s[i]);  // the read just before step i
+    auto quantile = [](std::vector<double> v, double q) {
+      std::sort(v.begin(), v.end());
+      return v.empty() ? 0.0 : v[static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5)];
+    };
+    std::printf("{\"scenario\":\"roofline\",\"round\":%d,\"threads\":%d,\"steps\":%zu,\"bytes_per_token\":%llu,"
+                "\"read_gb_s\":%.2f,\"roofline_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"fraction\":%.3f,\"fraction_p25\":%.3f,"
+                "\"fraction_p75\":%.3f}\n",
+                round, threads, step_s.size(), static_cast<unsigned long long>(bytes),
+                static_cast<double>(bytes) / quantile(read_s, 0.5) / 1e9, 1.0 / quantile(read_s, 0.5),
+                1.0 / quantile(step_s, 0.5), quantile(fraction, 0.5), quantile(fraction, 0.25), quantile(fraction, 0.75));
     std::fflush(stdout);
   }
 }
@@ -189,7 +210,7 @@ Action add_bench(CLI::App& app, const GlobalOptions& global) {
   a->model.add_to(*cmd);
   cmd->add_option("--scenario", a->scenarios, "decode, prefix, memory, roofline (repeatable; default: the first three)")
       ->check(CLI::IsMember({"decode", "prefix", "memory", "roofline"}));
-  cmd->add_option("--rounds", a->rounds, "roofline: rounds of bandwidth then decode")->check(CLI::Range(1, 1000));
+  cmd->add_option("--rounds", a->rounds, "roofline: requests, each --gen-tokens steps, each step beside one read of its bytes")->check(CLI::Range(1, 1000));
   cmd->add_option("--streams", a->streams, "concurrent streams for the decode scenario")->delimiter(',');
   cmd->add_option("--prompt-tokens", a->prompt_tokens, "prompt length per stream (decode)")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--gen-tokens", a->gen_tokens, "tokens generated per stream (decode)")->check(CLI::Range(1, 1 << 20));

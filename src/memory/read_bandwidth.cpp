@@ -1,6 +1,7 @@
 #include "memory/read_bandwidth.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -10,6 +11,8 @@
 namespace umi {
 
 namespace {
+using Clock = std::chrono::steady_clock;
+
 // Eight independent 64-bit sums: integer adds may be reordered, so the
 // compiler vectorizes the loop; the loop is load-bound, not add-bound.
 uint64_t sum_words(const std::byte* p, size_t bytes) {
@@ -29,17 +32,27 @@ double read_bandwidth(const std::byte* data, size_t bytes, int threads, int pass
   threads = std::max(1, threads);
   double best = 0;
   std::vector<uint64_t> sums(static_cast<size_t>(threads));
+  std::vector<Clock::time_point> ends(static_cast<size_t>(threads));
   for (int pass = 0; pass < passes; ++pass) {
-    const auto t0 = std::chrono::steady_clock::now();
+    // The threads start together on a flag and each notes when it is done:
+    // their creation stays out of the time.
+    std::atomic<bool> go{false};
+    std::atomic<int> ready{0};
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t)
       pool.emplace_back([&, t] {
         const size_t b = bytes * static_cast<size_t>(t) / static_cast<size_t>(threads) / 64 * 64;
         const size_t e = bytes * static_cast<size_t>(t + 1) / static_cast<size_t>(threads) / 64 * 64;
+        ++ready;
+        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
         sums[static_cast<size_t>(t)] = sum_words(data + b, e - b);
+        ends[static_cast<size_t>(t)] = Clock::now();
       });
+    while (ready.load() < threads) std::this_thread::yield();
+    const Clock::time_point t0 = Clock::now();
+    go.store(true, std::memory_order_release);
     for (std::thread& t : pool) t.join();
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double s = std::chrono::duration<double>(*std::max_element(ends.begin(), ends.end()) - t0).count();
     best = std::max(best, static_cast<double>(bytes) / s);
   }
   // The sums must look used, or the loads could go.

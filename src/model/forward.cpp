@@ -41,7 +41,7 @@ void Model::plan_pass(std::span<const ForwardItem> items) {
 
 void Model::forward(std::span<const ForwardItem> items) {
   const ModelConfig& c = config_;
-  const int64_t d = c.hidden_size, F = c.intermediate_size;
+  const int64_t d = c.hidden_size;
   plan_pass(items);
   const int64_t T = static_cast<int64_t>(pass_ids_.size());
   Backend& b = *backend_;
@@ -66,9 +66,8 @@ void Model::forward(std::span<const ForwardItem> items) {
     b.rms_norm(x, L.attn_norm, T, xn);
     // q = xn Wq^T (+bq)                                               [T, H*hd]
     // k = xn Wk^T (+bk), v = xn Wv^T (+bv)                            [T, Hkv*hd]
-    b.matmul(L.wq, xn, T, q);
-    b.matmul(L.wk, xn, T, k);
-    b.matmul(L.wv, xn, T, v);
+    const Backend::Product qkv[] = {{L.wq, q}, {L.wk, k}, {L.wv, v}};
+    b.matmuls(xn, T, qkv);
     b.add_bias(q, L.q_bias, T);
     b.add_bias(k, L.k_bias, T);
     b.add_bias(v, L.v_bias, T);
@@ -84,10 +83,8 @@ void Model::forward(std::span<const ForwardItem> items) {
 
     // Feed-forward block. xn = rmsnorm(x)                              [T, d]
     b.rms_norm(x, L.ffn_norm, T, xn);
-    // gate = silu(xn Wg^T) * (xn Wu^T)                                 [T, F]
-    b.matmul(L.gate, xn, T, gate);
-    b.matmul(L.up, xn, T, up);
-    b.swiglu(gate, up, T * F);
+    // gate = silu(xn Wg^T) * (xn Wu^T)  (up: scratch)                  [T, F]
+    b.gated_matmul(L.gate, L.up, xn, T, gate, up);
     // x += gate Wd^T                                                   [T, d]
     b.matmul(L.down, gate, T, xn);
     b.add(x, xn, T * d);

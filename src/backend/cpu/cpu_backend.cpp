@@ -45,9 +45,26 @@ void CpuBackend::rms_norm(const float* x, const VectorView& w, int64_t rows, flo
   for (int64_t r = 0; r < rows; ++r) cpu::rms_norm(x + r * w.size, w, w.size, eps, out + r * w.size);
 }
 
+MatmulScratch CpuBackend::matmul_scratch() const {
+  return {quantized_.data(), quantized_.size(), gemm_pack_.data(), gemm_pack_.size()};
+}
+
 void CpuBackend::matmul(const MatrixView& w, const float* x, int64_t rows, float* y) {
-  const MatmulScratch scratch{quantized_.data(), quantized_.size(), gemm_pack_.data(), gemm_pack_.size()};
+  const MatmulScratch scratch = matmul_scratch();
   cpu::matmul(threads_, w, x, rows, y, &scratch);
+}
+
+void CpuBackend::matmuls(const float* x, int64_t rows, std::span<const Product> products) {
+  std::vector<cpu::Product> each;
+  each.reserve(products.size());
+  for (const Product& p : products) each.push_back({p.w, p.y});
+  const MatmulScratch scratch = matmul_scratch();
+  cpu::matmuls(threads_, each, x, rows, &scratch);
+}
+
+void CpuBackend::gated_matmul(const MatrixView& wg, const MatrixView& wu, const float* x, int64_t rows, float* gate, float* up) {
+  const MatmulScratch scratch = matmul_scratch();
+  cpu::gated_matmul(threads_, wg, wu, x, rows, gate, up, &scratch);
 }
 
 void CpuBackend::add_bias(float* x, const VectorView& b, int64_t rows) {
@@ -162,7 +179,7 @@ void CpuBackend::attention(int64_t l, const float* q, float* out) {
   });
 }
 
-void CpuBackend::swiglu(float* gate, const float* up, int64_t n) { cpu::swiglu(gate, up, n); }
+void CpuBackend::swiglu(float* gate, const float* up, int64_t n) { cpu::swiglu(threads_, gate, up, n); }
 
 void CpuBackend::add(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];

@@ -28,6 +28,8 @@ class CpuBackend final : public Backend {
   void embed(const MatrixView& table, float* x) override;
   void rms_norm(const float* x, const VectorView& w, int64_t rows, float* out) override;
   void matmul(const MatrixView& w, const float* x, int64_t rows, float* y) override;
+  void matmuls(const float* x, int64_t rows, std::span<const Product> products) override;
+  void gated_matmul(const MatrixView& wg, const MatrixView& wu, const float* x, int64_t rows, float* gate, float* up) override;
   void add_bias(float* x, const VectorView& b, int64_t rows) override;
   void rope_store_kv(int64_t layer, float* q, float* k, const float* v, const VectorView& q_norm,
                      const VectorView& k_norm) override;
@@ -49,6 +51,7 @@ class CpuBackend final : public Backend {
   // Scratch of the matrix products and of attention, sized as
   // activation_layout() says (what `umi fit` reports).
   Buffer quantized_, gemm_pack_, attn_scratch_;
+  MatmulScratch matmul_scratch() const;
 };
 
 }  // namespace umi::cpu

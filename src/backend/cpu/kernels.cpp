@@ -19,45 +19,63 @@ bool matmul_supports(DType t) { return dot_portable(t) != nullptr || qdot_portab
 
 namespace {
 
-// One token through the build's pair kernel (q8_pairs.h) where it has one
-// for this type: the activations laid out once, after their q8 blocks in
-// the scratch (a pass sized for one token has no room: false, and the caller
-// goes on with the row kernels, as it does for every other type).
-bool one_token_in_pairs(ThreadPool& pool, const MatrixView& w, const Q8Block* xq, float* y, const MatmulScratch* scratch) {
-  const QPairDotFn dot = qpair_function(w.dtype);
-  const int64_t blocks = w.cols / 32, pairs = blocks / 2;
-  if (!dot || blocks % 2 != 0) return false;
-  std::vector<Q8Pair> temporary;
+// Rows a chunk of a balanced single-token job takes: 16 rows of a
+// 2048-column Q4_0 matrix are 18 KB, long enough for the page-ahead
+// prefetch, short enough that the last chunks even out the threads.
+constexpr int64_t kChunkRows = 16;
+
+// Whether one token's product with w can go through the build's pair
+// kernel (q8_pairs.h).
+bool pairs_apply(const MatrixView& w) { return qpair_function(w.dtype) != nullptr && (w.cols / 32) % 2 == 0; }
+
+// One token's activations as q8 blocks, then as pairs for the pair kernels,
+// after the blocks in the scratch (or in `temporary`); nullptr when a
+// scratch sized for one token has no room (callers use the row kernels).
+Q8Pair* prepare_pairs(DType weights, const float* x, int64_t cols, const MatmulScratch* scratch, std::vector<Q8Block>& q8_temporary,
+                      std::vector<Q8Pair>& temporary) {
+  const int64_t blocks = cols / 32, pairs = blocks / 2;
+  Q8Block* xq = nullptr;
   Q8Pair* xp = nullptr;
   if (scratch) {
     const size_t used = static_cast<size_t>(blocks) * sizeof(Q8Block), need = used + alignof(Q8Pair) + static_cast<size_t>(pairs) * sizeof(Q8Pair);
-    if (scratch->q8_bytes < need) return false;
+    if (!scratch->q8 || scratch->q8_bytes < need) return nullptr;
+    xq = static_cast<Q8Block*>(scratch->q8);
     const uintptr_t at = reinterpret_cast<uintptr_t>(scratch->q8) + used;
     xp = reinterpret_cast<Q8Pair*>((at + alignof(Q8Pair) - 1) / alignof(Q8Pair) * alignof(Q8Pair));
   } else {
+    q8_temporary.resize(static_cast<size_t>(blocks));
     temporary.resize(static_cast<size_t>(pairs));
+    xq = q8_temporary.data();
     xp = temporary.data();
   }
-  make_q8_pairs(xq, blocks, xp);
-  const size_t rb = w.row_bytes();
-  pool.parallel_for(w.rows, 16, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) y[r] = dot(w.data + static_cast<size_t>(r) * rb, xp, pairs);
-  });
-  return true;
+  quantize_activations(x, cols, xq);
+  make_q8_pairs(weights, xq, blocks, xp);
+  return xp;
 }
 
-}  // namespace
+// y[r0, r1) = rows r0..r1 of w . x through the pair kernel.
+void pair_rows(const MatrixView& w, const Q8Pair* xp, int64_t r0, int64_t r1, float* y) {
+  const QPairDotFn dot = qpair_function(w.dtype);
+  const size_t rb = w.row_bytes();
+  const int64_t pairs = w.cols / 64;
+  for (int64_t r = r0; r < r1; ++r) y[r] = dot(w.data + static_cast<size_t>(r) * rb, xp, pairs);
+}
 
-void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y, const MatmulScratch* scratch) {
+void check_product(const MatrixView& w, const float* x, int64_t tokens, const float* y) {
   if (!matmul_supports(w.dtype)) throw Error("matmul: dtype " + std::string(to_string(w.dtype)) + " is not supported");
   if (w.cols % dtype_info(w.dtype).block_elems != 0 || w.cols % 32 != 0 || tokens < 1 || !w.data || !x || !y)
     throw Error("matmul: bad shape or null operand");
+}
+
+// One product through the row kernels, or the tiled GEMM from
+// kGemmMinTokens tokens.
+void matmul_rows(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y, const MatmulScratch* scratch) {
   const size_t rb = w.row_bytes();
   const int64_t k = w.cols, n = w.rows;
   const QDotFn qdot = qdot_function(w.dtype);
   if (!qdot) {
     const DotFn dot = dot_function(w.dtype);
-    pool.parallel_for(n, 16, [&](int64_t r0, int64_t r1) {
+    pool.parallel_chunks(n, kChunkRows, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const std::byte* row = w.data + static_cast<size_t>(r) * rb;
         for (int64_t t = 0; t < tokens; ++t) y[t * n + r] = dot(row, x + t * k, k);
@@ -75,7 +93,6 @@ void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t token
     xq = q8_temporary.data();
   }
   for (int64_t t = 0; t < tokens; ++t) quantize_activations(x + t * k, k, xq + t * (k / 32));
-  if (tokens == 1 && one_token_in_pairs(pool, w, xq, y, scratch)) return;
 
   const QGemmFn gemm = tokens >= kGemmMinTokens ? qgemm_function(w.dtype) : nullptr;
   const size_t pack_each = (gemm_pack_bytes(k) + 63) / 64 * 64;
@@ -107,6 +124,67 @@ void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t token
         }
       for (; t < tokens; ++t) y[t * n + r] = qdot(row, xq + t * (k / 32), k);
     }
+  });
+}
+
+}  // namespace
+
+void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y, const MatmulScratch* scratch) {
+  const Product one[] = {{w, y}};
+  matmuls(pool, one, x, tokens, scratch);
+}
+
+void matmuls(ThreadPool& pool, std::span<const Product> products, const float* x, int64_t tokens, const MatmulScratch* scratch) {
+  bool pairs = tokens == 1 && !products.empty();
+  for (const Product& p : products) {
+    check_product(p.w, x, tokens, p.y);
+    pairs = pairs && pairs_apply(p.w) && p.w.dtype == products[0].w.dtype && p.w.cols == products[0].w.cols;
+  }
+  std::vector<Q8Block> q8_temporary;
+  std::vector<Q8Pair> pair_temporary;
+  const Q8Pair* xp =
+      pairs ? prepare_pairs(products[0].w.dtype, x, products[0].w.cols, scratch, q8_temporary, pair_temporary) : nullptr;
+  if (!xp && products.size() > 1) {  // mixed types (a K-quant file's v): each on its own
+    for (const Product& p : products) matmuls(pool, std::span(&p, 1), x, tokens, scratch);
+    return;
+  }
+  if (!xp) {
+    matmul_rows(pool, products[0].w, x, tokens, products[0].y, scratch);
+    return;
+  }
+  // Chunks of every product in a row: product i owns [first[i], first[i + 1]).
+  std::vector<int64_t> first{0};
+  for (const Product& p : products) first.push_back(first.back() + (p.w.rows + kChunkRows - 1) / kChunkRows);
+  pool.parallel_chunks(first.back(), 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      size_t i = 0;
+      while (c >= first[i + 1]) ++i;
+      const MatrixView& w = products[i].w;
+      const int64_t r0 = (c - first[i]) * kChunkRows;
+      pair_rows(w, xp, r0, std::min(w.rows, r0 + kChunkRows), products[i].y);
+    }
+  });
+}
+
+void gated_matmul(ThreadPool& pool, const MatrixView& wg, const MatrixView& wu, const float* x, int64_t tokens, float* gate,
+                  float* up, const MatmulScratch* scratch) {
+  check_product(wg, x, tokens, gate);
+  check_product(wu, x, tokens, up);
+  if (wg.rows != wu.rows || wg.cols != wu.cols) throw Error("gated_matmul: gate and up matrices differ in shape");
+  std::vector<Q8Block> q8_temporary;
+  std::vector<Q8Pair> pair_temporary;
+  const bool pairs = tokens == 1 && pairs_apply(wg) && wu.dtype == wg.dtype;
+  const Q8Pair* xp = pairs ? prepare_pairs(wg.dtype, x, wg.cols, scratch, q8_temporary, pair_temporary) : nullptr;
+  if (!xp) {
+    const Product both[] = {{wg, gate}, {wu, up}};
+    matmuls(pool, both, x, tokens, scratch);
+    swiglu(pool, gate, up, tokens * wg.rows);
+    return;
+  }
+  pool.parallel_chunks(wg.rows, kChunkRows, [&](int64_t r0, int64_t r1) {
+    pair_rows(wg, xp, r0, r1, gate);
+    pair_rows(wu, xp, r0, r1, up);
+    swiglu(gate + r0, up + r0, r1 - r0);
   });
 }
 
@@ -150,6 +228,10 @@ void rope(float* head, int64_t dim, const float* inv_freq, int64_t position, boo
 
 void swiglu(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void swiglu(ThreadPool& pool, float* gate, const float* up, int64_t n) {
+  pool.parallel_for(n, 4096, [&](int64_t b, int64_t e) { swiglu(gate + b, up + b, e - b); });
 }
 
 }  // namespace umi::cpu

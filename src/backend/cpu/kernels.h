@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 
 #include "backend/cpu/thread_pool.h"
 #include "backend/weight_view.h"
@@ -38,6 +39,26 @@ struct MatmulScratch {
 void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y,
             const MatmulScratch* scratch = nullptr);
 
+// One of several products of the same input (matmuls): y = w x.
+struct Product {
+  const MatrixView& w;
+  float* y;
+};
+
+// ys[i] = ws[i] x for products of one input x [tokens, cols]. One token
+// through the pair kernels (decode) is one balanced job over all their rows
+// with x prepared once: q, k and v of a layer cost one wait, not three.
+// Anything else runs matmul per product.
+void matmuls(ThreadPool& pool, std::span<const Product> products, const float* x, int64_t tokens,
+             const MatmulScratch* scratch = nullptr);
+
+// The feed-forward's gated product: gate = silu(x Wg^T) * (x Wu^T), both
+// [tokens, F]; up is scratch of that size. One token through the pair
+// kernels is one job whose chunks take the same rows of both matrices and
+// apply the gate as they go: no second pass over F values, no serial step.
+void gated_matmul(ThreadPool& pool, const MatrixView& wg, const MatrixView& wu, const float* x, int64_t tokens, float* gate,
+                  float* up, const MatmulScratch* scratch = nullptr);
+
 // Tokens from which the tiled GEMM is used (below: row-at-a-time kernels).
 inline constexpr int64_t kGemmMinTokens = 8;
 
@@ -58,5 +79,7 @@ void rope_apply(float* head, int64_t dim, const float* cos_sin, bool interleaved
 
 // gate[i] = silu(gate[i]) * up[i]
 void swiglu(float* gate, const float* up, int64_t n);
+// The same split across the pool's threads (prefill's [tokens, F]).
+void swiglu(ThreadPool& pool, float* gate, const float* up, int64_t n);
 
 }  // namespace umi::cpu

@@ -27,12 +27,17 @@ inline __m512 add_pair(__m512 acc, __m512i sums, __m256i scales_f16, const Q8Pai
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(_mm512_cvtph_ps(scales_f16), _mm512_load_ps(x.d)), acc);
 }
 
-// Q4_0 pair (two 18-byte blocks: f16 d, 16 bytes of nibbles; value i < 16 is
-// the low nibble of byte i, value 16 + i its high one).
+// Q4_0 pair (two 18-byte blocks: f16 d, 16 bytes of nibbles; value i < 16
+// is the low nibble of byte i, value 16 + i its high one). Each block's 16
+// bytes go to two 128-bit lanes by a broadcast load, and one mask keeps the
+// low nibbles in the first and the high ones, in place, in the second (the
+// activations' layout accounts for the factor 16): no shift, no lane shuffle.
 inline __m512i q4_0_values(const std::byte* w) {
-  const __m256i packed = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(w + 20), reinterpret_cast<const __m128i*>(w + 2));
-  const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(packed), _mm256_srli_epi16(packed, 4), 1);  // p0 p1 p0>>4 p1>>4
-  return _mm512_and_si512(_mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0)), _mm512_set1_epi8(0x0F));
+  const __m256i b0 = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2)));
+  const __m256i b1 = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 20)));
+  const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(b0), b1, 1);  // p0 p0 p1 p1
+  const long long lo = 0x0F0F0F0F0F0F0F0FLL, hi = static_cast<long long>(0xF0F0F0F0F0F0F0F0ULL);
+  return _mm512_and_si512(both, _mm512_set_epi64(hi, hi, lo, lo, hi, hi, lo, lo));  // 128-bit lanes: low, high, low, high
 }
 
 // The two blocks' f16 scales at byte 0 of each (`stride` apart), eight lanes each.
@@ -44,8 +49,7 @@ inline __m256i pair_scales(const std::byte* w, int stride) {
 }
 
 inline __m512 q4_0_pair(__m512 acc, const std::byte* w, const Q8Pair& x) {
-  const __m512i offset = _mm512_slli_epi32(_mm512_load_si512(x.neg_sum), 3);  // - 8 * sum(q) a lane
-  const __m512i sums = _mm512_dpbusd_epi32(offset, q4_0_values(w), _mm512_load_si512(x.q));
+  const __m512i sums = _mm512_dpbusd_epi32(_mm512_load_si512(x.offset), q4_0_values(w), _mm512_load_si512(x.q));
   return add_pair(acc, sums, pair_scales(w, 18), x);
 }
 
@@ -55,8 +59,7 @@ inline __m512 q8_0_pair(__m512 acc, const std::byte* w, const Q8Pair& x) {
   const __m512i values = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2))),
                                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 36)), 1);
   const __m512i u = _mm512_xor_si512(values, _mm512_set1_epi8(static_cast<char>(0x80)));
-  const __m512i offset = _mm512_slli_epi32(_mm512_load_si512(x.neg_sum), 7);  // - 128 * sum(q) a lane
-  const __m512i sums = _mm512_dpbusd_epi32(offset, u, _mm512_load_si512(x.q));
+  const __m512i sums = _mm512_dpbusd_epi32(_mm512_load_si512(x.offset), u, _mm512_load_si512(x.q));
   return add_pair(acc, sums, pair_scales(w, 34), x);
 }
 

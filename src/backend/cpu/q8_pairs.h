@@ -8,10 +8,14 @@
 // reuses is worked out once, here, instead of once per row:
 // - the 64 q of the two blocks, side by side;
 // - for each int32 lane of vpdpbusd (4 consecutive bytes of that order), the
-//   negated sum of its q: weights read as unsigned bytes (Q4_0 nibbles 0..15,
-//   Q8_0 bytes + 128) over-count by offset * sum(q), and the kernel starts
-//   each lane's integer sum at offset * that negated sum: exact;
-// - each lane's block scale d.
+//   offset correction: weights read as unsigned bytes u over-count by
+//   offset * sum(q), so the kernel starts each lane's integer sum at
+//   -offset * sum(q) of its four q: exact. Q8_0 reads w + 128 (offset 128).
+//   Q4_0 reads value i < 16 of a block as its byte's low nibble (offset 8)
+//   and value 16 + i as the byte's high nibble in place, byte & 0xF0, which
+//   is 16 times the nibble (offset 16 * 8): no shift in the kernel;
+// - each lane's scale: the block's d, or d / 16 where the lane's weights
+//   were read 16 times too large (exact: a power of two).
 #pragma once
 
 #include <cstddef>
@@ -23,12 +27,13 @@ namespace umi::cpu {
 
 struct alignas(64) Q8Pair {
   int8_t q[64];
-  int32_t neg_sum[16];
+  int32_t offset[16];  // -offset * sum of the lane's q
   float d[16];
 };
 
-// out[p] for the blocks 2p, 2p + 1 of x (blocks even).
-void make_q8_pairs(const Q8Block* x, int64_t blocks, Q8Pair* out);
+// out[p] for the blocks 2p, 2p + 1 of x (blocks even), laid out for weights
+// of type `weights` (Q4_0 or Q8_0).
+void make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, Q8Pair* out);
 
 // row . x for a weight row of `pairs` pairs of blocks.
 using QPairDotFn = float (*)(const std::byte* row, const Q8Pair* x, int64_t pairs);

@@ -1,6 +1,7 @@
 #include "backend/cpu/thread_pool.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -40,7 +41,7 @@ bool spin_until(Ready ready, std::chrono::microseconds limit) {
 }
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) {
+ThreadPool::ThreadPool(int threads) : ranges_(static_cast<size_t>(threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency()))) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker(i); });
 }
@@ -64,8 +65,7 @@ void ThreadPool::worker(int index) {
     }
     if (stop_.load(std::memory_order_acquire)) return;
     seen = generation_.load(std::memory_order_acquire);
-    auto [b, e] = slice_of(n_, grain_, index, size());
-    if (b < e) (*job_)(b, e);
+    run_share(index);
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard lock(mu_);  // parallel_for may be between its check and its wait
       done_.notify_one();
@@ -73,24 +73,73 @@ void ThreadPool::worker(int index) {
   }
 }
 
+int64_t ThreadPool::take_front(Range& r) {
+  uint64_t v = r.front_back.load(std::memory_order_relaxed);
+  while (true) {
+    const uint32_t front = static_cast<uint32_t>(v >> 32), back = static_cast<uint32_t>(v);
+    if (front >= back) return -1;
+    if (r.front_back.compare_exchange_weak(v, (static_cast<uint64_t>(front + 1) << 32) | back, std::memory_order_relaxed))
+      return front;
+  }
+}
+
+int64_t ThreadPool::take_back(Range& r) {
+  uint64_t v = r.front_back.load(std::memory_order_relaxed);
+  while (true) {
+    const uint32_t front = static_cast<uint32_t>(v >> 32), back = static_cast<uint32_t>(v);
+    if (front >= back) return -1;
+    if (r.front_back.compare_exchange_weak(v, (static_cast<uint64_t>(front) << 32) | (back - 1), std::memory_order_relaxed))
+      return back - 1;
+  }
+}
+
+// Thread `index`'s part of the published job.
+void ThreadPool::run_share(int index) {
+  if (!chunked_) {
+    auto [b, e] = slice_of(n_, grain_, index, size());
+    if (b < e) (*job_)(b, e);
+    return;
+  }
+  auto run = [&](int64_t c) { (*job_)(c * grain_, std::min(n_, (c + 1) * grain_)); };
+  for (int64_t c; (c = take_front(ranges_[static_cast<size_t>(index)])) >= 0;) run(c);
+  for (int k = 1; k < size(); ++k)
+    for (int64_t c; (c = take_back(ranges_[static_cast<size_t>((index + k) % size())])) >= 0;) run(c);
+}
+
 void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  run_job(n, grain, false, fn);
+}
+
+void ThreadPool::parallel_chunks(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn) {
+  run_job(n, chunk, true, fn);
+}
+
+void ThreadPool::run_job(int64_t n, int64_t grain, bool chunked, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(1, grain);
   if (workers_.empty() || n <= grain) {
     fn(0, n);
     return;
   }
+  const int64_t chunks = (n + grain - 1) / grain;
+  if (chunked && chunks > UINT32_MAX) throw std::length_error("parallel_chunks: more than 2^32 chunks");
   {
     std::lock_guard lock(mu_);  // a sleeping worker checks generation_ under it
     job_ = &fn;
     n_ = n;
     grain_ = grain;
+    chunked_ = chunked;
+    if (chunked)
+      for (int p = 0; p < size(); ++p) {
+        auto [b, e] = slice_of(chunks, 1, p, size());
+        ranges_[static_cast<size_t>(p)].front_back.store((static_cast<uint64_t>(b) << 32) | static_cast<uint64_t>(e),
+                                                          std::memory_order_relaxed);
+      }
     pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
     generation_.fetch_add(1, std::memory_order_release);
   }
   wake_.notify_all();
-  auto [b, e] = slice_of(n, grain, 0, size());
-  if (b < e) fn(b, e);
+  run_share(0);
   const auto all_done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
   if (spin_until(all_done, kSpin)) return;
   std::unique_lock lock(mu_);

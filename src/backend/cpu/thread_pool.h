@@ -28,8 +28,18 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }  // the caller works too
 
   // Runs fn(begin, end) over [0, n) split into one contiguous range per
-  // thread (ranges aligned to `grain`). Returns when all are done.
+  // thread (ranges aligned to `grain`), one call per thread (callers index
+  // per-thread scratch by call). Returns when all are done.
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+  // The same work split into chunks of `chunk` indices, balanced: each
+  // thread runs its own contiguous range front to back, then takes what
+  // another has not yet started from that range's back end. A thread slowed
+  // by the machine (a hypervisor's interrupt, a neighbour on the core) no
+  // longer holds the others waiting at the end of every product; each
+  // stream of reads stays long and forward, which the prefetchers need. fn
+  // may run several times on one thread, on disjoint whole chunks.
+  void parallel_chunks(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn);
 
   // How long a thread polls for the next job (or for the others to finish)
   // before it sleeps.
@@ -37,6 +47,15 @@ class ThreadPool {
 
  private:
   void worker(int index);
+  void run_job(int64_t n, int64_t grain, bool chunked, const std::function<void(int64_t, int64_t)>& fn);
+  void run_share(int index);
+  // One thread's range of chunks [front, back) as one word: the owner takes
+  // from the front, the others from the back, both by compare-and-swap.
+  struct alignas(64) Range {
+    std::atomic<uint64_t> front_back{0};
+  };
+  static int64_t take_front(Range& r);
+  static int64_t take_back(Range& r);
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
@@ -44,6 +63,8 @@ class ThreadPool {
   // Written by parallel_for before it publishes the job by bumping generation_.
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t n_ = 0, grain_ = 1;
+  bool chunked_ = false;            // parallel_chunks: ranges_ hold the work
+  std::vector<Range> ranges_;       // one per thread
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
