@@ -13,6 +13,10 @@
 #include "backend/cpu/half.h"
 #include "backend/cpu/quant_blocks.h"
 
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
 namespace umi::cpu {
 namespace {
 
@@ -39,9 +43,18 @@ inline uint16_t load_u16(const std::byte* p) {
   return v;
 }
 
-// Eight halves to floats without branches: shift the exponent and mantissa
-// into place and rescale by 2^112 (127 - 15 bias); Inf/NaN get the top exponent.
+// Eight halves to floats: one instruction where the build has F16C (the x86
+// builds); elsewhere without branches: shift the exponent and mantissa into
+// place and rescale by 2^112 (127 - 15 bias); Inf/NaN get the top exponent.
+// (The emulation cost decode attention ~6% of a step at 400 positions, where
+// it converts every cached K and V.)
 inline v8f f16x8_to_f32(const std::byte* p) {
+#if defined(__F16C__)
+  const __m256 c = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  v8f r;
+  std::memcpy(&r, &c, sizeof r);
+  return r;
+#endif
   v8h h;
   std::memcpy(&h, p, sizeof h);
   v8u x = __builtin_convertvector(h, v8u);

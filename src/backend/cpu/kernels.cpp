@@ -55,10 +55,8 @@ Q8Pair* prepare_pairs(DType weights, const float* x, int64_t cols, const MatmulS
 
 // y[r0, r1) = rows r0..r1 of w . x through the pair kernel.
 void pair_rows(const MatrixView& w, const Q8Pair* xp, int64_t r0, int64_t r1, float* y) {
-  const QPairDotFn dot = qpair_function(w.dtype);
   const size_t rb = w.row_bytes();
-  const int64_t pairs = w.cols / 64;
-  for (int64_t r = r0; r < r1; ++r) y[r] = dot(w.data + static_cast<size_t>(r) * rb, xp, pairs);
+  qpair_function(w.dtype)(w.data + static_cast<size_t>(r0) * rb, rb, r1 - r0, xp, w.cols / 64, y + r0);
 }
 
 void check_product(const MatrixView& w, const float* x, int64_t tokens, const float* y) {

@@ -117,35 +117,46 @@ TEST(Kernels, IntegerDotsOfQuantizedWeightsMatchTheFloatReference) {
 }
 
 // The single-token pair kernels (q8_pairs.h) against the double reference
-// of the q8 activations, with odd and even pair counts. Each row ends where a
-// readable page does (the next one is PROT_NONE): a kernel that reads past
-// its row, as a matrix's last row lies at the end of a mapped file, faults.
-TEST(Kernels, PairKernelsMatchTheReferenceAndStayInTheirRow) {
+// of the q8 activations, with odd and even pair counts, 1-3 rows (the rows
+// go two at a time, then one). The last row ends where a readable page does
+// (the next one is PROT_NONE): a kernel that reads past its rows, as a
+// matrix's last row lies at the end of a mapped file, faults.
+TEST(Kernels, PairKernelsMatchTheReferenceAndStayInTheirRows) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   int checked = 0;
   for (const KernelSet* set : runnable_kernel_sets())
-    for (DType t : {DType::Q4_0, DType::Q8_0}) {
-      const QPairDotFn dot = set->qpair(t);
-      if (!dot) continue;
-      for (int64_t n : {64, 192, 2048, 4160}) {
-        const auto row = encode(t, lumpy_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + 3)));
-        const size_t span = (row.size() + page - 1) / page * page;
-        void* map = mmap(nullptr, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        ASSERT_NE(map, MAP_FAILED);
-        ASSERT_EQ(mprotect(static_cast<std::byte*>(map) + span, page, PROT_NONE), 0);
-        std::byte* at = static_cast<std::byte*>(map) + span - row.size();
-        std::memcpy(at, row.data(), row.size());
-        const auto x = random_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + 4));
-        std::vector<Q8Block> xq(static_cast<size_t>(n / 32));
-        quantize_activations(x.data(), n, xq.data());
-        std::vector<Q8Pair> pairs(static_cast<size_t>(n / 64));
-        make_q8_pairs(t, xq.data(), n / 32, pairs.data());
-        const auto [ref, tol] = q8_reference(t, row.data(), xq, n);
-        EXPECT_NEAR(dot(at, pairs.data(), n / 64), ref, tol) << set->name << " " << to_string(t) << " " << n;
-        munmap(map, span + page);
-        ++checked;
+    for (DType t : {DType::Q4_0, DType::Q8_0})
+      for (int64_t rows = 1; rows <= 3; ++rows) {
+        const QPairDotFn dot = set->qpair(t);
+        if (!dot) continue;
+        for (int64_t n : {64, 192, 2048, 4160}) {
+          std::vector<std::byte> data;
+          for (int64_t r = 0; r < rows; ++r) {
+            const auto row = encode(t, lumpy_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + 3 + r)));
+            data.insert(data.end(), row.begin(), row.end());
+          }
+          const size_t rb = data.size() / static_cast<size_t>(rows);
+          const size_t span = (data.size() + page - 1) / page * page;
+          void* map = mmap(nullptr, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+          ASSERT_NE(map, MAP_FAILED);
+          ASSERT_EQ(mprotect(static_cast<std::byte*>(map) + span, page, PROT_NONE), 0);
+          std::byte* at = static_cast<std::byte*>(map) + span - data.size();
+          std::memcpy(at, data.data(), data.size());
+          const auto x = random_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + 4));
+          std::vector<Q8Block> xq(static_cast<size_t>(n / 32));
+          quantize_activations(x.data(), n, xq.data());
+          std::vector<Q8Pair> pairs(static_cast<size_t>(n / 64));
+          make_q8_pairs(t, xq.data(), n / 32, pairs.data());
+          std::vector<float> y(static_cast<size_t>(rows), std::nanf(""));
+          dot(at, rb, rows, pairs.data(), n / 64, y.data());
+          for (int64_t r = 0; r < rows; ++r) {
+            const auto [ref, tol] = q8_reference(t, data.data() + static_cast<size_t>(r) * rb, xq, n);
+            EXPECT_NEAR(y[static_cast<size_t>(r)], ref, tol) << set->name << " " << to_string(t) << " n " << n << " row " << r << "/" << rows;
+          }
+          munmap(map, span + page);
+          ++checked;
+        }
       }
-    }
   if (checked == 0) GTEST_SKIP() << "no build with pair kernels runs on this CPU";
 }
 

@@ -6,8 +6,10 @@
 //
 // Per pair of blocks, everything about the activations that every weight row
 // reuses is worked out once, here, instead of once per row:
-// - the 64 q of the two blocks, side by side;
-// - for each int32 lane of vpdpbusd (4 consecutive bytes of that order), the
+// - the 64 q of the two blocks in the kernels' lane order: int32 lane l of
+//   vpdpbusd (bytes 4l..4l+3) takes four values of block l % 2 (Q8_0:
+//   values 4(l/2)..; Q4_0: lanes 0-7 values 0..15, lanes 8-15 values 16..31);
+// - for each lane, the
 //   offset correction: weights read as unsigned bytes u over-count by
 //   offset * sum(q), so the kernel starts each lane's integer sum at
 //   -offset * sum(q) of its four q: exact. Q8_0 reads w + 128 (offset 128).
@@ -35,8 +37,9 @@ struct alignas(64) Q8Pair {
 // of type `weights` (Q4_0 or Q8_0).
 void make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, Q8Pair* out);
 
-// row . x for a weight row of `pairs` pairs of blocks.
-using QPairDotFn = float (*)(const std::byte* row, const Q8Pair* x, int64_t pairs);
+// y[r] = row r . x for `rows` consecutive weight rows `row_bytes` apart, each
+// of `pairs` pairs of blocks.
+using QPairDotFn = void (*)(const std::byte* rows_data, size_t row_bytes, int64_t rows, const Q8Pair* x, int64_t pairs, float* y);
 
 // The chosen build's pair kernel for a weight type (nullptr: none; the
 // AVX-512 VNNI build has Q4_0 and Q8_0).
