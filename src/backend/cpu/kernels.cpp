@@ -1,5 +1,6 @@
 #include "backend/cpu/kernels.h"
 
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -19,10 +20,20 @@ bool matmul_supports(DType t) { return dot_portable(t) != nullptr || qdot_portab
 
 namespace {
 
-// Rows a chunk of a balanced single-token job takes: 16 rows of a
-// 2048-column Q4_0 matrix are 18 KB, long enough for the page-ahead
-// prefetch, short enough that the last chunks even out the threads.
+// Rows a chunk of a balanced job takes: 16 (the row kernels' grain, and the
+// GEMM's tiles).
 constexpr int64_t kChunkRows = 16;
+
+// A single-token chunk's rows: ~32 KB of weights (a Q4_0 2048-column matrix:
+// 32 rows), 4-64 rows. Long enough that a chunk's fixed cost (claiming it,
+// the call) stays near 1% of its ~1.2 us of streaming and the page-ahead
+// prefetch runs on; short enough that the last chunks even out the
+// threads. 16-row chunks cost ~5% of a decode step in that overhead.
+int64_t pair_chunk_rows(size_t row_bytes) {
+  int64_t rows = 4;
+  while (rows < 64 && static_cast<size_t>(rows * 2) * row_bytes <= 32768) rows *= 2;
+  return rows;
+}
 
 // Whether one token's product with w can go through the build's pair
 // kernel (q8_pairs.h).
@@ -53,11 +64,25 @@ Q8Pair* prepare_pairs(DType weights, const float* x, int64_t cols, const MatmulS
   return xp;
 }
 
-// y[r0, r1) = rows r0..r1 of w . x through the pair kernel.
-void pair_rows(const MatrixView& w, const Q8Pair* xp, int64_t r0, int64_t r1, float* y) {
-  const size_t rb = w.row_bytes();
-  qpair_function(w.dtype)(w.data + static_cast<size_t>(r0) * rb, rb, r1 - r0, xp, w.cols / 64, y + r0);
-}
+// One product of a single-token job, worked out before the job: its kernel,
+// row size and chunks.
+struct PairProduct {
+  QPairDotFn dot = nullptr;
+  const std::byte* data = nullptr;
+  size_t row_bytes = 0;
+  int64_t rows = 0, pairs = 0, chunk_rows = 0, chunks = 0;
+  float* y = nullptr;
+  PairProduct() = default;
+  PairProduct(const MatrixView& w, float* out)
+      : dot(qpair_function(w.dtype)), data(w.data), row_bytes(w.row_bytes()), rows(w.rows), pairs(w.cols / 64),
+        chunk_rows(pair_chunk_rows(row_bytes)), chunks((rows + chunk_rows - 1) / chunk_rows), y(out) {}
+  // Chunk c's rows; returns the first.
+  int64_t run(int64_t c, const Q8Pair* xp) const {
+    const int64_t r0 = c * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
+    dot(data + static_cast<size_t>(r0) * row_bytes, row_bytes, r1 - r0, xp, pairs, y + r0);
+    return r0;
+  }
+};
 
 void check_product(const MatrixView& w, const float* x, int64_t tokens, const float* y) {
   if (!matmul_supports(w.dtype)) throw Error("matmul: dtype " + std::string(to_string(w.dtype)) + " is not supported");
@@ -151,15 +176,19 @@ void matmuls(ThreadPool& pool, std::span<const Product> products, const float* x
     return;
   }
   // Chunks of every product in a row: product i owns [first[i], first[i + 1]).
-  std::vector<int64_t> first{0};
-  for (const Product& p : products) first.push_back(first.back() + (p.w.rows + kChunkRows - 1) / kChunkRows);
-  pool.parallel_chunks(first.back(), 1, [&](int64_t c0, int64_t c1) {
+  constexpr size_t kMost = 8;
+  if (products.size() > kMost) throw Error("matmuls: more than 8 products of one input");
+  std::array<PairProduct, kMost> each;
+  std::array<int64_t, kMost + 1> first{};
+  for (size_t i = 0; i < products.size(); ++i) {
+    each[i] = PairProduct(products[i].w, products[i].y);
+    first[i + 1] = first[i] + each[i].chunks;
+  }
+  pool.parallel_chunks(first[products.size()], 1, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       size_t i = 0;
       while (c >= first[i + 1]) ++i;
-      const MatrixView& w = products[i].w;
-      const int64_t r0 = (c - first[i]) * kChunkRows;
-      pair_rows(w, xp, r0, std::min(w.rows, r0 + kChunkRows), products[i].y);
+      each[i].run(c - first[i], xp);
     }
   });
 }
@@ -179,10 +208,13 @@ void gated_matmul(ThreadPool& pool, const MatrixView& wg, const MatrixView& wu, 
     swiglu(pool, gate, up, tokens * wg.rows);
     return;
   }
-  pool.parallel_chunks(wg.rows, kChunkRows, [&](int64_t r0, int64_t r1) {
-    pair_rows(wg, xp, r0, r1, gate);
-    pair_rows(wu, xp, r0, r1, up);
-    swiglu(gate + r0, up + r0, r1 - r0);
+  const PairProduct g(wg, gate), u(wu, up);
+  pool.parallel_chunks(g.chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t r0 = g.run(c, xp), r1 = std::min(g.rows, r0 + g.chunk_rows);
+      u.run(c, xp);
+      swiglu(gate + r0, up + r0, r1 - r0);
+    }
   });
 }
 
