@@ -14,6 +14,38 @@
 
 namespace umi {
 
+namespace {
+// The file mapped read-only at an address aligned to 2 MiB. Where the page
+// cache holds a file in large folios (ext4 and xfs on recent Linux), the
+// kernel can then map each 2 MiB of it with one page-table entry instead of
+// 512: fewer TLB misses for a decode step that streams every weight, which
+// costs most in a VM (nested paging). Elsewhere the alignment is harmless.
+// A PROT_NONE reservation 2 MiB longer than the file finds the address; the
+// file goes over its aligned part (MAP_FIXED) and the slack is given back.
+void* map_aligned(int fd, uint64_t size) {
+  constexpr uint64_t kAlign = uint64_t{2} << 20;
+  if (size < kAlign) return mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  void* reserved = mmap(nullptr, size + kAlign, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (reserved == MAP_FAILED) return mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const uintptr_t start = reinterpret_cast<uintptr_t>(reserved);
+  const uintptr_t at = (start + kAlign - 1) / kAlign * kAlign;
+  void* p = mmap(reinterpret_cast<void*>(at), size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+  if (p == MAP_FAILED) {
+    munmap(reserved, size + kAlign);
+    return mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  }
+#if defined(MADV_HUGEPAGE)
+  // Linux: ask for the large folios too (readahead then reads in 2 MiB units).
+  madvise(p, size, MADV_HUGEPAGE);
+#endif
+  const uint64_t page = page_size();
+  const uintptr_t end = (at + size + page - 1) / page * page;
+  if (at > start) munmap(reserved, at - start);
+  if (start + size + kAlign > end) munmap(reinterpret_cast<void*>(end), start + size + kAlign - end);
+  return p;
+}
+}  // namespace
+
 MappedFile MappedFile::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw FormatError(path, "open", std::strerror(errno));
@@ -31,7 +63,7 @@ MappedFile MappedFile::open(const std::string& path) {
   f.path_ = path;
   f.size_ = static_cast<uint64_t>(st.st_size);
   if (f.size_ > 0) {
-    void* p = mmap(nullptr, f.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    void* p = map_aligned(fd, f.size_);
     if (p == MAP_FAILED) {
       int err = errno;
       ::close(fd);

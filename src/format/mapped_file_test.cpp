@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <vector>
 
 #include "core/error.h"
 #include "support/file_builders.h"
@@ -31,6 +32,23 @@ TEST(MappedFile, MapsTheBytesOfAFile) {
   EXPECT_EQ(moved.size(), content.size());
   EXPECT_EQ(f.size(), 0u);
   EXPECT_TRUE(f.bytes().empty());
+}
+
+// Files of 2 MiB and more map at a 2 MiB boundary (one page-table entry per
+// 2 MiB where the page cache has large folios), with every byte in place;
+// the reservation's slack is given back, and several such maps coexist.
+TEST(MappedFile, LargeFilesMapAtTwoMebibyteBoundaries) {
+  test::TempDir dir;
+  test::Bytes content = test::pattern_bytes((3u << 20) + 123, 7);
+  test::write_file(dir.file("big"), content);
+  std::vector<MappedFile> maps;
+  for (int i = 0; i < 3; ++i) {
+    maps.push_back(MappedFile::open(dir.file("big")));
+    const MappedFile& f = maps.back();
+    ASSERT_EQ(f.size(), content.size());
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(f.bytes().data()) % (2u << 20), 0u);
+    EXPECT_EQ(std::memcmp(f.bytes().data(), content.data(), content.size()), 0);
+  }
 }
 
 TEST(MappedFile, EmptyFilesMapToAnEmptySpan) {
