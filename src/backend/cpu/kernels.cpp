@@ -37,7 +37,9 @@ int64_t pair_chunk_rows(size_t row_bytes) {
 
 // Whether one token's product with w can go through the build's pair
 // kernel (q8_pairs.h).
-bool pairs_apply(const MatrixView& w) { return qpair_function(w.dtype) != nullptr && (w.cols / 32) % 2 == 0; }
+bool pairs_apply(const MatrixView& w) {
+  return qpair_function(w.dtype) != nullptr && (w.cols / 32) % (w.dtype == DType::Q4_0 ? 4 : 2) == 0;
+}
 
 // One token's activations as q8 blocks, then as pairs for the pair kernels,
 // after the blocks in the scratch (or in `temporary`); nullptr when a

@@ -1,15 +1,14 @@
 // The 512-bit single-token row kernels for Q4_0 and Q8_0 (contract and
-// activation layout in q8_pairs.h), for dot_avx512vnni.cpp alone: two weight
-// blocks per vpdpbusd. Per pair of Q4_0 blocks (36 bytes): two loads, a
-// dword permute, a mask, vpdpbusd from the lane offsets, convert, the scales
-// (two broadcast loads, a blend, a conversion) and two multiplies: ~7
-// instructions a block where the 256-bit kernel ran ~15; the loop runs ~4
-// cycles a pair on this machine (in L1 or L2), bound by instruction
-// throughput rather than by any one unit. A first version took the pair in one masked 36-byte load and picked
-// the nibbles and scales out with word permutes (vpermw): slower than the
-// 256-bit kernel on this machine (22 against 34 GB/s), as was vpermt2w for
-// Q8_0; plain loads and inserts run at 55 (Q4_0) and 84 GB/s (Q8_0) on a
-// 16384 x 4096 matrix in cache (umi_bench_kernels, session 11).
+// activation layout in q8_pairs.h), for dot_avx512vnni.cpp alone: 64 weights
+// per vpdpbusd. Q8_0 takes two blocks at a time: two loads, a dword permute,
+// vpdpbusd from the lane offsets, convert, the scales (two broadcast loads, a
+// blend, a conversion) and two multiplies, ~4 cycles a pair in cache, bound
+// by instruction throughput rather than by any one unit (from memory it is
+// bandwidth-bound). Q4_0 takes four blocks (below). History: a first version
+// took a pair in one masked 36-byte load and picked nibbles and scales out
+// with word permutes: slower than the 256-bit row kernels (22 against 34
+// GB/s); plain loads ran at 55 (Q4_0) and 84 GB/s (Q8_0) on a 16384 x 4096
+// matrix in cache (umi_bench_kernels, session 11).
 #pragma once
 
 #include <immintrin.h>
@@ -53,23 +52,62 @@ inline __m256i pair_scales(const std::byte* w, int stride) {
   return _mm256_blend_epi16(_mm256_set1_epi32(lo), _mm256_set1_epi32(hi), 0xAA);
 }
 
-// Q4_0 pair (two 18-byte blocks: f16 d, 16 bytes of nibbles; value i < 16
-// is the low nibble of byte i, value 16 + i its high one). Both blocks'
-// bytes interleaved by dword fill each half of the register; the first half
-// keeps the low nibbles, the second the high ones in place (16 times the
-// nibble: the activations' layout accounts for it): no shift.
-inline __m512i q4_0_values(const std::byte* w) {
-  const __m512i b0 = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2)));
-  const __m512i b1 = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 20)));
-  const __m512i order = _mm512_set_epi32(19, 3, 18, 2, 17, 1, 16, 0, 19, 3, 18, 2, 17, 1, 16, 0);
-  const __m512i both = _mm512_permutex2var_epi32(b0, order, b1);
-  const long long lo = 0x0F0F0F0F0F0F0F0FLL, hi = static_cast<long long>(0xF0F0F0F0F0F0F0F0ULL);
-  return _mm512_and_si512(both, _mm512_set_epi64(hi, hi, hi, hi, lo, lo, lo, lo));
+// Weights come from a file mapping in 4 KB pages, and the hardware
+// prefetchers stop at page boundaries: without help each page's first lines
+// were a full memory latency, and the kernel streamed a 1.3 GB Q8_0 model at
+// ~21 GB/s where a cached matrix ran at 84. A page ahead of the reads (the
+// rows a thread takes are contiguous, so past a row's end is its next row):
+// 1B-shaped Q4_0 decode 26.7 -> ~41 tok/s, Q8_0 16 -> ~21 (1K, 8K and 16K
+// ahead measured no better, in a noisy VM).
+constexpr int kPrefetchAhead = 4096;
+
+// Q4_0 goes four blocks (72 bytes, two Q8Pairs of activations) at a time:
+// the four blocks' 16 bytes of nibbles side by side in one register, low
+// nibbles against the first pair's q and high nibbles against the second's,
+// two vpdpbusd into one accumulator: each int32 lane sums eight weights of
+// one block (block l / 4), so the conversion, the scales and the multiply-add
+// run once per four blocks instead of once per two. The nibbles and the four
+// scales come out of a 64-byte load at w and a 16-byte one at w + 56 (the
+// quad's 72 bytes, not one past) by one word permute each. 2.6 cycles a pair
+// in L1/L2 where the two-block kernel took 4.0 (session 12). A second 64-byte
+// load at w + 8 instead of the 16-byte one ran as fast in cache and at half
+// the speed from memory (two line-splitting loads a quad).
+inline __m512 q4_0_quad(__m512 acc, const std::byte* w, const Q8Pair& lo, const Q8Pair& hi) {
+  const __m512i z0 = _mm512_loadu_si512(w);  // words 0..31 of the quad
+  const __m512i z1 = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 56)));  // words 28..35
+  // Block j's nibbles are words 9j + 1 .. 9j + 8; words 32..35 come from z1 (index 32 + word - 28).
+  const __m512i nibble_words = _mm512_set_epi16(39, 38, 37, 36, 31, 30, 29, 28, 26, 25, 24, 23, 22, 21, 20, 19,
+                                                17, 16, 15, 14, 13, 12, 11, 10, 8, 7, 6, 5, 4, 3, 2, 1);
+  const __m512i packed = _mm512_permutex2var_epi16(z0, nibble_words, z1);
+  const __m512i mask = _mm512_set1_epi8(0x0F);
+  const __m512i low = _mm512_and_si512(packed, mask), high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
+  const __m512i sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_load_si512(lo.offset), low, _mm512_load_si512(lo.q)), high,
+                                           _mm512_load_si512(hi.q));
+  // Block j's d is word 9j: four lanes each.
+  const __m512i scale_words = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                               27, 27, 27, 27, 18, 18, 18, 18, 9, 9, 9, 9, 0, 0, 0, 0);
+  const __m256i scales = _mm512_castsi512_si256(_mm512_permutexvar_epi16(scale_words, z0));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(_mm512_cvtph_ps(scales), _mm512_load_ps(lo.d)), acc);
 }
 
-inline __m512 q4_0_pair(__m512 acc, const std::byte* w, const PairX& x) {
-  const __m512i sums = _mm512_dpbusd_epi32(x.offset, q4_0_values(w), x.q);
-  return add_pair(acc, sums, pair_scales(w, 18), x);
+// A Q4_0 row of `pairs` pairs (even) of blocks, four blocks at a time.
+float q4_0_row(const std::byte* row, const Q8Pair* x, int64_t pairs) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  const int64_t quads = pairs / 2;
+  int64_t k = 0;
+  for (; k + 2 <= quads; k += 2) {
+    _mm_prefetch(reinterpret_cast<const char*>(row + k * 72 + kPrefetchAhead), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(row + k * 72 + kPrefetchAhead + 64), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(row + k * 72 + kPrefetchAhead + 128), _MM_HINT_T0);
+    a0 = q4_0_quad(a0, row + k * 72, x[2 * k], x[2 * k + 1]);
+    a1 = q4_0_quad(a1, row + (k + 1) * 72, x[2 * k + 2], x[2 * k + 3]);
+  }
+  if (k < quads) a0 = q4_0_quad(a0, row + k * 72, x[2 * k], x[2 * k + 1]);
+  return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+void q4_0_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const Q8Pair* x, int64_t pairs, float* y) {
+  for (int64_t r = 0; r < rows; ++r) y[r] = q4_0_row(rows_data + static_cast<size_t>(r) * row_bytes, x, pairs);
 }
 
 // Q8_0 pair (two 34-byte blocks: f16 d, 32 int8); the weights read as
@@ -83,14 +121,6 @@ inline __m512 q8_0_pair(__m512 acc, const std::byte* w, const PairX& x) {
   return add_pair(acc, sums, pair_scales(w, 34), x);
 }
 
-// Weights come from a file mapping in 4 KB pages, and the hardware
-// prefetchers stop at page boundaries: without help each page's first lines
-// were a full memory latency, and the kernel streamed a 1.3 GB Q8_0 model at
-// ~21 GB/s where a cached matrix ran at 84. A page ahead of the reads (the
-// rows a thread takes are contiguous, so past a row's end is its next row):
-// 1B-shaped Q4_0 decode 26.7 -> ~41 tok/s, Q8_0 16 -> ~21 (1K, 8K and 16K
-// ahead measured no better, in a noisy VM).
-constexpr int kPrefetchAhead = 4096;
 
 // One row at a time, two accumulators: consecutive pairs' adds do not wait
 // on each other; the lines a page ahead of two pairs (72 or 136 bytes)
@@ -120,7 +150,7 @@ void pair_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const
 
 QPairDotFn avx512_qpair(DType t) {
   switch (t) {
-    case DType::Q4_0: return pair_rows<36, q4_0_pair>;
+    case DType::Q4_0: return q4_0_rows;
     case DType::Q8_0: return pair_rows<68, q8_0_pair>;
     default: return nullptr;
   }

@@ -4,20 +4,26 @@
 // dozen instructions for 18 bytes of Q4_0: the row kernel ran at ~30 GB/s on
 // two cores, half the machine's read bandwidth, and decode with it.
 //
-// Per pair of blocks, everything about the activations that every weight row
-// reuses is worked out once, here, instead of once per row:
-// - the 64 q of the two blocks in the kernels' lane order: int32 lane l of
-//   vpdpbusd (bytes 4l..4l+3) takes four values of block l % 2 (Q8_0:
-//   values 4(l/2)..; Q4_0: lanes 0-7 values 0..15, lanes 8-15 values 16..31);
-// - for each lane, the
-//   offset correction: weights read as unsigned bytes u over-count by
-//   offset * sum(q), so the kernel starts each lane's integer sum at
-//   -offset * sum(q) of its four q: exact. Q8_0 reads w + 128 (offset 128).
-//   Q4_0 reads value i < 16 of a block as its byte's low nibble (offset 8)
-//   and value 16 + i as the byte's high nibble in place, byte & 0xF0, which
-//   is 16 times the nibble (offset 16 * 8): no shift in the kernel;
-// - each lane's scale: the block's d, or d / 16 where the lane's weights
-//   were read 16 times too large (exact: a power of two).
+// Everything about the activations that every weight row reuses is worked
+// out once, here, instead of once per row:
+// - the q in the kernels' lane order (int32 lane l of vpdpbusd sums bytes
+//   4l..4l+3 of its operands);
+// - for each lane, the offset correction: weights read as unsigned bytes u
+//   over-count by offset * sum(q), so the kernel starts each lane's integer
+//   sum at -offset * sum(q) of its q: exact;
+// - each lane's activation scale d.
+//
+// Q8_0, a pair a Q8Pair: lane l takes values 4(l/2)..4(l/2)+3 of block l % 2
+// (the kernel interleaves the two blocks' weights by dword to match); the
+// weights read as w + 128 (offset 128).
+//
+// Q4_0, four blocks in two Q8Pairs (a "quad"): lane l belongs to block l / 4
+// of the quad. The first pair's q are the values the low nibbles hold
+// (4i..4i+3, i = l % 4: byte 4i..4i+3 of the block's 16 bytes of nibbles),
+// the second pair's those the high nibbles hold (16 + 4i..); both multiply
+// the same 64 bytes of nibbles, masked and shifted, into one accumulator.
+// The first pair's offset (nibbles read as 0..15: offset 8, over the lane's
+// eight q) and d serve both; the second pair's are zero.
 #pragma once
 
 #include <cstddef>
@@ -33,12 +39,12 @@ struct alignas(64) Q8Pair {
   float d[16];
 };
 
-// out[p] for the blocks 2p, 2p + 1 of x (blocks even), laid out for weights
-// of type `weights` (Q4_0 or Q8_0).
+// out[p] for the blocks 2p, 2p + 1 of x, laid out for weights of type
+// `weights`: Q8_0 (blocks even) or Q4_0 (blocks a multiple of 4).
 void make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, Q8Pair* out);
 
 // y[r] = row r . x for `rows` consecutive weight rows `row_bytes` apart, each
-// of `pairs` pairs of blocks.
+// of `pairs` pairs of blocks (Q4_0: pairs even).
 using QPairDotFn = void (*)(const std::byte* rows_data, size_t row_bytes, int64_t rows, const Q8Pair* x, int64_t pairs, float* y);
 
 // The chosen build's pair kernel for a weight type (nullptr: none; the
