@@ -2,8 +2,10 @@
 # One run of the CPU comparison in docs/PERFORMANCE.md: the machine's read
 # bandwidth, then for each GGUF file umi's decode and 509-token prefill and
 # llama.cpp's (node-llama-cpp's prebuilt CPU build) on the same file and
-# threads, back to back, REPEAT times. Numbers from one run only compare with
-# each other: the VM's bandwidth moves between runs.
+# threads, back to back, REPEAT times; then per file umi's decode against the
+# roofline (`umi bench --scenario roofline`: each step beside one read of its
+# bytes). Numbers from one run only compare with each other: the VM's
+# bandwidth moves between runs.
 #   npm install --prefix /tmp/nlc node-llama-cpp
 #   [UMI=build/release/src/umi] [REPEAT=2] bash tools/cpu_compare.sh /tmp/llama1b-q4_0.gguf /tmp/llama1b-q8_0.gguf
 set -euo pipefail
@@ -20,3 +22,6 @@ for r in $(seq "${REPEAT:-2}"); do
   done
 done
 build/release/bench/umi_bench_bandwidth 1024 2
+for f in "$@"; do
+  $UMI bench -m "$f" --device cpu -t 2 --scenario roofline --rounds 3 --prompt-tokens 16 --gen-tokens 48 | grep roofline
+done

@@ -34,10 +34,7 @@ void* map_aligned(int fd, uint64_t size) {
     munmap(reserved, size + kAlign);
     return mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   }
-#if defined(MADV_HUGEPAGE)
-  // Linux: ask for the large folios too (readahead then reads in 2 MiB units).
-  madvise(p, size, MADV_HUGEPAGE);
-#endif
+  advise_huge_pages(p, size);  // Linux: readahead then fills large folios
   const uint64_t page = page_size();
   const uintptr_t end = (at + size + page - 1) / page * page;
   if (at > start) munmap(reserved, at - start);

@@ -1,5 +1,6 @@
 #include "memory/system_memory.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -79,6 +80,16 @@ uint64_t default_memory_limit() {
   // we do not map, and whatever else the user runs beside us.
   uint64_t phys = physical_memory_bytes();
   return phys ? phys / 4 * 3 : uint64_t{8} << 30;
+}
+
+void advise_huge_pages(void* p, uint64_t bytes) {
+#if defined(MADV_HUGEPAGE)
+  // madvise wants a page-aligned start; the kernel uses 2 MiB pages where the range covers whole ones.
+  const uintptr_t page = page_size(), start = reinterpret_cast<uintptr_t>(p) / page * page;
+  madvise(reinterpret_cast<void*>(start), bytes + (reinterpret_cast<uintptr_t>(p) - start), MADV_HUGEPAGE);
+#else
+  (void)p, (void)bytes;
+#endif
 }
 
 }  // namespace umi

@@ -24,4 +24,10 @@ uint64_t resident_set_bytes();
 // the OS and other programs.
 uint64_t default_memory_limit();
 
+// Asks the kernel to back [p, p + bytes) with 2 MiB pages where it can
+// (Linux transparent huge pages, including a file's large folios); a no-op
+// elsewhere. Streaming reads through 4 KB pages ran ~25% slower on the
+// development VM (49-52 against 69-72 GB/s). Call before the first touch.
+void advise_huge_pages(void* p, uint64_t bytes);
+
 }  // namespace umi
