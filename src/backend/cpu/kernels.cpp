@@ -169,7 +169,7 @@ void matmuls(ThreadPool& pool, std::span<const Product> products, const float* x
   std::vector<Q8Pair> pair_temporary;
   const Q8Pair* xp =
       pairs ? prepare_pairs(products[0].w.dtype, x, products[0].w.cols, scratch, q8_temporary, pair_temporary) : nullptr;
-  if (!xp && products.size() > 1) {  // mixed types (a K-quant file's v): each on its own
+  if (!xp && products.size() > 1) {  // not one pair job (several tokens, mixed or K-quant types): each on its own
     for (const Product& p : products) matmuls(pool, std::span(&p, 1), x, tokens, scratch);
     return;
   }
