@@ -19,6 +19,11 @@ std::pair<int64_t, int64_t> slice_of(int64_t n, int64_t grain, int part, int par
   return {std::min(n, b * grain), std::min(n, e * grain)};
 }
 
+// threads <= 0: the hardware's concurrency.
+int thread_count(int threads) {
+  return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   _mm_pause();
@@ -41,9 +46,8 @@ bool spin_until(Ready ready, std::chrono::microseconds limit) {
 }
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) : ranges_(static_cast<size_t>(threads > 0 ? threads : std::max(1u, std::thread::hardware_concurrency()))) {
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker(i); });
+ThreadPool::ThreadPool(int threads) : ranges_(static_cast<size_t>(thread_count(threads))) {
+  for (int i = 1; i < thread_count(threads); ++i) workers_.emplace_back([this, i] { worker(i); });
 }
 
 ThreadPool::~ThreadPool() {
