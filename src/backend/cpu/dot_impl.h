@@ -46,8 +46,8 @@ inline uint16_t load_u16(const std::byte* p) {
 // Eight halves to floats: one instruction where the build has F16C (the x86
 // builds); elsewhere without branches: shift the exponent and mantissa into
 // place and rescale by 2^112 (127 - 15 bias); Inf/NaN get the top exponent.
-// (The emulation cost decode attention ~6% of a step at 400 positions, where
-// it converts every cached K and V.)
+// (Decode attention converts every cached K and V: with the emulation the
+// conversion took 5.7% of a 1B Q4_0 step at ~400 positions, 3.4% with F16C.)
 inline v8f f16x8_to_f32(const std::byte* p) {
 #if defined(__F16C__)
   const __m256 c = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
