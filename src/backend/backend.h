@@ -87,10 +87,7 @@ class Backend {
   // Products of one input: ys[i] = ws[i] x[r] for each (q, k and v of a
   // layer). The default runs matmul on each; a backend may run them as one
   // job (the CPU prepares x once and splits all their rows in one pass).
-  struct Product {
-    const MatrixView& w;
-    float* y;
-  };
+  using Product = MatrixProduct;
   virtual void matmuls(const float* x, int64_t rows, std::span<const Product> products);
   // The feed-forward's gated product: gate = silu(x Wg^T) * (x Wu^T),
   // [rows, Wg.rows]; up, of that size, is the backend's scratch. The default

@@ -30,4 +30,11 @@ struct VectorView {
   explicit operator bool() const { return data != nullptr; }
 };
 
+// One of several products of the same input (Backend::matmuls, the CPU's
+// matmuls): y = w x.
+struct MatrixProduct {
+  const MatrixView& w;
+  float* y;
+};
+
 }  // namespace umi

@@ -55,11 +55,8 @@ void CpuBackend::matmul(const MatrixView& w, const float* x, int64_t rows, float
 }
 
 void CpuBackend::matmuls(const float* x, int64_t rows, std::span<const Product> products) {
-  std::vector<cpu::Product> each;
-  each.reserve(products.size());
-  for (const Product& p : products) each.push_back({p.w, p.y});
   const MatmulScratch scratch = matmul_scratch();
-  cpu::matmuls(threads_, each, x, rows, &scratch);
+  cpu::matmuls(threads_, products, x, rows, &scratch);
 }
 
 void CpuBackend::gated_matmul(const MatrixView& wg, const MatrixView& wu, const float* x, int64_t rows, float* gate, float* up) {

@@ -39,11 +39,7 @@ struct MatmulScratch {
 void matmul(ThreadPool& pool, const MatrixView& w, const float* x, int64_t tokens, float* y,
             const MatmulScratch* scratch = nullptr);
 
-// One of several products of the same input (matmuls): y = w x.
-struct Product {
-  const MatrixView& w;
-  float* y;
-};
+using Product = MatrixProduct;  // y = w x, one of several of the same input
 
 // ys[i] = ws[i] x for products of one input x [tokens, cols]. One token
 // through the pair kernels (decode) is one balanced job over all their rows

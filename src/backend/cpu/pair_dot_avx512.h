@@ -22,20 +22,6 @@
 namespace umi::cpu {
 namespace {
 
-// A pair's activations in registers.
-struct PairX {
-  __m512i q, offset;
-  __m512 d;
-  explicit PairX(const Q8Pair& x)
-      : q(_mm512_load_si512(x.q)), offset(_mm512_load_si512(x.offset)), d(_mm512_load_ps(x.d)) {}
-};
-
-// acc + a pair's float contribution: each lane's integer sum (started at the
-// activations' offset correction) times its weight and activation scales.
-inline __m512 add_pair(__m512 acc, __m512i sums, __m256i scales_f16, const PairX& x) {
-  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(_mm512_cvtph_ps(scales_f16), x.d), acc);
-}
-
 // Lanes alternate between the pair's blocks (q8_pairs.h): int32 lane l sums
 // four weights of block l % 2. One two-source dword permute puts the blocks'
 // bytes in that order, and the scales follow the same pattern: each block's
@@ -72,7 +58,8 @@ constexpr int kPrefetchAhead = 4096;
 // in L1/L2 where the two-block kernel took 4.0 (session 12). A second 64-byte
 // load at w + 8 instead of the 16-byte one ran as fast in cache and at half
 // the speed from memory (two line-splitting loads a quad).
-inline __m512 q4_0_quad(__m512 acc, const std::byte* w, const Q8Pair& lo, const Q8Pair& hi) {
+inline __m512 q4_0_quad(__m512 acc, const std::byte* w, const Q8Pair* x) {
+  const Q8Pair &lo = x[0], &hi = x[1];
   const __m512i z0 = _mm512_loadu_si512(w);  // words 0..31 of the quad
   const __m512i z1 = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 56)));  // words 28..35
   // Block j's nibbles are words 9j + 1 .. 9j + 8; words 32..35 come from z1 (index 32 + word - 28).
@@ -90,68 +77,52 @@ inline __m512 q4_0_quad(__m512 acc, const std::byte* w, const Q8Pair& lo, const 
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(_mm512_cvtph_ps(scales), _mm512_load_ps(lo.d)), acc);
 }
 
-// A Q4_0 row of `pairs` pairs (even) of blocks, four blocks at a time.
-float q4_0_row(const std::byte* row, const Q8Pair* x, int64_t pairs) {
-  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-  const int64_t quads = pairs / 2;
-  int64_t k = 0;
-  for (; k + 2 <= quads; k += 2) {
-    _mm_prefetch(reinterpret_cast<const char*>(row + k * 72 + kPrefetchAhead), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(row + k * 72 + kPrefetchAhead + 64), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(row + k * 72 + kPrefetchAhead + 128), _MM_HINT_T0);
-    a0 = q4_0_quad(a0, row + k * 72, x[2 * k], x[2 * k + 1]);
-    a1 = q4_0_quad(a1, row + (k + 1) * 72, x[2 * k + 2], x[2 * k + 3]);
-  }
-  if (k < quads) a0 = q4_0_quad(a0, row + k * 72, x[2 * k], x[2 * k + 1]);
-  return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-}
-
-void q4_0_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const Q8Pair* x, int64_t pairs, float* y) {
-  for (int64_t r = 0; r < rows; ++r) y[r] = q4_0_row(rows_data + static_cast<size_t>(r) * row_bytes, x, pairs);
-}
-
 // Q8_0 pair (two 34-byte blocks: f16 d, 32 int8); the weights read as
 // unsigned bytes w + 128.
-inline __m512 q8_0_pair(__m512 acc, const std::byte* w, const PairX& x) {
+inline __m512 q8_0_pair(__m512 acc, const std::byte* w, const Q8Pair* x) {
   const __m512i b0 = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 2)));
   const __m512i b1 = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 36)));
   const __m512i order = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
   const __m512i u = _mm512_xor_si512(_mm512_permutex2var_epi32(b0, order, b1), _mm512_set1_epi8(static_cast<char>(0x80)));
-  const __m512i sums = _mm512_dpbusd_epi32(x.offset, u, x.q);
-  return add_pair(acc, sums, pair_scales(w, 34), x);
+  const __m512i sums = _mm512_dpbusd_epi32(_mm512_load_si512(x->offset), u, _mm512_load_si512(x->q));
+  const __m512 scales = _mm512_mul_ps(_mm512_cvtph_ps(pair_scales(w, 34)), _mm512_load_ps(x->d));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scales, acc);
 }
 
 
-// One row at a time, two accumulators: consecutive pairs' adds do not wait
-// on each other; the lines a page ahead of two pairs (72 or 136 bytes)
-// prefetched as they go. Rows two at a time, sharing each pair's activation
-// loads, ran a little faster in cache but streamed from memory at two thirds
-// of the speed (1B Q4_0 decode 56 -> 38 tok/s, session 12): two interleaved
-// streams a core, 1 KB apart, defeat the prefetchers this kernel relies on.
-template <int PairBytes, __m512 (*Pair)(__m512, const std::byte*, const PairX&)>
+// One row at a time, a step (Q8_0: a pair of blocks, 68 bytes; Q4_0: a quad,
+// 72 bytes) after another, two accumulators: consecutive steps' adds do not
+// wait on each other; the lines a page ahead of two steps prefetched as they
+// go. Rows two at a time, sharing each pair's activation loads, ran a little
+// faster in cache but streamed from memory at two thirds of the speed (1B
+// Q4_0 decode 56 -> 38 tok/s, session 12): two interleaved streams a core,
+// 1 KB apart, defeat the prefetchers this kernel relies on.
+template <int StepBytes, int StepPairs, __m512 (*Step)(__m512, const std::byte*, const Q8Pair*)>
 float one_row(const std::byte* row, const Q8Pair* x, int64_t pairs) {
+  constexpr int kLines = (2 * StepBytes + 63) / 64;
+  const int64_t steps = pairs / StepPairs;
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-  int64_t p = 0;
-  for (; p + 2 <= pairs; p += 2) {
-    _mm_prefetch(reinterpret_cast<const char*>(row + p * PairBytes + kPrefetchAhead), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(row + p * PairBytes + kPrefetchAhead + 64), _MM_HINT_T0);
-    if (PairBytes > 64) _mm_prefetch(reinterpret_cast<const char*>(row + p * PairBytes + kPrefetchAhead + 128), _MM_HINT_T0);
-    a0 = Pair(a0, row + p * PairBytes, PairX(x[p]));
-    a1 = Pair(a1, row + (p + 1) * PairBytes, PairX(x[p + 1]));
+  int64_t s = 0;
+  for (; s + 2 <= steps; s += 2) {
+    for (int line = 0; line < kLines; ++line)
+      _mm_prefetch(reinterpret_cast<const char*>(row + s * StepBytes + kPrefetchAhead + 64 * line), _MM_HINT_T0);
+    a0 = Step(a0, row + s * StepBytes, x + s * StepPairs);
+    a1 = Step(a1, row + (s + 1) * StepBytes, x + (s + 1) * StepPairs);
   }
-  if (p < pairs) a0 = Pair(a0, row + p * PairBytes, PairX(x[p]));
+  if (s < steps) a0 = Step(a0, row + s * StepBytes, x + s * StepPairs);
   return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
-template <int PairBytes, __m512 (*Pair)(__m512, const std::byte*, const PairX&)>
+template <int StepBytes, int StepPairs, __m512 (*Step)(__m512, const std::byte*, const Q8Pair*)>
 void pair_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const Q8Pair* x, int64_t pairs, float* y) {
-  for (int64_t r = 0; r < rows; ++r) y[r] = one_row<PairBytes, Pair>(rows_data + static_cast<size_t>(r) * row_bytes, x, pairs);
+  for (int64_t r = 0; r < rows; ++r)
+    y[r] = one_row<StepBytes, StepPairs, Step>(rows_data + static_cast<size_t>(r) * row_bytes, x, pairs);
 }
 
 QPairDotFn avx512_qpair(DType t) {
   switch (t) {
-    case DType::Q4_0: return q4_0_rows;
-    case DType::Q8_0: return pair_rows<68, q8_0_pair>;
+    case DType::Q4_0: return pair_rows<72, 2, q4_0_quad>;
+    case DType::Q8_0: return pair_rows<68, 1, q8_0_pair>;
     default: return nullptr;
   }
 }

@@ -54,13 +54,13 @@ class ThreadPool {
   struct alignas(64) Range {
     std::atomic<uint64_t> front_back{0};
   };
-  static int64_t take_front(Range& r);
-  static int64_t take_back(Range& r);
+  // The chunk taken from the front or the back; -1 when none is left.
+  static int64_t take(Range& r, bool from_front);
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_, done_;
-  // Written by parallel_for before it publishes the job by bumping generation_.
+  // Written by run_job before it publishes the job by bumping generation_.
   const std::function<void(int64_t, int64_t)>* job_ = nullptr;
   int64_t n_ = 0, grain_ = 1;
   bool chunked_ = false;            // parallel_chunks: ranges_ hold the work
