@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
-#include <thread>
 #include <unordered_set>
 
 #include "cli/model_options.h"
@@ -120,8 +119,7 @@ void decode_scenario(Engine& e, std::mt19937& rng, const BenchArgs& a, int n) {
 void roofline_scenario(Engine& e, Pool& pool, std::mt19937& rng, const BenchArgs& a) {
   if (e.model().device() != Device::cpu) throw InputError("the roofline scenario measures the CPU: run it with --device cpu");
   const uint64_t bytes = e.model().weight_bytes_per_pass();
-  const int threads = e.model().options().threads > 0 ? e.model().options().threads
-                                                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = static_cast<int>(e.model().threads());  // the decode's own thread count
   Buffer probe = pool.allocate(bytes, MemoryUse::scratch, "bandwidth probe");
   advise_huge_pages(probe.data(), bytes);  // as the model's mapping asks: the best the machine reads
   std::memset(probe.data(), 1, bytes);     // touched: its pages exist before the timing
@@ -141,7 +139,7 @@ void roofline_scenario(Engine& e, Pool& pool, std::mt19937& rng, const BenchArgs
                         nullptr};
     e.submit(random_prompt(rng, a.prompt_tokens, vocab), fixed_length(a.gen_tokens), cb);
     e.run_until_idle();
-    std::vector<double> fraction, step_sorted = step_s, read_sorted = read_s;
+    std::vector<double> fraction;
     for (size_t i = 0; i < step_s.size(); ++i) fraction.push_back(read_s[i] / step_s[i]);  // the read just before step i
     auto quantile = [](std::vector<double> v, double q) {
       std::sort(v.begin(), v.end());

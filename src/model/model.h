@@ -54,6 +54,8 @@ class Model {
   // kv_pool().memory(), which is this pool on the CPU.
   Pool& pool() { return pool_; }
   Device device() const { return backend_->device(); }
+  // Threads the backend's ops use (the CPU's pool; 1 on a device).
+  int64_t threads() const { return backend_->threads(); }
   // Bytes of weights one decode step reads per pass: every layer's matrices,
   // norms and biases and the output matrix (of the embedding, one row). What
   // the decode roofline divides by the machine's read bandwidth.
