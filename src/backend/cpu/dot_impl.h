@@ -13,7 +13,7 @@
 #include "backend/cpu/half.h"
 #include "backend/cpu/quant_blocks.h"
 
-#if defined(__F16C__)
+#if defined(__F16C__) || defined(__AVX__)
 #include <immintrin.h>
 #endif
 
@@ -181,6 +181,26 @@ inline int32_t dot16_i8(const int8_t* a, const int8_t* b) {
 
 // x to q8 blocks: d = max|x| / 127, q = x / d rounded to nearest (ties to
 // even, as the magic-number trick does in every build), sums per half.
+// Eight floats to the nearest integers, ties to even (the current rounding
+// mode, as std::nearbyint): one instruction in the x86 builds. Decode
+// quantizes every product's activations on one thread while the others
+// wait; element by element this took ~1 ns a value (8 us for an 8192-wide
+// down projection).
+inline v8i round_to_int(v8f p) {
+#if defined(__AVX__)
+  __m256 f;
+  std::memcpy(&f, &p, sizeof f);
+  const __m256i r = _mm256_cvtps_epi32(f);
+  v8i out;
+  std::memcpy(&out, &r, sizeof out);
+  return out;
+#else
+  v8i out;
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<int32_t>(std::nearbyint(p[i]));
+  return out;
+#endif
+}
+
 void impl_quantize_activations(const float* x, int64_t n, Q8Block* out) {
   for (int64_t b = 0; b < n / 32; ++b) {
     v8f v[4], amax{};
@@ -193,22 +213,22 @@ void impl_quantize_activations(const float* x, int64_t n, Q8Block* out) {
     for (int i = 0; i < 8; ++i) m = m > amax[i] ? m : amax[i];
     const float d = m / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     out[b].d = d;
-    int sum[2] = {0, 0};
+    v8i sum[2] = {};
     for (int g = 0; g < 4; ++g) {
       // The product rounded to a float, then to the nearest integer (ties to
       // even): the rule the GPU's quantizer follows too. Written as
       // x * id + 1.5 * 2^23 the compiler fused it into one FMA where the
       // target has one, rounding the exact product instead: 2 blocks in a
       // million then differed from the GPU's.
-      const v8f p = v[g] * id;
-      for (int i = 0; i < 8; ++i) {
-        const int q = static_cast<int>(std::nearbyint(p[i]));
-        out[b].q[8 * g + i] = static_cast<int8_t>(q);
-        sum[g / 2] += q;
-      }
+      const v8i q = round_to_int(v[g] * id);
+      const v8b q8 = __builtin_convertvector(q, v8b);
+      std::memcpy(out[b].q + 8 * g, &q8, sizeof q8);
+      sum[g / 2] += q;
     }
-    out[b].sum[0] = static_cast<int16_t>(sum[0]);
-    out[b].sum[1] = static_cast<int16_t>(sum[1]);
+    for (int h = 0; h < 2; ++h) {
+      const v8i s = sum[h];
+      out[b].sum[h] = static_cast<int16_t>(((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])));
+    }
   }
 }
 

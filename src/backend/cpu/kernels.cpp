@@ -43,7 +43,8 @@ bool pairs_apply(const MatrixView& w) {
 
 // One token's activations as q8 blocks, then as pairs for the pair kernels,
 // after the blocks in the scratch (or in `temporary`); nullptr when a
-// scratch sized for one token has no room (callers use the row kernels).
+// scratch sized for one token has no room or the pair layout cannot hold
+// these activations (callers use the row kernels).
 Q8Pair* prepare_pairs(DType weights, const float* x, int64_t cols, const MatmulScratch* scratch, std::vector<Q8Block>& q8_temporary,
                       std::vector<Q8Pair>& temporary) {
   const int64_t blocks = cols / 32, pairs = blocks / 2;
@@ -62,8 +63,7 @@ Q8Pair* prepare_pairs(DType weights, const float* x, int64_t cols, const MatmulS
     xp = temporary.data();
   }
   quantize_activations(x, cols, xq);
-  make_q8_pairs(weights, xq, blocks, xp);
-  return xp;
+  return make_q8_pairs(weights, xq, blocks, xp) ? xp : nullptr;
 }
 
 // One product of a single-token job, worked out before the job: its kernel,

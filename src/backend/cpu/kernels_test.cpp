@@ -147,7 +147,7 @@ TEST(Kernels, PairKernelsMatchTheReferenceAndStayInTheirRows) {
           std::vector<Q8Block> xq(static_cast<size_t>(n / 32));
           quantize_activations(x.data(), n, xq.data());
           std::vector<Q8Pair> pairs(static_cast<size_t>(n / 64));
-          make_q8_pairs(t, xq.data(), n / 32, pairs.data());
+          ASSERT_TRUE(make_q8_pairs(t, xq.data(), n / 32, pairs.data()));
           std::vector<float> y(static_cast<size_t>(rows), std::nanf(""));
           dot(at, rb, rows, pairs.data(), n / 64, y.data());
           for (int64_t r = 0; r < rows; ++r) {
@@ -159,6 +159,55 @@ TEST(Kernels, PairKernelsMatchTheReferenceAndStayInTheirRows) {
         }
       }
   if (checked == 0) GTEST_SKIP() << "no build with pair kernels runs on this CPU";
+}
+
+// The Q4_0 pair kernel decodes the weights' f16 scales with integer shifts
+// (pair_dot_avx512.h): positive, negative and subnormal d (weights near 1e-5)
+// all match the reference; activations whose block scale the layout cannot
+// carry (d x 2^112 past float's range) make make_q8_pairs refuse, and
+// matmul's row-kernel path still gives the reference.
+TEST(Kernels, Q4_0PairScalesOfEverySignAndSizeAndHugeActivations) {
+  const int64_t n = 512;
+  for (const KernelSet* set : runnable_kernel_sets()) {
+    const QPairDotFn dot = set->qpair(DType::Q4_0);
+    if (!dot) continue;
+    for (float scale : {1.0f, -1.0f, 1e-5f, -3e-6f}) {
+      auto wf = lumpy_floats(static_cast<size_t>(n), 77);
+      for (size_t i = 0; i < wf.size(); ++i) wf[i] *= (i / 32) % 2 ? scale : -scale;
+      const auto row = encode(DType::Q4_0, wf);
+      const auto x = random_floats(static_cast<size_t>(n), 78);
+      std::vector<Q8Block> xq(static_cast<size_t>(n / 32));
+      quantize_activations(x.data(), n, xq.data());
+      std::vector<Q8Pair> pairs(static_cast<size_t>(n / 64));
+      ASSERT_TRUE(make_q8_pairs(DType::Q4_0, xq.data(), n / 32, pairs.data()));
+      float y = std::nanf("");
+      dot(row.data(), row.size(), 1, pairs.data(), n / 64, &y);
+      const auto [ref, tol] = q8_reference(DType::Q4_0, row.data(), xq, n);
+      const double tol_scaled = (tol - 1e-4) + 1e-4 * std::fabs(scale);  // the reference's floor, scaled with the weights
+      EXPECT_NEAR(y, ref, tol_scaled) << set->name << " weights x " << scale;
+      EXPECT_NE(ref, 0.0) << "the reference must not be trivially zero";
+    }
+  }
+  const int64_t rows = 64;
+  std::vector<std::byte> data;
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto row = encode(DType::Q4_0, lumpy_floats(static_cast<size_t>(n), static_cast<uint32_t>(r + 5)));
+    data.insert(data.end(), row.begin(), row.end());
+  }
+  auto x = random_floats(static_cast<size_t>(n), 79, 1e7f);  // block scales ~1e5: over 2^15
+  std::vector<Q8Block> xq(static_cast<size_t>(n / 32));
+  quantize_activations(x.data(), n, xq.data());
+  std::vector<Q8Pair> pairs(static_cast<size_t>(n / 64));
+  EXPECT_FALSE(make_q8_pairs(DType::Q4_0, xq.data(), n / 32, pairs.data()));
+  ThreadPool pool(2);
+  std::vector<float> y(static_cast<size_t>(rows));
+  matmul(pool, MatrixView{DType::Q4_0, data.data(), rows, n}, x.data(), 1, y.data());
+  const size_t rb = data.size() / rows;
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto [ref, tol] = q8_reference(DType::Q4_0, data.data() + static_cast<size_t>(r) * rb, xq, n);
+    ASSERT_NEAR(y[static_cast<size_t>(r)], ref, tol) << "row " << r;
+    ASSERT_TRUE(std::isfinite(y[static_cast<size_t>(r)]));
+  }
 }
 
 // The tiled GEMM of every build, every format, 1-9 tokens (every tail of the
@@ -213,15 +262,31 @@ TEST(Kernels, QuantizedDotOfFloatActivationsIsCloseToTheFloatDot) {
   }
 }
 
-TEST(Kernels, ActivationBlocksCarryTheirSum) {
-  auto x = random_floats(64, 3);
-  std::vector<Q8Block> xq(2);
-  quantize_activations(x.data(), 64, xq.data());
-  for (const Q8Block& b : xq) {
-    int sum[2] = {0, 0};
-    for (int i = 0; i < 32; ++i) sum[i / 16] += b.q[i];
-    EXPECT_EQ(b.sum[0], sum[0]);
-    EXPECT_EQ(b.sum[1], sum[1]);
+// Every build's activation quantizer against the plain rule: d = max|x| /
+// 127, q = the float x * (1 / d) rounded to the nearest integer, ties to
+// even; each half's sum of q. A block whose max is 127 has d = 1, so its
+// values k + 0.5 are exact ties.
+TEST(Kernels, ActivationQuantizersOfEveryBuildRoundTiesToEvenAndCarryTheirSums) {
+  auto x = random_floats(256, 3);
+  for (int i = 0; i < 32; ++i) x[static_cast<size_t>(i)] = i == 0 ? 127.0f : static_cast<float>(i % 2 ? i : -i) * 2.0f + 0.5f;
+  for (const KernelSet* set : runnable_kernel_sets()) {
+    std::vector<Q8Block> xq(x.size() / 32);
+    set->quantize(x.data(), static_cast<int64_t>(x.size()), xq.data());
+    for (size_t b = 0; b < xq.size(); ++b) {
+      float m = 0;
+      for (int i = 0; i < 32; ++i) m = std::max(m, std::fabs(x[b * 32 + static_cast<size_t>(i)]));
+      const float d = m / 127.0f, id = 1.0f / d;
+      ASSERT_EQ(xq[b].d, d) << set->name << " block " << b;
+      int sum[2] = {0, 0};
+      for (int i = 0; i < 32; ++i) {
+        const volatile float p = x[b * 32 + static_cast<size_t>(i)] * id;  // rounded to float first
+        const int q = static_cast<int>(std::nearbyint(p));
+        ASSERT_EQ(xq[b].q[i], q) << set->name << " block " << b << " value " << i << " (" << p << ")";
+        sum[i / 16] += q;
+      }
+      EXPECT_EQ(xq[b].sum[0], sum[0]) << set->name;
+      EXPECT_EQ(xq[b].sum[1], sum[1]) << set->name;
+    }
   }
 }
 

@@ -52,12 +52,22 @@ constexpr int kPrefetchAhead = 4096;
 // nibbles against the first pair's q and high nibbles against the second's,
 // two vpdpbusd into one accumulator: each int32 lane sums eight weights of
 // one block (block l / 4), so the conversion, the scales and the multiply-add
-// run once per four blocks instead of once per two. The nibbles and the four
-// scales come out of a 64-byte load at w and a 16-byte one at w + 56 (the
-// quad's 72 bytes, not one past) by one word permute each. 2.6 cycles a pair
-// in L1/L2 where the two-block kernel took 4.0 (session 12). A second 64-byte
-// load at w + 8 instead of the 16-byte one ran as fast in cache and at half
-// the speed from memory (two line-splitting loads a quad).
+// run once per four blocks instead of once per two. The nibbles come out of a
+// 64-byte load at w and a 16-byte one at w + 56 (the quad's 72 bytes, not one
+// past) by one word permute. 2.6 cycles a pair in L1/L2 where the two-block
+// kernel took 4.0 (session 12). A second 64-byte load at w + 8 instead of the
+// 16-byte one ran as fast in cache and at half the speed from memory (two
+// line-splitting loads a quad).
+//
+// The scales: block j's f16 d sits at bytes 2j, 2j + 1 of the 64-byte load's
+// 128-bit lane j, which holds that block's four int32 lanes, so one in-lane
+// byte shuffle puts it in the top half of each of them; an arithmetic shift
+// by 3 and a mask leave sign << 31 | (d's other 15 bits) << 13: as a float,
+// exactly d x 2^-112 for every finite d, subnormal ones included (the
+// activations' d carries the 2^112, q8_pairs.h). A word permute and vcvtph2ps
+// did this before: the kernel streamed a 1B-shaped layer's gate matrix from
+// memory at 53 GB/s against 54 now, in cache at 65 against 76 (two threads,
+// session 13); without any scales it would run at 64 and 93.
 inline __m512 q4_0_quad(__m512 acc, const std::byte* w, const Q8Pair* x) {
   const Q8Pair &lo = x[0], &hi = x[1];
   const __m512i z0 = _mm512_loadu_si512(w);  // words 0..31 of the quad
@@ -70,11 +80,14 @@ inline __m512 q4_0_quad(__m512 acc, const std::byte* w, const Q8Pair* x) {
   const __m512i low = _mm512_and_si512(packed, mask), high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
   const __m512i sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_load_si512(lo.offset), low, _mm512_load_si512(lo.q)), high,
                                            _mm512_load_si512(hi.q));
-  // Block j's d is word 9j: four lanes each.
-  const __m512i scale_words = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                               27, 27, 27, 27, 18, 18, 18, 18, 9, 9, 9, 9, 0, 0, 0, 0);
-  const __m256i scales = _mm512_castsi512_si256(_mm512_permutexvar_epi16(scale_words, z0));
-  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(_mm512_cvtph_ps(scales), _mm512_load_ps(lo.d)), acc);
+  // Bytes 2j, 2j + 1 of lane j into bytes 2, 3 of each dword; 0xFF zeroes bytes 0, 1.
+  const __m512i d_bytes = _mm512_set_epi32(0x0706FFFF, 0x0706FFFF, 0x0706FFFF, 0x0706FFFF, 0x0504FFFF, 0x0504FFFF, 0x0504FFFF,
+                                           0x0504FFFF, 0x0302FFFF, 0x0302FFFF, 0x0302FFFF, 0x0302FFFF, 0x0100FFFF, 0x0100FFFF,
+                                           0x0100FFFF, 0x0100FFFF);
+  const __m512i d_shifted = _mm512_srai_epi32(_mm512_shuffle_epi8(z0, d_bytes), 3);
+  const __m512i d_bits = _mm512_and_si512(d_shifted, _mm512_set1_epi32(static_cast<int>(0x8FFFE000u)));
+  const __m512 scales = _mm512_mul_ps(_mm512_castsi512_ps(d_bits), _mm512_load_ps(lo.d));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scales, acc);
 }
 
 // Q8_0 pair (two 34-byte blocks: f16 d, 32 int8); the weights read as

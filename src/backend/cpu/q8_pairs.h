@@ -23,7 +23,11 @@
 // the second pair's those the high nibbles hold (16 + 4i..); both multiply
 // the same 64 bytes of nibbles, masked and shifted, into one accumulator.
 // The first pair's offset (nibbles read as 0..15: offset 8, over the lane's
-// eight q) and d serve both; the second pair's are zero.
+// eight q) and d serve both; the second pair's are zero. The first pair's d
+// is the block's d times 2^112: the kernel turns the weights' f16 scales into
+// floats by integer shifts that leave them 2^112 too small (an in-lane byte
+// shuffle and two integer operations where a word permute and a conversion
+// cost a third of the kernel's time in cache).
 #pragma once
 
 #include <cstddef>
@@ -40,8 +44,11 @@ struct alignas(64) Q8Pair {
 };
 
 // out[p] for the blocks 2p, 2p + 1 of x, laid out for weights of type
-// `weights`: Q8_0 (blocks even) or Q4_0 (blocks a multiple of 4).
-void make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, Q8Pair* out);
+// `weights`: Q8_0 (blocks even) or Q4_0 (blocks a multiple of 4). False when
+// the layout cannot hold these activations (Q4_0: a block's d of 2^15 or
+// more, or not finite, as d x 2^112 would overflow): callers use the row
+// kernels then.
+bool make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, Q8Pair* out);
 
 // y[r] = row r . x for `rows` consecutive weight rows `row_bytes` apart, each
 // of `pairs` pairs of blocks (Q4_0: pairs even).
