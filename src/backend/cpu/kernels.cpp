@@ -226,10 +226,28 @@ void dequantize_row(const MatrixView& w, int64_t row, float* out) {
 }
 
 void rms_norm(const float* x, const VectorView& weight, int64_t n, float eps, float* out) {
-  double ss = 0;
-  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
-  float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
-  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * weight.at(i);
+  // Eight running sums (the compiler keeps them in vector lanes; one sum
+  // serialised ~2,000 dependent adds), and the weights taken 64 at a time
+  // through dequantize: VectorView::at's call per element made a 2048-wide
+  // norm ~10 us, decode runs 33 a token on one thread.
+  double lanes[8] = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) lanes[j] += static_cast<double>(x[i + j]) * x[i + j];
+  double ss = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+  for (; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+  const size_t elem = dtype_info(weight.dtype).block_bytes;  // F32, F16, BF16: one element a block
+  if (weight.size < n || dtype_info(weight.dtype).block_elems != 1) throw Error("rms_norm: weight is not a float vector of n values");
+  float w[64];
+  for (int64_t b = 0; b < n; b += 64) {
+    const int64_t m = std::min<int64_t>(64, n - b);
+    if (weight.dtype == DType::F32)
+      std::memcpy(w, weight.data + static_cast<size_t>(b) * elem, static_cast<size_t>(m) * sizeof(float));
+    else
+      dequantize(weight.dtype, weight.data + static_cast<size_t>(b) * elem, w, m);
+    for (int64_t j = 0; j < m; ++j) out[b + j] = x[b + j] * scale * w[j];
+  }
 }
 
 void rope_angles(int64_t dim, const float* inv_freq, int64_t position, float* cos_sin) {
