@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -210,12 +211,19 @@ void gated_matmul(ThreadPool& pool, const MatrixView& wg, const MatrixView& wu, 
     swiglu(pool, gate, up, tokens * wg.rows);
     return;
   }
+  // Chunks 0..C-1 are the gate's, C..2C-1 the up's. Taking the same rows of
+  // both in turn (one job, the gate applied per chunk) switched each thread
+  // between two streams every 32 KB: 47 GB/s where the two products as one
+  // run of chunks each streamed at 54 (1B Q4_0 layers, two threads).
   const PairProduct g(wg, gate), u(wu, up);
-  pool.parallel_chunks(g.chunks, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const int64_t r0 = g.run(c, xp), r1 = std::min(g.rows, r0 + g.chunk_rows);
-      u.run(c, xp);
-      swiglu(gate + r0, up + r0, r1 - r0);
+  const int64_t C = g.chunks;
+  std::unique_ptr<std::atomic<uint8_t>[]> halves(new std::atomic<uint8_t>[static_cast<size_t>(C)]());
+  pool.parallel_chunks(2 * C, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t i = c0; i < c1; ++i) {
+      const int64_t c = i < C ? i : i - C;
+      const int64_t r0 = i < C ? g.run(c, xp) : u.run(c, xp), r1 = std::min(g.rows, r0 + g.chunk_rows);
+      // acq_rel: the thread that finishes second sees the other's rows.
+      if (halves[static_cast<size_t>(c)].fetch_add(1, std::memory_order_acq_rel) == 1) swiglu(gate + r0, up + r0, r1 - r0);
     }
   });
 }

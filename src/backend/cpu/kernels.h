@@ -50,8 +50,11 @@ void matmuls(ThreadPool& pool, std::span<const Product> products, const float* x
 
 // The feed-forward's gated product: gate = silu(x Wg^T) * (x Wu^T), both
 // [tokens, F]; up is scratch of that size. One token through the pair
-// kernels is one job whose chunks take the same rows of both matrices and
-// apply the gate as they go: no second pass over F values, no serial step.
+// kernels is one job over all the gate's chunks, then all the up's, so each
+// thread streams one contiguous run of rows (with two threads: one the
+// gate, the other the up); whichever thread finishes the second of a chunk's
+// two products applies the gate to those rows: no second pass over F
+// values, no serial step.
 void gated_matmul(ThreadPool& pool, const MatrixView& wg, const MatrixView& wu, const float* x, int64_t tokens, float* gate,
                   float* up, const MatmulScratch* scratch = nullptr);
 

@@ -375,6 +375,39 @@ TEST(Kernels, HalfConversionsRoundTripEveryValue) {
   EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);              // rounds to infinity
 }
 
+// The gated product against its definition, gate = silu(x Wg^T) * (x Wu^T),
+// through the single-token pair job (whichever thread finishes the second of
+// a chunk's two products applies the gate) and the several-token path, with
+// 1-3 threads and a row count that leaves a short last chunk.
+TEST(Kernels, GatedMatmulIsSiluOfGateTimesUpOnEveryPath) {
+  for (int threads = 1; threads <= 3; ++threads) {
+    ThreadPool pool(threads);
+    for (DType t : {DType::Q4_0, DType::Q8_0, DType::F32}) {
+      const int64_t rows = 1000, cols = 256;
+      std::vector<std::byte> g, u;
+      for (int64_t r = 0; r < rows; ++r) {
+        const auto gr = encode(t, random_floats(cols, static_cast<uint32_t>(r)));
+        const auto ur = encode(t, random_floats(cols, static_cast<uint32_t>(r + 5000)));
+        g.insert(g.end(), gr.begin(), gr.end());
+        u.insert(u.end(), ur.begin(), ur.end());
+      }
+      const MatrixView wg{t, g.data(), rows, cols}, wu{t, u.data(), rows, cols};
+      for (int64_t tokens : {1, 3}) {
+        auto x = random_floats(static_cast<size_t>(tokens * cols), 91);
+        std::vector<float> gate(static_cast<size_t>(tokens * rows), std::nanf("")), up(gate.size(), std::nanf(""));
+        std::vector<float> g_ref(gate.size()), u_ref(gate.size());
+        gated_matmul(pool, wg, wu, x.data(), tokens, gate.data(), up.data());
+        matmul(pool, wg, x.data(), tokens, g_ref.data());
+        matmul(pool, wu, x.data(), tokens, u_ref.data());
+        for (size_t i = 0; i < gate.size(); ++i) {
+          const double a = g_ref[i], want = a / (1.0 + std::exp(-a)) * u_ref[i];
+          ASSERT_NEAR(gate[i], want, 1e-5 * (1 + std::fabs(want))) << to_string(t) << " threads " << threads << " tokens " << tokens << " value " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST(Kernels, MatmulMatchesRowByRowReference) {
   ThreadPool pool(3);
   for (DType t : {DType::F32, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
