@@ -1,16 +1,15 @@
 // A decode step's matrix products alone, Llama-3.2-1B shapes (16 layers of
 // q/k/v as one job, o, gate/up as one gated job, down; the 128256-row
-// output), random weights in 2 MiB pages, against a plain read of the same
+// output), random weights in 2 MiB pages where the OS gives them, against a plain read of the same
 // bytes right after each step: what the products reach without attention,
 // norms or the engine around them, and each kind's rate. JSON lines.
 //   umi_bench_products [q4_0|q8_0] [threads] [rounds]
-#include <sys/mman.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -34,10 +33,8 @@ int main(int argc, char** argv) {
   ms.push_back({V, d, nullptr});
   size_t total = 0;
   for (const Matrix& m : ms) total += dtype_bytes(t, static_cast<uint64_t>(m.cols)).value() * static_cast<size_t>(m.rows);
-  const size_t align = size_t{2} << 20;
-  void* raw = mmap(nullptr, total + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return 1;
-  auto* data = reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(raw) + align - 1) / align * align);
+  std::unique_ptr<std::byte[]> buffer(new std::byte[total]);  // untouched until advised, as umi_bench_bandwidth
+  std::byte* data = buffer.get();
   advise_huge_pages(data, total);
   // 64 random rows a matrix, repeated: every byte is written, the setup stays short.
   std::mt19937 rng(1);
@@ -102,6 +99,5 @@ int main(int argc, char** argv) {
   std::sort(fractions.begin(), fractions.end());
   std::printf("{\"bench\":\"products_summary\",\"dtype\":\"%s\",\"fraction_median\":%.3f}\n", std::string(to_string(t)).c_str(),
               fractions[fractions.size() / 2]);
-  munmap(raw, total + align);
   return 0;
 }

@@ -179,8 +179,6 @@ inline int32_t dot16_i8(const int8_t* a, const int8_t* b) {
   return s;
 }
 
-// x to q8 blocks: d = max|x| / 127, q = x / d rounded to nearest (ties to
-// even, as the magic-number trick does in every build), sums per half.
 // Eight floats to the nearest integers, ties to even (the current rounding
 // mode, as std::nearbyint): one instruction in the x86 builds. Decode
 // quantizes every product's activations on one thread while the others
@@ -201,6 +199,8 @@ inline v8i round_to_int(v8f p) {
 #endif
 }
 
+// x to q8 blocks: d = max|x| / 127, q = the float x * (1 / d) rounded to
+// nearest, ties to even (round_to_int, in every build), sums per half.
 void impl_quantize_activations(const float* x, int64_t n, Q8Block* out) {
   for (int64_t b = 0; b < n / 32; ++b) {
     v8f v[4], amax{};

@@ -234,6 +234,7 @@ void dequantize_row(const MatrixView& w, int64_t row, float* out) {
 }
 
 void rms_norm(const float* x, const VectorView& weight, int64_t n, float eps, float* out) {
+  if (weight.size < n || dtype_info(weight.dtype).block_elems != 1) throw Error("rms_norm: weight is not a float vector of n values");
   // Eight running sums (the compiler keeps them in vector lanes; one sum
   // serialised ~2,000 dependent adds), and the weights taken 64 at a time
   // through dequantize: VectorView::at's call per element made a 2048-wide
@@ -246,7 +247,6 @@ void rms_norm(const float* x, const VectorView& weight, int64_t n, float eps, fl
   for (; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
   const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
   const size_t elem = dtype_info(weight.dtype).block_bytes;  // F32, F16, BF16: one element a block
-  if (weight.size < n || dtype_info(weight.dtype).block_elems != 1) throw Error("rms_norm: weight is not a float vector of n values");
   float w[64];
   for (int64_t b = 0; b < n; b += 64) {
     const int64_t m = std::min<int64_t>(64, n - b);
