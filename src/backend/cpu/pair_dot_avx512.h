@@ -38,14 +38,41 @@ inline __m256i pair_scales(const std::byte* w, int stride) {
   return _mm256_blend_epi16(_mm256_set1_epi32(lo), _mm256_set1_epi32(hi), 0xAA);
 }
 
-// Weights come from a file mapping in 4 KB pages, and the hardware
-// prefetchers stop at page boundaries: without help each page's first lines
-// were a full memory latency, and the kernel streamed a 1.3 GB Q8_0 model at
-// ~21 GB/s where a cached matrix ran at 84. A page ahead of the reads (the
-// rows a thread takes are contiguous, so past a row's end is its next row):
-// 1B-shaped Q4_0 decode 26.7 -> ~41 tok/s, Q8_0 16 -> ~21 (1K, 8K and 16K
-// ahead measured no better, in a noisy VM).
-constexpr int kPrefetchAhead = 4096;
+// Prefetching. The hardware prefetchers stop at 4 KB boundaries (physical
+// pages, even inside a 2 MiB mapping): left alone, each page's first lines
+// cost a full memory latency (1B-shaped decode with no software prefetch:
+// Q4_0 26.7 tok/s, Q8_0 16, session 11). A kernel's Prefetch says what it
+// touches ahead of its reads, for every two steps:
+// - page: the first line of any page that the reads PageAhead bytes on
+//   enter, once per page: it starts the L2 streamer on that page early;
+// - lines: every line LineAhead bytes on, into L1 (0: none).
+// The two kernels want different things. Q4_0 computes ~5 cycles a 72-byte
+// step, and a prefetch of every line (each one holds one of the core's few
+// L1 miss buffers until its line arrives) kept a core under ~20 GB/s where
+// the streamer alone reaches ~30: the page touch alone, 4 KB ahead. Q8_0
+// runs ~4 cycles a 68-byte step, twice the bytes a weight, and wants its
+// lines in L1 as well: every line 4 KB ahead and the page 8 KB ahead, whose
+// streamer has the lines in L2 by then. Measured in one process, the
+// variants alternating token by token in a 1B-shaped decode (session 14,
+// medians of 40 steps each, two threads): Q4_0 every line 4 KB ahead 50.0
+// and 48.9 tok/s, page only 54.9 and 53.8 (2, 6, 8, 10, 12 and 16 KB ahead
+// within noise or worse, two lines a page 52.4 / 49.3); Q8_0 every line
+// 34.8 / 34.6, with the page 8 KB ahead 38.8 / 38.9, page only 28.2 / 32.3.
+struct Prefetch {
+  int page_ahead, line_ahead;
+};
+constexpr Prefetch kQ4_0Prefetch{4096, 0}, kQ8_0Prefetch{8192, 4096};
+constexpr uintptr_t kPage = 4096;
+
+// What `pf` touches ahead of reads [p, p + bytes).
+template <Prefetch pf>
+inline void prefetch_ahead(const std::byte* p, int bytes) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p) + pf.page_ahead, b = a + static_cast<uintptr_t>(bytes);
+  if ((a ^ b) >= kPage) _mm_prefetch(reinterpret_cast<const char*>(b & ~(kPage - 1)), _MM_HINT_T0);
+  if constexpr (pf.line_ahead > 0)
+    for (int line = 0; line < (bytes + 63) / 64; ++line)
+      _mm_prefetch(reinterpret_cast<const char*>(p + pf.line_ahead + 64 * line), _MM_HINT_T0);
+}
 
 // Q4_0 goes four blocks (72 bytes, two Q8Pairs of activations) at a time:
 // the four blocks' 16 bytes of nibbles side by side in one register, low
@@ -105,20 +132,18 @@ inline __m512 q8_0_pair(__m512 acc, const std::byte* w, const Q8Pair* x) {
 
 // One row at a time, a step (Q8_0: a pair of blocks, 68 bytes; Q4_0: a quad,
 // 72 bytes) after another, two accumulators: consecutive steps' adds do not
-// wait on each other; the lines a page ahead of two steps prefetched as they
-// go. Rows two at a time, sharing each pair's activation loads, ran a little
-// faster in cache but streamed from memory at two thirds of the speed (1B
+// wait on each other; prefetching as above, once every two steps. Rows two
+// at a time, sharing each pair's activation loads, ran a little faster in
+// cache but streamed from memory at two thirds of the speed (1B
 // Q4_0 decode 56 -> 38 tok/s, session 12): two interleaved streams a core,
 // 1 KB apart, defeat the prefetchers this kernel relies on.
-template <int StepBytes, int StepPairs, __m512 (*Step)(__m512, const std::byte*, const Q8Pair*)>
+template <int StepBytes, int StepPairs, __m512 (*Step)(__m512, const std::byte*, const Q8Pair*), Prefetch Pf>
 float one_row(const std::byte* row, const Q8Pair* x, int64_t pairs) {
-  constexpr int kLines = (2 * StepBytes + 63) / 64;
   const int64_t steps = pairs / StepPairs;
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
   int64_t s = 0;
   for (; s + 2 <= steps; s += 2) {
-    for (int line = 0; line < kLines; ++line)
-      _mm_prefetch(reinterpret_cast<const char*>(row + s * StepBytes + kPrefetchAhead + 64 * line), _MM_HINT_T0);
+    prefetch_ahead<Pf>(row + s * StepBytes, 2 * StepBytes);
     a0 = Step(a0, row + s * StepBytes, x + s * StepPairs);
     a1 = Step(a1, row + (s + 1) * StepBytes, x + (s + 1) * StepPairs);
   }
@@ -126,16 +151,16 @@ float one_row(const std::byte* row, const Q8Pair* x, int64_t pairs) {
   return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
-template <int StepBytes, int StepPairs, __m512 (*Step)(__m512, const std::byte*, const Q8Pair*)>
+template <int StepBytes, int StepPairs, __m512 (*Step)(__m512, const std::byte*, const Q8Pair*), Prefetch Pf>
 void pair_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const Q8Pair* x, int64_t pairs, float* y) {
   for (int64_t r = 0; r < rows; ++r)
-    y[r] = one_row<StepBytes, StepPairs, Step>(rows_data + static_cast<size_t>(r) * row_bytes, x, pairs);
+    y[r] = one_row<StepBytes, StepPairs, Step, Pf>(rows_data + static_cast<size_t>(r) * row_bytes, x, pairs);
 }
 
 QPairDotFn avx512_qpair(DType t) {
   switch (t) {
-    case DType::Q4_0: return pair_rows<72, 2, q4_0_quad>;
-    case DType::Q8_0: return pair_rows<68, 1, q8_0_pair>;
+    case DType::Q4_0: return pair_rows<72, 2, q4_0_quad, kQ4_0Prefetch>;
+    case DType::Q8_0: return pair_rows<68, 1, q8_0_pair, kQ8_0Prefetch>;
     default: return nullptr;
   }
 }
