@@ -7,7 +7,6 @@
 #include <limits>
 
 #include "backend/cpu/dot.h"
-#include "backend/cpu/quantize.h"
 #include "core/error.h"
 #include "core/units.h"
 #include "model/memory_plan.h"
@@ -97,8 +96,8 @@ void CpuBackend::rope_store_kv(int64_t layer, float* q, float* k, const float* v
       // K and V of this position go into its sequence's block.
       std::byte* block = kv_pool_.data(run.blocks[static_cast<size_t>(pos / layout.block_tokens)]);
       const size_t in_block = static_cast<size_t>(pos % layout.block_tokens) * row;
-      quantize_row(layout.dtype, k + t * Hkv * hd, Hkv * hd, block + k_offset + in_block);
-      quantize_row(layout.dtype, v + t * Hkv * hd, Hkv * hd, block + v_offset + in_block);
+      kv_from_f32(k + t * Hkv * hd, layout.dtype, Hkv * hd, block + k_offset + in_block);
+      kv_from_f32(v + t * Hkv * hd, layout.dtype, Hkv * hd, block + v_offset + in_block);
     }
 }
 
@@ -155,9 +154,7 @@ void CpuBackend::attention(int64_t l, const float* q, float* out) {
             float block_max = s[0];
             for (int64_t i = 1; i < seen; ++i) block_max = std::max(block_max, s[i]);
             const float m_new = std::max(row_max[r], block_max), correction = std::exp(row_max[r] - m_new);
-            float sum = 0;
-            for (int64_t i = 0; i < seen; ++i) sum += (s[i] = std::exp(s[i] - m_new));
-            denom[r] = denom[r] * correction + sum;
+            denom[r] = denom[r] * correction + exp_sum(s, seen, m_new);
             row_max[r] = m_new;
             float* o = o_rows(t) + g * hd;
             if (correction != 1.0f)

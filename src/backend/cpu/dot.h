@@ -49,9 +49,18 @@ void scale_add(float* acc, float scale, float w, const std::byte* v, DType v_typ
 // Attention on f32 tiles. A KV row (f32, f16 or q8_0; n a multiple of 32 for
 // q8_0) as floats:
 void kv_to_f32(const std::byte* row, DType t, int64_t n, float* out);
+// x (n floats) as a KV row of type t: the inverse of kv_to_f32 (F16 rounds
+// to nearest even; Q8_0 as quantize_row).
+void kv_from_f32(const float* x, DType t, int64_t n, std::byte* row);
 // scores[i * nk + j] = scale * (q_i . k_j), q_i at q + i * q_stride, k_j at k + j * hd.
 void attn_scores(const float* q, int64_t q_stride, int64_t nq, const float* k, int64_t nk, int64_t hd, float scale, float* scores);
 // acc_i += sum_j w[i * nk + j] * v_j, acc_i at acc + i * acc_stride, v_j at v + j * hd.
 void attn_accumulate(const float* w, int64_t nq, const float* v, int64_t nk, int64_t hd, float* acc, int64_t acc_stride);
+
+// Element-wise, within 2 ulp of the C library's expf:
+// gate[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + e^-g).
+void swiglu(float* gate, const float* up, int64_t n);
+// s[i] = e^(s[i] - shift); returns the sum of the new s (a softmax's numerators).
+float exp_sum(float* s, int64_t n, float shift);
 
 }  // namespace umi::cpu

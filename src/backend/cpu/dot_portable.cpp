@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/cpu/dot_impl.h"
+#include "backend/cpu/elementwise_impl.h"
 #include "backend/cpu/half.h"
 #include "backend/cpu/kernel_set.h"
 
@@ -15,7 +16,8 @@ const KernelSet& portable_kernels() {
   static constexpr KernelSet set{"portable", impl_table, impl_qtable, [](DType) -> QDot4Fn { return nullptr; },
                                  [](DType) -> QGemmFn { return nullptr; }, impl_scale_add,
                                  impl_quantize_activations, impl_kv_to_f32, impl_attn_scores, impl_attn_accumulate,
-                                 [](DType) -> QPairDotFn { return nullptr; }};
+                                 [](DType) -> QPairDotFn { return nullptr; },
+      impl_swiglu, impl_exp_sum, impl_kv_from_f32};
   return set;
 }
 
@@ -54,6 +56,9 @@ void scale_add(float* acc, float scale, float w, const std::byte* v, DType v_typ
 
 void quantize_activations(const float* x, int64_t n, Q8Block* out) { chosen().quantize(x, n, out); }
 void kv_to_f32(const std::byte* row, DType t, int64_t n, float* out) { chosen().kv_to_f32(row, t, n, out); }
+void swiglu(float* gate, const float* up, int64_t n) { chosen().swiglu(gate, up, n); }
+float exp_sum(float* s, int64_t n, float shift) { return chosen().exp_sum(s, n, shift); }
+void kv_from_f32(const float* x, DType t, int64_t n, std::byte* row) { chosen().kv_from_f32(x, t, n, row); }
 void attn_scores(const float* q, int64_t q_stride, int64_t nq, const float* k, int64_t nk, int64_t hd, float scale, float* scores) {
   chosen().attn_scores(q, q_stride, nq, k, nk, hd, scale, scores);
 }

@@ -24,6 +24,9 @@ struct KernelSet {
                       float* scores);
   void (*attn_accumulate)(const float* w, int64_t nq, const float* v, int64_t nk, int64_t hd, float* acc, int64_t acc_stride);
   QPairDotFn (*qpair)(DType);  // single-token rows two blocks at a time (q8_pairs.h); nullptr where there are none
+  void (*swiglu)(float* gate, const float* up, int64_t n);
+  float (*exp_sum)(float* s, int64_t n, float shift);
+  void (*kv_from_f32)(const float* x, DType t, int64_t n, std::byte* row);
 };
 
 const KernelSet& portable_kernels();

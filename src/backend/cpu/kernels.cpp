@@ -284,10 +284,6 @@ void rope(float* head, int64_t dim, const float* inv_freq, int64_t position, boo
   rope_apply(head, dim, cos_sin.data(), interleaved);
 }
 
-void swiglu(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
-}
-
 void swiglu(ThreadPool& pool, float* gate, const float* up, int64_t n) {
   pool.parallel_for(n, 4096, [&](int64_t b, int64_t e) { swiglu(gate + b, up + b, e - b); });
 }

@@ -76,9 +76,7 @@ void rope(float* head, int64_t dim, const float* inv_freq, int64_t position, boo
 void rope_angles(int64_t dim, const float* inv_freq, int64_t position, float* cos_sin);
 void rope_apply(float* head, int64_t dim, const float* cos_sin, bool interleaved);
 
-// gate[i] = silu(gate[i]) * up[i]
-void swiglu(float* gate, const float* up, int64_t n);
-// The same split across the pool's threads (prefill's [tokens, F]).
+// swiglu(gate, up, n) (dot.h) split across the pool's threads (prefill's [tokens, F]).
 void swiglu(ThreadPool& pool, float* gate, const float* up, int64_t n);
 
 }  // namespace umi::cpu

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <ctime>
+#include <limits>
 #include <thread>
 #include <vector>
 #include <random>
@@ -508,6 +509,71 @@ TEST(Kernels, AttentionTilesMatchPlainLoops) {
       for (size_t i = 0; i < 64; ++i) ASSERT_EQ(got[i], want[i]) << set->name << " " << to_string(t) << " " << i;
     }
   }
+}
+
+// The vector exponential behind SiLU and the softmax, in every build, against
+// the C library on random values across its whole range and at the edges.
+// 2 ulp of e^x (2.4e-7 relative) where it is a normal float, subnormal and
+// infinite where the library's is, is the promise; the callers' tolerance to
+// transformers is 1e-4.
+TEST(Kernels, SwigluAndSoftmaxExponentialsOfEveryBuildMatchTheLibrary) {
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<float> wide(-100.f, 100.f);
+  std::normal_distribution<float> nd(0.f, 3.f);
+  std::vector<float> g(203), u(g.size());
+  for (size_t i = 0; i < g.size(); ++i) g[i] = i % 3 == 0 ? wide(rng) : nd(rng), u[i] = nd(rng);
+  // Edges: zero of both signs, where e^-g leaves the floats, huge, tiny.
+  const float edges[] = {0.f, -0.f, 87.2f, 87.4f, -87.2f, -87.4f, -88.1f, 88.1f, -88.8f, 88.8f, -100.f, -104.5f, 1e-30f, -1e-30f,
+                         3e38f, -3e38f, 0.5f, -0.5f};
+  for (size_t i = 0; i < std::size(edges); ++i) g[i] = edges[i];
+  for (const KernelSet* set : runnable_kernel_sets()) {
+    std::vector<float> got = g;
+    set->swiglu(got.data(), u.data(), static_cast<int64_t>(g.size()));
+    for (size_t i = 0; i < g.size(); ++i) {  // in floats, as the library (and torch) compute it: e^88.8 is infinite
+      const float want = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+      ASSERT_NEAR(got[i], want, 5e-7 * std::fabs(want) + 1e-44) << set->name << " g " << g[i];
+    }
+    // Softmax numerators: scores up to 110 below the largest.
+    std::vector<float> s(77);
+    for (float& x : s) x = std::uniform_real_distribution<float>(-110.f, 0.f)(rng) + 5.f;
+    s[3] = 5.f;
+    std::vector<float> e = s;
+    const float sum = set->exp_sum(e.data(), static_cast<int64_t>(e.size()), 5.f);
+    double want_sum = 0;
+    for (size_t i = 0; i < s.size(); ++i) {
+      const double want = std::exp(static_cast<double>(s[i]) - 5.0);
+      want_sum += want;
+      ASSERT_NEAR(e[i], want, 3e-7 * want + 1e-44) << set->name << " s " << s[i];
+    }
+    EXPECT_NEAR(sum, want_sum, 1e-6 * want_sum) << set->name;
+    EXPECT_EQ(e[3], 1.0f) << set->name;
+    std::vector<float> nan_row{std::nanf(""), 0.f};
+    set->exp_sum(nan_row.data(), 2, 0.f);
+    EXPECT_TRUE(std::isnan(nan_row[0])) << set->name;
+  }
+}
+
+// K and V rows go into the cache as quantize_row writes them, bit for bit,
+// in every build: F16 ties, subnormals, overflow to infinity included.
+TEST(Kernels, KvRowsOfEveryBuildAreWrittenAsQuantizeRowWritesThem) {
+  std::vector<float> x = random_floats(165, 13, 4.f);
+  const float edges[] = {1.0009765625f /* tie: 1 + 2^-11 */, 1.0029296875f, 65504.f, 65520.f /* rounds to Inf */, 1e6f, -1e6f,
+                         6e-8f, 3e-8f, 1e-5f, -0.f, 0.f, std::numeric_limits<float>::infinity()};
+  for (size_t i = 0; i < std::size(edges); ++i) x[i] = edges[i];
+  for (const KernelSet* set : runnable_kernel_sets())
+    for (DType t : {DType::F32, DType::F16, DType::Q8_0}) {
+      const int64_t n = t == DType::Q8_0 ? 128 : static_cast<int64_t>(x.size()) - 32;  // F32, F16: 133, a ragged tail
+      std::vector<std::byte> want(dtype_bytes(t, static_cast<uint64_t>(n)).value()), got(want.size(), std::byte{0x5A});
+      quantize_row(t, x.data() + 32, n, want.data());  // Q8_0: past the edges, whose infinity has no block scale
+      set->kv_from_f32(x.data() + 32, t, n, got.data());
+      ASSERT_EQ(got, want) << set->name << " " << to_string(t);
+      if (t == DType::F16) {
+        std::vector<std::byte> all(dtype_bytes(t, x.size()).value()), all_want(all.size());
+        set->kv_from_f32(x.data(), t, static_cast<int64_t>(x.size()), all.data());
+        quantize_row(t, x.data(), static_cast<int64_t>(x.size()), all_want.data());
+        ASSERT_EQ(all, all_want) << set->name;
+      }
+    }
 }
 
 }  // namespace
