@@ -101,6 +101,25 @@ void CpuBackend::rope_store_kv(int64_t layer, float* q, float* k, const float* v
     }
 }
 
+namespace {
+// A head's K and V rows of the next block, requested while this block is
+// worked on: each row is one head's slice (head_bytes, e.g. 128) of a
+// token's row of every head (row, e.g. 1 KB), a stride the hardware
+// prefetchers do not follow, and every read of them waited on memory: the
+// conversion of K and V took ~4% of a decode step at ~200 positions. With
+// the request, 1B Q4_0 decode alternating token by token in one process:
+// 400 positions 48.9 -> 54.5 and 45.2 -> 49.3 tok/s, 1,500 positions 32.3
+// -> 38.6 and 32.6 -> 41.7 (session 14).
+void prefetch_head_rows(const std::byte* k_rows, int64_t n, size_t row, size_t head_bytes, int64_t block_tokens) {
+  const std::byte* v_rows = k_rows + static_cast<size_t>(block_tokens) * row;
+  for (int64_t i = 0; i < n; ++i)
+    for (size_t at = 0; at < head_bytes; at += 64) {
+      __builtin_prefetch(k_rows + static_cast<size_t>(i) * row + at);
+      __builtin_prefetch(v_rows + static_cast<size_t>(i) * row + at);
+    }
+}
+}  // namespace
+
 // Flash-style attention on f32 tiles; no [T, positions] score matrix exists
 // anywhere. Work items are (run, KV head): each KV block the run can see is
 // converted to f32 once and serves every query head of the group for every
@@ -140,6 +159,9 @@ void CpuBackend::attention(int64_t l, const float* q, float* out) {
                                   static_cast<size_t>(kvh) * head_bytes;  // K of position p0 + i at i * row
         const std::byte* v_rows = k_rows + static_cast<size_t>(B) * row;
         const int64_t n = std::min(B, last + 1 - p0);
+        if (p0 + B <= last) prefetch_head_rows(kv_pool_.data(run.blocks[static_cast<size_t>(p0 / B + 1)]) + layer_offset +
+                                                   static_cast<size_t>(kvh) * head_bytes,
+                                               std::min(B, last + 1 - p0 - B), row, head_bytes, B);
         for (int64_t i = 0; i < n; ++i) {
           kv_to_f32(k_rows + static_cast<size_t>(i) * row, kv_dtype, hd, kf + i * hd);
           kv_to_f32(v_rows + static_cast<size_t>(i) * row, kv_dtype, hd, vf + i * hd);
