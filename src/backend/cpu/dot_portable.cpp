@@ -16,8 +16,8 @@ const KernelSet& portable_kernels() {
   static constexpr KernelSet set{"portable", impl_table, impl_qtable, [](DType) -> QDot4Fn { return nullptr; },
                                  [](DType) -> QGemmFn { return nullptr; }, impl_scale_add,
                                  impl_quantize_activations, impl_kv_to_f32, impl_attn_scores, impl_attn_accumulate,
-                                 [](DType) -> QPairDotFn { return nullptr; },
-      impl_swiglu, impl_exp_sum, impl_kv_from_f32};
+                                 [](DType) -> QPairDotFn { return nullptr; }, impl_swiglu, impl_exp_sum,
+                                 impl_kv_from_f32};
   return set;
 }
 

@@ -68,31 +68,22 @@ float impl_exp_sum(float* s, int64_t n, float shift) {
 }
 
 // One K or V row into the cache's element type: F16 by one conversion
-// instruction where the build has F16C (the x86 builds; round to nearest
-// even, as f32_to_f16); every other type and build as quantize_row.
+// instruction per 8 values where the build has F16C (the x86 builds; round to
+// nearest even, as f32_to_f16), by f32_to_f16 elsewhere; Q8_0 and F32 as
+// quantize_row.
 void impl_kv_from_f32(const float* x, DType t, int64_t n, std::byte* row) {
+  if (t != DType::F16) return quantize_row(t, x, n, row);
+  int64_t i = 0;
 #if defined(__F16C__)
-  if (t == DType::F16) {
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(row + 2 * i), h);
-    }
-    for (; i < n; ++i) {
-      const uint16_t h = f32_to_f16(x[i]);
-      std::memcpy(row + 2 * i, &h, 2);
-    }
-    return;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(row + 2 * i), h);
   }
 #endif
-  if (t == DType::F16) {  // without F16C: a loop the compiler can keep tight
-    for (int64_t i = 0; i < n; ++i) {
-      const uint16_t h = f32_to_f16(x[i]);
-      std::memcpy(row + 2 * i, &h, 2);
-    }
-    return;
+  for (; i < n; ++i) {  // the tail, and every value without F16C: no dtype lookup per value as quantize_row's
+    const uint16_t h = f32_to_f16(x[i]);
+    std::memcpy(row + 2 * i, &h, 2);
   }
-  quantize_row(t, x, n, row);
 }
 
 }  // namespace
