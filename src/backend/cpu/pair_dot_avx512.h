@@ -47,13 +47,13 @@ inline __m256i pair_scales(const std::byte* w, int stride) {
 //   enter, once per page: it starts the L2 streamer on that page early;
 // - lines: every line LineAhead bytes on, into L1 (0: none).
 // The two kernels want different things. Q4_0 computes ~5 cycles a 72-byte
-// step, and a prefetch of every line (each one holds one of the core's few
-// L1 miss buffers until its line arrives) kept a core under ~20 GB/s where
-// the streamer alone reaches ~30: the page touch alone, 4 KB ahead. Q8_0
-// runs ~4 cycles a 68-byte step, twice the bytes a weight, and wants its
-// lines in L1 as well: every line 4 KB ahead and the page 8 KB ahead, whose
-// streamer has the lines in L2 by then. Measured in one process, the
-// variants alternating token by token in a 1B-shaped decode (session 14,
+// step (5.2 in L2, session 13), and a prefetch of every line (each one holds
+// one of the core's few L1 miss buffers until its line arrives) kept a core
+// under ~20 GB/s where the streamer alone reaches ~30: the page touch alone,
+// 4 KB ahead. Q8_0 runs ~4 cycles a 68-byte step (session 12), twice the
+// bytes a weight, and wants its lines in L1 as well: every line 4 KB ahead
+// and the page 8 KB ahead, whose streamer has the lines in L2 by then.
+// Measured in one process, the variants alternating token by token in a 1B-shaped decode (session 14,
 // medians of 40 steps each, two threads): Q4_0 every line 4 KB ahead 50.0
 // and 48.9 tok/s, page only 54.9 and 53.8 (2, 6, 8, 10, 12 and 16 KB ahead
 // within noise or worse, two lines a page 52.4 / 49.3); Q8_0 every line
