@@ -11,6 +11,7 @@
 
 #include "backend/cpu/dot.h"
 #include "backend/cpu/half.h"
+#include "backend/cpu/q8_pairs.h"
 #include "backend/cpu/quant_blocks.h"
 
 #if defined(__F16C__) || defined(__AVX__)
@@ -229,6 +230,35 @@ void impl_quantize_activations(const float* x, int64_t n, Q8Block* out) {
       const v8i s = sum[h];
       out[b].sum[h] = static_cast<int16_t>(((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])));
     }
+  }
+}
+
+// x to Q8KBlocks (q8_pairs.h): one scale per 256 values, rounded as
+// impl_quantize_activations; sums per 16 and per 32.
+void impl_quantize_activations_k(const float* x, int64_t n, Q8KBlock* out) {
+  for (int64_t b = 0; b < n / 256; ++b) {
+    const float* xb = x + b * 256;
+    v8f amax{};
+    for (int g = 0; g < 32; ++g) {
+      const v8f v = load_f32(xb + 8 * g), a = v < 0 ? -v : v;
+      amax = amax > a ? amax : a;
+    }
+    float m = 0;
+    for (int i = 0; i < 8; ++i) m = m > amax[i] ? m : amax[i];
+    const float d = m / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    Q8KBlock& o = out[b];
+    for (float& l : o.d) l = d;
+    for (int h = 0; h < 16; ++h) {
+      v8i sum{};
+      for (int g = 0; g < 2; ++g) {
+        const v8i q = round_to_int(load_f32(xb + 16 * h + 8 * g) * id);  // as impl_quantize_activations: no FMA
+        const v8b q8 = __builtin_convertvector(q, v8b);
+        std::memcpy(o.q + 16 * h + 8 * g, &q8, sizeof q8);
+        sum += q;
+      }
+      o.sum16[h] = static_cast<int16_t>(((sum[0] + sum[4]) + (sum[1] + sum[5])) + ((sum[2] + sum[6]) + (sum[3] + sum[7])));
+    }
+    for (int s = 0; s < 8; ++s) o.sum32[s] = static_cast<int16_t>(o.sum16[2 * s] + o.sum16[2 * s + 1]);
   }
 }
 

@@ -17,7 +17,7 @@ const KernelSet& portable_kernels() {
                                  [](DType) -> QGemmFn { return nullptr; }, impl_scale_add,
                                  impl_quantize_activations, impl_kv_to_f32, impl_attn_scores, impl_attn_accumulate,
                                  [](DType) -> QPairDotFn { return nullptr; }, impl_swiglu, impl_exp_sum,
-                                 impl_kv_from_f32};
+                                 impl_kv_from_f32, impl_quantize_activations_k};
   return set;
 }
 
@@ -55,6 +55,7 @@ void scale_add(float* acc, float scale, float w, const std::byte* v, DType v_typ
 }
 
 void quantize_activations(const float* x, int64_t n, Q8Block* out) { chosen().quantize(x, n, out); }
+void quantize_activations_k(const float* x, int64_t n, Q8KBlock* out) { chosen().quantize_k(x, n, out); }
 void kv_to_f32(const std::byte* row, DType t, int64_t n, float* out) { chosen().kv_to_f32(row, t, n, out); }
 void swiglu(float* gate, const float* up, int64_t n) { chosen().swiglu(gate, up, n); }
 float exp_sum(float* s, int64_t n, float shift) { return chosen().exp_sum(s, n, shift); }

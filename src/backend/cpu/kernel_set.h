@@ -27,6 +27,7 @@ struct KernelSet {
   void (*swiglu)(float* gate, const float* up, int64_t n);
   float (*exp_sum)(float* s, int64_t n, float shift);
   void (*kv_from_f32)(const float* x, DType t, int64_t n, std::byte* row);
+  void (*quantize_k)(const float* x, int64_t n, Q8KBlock* out);
 };
 
 const KernelSet& portable_kernels();

@@ -37,34 +37,38 @@ int64_t pair_chunk_rows(size_t row_bytes) {
 }
 
 // Whether one token's product with w can go through the build's pair
-// kernel (q8_pairs.h).
+// kernel (q8_pairs.h): whole steps of the kernel (Q4_0 four blocks, Q8_0
+// two; Q4_K's rows are whole super-blocks).
 bool pairs_apply(const MatrixView& w) {
-  return qpair_function(w.dtype) != nullptr && (w.cols / 32) % (w.dtype == DType::Q4_0 ? 4 : 2) == 0;
+  const int64_t step = w.dtype == DType::Q4_0 ? 128 : w.dtype == DType::Q4_K || w.dtype == DType::Q6_K ? 256 : 64;
+  return qpair_function(w.dtype) != nullptr && w.cols % step == 0;
 }
 
-// One token's activations as q8 blocks, then as pairs for the pair kernels,
-// after the blocks in the scratch (or in `temporary`); nullptr when a
-// scratch sized for one token has no room or the pair layout cannot hold
-// these activations (callers use the row kernels).
-Q8Pair* prepare_pairs(DType weights, const float* x, int64_t cols, const MatmulScratch* scratch, std::vector<Q8Block>& q8_temporary,
-                      std::vector<Q8Pair>& temporary) {
-  const int64_t blocks = cols / 32, pairs = blocks / 2;
-  Q8Block* xq = nullptr;
-  Q8Pair* xp = nullptr;
+// One token's activations laid out for the pair kernel of `weights` (Q4_0,
+// Q8_0: q8 blocks, then pairs after them; Q4_K, Q6_K: Q8KBlocks) in the scratch,
+// or in `temporary`; nullptr when a scratch sized for one token has no room
+// or the pair layout cannot hold these activations (callers use the row
+// kernels).
+const void* prepare_pairs(DType weights, const float* x, int64_t cols, const MatmulScratch* scratch, std::vector<std::byte>& temporary) {
+  const bool k_quant = weights == DType::Q4_K || weights == DType::Q6_K;
+  const size_t q8_bytes = k_quant ? 0 : static_cast<size_t>(cols / 32) * sizeof(Q8Block), need = q8_bytes + 64 + pair_activation_bytes(weights, cols);
+  std::byte* base = nullptr;
   if (scratch) {
-    const size_t used = static_cast<size_t>(blocks) * sizeof(Q8Block), need = used + alignof(Q8Pair) + static_cast<size_t>(pairs) * sizeof(Q8Pair);
     if (!scratch->q8 || scratch->q8_bytes < need) return nullptr;
-    xq = static_cast<Q8Block*>(scratch->q8);
-    const uintptr_t at = reinterpret_cast<uintptr_t>(scratch->q8) + used;
-    xp = reinterpret_cast<Q8Pair*>((at + alignof(Q8Pair) - 1) / alignof(Q8Pair) * alignof(Q8Pair));
+    base = static_cast<std::byte*>(scratch->q8);
   } else {
-    q8_temporary.resize(static_cast<size_t>(blocks));
-    temporary.resize(static_cast<size_t>(pairs));
-    xq = q8_temporary.data();
-    xp = temporary.data();
+    temporary.resize(need);
+    base = temporary.data();
   }
+  const uintptr_t at = reinterpret_cast<uintptr_t>(base) + q8_bytes;
+  void* laid_out = base + (q8_bytes + (64 - at % 64) % 64);
+  if (k_quant) {
+    quantize_activations_k(x, cols, static_cast<Q8KBlock*>(laid_out));
+    return laid_out;
+  }
+  Q8Block* xq = reinterpret_cast<Q8Block*>(base);
   quantize_activations(x, cols, xq);
-  return make_q8_pairs(weights, xq, blocks, xp) ? xp : nullptr;
+  return make_q8_pairs(weights, xq, cols / 32, static_cast<Q8Pair*>(laid_out)) ? laid_out : nullptr;
 }
 
 // One product of a single-token job, worked out before the job: its kernel,
@@ -80,7 +84,7 @@ struct PairProduct {
       : dot(qpair_function(w.dtype)), data(w.data), row_bytes(w.row_bytes()), rows(w.rows), pairs(w.cols / 64),
         chunk_rows(pair_chunk_rows(row_bytes)), chunks((rows + chunk_rows - 1) / chunk_rows), y(out) {}
   // Chunk c's rows; returns the first.
-  int64_t run(int64_t c, const Q8Pair* xp) const {
+  int64_t run(int64_t c, const void* xp) const {
     const int64_t r0 = c * chunk_rows, r1 = std::min(rows, r0 + chunk_rows);
     dot(data + static_cast<size_t>(r0) * row_bytes, row_bytes, r1 - r0, xp, pairs, y + r0);
     return r0;
@@ -166,10 +170,8 @@ void matmuls(ThreadPool& pool, std::span<const Product> products, const float* x
     check_product(p.w, x, tokens, p.y);
     pairs = pairs && pairs_apply(p.w) && p.w.dtype == products[0].w.dtype && p.w.cols == products[0].w.cols;
   }
-  std::vector<Q8Block> q8_temporary;
-  std::vector<Q8Pair> pair_temporary;
-  const Q8Pair* xp =
-      pairs ? prepare_pairs(products[0].w.dtype, x, products[0].w.cols, scratch, q8_temporary, pair_temporary) : nullptr;
+  std::vector<std::byte> temporary;
+  const void* xp = pairs ? prepare_pairs(products[0].w.dtype, x, products[0].w.cols, scratch, temporary) : nullptr;
   if (!xp && products.size() > 1) {  // not one pair job (several tokens, mixed or K-quant types): each on its own
     for (const Product& p : products) matmuls(pool, std::span(&p, 1), x, tokens, scratch);
     return;
@@ -201,10 +203,9 @@ void gated_matmul(ThreadPool& pool, const MatrixView& wg, const MatrixView& wu, 
   check_product(wg, x, tokens, gate);
   check_product(wu, x, tokens, up);
   if (wg.rows != wu.rows || wg.cols != wu.cols) throw Error("gated_matmul: gate and up matrices differ in shape");
-  std::vector<Q8Block> q8_temporary;
-  std::vector<Q8Pair> pair_temporary;
+  std::vector<std::byte> temporary;
   const bool pairs = tokens == 1 && pairs_apply(wg) && wu.dtype == wg.dtype;
-  const Q8Pair* xp = pairs ? prepare_pairs(wg.dtype, x, wg.cols, scratch, q8_temporary, pair_temporary) : nullptr;
+  const void* xp = pairs ? prepare_pairs(wg.dtype, x, wg.cols, scratch, temporary) : nullptr;
   if (!xp) {
     const Product both[] = {{wg, gate}, {wu, up}};
     matmuls(pool, both, x, tokens, scratch);

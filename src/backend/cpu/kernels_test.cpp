@@ -117,20 +117,61 @@ TEST(Kernels, IntegerDotsOfQuantizedWeightsMatchTheFloatReference) {
   }
 }
 
+// Activations laid out for a pair kernel, and the double reference of a row
+// against the activations they hold: Q4_0 and Q8_0 read q8 blocks (one
+// scale per 32), the K-quants Q8KBlocks (one per 256).
+struct PairInput {
+  std::vector<Q8Block> xq;
+  std::vector<Q8KBlock> xk;
+  std::vector<Q8Pair> pairs;
+  const void* laid_out() const { return xk.empty() ? static_cast<const void*>(pairs.data()) : xk.data(); }
+};
+
+PairInput pair_input(DType t, const std::vector<float>& x) {
+  const int64_t n = static_cast<int64_t>(x.size());
+  PairInput in;
+  if (t == DType::Q4_K || t == DType::Q6_K) {
+    in.xk.resize(static_cast<size_t>(n / 256));
+    quantize_activations_k(x.data(), n, in.xk.data());
+    return in;
+  }
+  in.xq.resize(static_cast<size_t>(n / 32));
+  quantize_activations(x.data(), n, in.xq.data());
+  in.pairs.resize(static_cast<size_t>(n / 64));
+  EXPECT_TRUE(make_q8_pairs(t, in.xq.data(), n / 32, in.pairs.data()));
+  return in;
+}
+
+Reference pair_reference(DType t, const std::byte* row, const PairInput& in, int64_t n) {
+  if (in.xk.empty()) return q8_reference(t, row, in.xq, n);
+  std::vector<float> wf(static_cast<size_t>(n));
+  dequantize(t, row, wf.data(), n);
+  double ref = 0, mag = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const Q8KBlock& b = in.xk[static_cast<size_t>(i / 256)];
+    const double xv = static_cast<double>(b.d[0]) * b.q[i % 256];
+    ref += wf[static_cast<size_t>(i)] * xv;
+    mag += std::fabs(wf[static_cast<size_t>(i)] * xv);
+  }
+  return {ref, 1e-5 * mag + 1e-4};
+}
+
 // The single-token pair kernels (q8_pairs.h) against the double reference
-// of the q8 activations, with odd and even pair counts, 1-3 rows. The last row ends where a readable page does
+// of the activations they read, with odd and even step counts, 1-3 rows. The last row ends where a readable page does
 // (the next one is PROT_NONE): a kernel that reads past its rows, as a
 // matrix's last row lies at the end of a mapped file, faults.
 TEST(Kernels, PairKernelsMatchTheReferenceAndStayInTheirRows) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   int checked = 0;
   for (const KernelSet* set : runnable_kernel_sets())
-    for (DType t : {DType::Q4_0, DType::Q8_0})
+    for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K})
       for (int64_t rows = 1; rows <= 3; ++rows) {
         const QPairDotFn dot = set->qpair(t);
         if (!dot) continue;
-        // Q4_0 goes four blocks at a time (odd and even counts of those), Q8_0 two.
-        const auto sizes = t == DType::Q4_0 ? std::vector<int64_t>{128, 384, 2048, 4224} : std::vector<int64_t>{64, 192, 2048, 4160};
+        // Q4_0 goes four blocks at a time (odd and even counts of those), Q8_0 two, the K-quants a super-block.
+        const auto sizes = t == DType::Q4_0                        ? std::vector<int64_t>{128, 384, 2048, 4224}
+                           : t == DType::Q4_K || t == DType::Q6_K ? std::vector<int64_t>{256, 768, 2048, 8192}
+                                              : std::vector<int64_t>{64, 192, 2048, 4160};
         for (int64_t n : sizes) {
           std::vector<std::byte> data;
           for (int64_t r = 0; r < rows; ++r) {
@@ -144,15 +185,11 @@ TEST(Kernels, PairKernelsMatchTheReferenceAndStayInTheirRows) {
           ASSERT_EQ(mprotect(static_cast<std::byte*>(map) + span, page, PROT_NONE), 0);
           std::byte* at = static_cast<std::byte*>(map) + span - data.size();
           std::memcpy(at, data.data(), data.size());
-          const auto x = random_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + 4));
-          std::vector<Q8Block> xq(static_cast<size_t>(n / 32));
-          quantize_activations(x.data(), n, xq.data());
-          std::vector<Q8Pair> pairs(static_cast<size_t>(n / 64));
-          ASSERT_TRUE(make_q8_pairs(t, xq.data(), n / 32, pairs.data()));
+          const PairInput in = pair_input(t, random_floats(static_cast<size_t>(n), static_cast<uint32_t>(n + 4)));
           std::vector<float> y(static_cast<size_t>(rows), std::nanf(""));
-          dot(at, rb, rows, pairs.data(), n / 64, y.data());
+          dot(at, rb, rows, in.laid_out(), n / 64, y.data());
           for (int64_t r = 0; r < rows; ++r) {
-            const auto [ref, tol] = q8_reference(t, data.data() + static_cast<size_t>(r) * rb, xq, n);
+            const auto [ref, tol] = pair_reference(t, data.data() + static_cast<size_t>(r) * rb, in, n);
             EXPECT_NEAR(y[static_cast<size_t>(r)], ref, tol) << set->name << " " << to_string(t) << " n " << n << " row " << r << "/" << rows;
           }
           munmap(map, span + page);
@@ -160,6 +197,38 @@ TEST(Kernels, PairKernelsMatchTheReferenceAndStayInTheirRows) {
         }
       }
   if (checked == 0) GTEST_SKIP() << "no build with pair kernels runs on this CPU";
+}
+
+// Q8KBlocks hold x to within half a step of their one scale, in order,
+// with the sums of their q per 16 and per 32; every build writes the same
+// bytes.
+TEST(Kernels, KQuantActivationsHoldTheirValuesAndSums) {
+  const int64_t n = 768;
+  auto x = random_floats(static_cast<size_t>(n), 91);
+  for (int64_t i = 256; i < 512; ++i) x[static_cast<size_t>(i)] *= 1e-3f;  // a block of small values: its own scale
+  std::vector<Q8KBlock> ref(static_cast<size_t>(n / 256));
+  portable_kernels().quantize_k(x.data(), n, ref.data());
+  for (int64_t b = 0; b < n / 256; ++b) {
+    const Q8KBlock& k = ref[static_cast<size_t>(b)];
+    float amax = 0;
+    for (int64_t i = 0; i < 256; ++i) amax = std::max(amax, std::fabs(x[static_cast<size_t>(b * 256 + i)]));
+    EXPECT_FLOAT_EQ(k.d[15], amax / 127) << "block " << b;
+    int sum16[16] = {};
+    for (int i = 0; i < 256; ++i) {
+      EXPECT_NEAR(k.q[i] * k.d[0], x[static_cast<size_t>(b * 256 + i)], 0.5001 * k.d[0]) << "block " << b << " value " << i;
+      sum16[i / 16] += k.q[i];
+    }
+    for (int j = 0; j < 16; ++j) EXPECT_EQ(k.sum16[j], sum16[j]) << "block " << b << " sixteen " << j;
+    for (int s = 0; s < 8; ++s) EXPECT_EQ(k.sum32[s], sum16[2 * s] + sum16[2 * s + 1]) << "block " << b << " sub-block " << s;
+  }
+  for (const KernelSet* set : runnable_kernel_sets()) {
+    std::vector<Q8KBlock> got(ref.size());
+    set->quantize_k(x.data(), n, got.data());
+    for (size_t b = 0; b < ref.size(); ++b) {
+      EXPECT_EQ(std::memcmp(got[b].q, ref[b].q, sizeof ref[b].q), 0) << set->name << " block " << b;
+      EXPECT_EQ(std::memcmp(got[b].sum16, ref[b].sum16, sizeof ref[b].sum16), 0) << set->name << " block " << b;
+    }
+  }
 }
 
 // The Q4_0 pair kernel decodes the weights' f16 scales with integer shifts

@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "backend/cpu/q8_pairs.h"
+#include "backend/cpu/quant_blocks.h"
 
 namespace umi::cpu {
 namespace {
@@ -152,15 +153,124 @@ float one_row(const std::byte* row, const Q8Pair* x, int64_t pairs) {
 }
 
 template <int StepBytes, int StepPairs, __m512 (*Step)(__m512, const std::byte*, const Q8Pair*), Prefetch Pf>
-void pair_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const Q8Pair* x, int64_t pairs, float* y) {
+void pair_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* xv, int64_t pairs, float* y) {
+  const Q8Pair* x = static_cast<const Q8Pair*>(xv);
   for (int64_t r = 0; r < rows; ++r)
     y[r] = one_row<StepBytes, StepPairs, Step, Pf>(rows_data + static_cast<size_t>(r) * row_bytes, x, pairs);
+}
+
+// The K-quants, a super-block against one Q8KBlock (q8_pairs.h) at a time,
+// as four vectors of 64 weights (two 32-value sub-blocks each, in the
+// activations' order) read as unsigned bytes: vpmaddubsw multiplies them with
+// the activations into int16 pairs (at most 2 x 63 x 127: no saturation),
+// vpdpwssd multiplies those by the sub-blocks' scales as int16 words into
+// one int32 sum per lane; one conversion and one multiply-add by d x the
+// activations' scale for the super-block.
+
+// Words of lanes 0, 1 = byte a of the source lane, of lanes 2, 3 byte b
+// (zero-extended): a vpshufb control.
+inline __m512i bytes_to_words(int a, int b) {
+  const int wa = static_cast<int>((0x8000u | static_cast<uint32_t>(a)) * 0x10001u),
+            wb = static_cast<int>((0x8000u | static_cast<uint32_t>(b)) * 0x10001u);
+  return _mm512_set_epi32(wb, wb, wb, wb, wb, wb, wb, wb, wa, wa, wa, wa, wa, wa, wa, wa);
+}
+
+// 32 bytes at p in both halves, each word shifted right by lo (low half) or
+// hi (high half) bits.
+inline __m512i both_halves_shifted_right(const std::byte* p, int lo, int hi) {
+  const __m512i counts = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<int16_t>(lo)), _mm256_set1_epi16(static_cast<int16_t>(hi)), 1);
+  return _mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), counts);
+}
+
+// Q4_K (144 bytes: f16 d, f16 dmin, 12 bytes of 6-bit scales and mins, 128
+// of nibbles; quant_blocks.h): sub-blocks 2c and 2c + 1 are the low and
+// high nibbles of the same 32 bytes, one 32-byte load into both halves of a
+// vector, shifted by 0 and 4. The mins: dmin x the activations' scale x
+// sum over s of m[s] x (sub-block s's sum of q), a 128-bit accumulator
+// subtracted at the end. The 6-bit scales unpack on the scalar side (three
+// 32-bit words; the vector units are the busy ones), the sub-blocks' scales
+// into words by one in-lane byte shuffle per vector.
+inline void q4_k_block(__m512& acc, __m128& acc_min, const std::byte* w, const Q8KBlock& a) {
+  uint32_t k[3];
+  std::memcpy(k, w + 4, 12);
+  const uint64_t sc = (k[0] & 0x3F3F3F3Fu) | static_cast<uint64_t>((k[2] & 0x0F0F0F0Fu) | ((k[0] >> 2) & 0x30303030u)) << 32;
+  const uint64_t m = (k[1] & 0x3F3F3F3Fu) | static_cast<uint64_t>(((k[2] >> 4) & 0x0F0F0F0Fu) | ((k[1] >> 2) & 0x30303030u)) << 32;
+  const __m128i scales = _mm_set_epi64x(static_cast<long long>(m), static_cast<long long>(sc));  // bytes: sc[0..7], m[0..7]
+  const __m512i scales4 = _mm512_broadcast_i32x4(scales);
+
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512i sums = _mm512_setzero_si512();
+  for (int c = 0; c < 4; ++c) {  // sub-blocks 2c, 2c + 1
+    const __m512i u = _mm512_and_si512(both_halves_shifted_right(w + 16 + 32 * c, 0, 4), low4);
+    const __m512i p = _mm512_maddubs_epi16(u, _mm512_load_si512(a.q + 64 * c));
+    sums = _mm512_dpwssd_epi32(sums, p, _mm512_shuffle_epi8(scales4, bytes_to_words(2 * c, 2 * c + 1)));
+  }
+  int32_t d_bits;
+  std::memcpy(&d_bits, w, 4);
+  const __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128(d_bits));  // d, dmin
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(_mm512_broadcastss_ps(d), _mm512_load_ps(a.d)), acc);
+  const __m128i mins = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(scales, 8)), _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.sum32)));
+  acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(mins), _mm_mul_ps(_mm_permute_ps(d, 0x55), _mm_load_ps(a.d)), acc_min);
+}
+
+// Words 0-7 = word j of the source, 8-15 word j + 1, ...: a vpermw index
+// for four scales of 16 values, one per 128-bit lane.
+inline __m512i lane_words(int j) {
+  const int w0 = j * 0x10001, w1 = (j + 1) * 0x10001, w2 = (j + 2) * 0x10001, w3 = (j + 3) * 0x10001;  // two words of j, ...
+  return _mm512_set_epi32(w3, w3, w3, w3, w2, w2, w2, w2, w1, w1, w1, w1, w0, w0, w0, w0);
+}
+
+// Q6_K (210 bytes: 128 of low nibbles, 64 of 2-bit high parts, 16 int8
+// scales, f16 d; quant_blocks.h), a 128-value half at a time: the low
+// nibbles of its 64 ql bytes are values 0-63, the high ones 64-127; value l
+// + 32g takes bits 2g, 2g + 1 of qh[l], moved to bits 4, 5 by word shifts
+// that differ between the vector's halves (left 4 and 2, right 0 and 2).
+// q is read as 0..63, and 32 x sum over j of scale[j] x (the activations'
+// sum of q over those 16 values) is subtracted in the same integer sum.
+inline void q6_k_block(__m512& acc, __m128&, const std::byte* w, const Q8KBlock& a) {
+  const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192)));
+  const __m512i scales = _mm512_castsi256_si512(sc16);  // vpermw reads words 0-15 only
+  const __m512i low4 = _mm512_set1_epi8(0x0F), bits45 = _mm512_set1_epi8(0x30);
+  const __m512i left = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+  const __m512i right = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+  __m512i sums = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(_mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32))),
+                                     _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16))));
+  for (int h = 0; h < 2; ++h) {
+    const __m512i ql = _mm512_loadu_si512(w + 64 * h);
+    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 128 + 32 * h)));
+    const __m512i lo = _mm512_or_si512(_mm512_and_si512(ql, low4), _mm512_and_si512(_mm512_sllv_epi16(qh, left), bits45));
+    const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), _mm512_and_si512(_mm512_srlv_epi16(qh, right), bits45));
+    sums = _mm512_dpwssd_epi32(sums, _mm512_maddubs_epi16(lo, _mm512_load_si512(a.q + 128 * h)), _mm512_permutexvar_epi16(lane_words(8 * h), scales));
+    sums = _mm512_dpwssd_epi32(sums, _mm512_maddubs_epi16(hi, _mm512_load_si512(a.q + 128 * h + 64)),
+                               _mm512_permutexvar_epi16(lane_words(8 * h + 4), scales));
+  }
+  const __m512 d = _mm512_cvtph_ps(_mm256_set1_epi16(static_cast<int16_t>(load_le16(w + 208))));
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(d, _mm512_load_ps(a.d)), acc);
+}
+
+template <int BlockBytes, void (*Block)(__m512&, __m128&, const std::byte*, const Q8KBlock&), Prefetch Pf>
+void k_quant_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* xv, int64_t pairs, float* y) {
+  const Q8KBlock* x = static_cast<const Q8KBlock*>(xv);
+  const int64_t blocks = pairs / 4;
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::byte* row = rows_data + static_cast<size_t>(r) * row_bytes;
+    __m512 acc = _mm512_setzero_ps();
+    __m128 acc_min = _mm_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      prefetch_ahead<Pf>(row + b * BlockBytes, BlockBytes);
+      Block(acc, acc_min, row + b * BlockBytes, x[b]);
+    }
+    const __m128 m2 = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
+    y[r] = _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+  }
 }
 
 QPairDotFn avx512_qpair(DType t) {
   switch (t) {
     case DType::Q4_0: return pair_rows<72, 2, q4_0_quad, kQ4_0Prefetch>;
     case DType::Q8_0: return pair_rows<68, 1, q8_0_pair, kQ8_0Prefetch>;
+    case DType::Q4_K: return k_quant_rows<144, q4_k_block, kQ4_0Prefetch>;
+    case DType::Q6_K: return k_quant_rows<210, q6_k_block, kQ4_0Prefetch>;
     default: return nullptr;
   }
 }

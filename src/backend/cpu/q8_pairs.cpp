@@ -36,6 +36,11 @@ bool q4_0_quads(const Q8Block* x, int64_t blocks, Q8Pair* out) {
 }
 }  // namespace
 
+size_t pair_activation_bytes(DType t, int64_t cols) {
+  const size_t n = static_cast<size_t>(cols);
+  return t == DType::Q4_K || t == DType::Q6_K ? n / 256 * sizeof(Q8KBlock) : n / 64 * sizeof(Q8Pair);
+}
+
 bool make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, Q8Pair* out) {
   if (weights != DType::Q4_0 && weights != DType::Q8_0) throw Error("make_q8_pairs: no pair layout for this weight type");
   if (weights == DType::Q4_0) {

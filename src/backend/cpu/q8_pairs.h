@@ -50,12 +50,36 @@ struct alignas(64) Q8Pair {
 // kernels then.
 bool make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, Q8Pair* out);
 
+// The K-quants' 256-value super-blocks (Q4_K, Q6_K) take their activations
+// as llama.cpp's q8_K does: one scale for all 256, not one per 32. The
+// weights' sub-block scales then multiply integer sums (int16 products into
+// int32 lanes, vpdpwssd), and one conversion and one multiply-add serve the
+// whole super-block where a float per sub-block would take eight or sixteen.
+// The sums of q per 32 serve Q4_K's mins (x = d sc q - dmin m), those per 16
+// Q6_K's offset (x = d sc (q - 32), q read as unsigned 0..63).
+struct alignas(64) Q8KBlock {
+  int8_t q[256];
+  float d[16];  // the scale, in every lane: the kernels load it as a vector
+  int16_t sum32[8];
+  int16_t sum16[16];
+};
+
+// x (n floats, a multiple of 256) as Q8KBlocks: d = max|x| / 127 over the
+// 256, q = x / d rounded to nearest, ties to even (as quantize_activations).
+void quantize_activations_k(const float* x, int64_t n, Q8KBlock* out);
+
+// Bytes of laid-out activations (Q8Pairs for Q4_0 and Q8_0, Q8KBlocks for
+// Q4_K and Q6_K) `cols` values take for weights of type t.
+size_t pair_activation_bytes(DType t, int64_t cols);
+
 // y[r] = row r . x for `rows` consecutive weight rows `row_bytes` apart, each
-// of `pairs` pairs of blocks (Q4_0: pairs even).
-using QPairDotFn = void (*)(const std::byte* rows_data, size_t row_bytes, int64_t rows, const Q8Pair* x, int64_t pairs, float* y);
+// of `pairs` pairs of 32-value blocks (Q4_0: pairs even; K-quants: a
+// multiple of 4); x the activations in the weight type's layout above
+// (Q8Pairs or Q8KBlocks).
+using QPairDotFn = void (*)(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* x, int64_t pairs, float* y);
 
 // The chosen build's pair kernel for a weight type (nullptr: none; the
-// AVX-512 VNNI build has Q4_0 and Q8_0).
+// AVX-512 VNNI build has Q4_0, Q8_0, Q4_K and Q6_K).
 QPairDotFn qpair_function(DType t);
 
 }  // namespace umi::cpu
