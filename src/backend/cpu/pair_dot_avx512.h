@@ -187,15 +187,23 @@ inline __m512i both_halves_shifted_right(const std::byte* p, int lo, int hi) {
 // high nibbles of the same 32 bytes, one 32-byte load into both halves of a
 // vector, shifted by 0 and 4. The mins: dmin x the activations' scale x
 // sum over s of m[s] x (sub-block s's sum of q), a 128-bit accumulator
-// subtracted at the end. The 6-bit scales unpack on the scalar side (three
-// 32-bit words; the vector units are the busy ones), the sub-blocks' scales
-// into words by one in-lane byte shuffle per vector.
+// subtracted at the end. The sub-blocks' scales become words by one in-lane
+// byte shuffle per vector.
+// The 12 bytes of 6-bit scales and mins (quant_blocks.h) at p as bytes
+// sc[0..7], m[0..7]: two byte shuffles put each output's low bits (q[j],
+// q[8 + j], q[4 + j], q[8 + j] >> 4) and its top two (q[j] >> 6, q[4 + j] >> 6)
+// in place. Reads 16 bytes (the last four are the block's nibbles).
+inline __m128i unpack_k_scales(const std::byte* p) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i low = _mm_shuffle_epi8(q, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+  const __m128i top = _mm_shuffle_epi8(q, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+  const __m128i low_bits = _mm_and_si128(_mm_mask_blend_epi8(0xF000, low, _mm_srli_epi32(low, 4)),
+                                         _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
+  return _mm_or_si128(low_bits, _mm_and_si128(_mm_srli_epi16(top, 2), _mm_set1_epi8(0x30)));
+}
+
 inline void q4_k_block(__m512& acc, __m128& acc_min, const std::byte* w, const Q8KBlock& a) {
-  uint32_t k[3];
-  std::memcpy(k, w + 4, 12);
-  const uint64_t sc = (k[0] & 0x3F3F3F3Fu) | static_cast<uint64_t>((k[2] & 0x0F0F0F0Fu) | ((k[0] >> 2) & 0x30303030u)) << 32;
-  const uint64_t m = (k[1] & 0x3F3F3F3Fu) | static_cast<uint64_t>(((k[2] >> 4) & 0x0F0F0F0Fu) | ((k[1] >> 2) & 0x30303030u)) << 32;
-  const __m128i scales = _mm_set_epi64x(static_cast<long long>(m), static_cast<long long>(sc));  // bytes: sc[0..7], m[0..7]
+  const __m128i scales = unpack_k_scales(w + 4);  // bytes: sc[0..7], m[0..7]
   const __m512i scales4 = _mm512_broadcast_i32x4(scales);
 
   const __m512i low4 = _mm512_set1_epi8(0x0F);
