@@ -40,17 +40,17 @@ int64_t pair_chunk_rows(size_t row_bytes) {
 // kernel (q8_pairs.h): whole steps of the kernel (Q4_0 four blocks, Q8_0
 // two; Q4_K's rows are whole super-blocks).
 bool pairs_apply(const MatrixView& w) {
-  const int64_t step = w.dtype == DType::Q4_0 ? 128 : w.dtype == DType::Q4_K || w.dtype == DType::Q6_K ? 256 : 64;
+  const int64_t step = w.dtype == DType::Q4_0 ? 128 : is_k_quant(w.dtype) ? 256 : 64;
   return qpair_function(w.dtype) != nullptr && w.cols % step == 0;
 }
 
 // One token's activations laid out for the pair kernel of `weights` (Q4_0,
-// Q8_0: q8 blocks, then pairs after them; Q4_K, Q6_K: Q8KBlocks) in the scratch,
+// Q8_0: q8 blocks, then pairs after them; K-quants: Q8KBlocks) in the scratch,
 // or in `temporary`; nullptr when a scratch sized for one token has no room
 // or the pair layout cannot hold these activations (callers use the row
 // kernels).
 const void* prepare_pairs(DType weights, const float* x, int64_t cols, const MatmulScratch* scratch, std::vector<std::byte>& temporary) {
-  const bool k_quant = weights == DType::Q4_K || weights == DType::Q6_K;
+  const bool k_quant = is_k_quant(weights);
   const size_t q8_bytes = k_quant ? 0 : static_cast<size_t>(cols / 32) * sizeof(Q8Block), need = q8_bytes + 64 + pair_activation_bytes(weights, cols);
   std::byte* base = nullptr;
   if (scratch) {

@@ -130,7 +130,7 @@ struct PairInput {
 PairInput pair_input(DType t, const std::vector<float>& x) {
   const int64_t n = static_cast<int64_t>(x.size());
   PairInput in;
-  if (t == DType::Q4_K || t == DType::Q6_K) {
+  if (is_k_quant(t)) {
     in.xk.resize(static_cast<size_t>(n / 256));
     quantize_activations_k(x.data(), n, in.xk.data());
     return in;
@@ -164,13 +164,13 @@ TEST(Kernels, PairKernelsMatchTheReferenceAndStayInTheirRows) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   int checked = 0;
   for (const KernelSet* set : runnable_kernel_sets())
-    for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K})
+    for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K})
       for (int64_t rows = 1; rows <= 3; ++rows) {
         const QPairDotFn dot = set->qpair(t);
         if (!dot) continue;
         // Q4_0 goes four blocks at a time (odd and even counts of those), Q8_0 two, the K-quants a super-block.
         const auto sizes = t == DType::Q4_0                        ? std::vector<int64_t>{128, 384, 2048, 4224}
-                           : t == DType::Q4_K || t == DType::Q6_K ? std::vector<int64_t>{256, 768, 2048, 8192}
+                           : is_k_quant(t)                       ? std::vector<int64_t>{256, 768, 2048, 8192}
                                               : std::vector<int64_t>{64, 192, 2048, 4160};
         for (int64_t n : sizes) {
           std::vector<std::byte> data;

@@ -182,13 +182,6 @@ inline __m512i both_halves_shifted_right(const std::byte* p, int lo, int hi) {
   return _mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), counts);
 }
 
-// Q4_K (144 bytes: f16 d, f16 dmin, 12 bytes of 6-bit scales and mins, 128
-// of nibbles; quant_blocks.h): sub-blocks 2c and 2c + 1 are the low and
-// high nibbles of the same 32 bytes, one 32-byte load into both halves of a
-// vector, shifted by 0 and 4. The mins: dmin x the activations' scale x
-// sum over s of m[s] x (sub-block s's sum of q), a 128-bit accumulator
-// subtracted at the end. The sub-blocks' scales become words by one in-lane
-// byte shuffle per vector.
 // The 12 bytes of 6-bit scales and mins (quant_blocks.h) at p as bytes
 // sc[0..7], m[0..7]: two byte shuffles put each output's low bits (q[j],
 // q[8 + j], q[4 + j], q[8 + j] >> 4) and its top two (q[j] >> 6, q[4 + j] >> 6)
@@ -202,14 +195,31 @@ inline __m128i unpack_k_scales(const std::byte* p) {
   return _mm_or_si128(low_bits, _mm_and_si128(_mm_srli_epi16(top, 2), _mm_set1_epi8(0x30)));
 }
 
-inline void q4_k_block(__m512& acc, __m128& acc_min, const std::byte* w, const Q8KBlock& a) {
+// Q4_K (144 bytes: f16 d, f16 dmin, 12 bytes of 6-bit scales and mins, 128
+// of nibbles; quant_blocks.h) and Q5_K (176: the same with 32 bytes of 5th
+// bits before the nibbles): sub-blocks 2c and 2c + 1 are the low and
+// high nibbles of the same 32 bytes, one 32-byte load into both halves of a
+// vector, shifted by 0 and 4. The mins: dmin x the activations' scale x
+// sum over s of m[s] x (sub-block s's sum of q), a 128-bit accumulator
+// subtracted at the end. The sub-blocks' scales become words by one in-lane
+// byte shuffle per vector. Q5_K's bit s of qh[l], the 5th bit of value l
+// of sub-block s, adds 16 where a byte test against bits 2c | 2c + 1 (by
+// half) finds it.
+template <bool FiveBit>
+inline void q45_k_block(__m512& acc, __m128& acc_min, const std::byte* w, const Q8KBlock& a) {
   const __m128i scales = unpack_k_scales(w + 4);  // bytes: sc[0..7], m[0..7]
   const __m512i scales4 = _mm512_broadcast_i32x4(scales);
-
   const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const std::byte* qs = w + (FiveBit ? 48 : 16);
+  __m512i qh = _mm512_setzero_si512();
+  if constexpr (FiveBit) qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16)));
   __m512i sums = _mm512_setzero_si512();
   for (int c = 0; c < 4; ++c) {  // sub-blocks 2c, 2c + 1
-    const __m512i u = _mm512_and_si512(both_halves_shifted_right(w + 16 + 32 * c, 0, 4), low4);
+    __m512i u = _mm512_and_si512(both_halves_shifted_right(qs + 32 * c, 0, 4), low4);
+    if constexpr (FiveBit) {
+      const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * c))), _mm256_set1_epi8(static_cast<char>(1 << (2 * c + 1))), 1);
+      u = _mm512_mask_add_epi8(u, _mm512_test_epi8_mask(qh, bit), u, _mm512_set1_epi8(16));
+    }
     const __m512i p = _mm512_maddubs_epi16(u, _mm512_load_si512(a.q + 64 * c));
     sums = _mm512_dpwssd_epi32(sums, p, _mm512_shuffle_epi8(scales4, bytes_to_words(2 * c, 2 * c + 1)));
   }
@@ -277,7 +287,8 @@ QPairDotFn avx512_qpair(DType t) {
   switch (t) {
     case DType::Q4_0: return pair_rows<72, 2, q4_0_quad, kQ4_0Prefetch>;
     case DType::Q8_0: return pair_rows<68, 1, q8_0_pair, kQ8_0Prefetch>;
-    case DType::Q4_K: return k_quant_rows<144, q4_k_block, kQ4_0Prefetch>;
+    case DType::Q4_K: return k_quant_rows<144, q45_k_block<false>, kQ4_0Prefetch>;
+    case DType::Q5_K: return k_quant_rows<176, q45_k_block<true>, kQ4_0Prefetch>;
     case DType::Q6_K: return k_quant_rows<210, q6_k_block, kQ4_0Prefetch>;
     default: return nullptr;
   }

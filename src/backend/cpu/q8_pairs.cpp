@@ -38,7 +38,7 @@ bool q4_0_quads(const Q8Block* x, int64_t blocks, Q8Pair* out) {
 
 size_t pair_activation_bytes(DType t, int64_t cols) {
   const size_t n = static_cast<size_t>(cols);
-  return t == DType::Q4_K || t == DType::Q6_K ? n / 256 * sizeof(Q8KBlock) : n / 64 * sizeof(Q8Pair);
+  return is_k_quant(t) ? n / 256 * sizeof(Q8KBlock) : n / 64 * sizeof(Q8Pair);
 }
 
 bool make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, Q8Pair* out) {

@@ -50,13 +50,13 @@ struct alignas(64) Q8Pair {
 // kernels then.
 bool make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, Q8Pair* out);
 
-// The K-quants' 256-value super-blocks (Q4_K, Q6_K) take their activations
+// The K-quants' 256-value super-blocks take their activations
 // as llama.cpp's q8_K does: one scale for all 256, not one per 32. The
 // weights' sub-block scales then multiply integer sums (int16 products into
 // int32 lanes, vpdpwssd), and one conversion and one multiply-add serve the
 // whole super-block where a float per sub-block would take eight or sixteen.
 // The sums of q per 32 serve Q4_K's mins (x = d sc q - dmin m), those per 16
-// Q6_K's offset (x = d sc (q - 32), q read as unsigned 0..63).
+// Q6_K's offset (x = d sc (q - 32), q read as unsigned 0..63); Q5_K as Q4_K.
 struct alignas(64) Q8KBlock {
   int8_t q[256];
   float d[16];  // the scale, in every lane: the kernels load it as a vector
@@ -68,8 +68,11 @@ struct alignas(64) Q8KBlock {
 // 256, q = x / d rounded to nearest, ties to even (as quantize_activations).
 void quantize_activations_k(const float* x, int64_t n, Q8KBlock* out);
 
+// The K-quants (Q4_K, Q5_K, Q6_K): their pair kernels read Q8KBlocks.
+constexpr bool is_k_quant(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
+
 // Bytes of laid-out activations (Q8Pairs for Q4_0 and Q8_0, Q8KBlocks for
-// Q4_K and Q6_K) `cols` values take for weights of type t.
+// the K-quants) `cols` values take for weights of type t.
 size_t pair_activation_bytes(DType t, int64_t cols);
 
 // y[r] = row r . x for `rows` consecutive weight rows `row_bytes` apart, each
@@ -79,7 +82,7 @@ size_t pair_activation_bytes(DType t, int64_t cols);
 using QPairDotFn = void (*)(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* x, int64_t pairs, float* y);
 
 // The chosen build's pair kernel for a weight type (nullptr: none; the
-// AVX-512 VNNI build has Q4_0, Q8_0, Q4_K and Q6_K).
+// AVX-512 VNNI build has Q4_0, Q8_0 and the K-quants).
 QPairDotFn qpair_function(DType t);
 
 }  // namespace umi::cpu
