@@ -44,6 +44,11 @@ bool pairs_apply(const MatrixView& w) {
   return qpair_function(w.dtype) != nullptr && w.cols % step == 0;
 }
 
+// Whether products of weights a and b can share one token's laid-out
+// activations: the same type, or two K-quants (a Q4_K_M file's q and k
+// are Q4_K, its v Q6_K: one job, one quantization).
+bool same_pair_layout(DType a, DType b) { return a == b || (is_k_quant(a) && is_k_quant(b)); }
+
 // One token's activations laid out for the pair kernel of `weights` (Q4_0,
 // Q8_0: q8 blocks, then pairs after them; K-quants: Q8KBlocks) in the scratch,
 // or in `temporary`; nullptr when a scratch sized for one token has no room
@@ -168,11 +173,11 @@ void matmuls(ThreadPool& pool, std::span<const Product> products, const float* x
   bool pairs = tokens == 1 && !products.empty();
   for (const Product& p : products) {
     check_product(p.w, x, tokens, p.y);
-    pairs = pairs && pairs_apply(p.w) && p.w.dtype == products[0].w.dtype && p.w.cols == products[0].w.cols;
+    pairs = pairs && pairs_apply(p.w) && same_pair_layout(p.w.dtype, products[0].w.dtype) && p.w.cols == products[0].w.cols;
   }
   std::vector<std::byte> temporary;
   const void* xp = pairs ? prepare_pairs(products[0].w.dtype, x, products[0].w.cols, scratch, temporary) : nullptr;
-  if (!xp && products.size() > 1) {  // not one pair job (several tokens, mixed or K-quant types): each on its own
+  if (!xp && products.size() > 1) {  // not one pair job (several tokens, mixed types): each on its own
     for (const Product& p : products) matmuls(pool, std::span(&p, 1), x, tokens, scratch);
     return;
   }

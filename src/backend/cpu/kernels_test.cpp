@@ -504,6 +504,38 @@ TEST(Kernels, MatmulMatchesRowByRowReference) {
   }
 }
 
+// One token through matmuls with Q4_K, Q5_K and Q6_K products of one input
+// (as a Q4_K_M file's q, k and v): one job on activations quantized once,
+// each product what matmul alone gives, to the bit.
+TEST(Kernels, MatmulsOfMixedKQuantsMatchEachProductAlone) {
+  ThreadPool pool(2);
+  const int64_t cols = 768;
+  const auto x = random_floats(static_cast<size_t>(cols), 5);
+  std::vector<std::vector<std::byte>> data;
+  std::vector<MatrixView> ws;
+  std::vector<std::vector<float>> ys, alone;
+  const DType types[] = {DType::Q4_K, DType::Q6_K, DType::Q5_K};
+  for (size_t i = 0; i < 3; ++i) {
+    const int64_t rows = 40 + 9 * static_cast<int64_t>(i);
+    data.emplace_back();
+    for (int64_t r = 0; r < rows; ++r) {
+      auto row = encode(types[i], random_floats(static_cast<size_t>(cols), static_cast<uint32_t>(100 * i + static_cast<size_t>(r))));
+      data.back().insert(data.back().end(), row.begin(), row.end());
+    }
+    ys.emplace_back(static_cast<size_t>(rows), std::nanf(""));
+    alone.emplace_back(static_cast<size_t>(rows), std::nanf(""));
+  }
+  for (size_t i = 0; i < 3; ++i) ws.push_back({types[i], data[i].data(), static_cast<int64_t>(ys[i].size()), cols});
+  std::vector<Product> products;
+  for (size_t i = 0; i < 3; ++i) {
+    products.push_back({ws[i], ys[i].data()});
+    matmul(pool, ws[i], x.data(), 1, alone[i].data());
+  }
+  matmuls(pool, products, x.data(), 1);
+  for (size_t i = 0; i < 3; ++i)
+    for (size_t r = 0; r < ys[i].size(); ++r) ASSERT_EQ(ys[i][r], alone[i][r]) << to_string(types[i]) << " row " << r;
+}
+
 TEST(Kernels, RmsNormRopeSwigluMatchReferences) {
   auto x = random_floats(64, 3);
   auto wv = random_floats(64, 4);
