@@ -73,7 +73,7 @@ const void* prepare_pairs(DType weights, const float* x, int64_t cols, const Mat
   }
   Q8Block* xq = reinterpret_cast<Q8Block*>(base);
   quantize_activations(x, cols, xq);
-  return make_q8_pairs(weights, xq, cols / 32, static_cast<Q8Pair*>(laid_out)) ? laid_out : nullptr;
+  return make_q8_pairs(weights, xq, cols / 32, laid_out) ? laid_out : nullptr;
 }
 
 // One product of a single-token job, worked out before the job: its kernel,

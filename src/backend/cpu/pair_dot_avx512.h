@@ -75,7 +75,7 @@ inline void prefetch_ahead(const std::byte* p, int bytes) {
       _mm_prefetch(reinterpret_cast<const char*>(p + pf.line_ahead + 64 * line), _MM_HINT_T0);
 }
 
-// Q4_0 goes four blocks (72 bytes, two Q8Pairs of activations) at a time:
+// Q4_0 goes four blocks (72 bytes, a Q4Quad of activations) at a time:
 // the four blocks' 16 bytes of nibbles side by side in one register, low
 // nibbles against the first pair's q and high nibbles against the second's,
 // two vpdpbusd into one accumulator: each int32 lane sums eight weights of
@@ -96,8 +96,7 @@ inline void prefetch_ahead(const std::byte* p, int bytes) {
 // did this before: the kernel streamed a 1B-shaped layer's gate matrix from
 // memory at 53 GB/s against 54 now, in cache at 65 against 76 (two threads,
 // session 13); without any scales it would run at 64 and 93.
-inline __m512 q4_0_quad(__m512 acc, const std::byte* w, const Q8Pair* x) {
-  const Q8Pair &lo = x[0], &hi = x[1];
+inline __m512 q4_0_quad(__m512 acc, const std::byte* w, const Q4Quad* x) {
   const __m512i z0 = _mm512_loadu_si512(w);  // words 0..31 of the quad
   const __m512i z1 = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 56)));  // words 28..35
   // Block j's nibbles are words 9j + 1 .. 9j + 8; words 32..35 come from z1 (index 32 + word - 28).
@@ -106,15 +105,15 @@ inline __m512 q4_0_quad(__m512 acc, const std::byte* w, const Q8Pair* x) {
   const __m512i packed = _mm512_permutex2var_epi16(z0, nibble_words, z1);
   const __m512i mask = _mm512_set1_epi8(0x0F);
   const __m512i low = _mm512_and_si512(packed, mask), high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
-  const __m512i sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_load_si512(lo.offset), low, _mm512_load_si512(lo.q)), high,
-                                           _mm512_load_si512(hi.q));
+  const __m512i sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_load_si512(x->offset), low, _mm512_load_si512(x->q_low)), high,
+                                           _mm512_load_si512(x->q_high));
   // Bytes 2j, 2j + 1 of lane j into bytes 2, 3 of each dword; 0xFF zeroes bytes 0, 1.
   const __m512i d_bytes = _mm512_set_epi32(0x0706FFFF, 0x0706FFFF, 0x0706FFFF, 0x0706FFFF, 0x0504FFFF, 0x0504FFFF, 0x0504FFFF,
                                            0x0504FFFF, 0x0302FFFF, 0x0302FFFF, 0x0302FFFF, 0x0302FFFF, 0x0100FFFF, 0x0100FFFF,
                                            0x0100FFFF, 0x0100FFFF);
   const __m512i d_shifted = _mm512_srai_epi32(_mm512_shuffle_epi8(z0, d_bytes), 3);
   const __m512i d_bits = _mm512_and_si512(d_shifted, _mm512_set1_epi32(static_cast<int>(0x8FFFE000u)));
-  const __m512 scales = _mm512_mul_ps(_mm512_castsi512_ps(d_bits), _mm512_load_ps(lo.d));
+  const __m512 scales = _mm512_mul_ps(_mm512_castsi512_ps(d_bits), _mm512_load_ps(x->d));
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scales, acc);
 }
 
@@ -138,25 +137,25 @@ inline __m512 q8_0_pair(__m512 acc, const std::byte* w, const Q8Pair* x) {
 // cache but streamed from memory at two thirds of the speed (1B
 // Q4_0 decode 56 -> 38 tok/s, session 12): two interleaved streams a core,
 // 1 KB apart, defeat the prefetchers this kernel relies on.
-template <int StepBytes, int StepPairs, __m512 (*Step)(__m512, const std::byte*, const Q8Pair*), Prefetch Pf>
-float one_row(const std::byte* row, const Q8Pair* x, int64_t pairs) {
-  const int64_t steps = pairs / StepPairs;
+template <int StepBytes, class Act, __m512 (*Step)(__m512, const std::byte*, const Act*), Prefetch Pf>
+float one_row(const std::byte* row, const Act* x, int64_t steps) {
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
   int64_t s = 0;
   for (; s + 2 <= steps; s += 2) {
     prefetch_ahead<Pf>(row + s * StepBytes, 2 * StepBytes);
-    a0 = Step(a0, row + s * StepBytes, x + s * StepPairs);
-    a1 = Step(a1, row + (s + 1) * StepBytes, x + (s + 1) * StepPairs);
+    a0 = Step(a0, row + s * StepBytes, x + s);
+    a1 = Step(a1, row + (s + 1) * StepBytes, x + s + 1);
   }
-  if (s < steps) a0 = Step(a0, row + s * StepBytes, x + s * StepPairs);
+  if (s < steps) a0 = Step(a0, row + s * StepBytes, x + s);
   return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
-template <int StepBytes, int StepPairs, __m512 (*Step)(__m512, const std::byte*, const Q8Pair*), Prefetch Pf>
+// Steps of StepPairs pairs of blocks (StepBytes of weights), one Act each.
+template <int StepBytes, int StepPairs, class Act, __m512 (*Step)(__m512, const std::byte*, const Act*), Prefetch Pf>
 void pair_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* xv, int64_t pairs, float* y) {
-  const Q8Pair* x = static_cast<const Q8Pair*>(xv);
+  const Act* x = static_cast<const Act*>(xv);
   for (int64_t r = 0; r < rows; ++r)
-    y[r] = one_row<StepBytes, StepPairs, Step, Pf>(rows_data + static_cast<size_t>(r) * row_bytes, x, pairs);
+    y[r] = one_row<StepBytes, Act, Step, Pf>(rows_data + static_cast<size_t>(r) * row_bytes, x, pairs / StepPairs);
 }
 
 // The K-quants, a super-block against one Q8KBlock (q8_pairs.h) at a time,
@@ -285,8 +284,8 @@ void k_quant_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, co
 
 QPairDotFn avx512_qpair(DType t) {
   switch (t) {
-    case DType::Q4_0: return pair_rows<72, 2, q4_0_quad, kQ4_0Prefetch>;
-    case DType::Q8_0: return pair_rows<68, 1, q8_0_pair, kQ8_0Prefetch>;
+    case DType::Q4_0: return pair_rows<72, 2, Q4Quad, q4_0_quad, kQ4_0Prefetch>;
+    case DType::Q8_0: return pair_rows<68, 1, Q8Pair, q8_0_pair, kQ8_0Prefetch>;
     case DType::Q4_K: return k_quant_rows<144, q45_k_block<false>, kQ4_0Prefetch>;
     case DType::Q5_K: return k_quant_rows<176, q45_k_block<true>, kQ4_0Prefetch>;
     case DType::Q6_K: return k_quant_rows<210, q6_k_block, kQ4_0Prefetch>;

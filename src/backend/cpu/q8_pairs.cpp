@@ -8,29 +8,24 @@
 namespace umi::cpu {
 
 namespace {
-// Q4_0: four blocks a quad, in two pairs: lane l of both is block l / 4;
-// the first pair's q are the values the low nibbles hold (4i..4i+3 of
-// that block, i = l % 4), the second's those the high nibbles hold
-// (16 + 4i..), the first pair's offset and d (x 2^112) serve both (the
-// second's are 0).
-bool q4_0_quads(const Q8Block* x, int64_t blocks, Q8Pair* out) {
+// Q4_0: four blocks a quad; lane l is block l / 4: q_low the values the low
+// nibbles hold (4i..4i+3 of that block, i = l % 4), q_high those the high
+// nibbles hold (16 + 4i..).
+bool q4_0_quads(const Q8Block* x, int64_t blocks, Q4Quad* out) {
   for (int64_t k = 0; k < blocks / 4; ++k) {
-    Q8Pair& lo = out[2 * k];
-    Q8Pair& hi = out[2 * k + 1];
+    Q4Quad& o = out[k];
     for (int j = 0; j < 4; ++j) {  // block j: lanes 4j..4j + 3
       const Q8Block& b = x[4 * k + j];
       if (!(std::fabs(b.d) < 0x1p15f)) return false;
-      std::memcpy(lo.q + 16 * j, b.q, 16);
-      std::memcpy(hi.q + 16 * j, b.q + 16, 16);
-      for (int i = 0; i < 4; ++i) lo.d[4 * j + i] = b.d * 0x1p112f;
+      std::memcpy(o.q_low + 16 * j, b.q, 16);
+      std::memcpy(o.q_high + 16 * j, b.q + 16, 16);
+      for (int i = 0; i < 4; ++i) o.d[4 * j + i] = b.d * 0x1p112f;
     }
     for (int l = 0; l < 16; ++l) {
       int32_t sum = 0;
-      for (int j = 0; j < 4; ++j) sum += lo.q[4 * l + j] + hi.q[4 * l + j];
-      lo.offset[l] = -8 * sum;
+      for (int j = 0; j < 4; ++j) sum += o.q_low[4 * l + j] + o.q_high[4 * l + j];
+      o.offset[l] = -8 * sum;
     }
-    std::memset(hi.offset, 0, sizeof hi.offset);
-    std::memset(hi.d, 0, sizeof hi.d);
   }
   return true;
 }
@@ -38,18 +33,19 @@ bool q4_0_quads(const Q8Block* x, int64_t blocks, Q8Pair* out) {
 
 size_t pair_activation_bytes(DType t, int64_t cols) {
   const size_t n = static_cast<size_t>(cols);
-  return is_k_quant(t) ? n / 256 * sizeof(Q8KBlock) : n / 64 * sizeof(Q8Pair);
+  if (is_k_quant(t)) return n / 256 * sizeof(Q8KBlock);
+  return t == DType::Q4_0 ? n / 128 * sizeof(Q4Quad) : n / 64 * sizeof(Q8Pair);
 }
 
-bool make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, Q8Pair* out) {
+bool make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, void* out) {
   if (weights != DType::Q4_0 && weights != DType::Q8_0) throw Error("make_q8_pairs: no pair layout for this weight type");
   if (weights == DType::Q4_0) {
     if (blocks % 4 != 0) throw Error("make_q8_pairs: Q4_0 goes four blocks at a time");
-    return q4_0_quads(x, blocks, out);
+    return q4_0_quads(x, blocks, static_cast<Q4Quad*>(out));
   }
   // Q8_0: lane l is values 4(l/2).. of block l % 2, read as w + 128.
   for (int64_t p = 0; p < blocks / 2; ++p) {
-    Q8Pair& o = out[p];
+    Q8Pair& o = static_cast<Q8Pair*>(out)[p];
     for (int l = 0; l < 16; ++l) {
       const Q8Block& b = x[2 * p + l % 2];
       std::memcpy(o.q + 4 * l, b.q + 4 * (l / 2), 4);

@@ -17,17 +17,18 @@
 // (the kernel interleaves the two blocks' weights by dword to match); the
 // weights read as w + 128 (offset 128).
 //
-// Q4_0, four blocks in two Q8Pairs (a "quad"): lane l belongs to block l / 4
-// of the quad. The first pair's q are the values the low nibbles hold
-// (4i..4i+3, i = l % 4: byte 4i..4i+3 of the block's 16 bytes of nibbles),
-// the second pair's those the high nibbles hold (16 + 4i..); both multiply
-// the same 64 bytes of nibbles, masked and shifted, into one accumulator.
-// The first pair's offset (nibbles read as 0..15: offset 8, over the lane's
-// eight q) and d serve both; the second pair's are zero. The first pair's d
-// is the block's d times 2^112: the kernel turns the weights' f16 scales into
-// floats by integer shifts that leave them 2^112 too small (an in-lane byte
-// shuffle and two integer operations where a word permute and a conversion
-// cost a third of the kernel's time in cache).
+// Q4_0, four blocks in a Q4Quad: lane l belongs to block l / 4 of the
+// quad. q_low are the values the low nibbles hold (4i..4i+3, i = l % 4:
+// byte 4i..4i+3 of the block's 16 bytes of nibbles), q_high those the high
+// nibbles hold (16 + 4i..); both multiply the same 64 bytes of nibbles,
+// masked and shifted, into one accumulator, with one offset (nibbles read as
+// 0..15: offset 8, over the lane's eight q) and one d. The d is the block's
+// d times 2^112: the kernel turns the weights' f16 scales into floats by
+// integer shifts that leave them 2^112 too small (an in-lane byte shuffle and
+// two integer operations where a word permute and a conversion cost a third
+// of the kernel's time in cache). A quad's activations take 256 bytes, 2 a
+// value: an 8192-wide product's 16 KB stay in L1 beside the streaming
+// weights (as two Q8Pairs, with an unused offset and d, they took 24 KB).
 #pragma once
 
 #include <cstddef>
@@ -43,12 +44,18 @@ struct alignas(64) Q8Pair {
   float d[16];
 };
 
-// out[p] for the blocks 2p, 2p + 1 of x, laid out for weights of type
-// `weights`: Q8_0 (blocks even) or Q4_0 (blocks a multiple of 4). False when
-// the layout cannot hold these activations (Q4_0: a block's d of 2^15 or
-// more, or not finite, as d x 2^112 would overflow): callers use the row
-// kernels then.
-bool make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, Q8Pair* out);
+struct alignas(64) Q4Quad {
+  int8_t q_low[64], q_high[64];
+  int32_t offset[16];  // -8 * sum of the lane's eight q
+  float d[16];         // x 2^112
+};
+
+// The blocks of x laid out for weights of type `weights`: Q8_0 (blocks even)
+// as Q8Pairs, Q4_0 (blocks a multiple of 4) as Q4Quads, at out
+// (pair_activation_bytes of room, 64-byte aligned). False when the layout
+// cannot hold these activations (Q4_0: a block's d of 2^15 or more, or not
+// finite, as d x 2^112 would overflow): callers use the row kernels then.
+bool make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, void* out);
 
 // The K-quants' 256-value super-blocks take their activations
 // as llama.cpp's q8_K does: one scale for all 256, not one per 32. The
@@ -71,14 +78,14 @@ void quantize_activations_k(const float* x, int64_t n, Q8KBlock* out);
 // The K-quants (Q4_K, Q5_K, Q6_K): their pair kernels read Q8KBlocks.
 constexpr bool is_k_quant(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
 
-// Bytes of laid-out activations (Q8Pairs for Q4_0 and Q8_0, Q8KBlocks for
-// the K-quants) `cols` values take for weights of type t.
+// Bytes of laid-out activations (Q8Pairs for Q8_0, Q4Quads for Q4_0,
+// Q8KBlocks for the K-quants) `cols` values take for weights of type t.
 size_t pair_activation_bytes(DType t, int64_t cols);
 
 // y[r] = row r . x for `rows` consecutive weight rows `row_bytes` apart, each
 // of `pairs` pairs of 32-value blocks (Q4_0: pairs even; K-quants: a
 // multiple of 4); x the activations in the weight type's layout above
-// (Q8Pairs or Q8KBlocks).
+// (Q8Pairs, Q4Quads or Q8KBlocks).
 using QPairDotFn = void (*)(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* x, int64_t pairs, float* y);
 
 // The chosen build's pair kernel for a weight type (nullptr: none; the
