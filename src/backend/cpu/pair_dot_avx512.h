@@ -77,7 +77,7 @@ inline void prefetch_ahead(const std::byte* p, int bytes) {
 
 // Q4_0 goes four blocks (72 bytes, a Q4Quad of activations) at a time:
 // the four blocks' 16 bytes of nibbles side by side in one register, low
-// nibbles against the first pair's q and high nibbles against the second's,
+// nibbles against the quad's q_low and high nibbles against its q_high,
 // two vpdpbusd into one accumulator: each int32 lane sums eight weights of
 // one block (block l / 4), so the conversion, the scales and the multiply-add
 // run once per four blocks instead of once per two. The nibbles come out of a
@@ -184,7 +184,7 @@ inline __m512i both_halves_shifted_right(const std::byte* p, int lo, int hi) {
 // The 12 bytes of 6-bit scales and mins (quant_blocks.h) at p as bytes
 // sc[0..7], m[0..7]: two byte shuffles put each output's low bits (q[j],
 // q[8 + j], q[4 + j], q[8 + j] >> 4) and its top two (q[j] >> 6, q[4 + j] >> 6)
-// in place. Reads 16 bytes (the last four are the block's nibbles).
+// in place. Reads 16 bytes (the last four are the block's next field).
 inline __m128i unpack_k_scales(const std::byte* p) {
   const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   const __m128i low = _mm_shuffle_epi8(q, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
@@ -282,6 +282,8 @@ void k_quant_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, co
   }
 }
 
+// The K-quants prefetch as Q4_0 does (the page touch alone): they compute
+// at least as much per byte; other distances were not measured for them.
 QPairDotFn avx512_qpair(DType t) {
   switch (t) {
     case DType::Q4_0: return pair_rows<72, 2, Q4Quad, q4_0_quad, kQ4_0Prefetch>;
