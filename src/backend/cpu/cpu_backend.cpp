@@ -109,16 +109,18 @@ namespace {
 // conversion of K and V took ~4% of a decode step at ~200 positions. With
 // the request, 1B Q4_0 decode alternating token by token in one process:
 // 400 positions 48.9 -> 54.5 and 45.2 -> 49.3 tok/s, 1,500 positions 32.3
-// -> 38.6 and 32.6 -> 41.7 (session 14).
-void prefetch_head_rows(const std::byte* k_rows, int64_t n, size_t row, size_t head_bytes, int64_t block_tokens) {
+// -> 38.6 and 32.6 -> 41.7 (session 14). One row's pair at a time, beside
+// the conversion of the same row of this block, not a block's 64 lines at
+// once (more than the L1's miss buffers hold): 1,500 positions 40.0 ->
+// 42.3, 40.6 -> 41.8, 49.3 -> 50.9, 49.1 -> 50.6 (session 15).
+void prefetch_head_row(const std::byte* k_row, size_t v_offset, size_t head_bytes) {
   // Every line a slice touches, also where it does not start on one (Q8_0 heads of 68 bytes).
   auto slice = [head_bytes](const std::byte* p) {
     const uintptr_t first = reinterpret_cast<uintptr_t>(p);
     for (uintptr_t line = first & ~uintptr_t{63}; line < first + head_bytes; line += 64)
       __builtin_prefetch(reinterpret_cast<const void*>(line));
   };
-  const std::byte* v_rows = k_rows + static_cast<size_t>(block_tokens) * row;
-  for (int64_t i = 0; i < n; ++i) slice(k_rows + static_cast<size_t>(i) * row), slice(v_rows + static_cast<size_t>(i) * row);
+  slice(k_row), slice(k_row + v_offset);
 }
 }  // namespace
 
@@ -161,10 +163,12 @@ void CpuBackend::attention(int64_t l, const float* q, float* out) {
                                   static_cast<size_t>(kvh) * head_bytes;  // K of position p0 + i at i * row
         const std::byte* v_rows = k_rows + static_cast<size_t>(B) * row;
         const int64_t n = std::min(B, last + 1 - p0);
-        if (p0 + B <= last) prefetch_head_rows(kv_pool_.data(run.blocks[static_cast<size_t>(p0 / B + 1)]) + layer_offset +
-                                                   static_cast<size_t>(kvh) * head_bytes,
-                                               std::min(B, last + 1 - p0 - B), row, head_bytes, B);
+        const int64_t next_n = std::max<int64_t>(0, std::min(B, last + 1 - p0 - B));  // positions of the next block
+        const std::byte* next_k = next_n > 0 ? kv_pool_.data(run.blocks[static_cast<size_t>(p0 / B + 1)]) + layer_offset +
+                                                   static_cast<size_t>(kvh) * head_bytes
+                                             : nullptr;
         for (int64_t i = 0; i < n; ++i) {
+          if (i < next_n) prefetch_head_row(next_k + static_cast<size_t>(i) * row, static_cast<size_t>(B) * row, head_bytes);
           kv_to_f32(k_rows + static_cast<size_t>(i) * row, kv_dtype, hd, kf + i * hd);
           kv_to_f32(v_rows + static_cast<size_t>(i) * row, kv_dtype, hd, vf + i * hd);
         }
