@@ -200,6 +200,8 @@ inline v8i round_to_int(v8f p) {
 #endif
 }
 
+inline int32_t hsum_i(v8i s) { return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])); }
+
 // x to q8 blocks: d = max|x| / 127, q = the float x * (1 / d) rounded to
 // nearest, ties to even (round_to_int, in every build), sums per half.
 void impl_quantize_activations(const float* x, int64_t n, Q8Block* out) {
@@ -228,7 +230,7 @@ void impl_quantize_activations(const float* x, int64_t n, Q8Block* out) {
     }
     for (int h = 0; h < 2; ++h) {
       const v8i s = sum[h];
-      out[b].sum[h] = static_cast<int16_t>(((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])));
+      out[b].sum[h] = static_cast<int16_t>(hsum_i(s));
     }
   }
 }
@@ -256,7 +258,7 @@ void impl_quantize_activations_k(const float* x, int64_t n, Q8KBlock* out) {
         std::memcpy(o.q + 16 * h + 8 * g, &q8, sizeof q8);
         sum += q;
       }
-      o.sum16[h] = static_cast<int16_t>(((sum[0] + sum[4]) + (sum[1] + sum[5])) + ((sum[2] + sum[6]) + (sum[3] + sum[7])));
+      o.sum16[h] = static_cast<int16_t>(hsum_i(sum));
     }
     for (int s = 0; s < 8; ++s) o.sum32[s] = static_cast<int16_t>(o.sum16[2 * s] + o.sum16[2 * s + 1]);
   }

@@ -73,16 +73,25 @@ std::vector<float> lumpy_floats(size_t n, uint32_t seed) {
 struct Reference {
   double value, tolerance;
 };
-Reference q8_reference(DType t, const std::byte* row, const std::vector<Q8Block>& xq, int64_t n) {
+// value(i): the i-th activation as the kernel reads it.
+template <class Value>
+Reference reference_of(DType t, const std::byte* row, int64_t n, Value value) {
   std::vector<float> wf(static_cast<size_t>(n));
   dequantize(t, row, wf.data(), n);
   double ref = 0, mag = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const double xv = static_cast<double>(xq[static_cast<size_t>(i / 32)].d) * xq[static_cast<size_t>(i / 32)].q[i % 32];
+    const double xv = value(i);
     ref += wf[static_cast<size_t>(i)] * xv;
     mag += std::fabs(wf[static_cast<size_t>(i)] * xv);
   }
   return {ref, 1e-5 * mag + 1e-4};
+}
+
+Reference q8_reference(DType t, const std::byte* row, const std::vector<Q8Block>& xq, int64_t n) {
+  return reference_of(t, row, n, [&](int64_t i) {
+    const Q8Block& b = xq[static_cast<size_t>(i / 32)];
+    return static_cast<double>(b.d) * b.q[i % 32];
+  });
 }
 
 TEST(Kernels, IntegerDotsOfQuantizedWeightsMatchTheFloatReference) {
@@ -144,16 +153,10 @@ PairInput pair_input(DType t, const std::vector<float>& x) {
 
 Reference pair_reference(DType t, const std::byte* row, const PairInput& in, int64_t n) {
   if (in.xk.empty()) return q8_reference(t, row, in.xq, n);
-  std::vector<float> wf(static_cast<size_t>(n));
-  dequantize(t, row, wf.data(), n);
-  double ref = 0, mag = 0;
-  for (int64_t i = 0; i < n; ++i) {
+  return reference_of(t, row, n, [&](int64_t i) {
     const Q8KBlock& b = in.xk[static_cast<size_t>(i / 256)];
-    const double xv = static_cast<double>(b.d[0]) * b.q[i % 256];
-    ref += wf[static_cast<size_t>(i)] * xv;
-    mag += std::fabs(wf[static_cast<size_t>(i)] * xv);
-  }
-  return {ref, 1e-5 * mag + 1e-4};
+    return static_cast<double>(b.d[0]) * b.q[i % 256];
+  });
 }
 
 // The single-token pair kernels (q8_pairs.h) against the double reference
