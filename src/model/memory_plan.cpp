@@ -47,12 +47,16 @@ ActivationLayout activation_layout(const ModelConfig& c, int64_t tokens, int64_t
   // bound that does not look at the weight types.
   a.gemm_pack = tokens >= cpu::kGemmMinTokens ? gemm_pack_scratch_bytes(widest, threads) : 0;
   a.logits = u(logit_rows) * u(c.vocab_size) * f;
-  // Per thread: one KV block's K and V as f32, one token's query group of
-  // scores for it, and the running max and denominator of every query row of
-  // the pass that shares a KV head.
-  const uint64_t group = u(c.n_heads / std::max<int64_t>(c.n_kv_heads, 1));
-  a.attn_scratch = u(threads) * (2 * u(kv_block_tokens) * u(c.head_dim) + group * u(kv_block_tokens) + 2 * group * t) * f;
+  a.attn_scratch = attention_scratch(c, tokens, threads, kv_block_tokens).total_floats(threads) * f;
   return a;
+}
+
+AttentionScratch attention_scratch(const ModelConfig& c, int64_t tokens, int64_t threads, int64_t kv_block_tokens) {
+  const uint64_t t = u(tokens), B = u(kv_block_tokens), hd = u(c.head_dim), H = u(c.n_heads);
+  const uint64_t group = u(c.n_heads / std::max<int64_t>(c.n_kv_heads, 1));
+  const uint64_t by_heads = 2 * B * hd + group * B + 2 * group * t;
+  const uint64_t by_positions = 2 * H;
+  return {std::max(by_heads, by_positions), 2 * u(threads) * H * (hd + 2)};
 }
 
 uint64_t kv_bytes_per_token(const ModelConfig& c, DType kv_dtype) {

@@ -26,12 +26,26 @@ struct ActivationLayout {
   uint64_t quantized;   // activations quantized to q8 for integer dot products: [tokens, widest row], 40 B per 32
   uint64_t gemm_pack;   // one packed 8-row weight tile per thread for the tiled GEMM: [threads, widest row / 32, 352 B]
   uint64_t logits;      // [logit_rows, vocab]: the last position of each sequence in the pass
-  uint64_t attn_scratch;  // per thread: one KV block's K and V in f32, a query group's scores, per-row softmax state
+  uint64_t attn_scratch;  // attention_scratch(): per thread a KV block in f32 and softmax state, and partial outputs
 
   uint64_t total(uint64_t page) const;  // each buffer rounded as the pool accounts it
 };
 ActivationLayout activation_layout(const ModelConfig& c, int64_t tokens, int64_t threads, int64_t kv_block_tokens,
                                    int64_t logit_rows = 1);
+
+// The CPU attention's scratch, in floats: one slot per thread, the larger of
+// what its two ways need (by KV head, for runs of several tokens: one KV
+// block of one head in f32, a query group's scores, the running max and
+// denominator of every query row of the pass that shares the head; by
+// positions, for single-token runs: a max and a denominator per query head),
+// then the partial outputs of single-token runs split across threads (at
+// most 2 x threads parts, each an output row, a max and a denominator per
+// query head).
+struct AttentionScratch {
+  uint64_t per_thread = 0, partials = 0;
+  uint64_t total_floats(int64_t threads) const { return per_thread * static_cast<uint64_t>(threads) + partials; }
+};
+AttentionScratch attention_scratch(const ModelConfig& c, int64_t tokens, int64_t threads, int64_t kv_block_tokens);
 
 // Bytes of K and V for one token across all layers.
 uint64_t kv_bytes_per_token(const ModelConfig& c, DType kv_dtype);

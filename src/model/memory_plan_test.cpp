@@ -76,9 +76,11 @@ TEST(MemoryPlan, Llama3_8BAt8KContextIn24GiB) {
   // Activations for 512 tokens: x, xn 8 MiB each; q, attn 8 MiB each; k, v 2 MiB each;
   // gate, up 28 MiB each; q8 of the widest row (14336: 448 blocks x 40 = 17,920 B) x 512
   // = 9,175,040 -> size class 9 MiB (steps of 1 MiB above 8 MiB); logits 513,024 -> 126 pages = 516,096;
-  // attention scratch 2 threads x (2 x 16 x 128 + 4 x 16 + 2 x 4 x 512) x 4 = 66,048 -> 17 pages = 69,632; GEMM tiles 2 threads x 448 x 704
+  // attention scratch: per thread the larger of by heads (2 x 16 x 128 + 4 x 16 + 2 x 4 x 512 = 8,256) and by
+  // positions (2 x 32 = 64), then partials 2 x 2 threads x 32 x 130 = 16,640:
+  // (2 x 8,256 + 16,640) x 4 = 132,608 -> 33 pages = 135,168; GEMM tiles 2 threads x 448 x 704
   // + 64 = 630,848 -> 155 pages = 634,880.
-  uint64_t expected_act = 4 * 8 * (1ull << 20) + 2 * 2 * (1ull << 20) + 2 * 28 * (1ull << 20) + 9 * (1ull << 20) + 516'096 + 69'632 + 634'880;
+  uint64_t expected_act = 4 * 8 * (1ull << 20) + 2 * 2 * (1ull << 20) + 2 * 28 * (1ull << 20) + 9 * (1ull << 20) + 516'096 + 135'168 + 634'880;
   EXPECT_EQ(p.activations, expected_act);
   EXPECT_EQ(p.total, 16'060'522'496ull + GiB + expected_act);
   EXPECT_TRUE(p.fits);

@@ -168,6 +168,31 @@ TEST(Model, BatchedForwardEqualsEachSequenceAlone) {
   EXPECT_LT(rel_error(lc, alone(c2, next_c)), 1e-5);
 }
 
+// A decode step's attention goes by positions, each thread a range of the
+// blocks and the parts' softmaxes merged (1, 2 or 3 parts here); a prefill
+// goes by KV head over the whole context. The same token at the same
+// position gets the same logits either way, with f32 and f16 KV.
+TEST(Model, DecodeAttentionSplitByPositionsEqualsThePrefillsByHeads) {
+  const std::string dir = fixture_dir() + "llama-gqa-untied-llama3rope-f32";
+  std::vector<int32_t> prefix;
+  for (int i = 0; i < 45; ++i) prefix.push_back(static_cast<int32_t>((i * 37 + 11) % 200));
+  const int32_t next = 123;
+  std::vector<int32_t> whole = prefix;
+  whole.push_back(next);
+  for (DType kv : {DType::F32, DType::F16})
+    for (int threads : {1, 2, 3}) {
+      Pool pool({.limit = 1ull << 30});
+      // Blocks of 8: the 46 positions span 6 blocks, the last one partly.
+      Model m(dir, pool, {.kv_dtype = kv, .kv_block_tokens = 8, .prefill_chunk = 64, .threads = threads});
+      Sequence by_heads(m);
+      const std::vector<float> want = by_heads.feed(whole);
+      Sequence by_positions(m);
+      by_positions.feed(prefix);
+      EXPECT_LT(rel_error(by_positions.feed(std::vector<int32_t>{next}), want), 1e-5)
+          << to_string(kv) << " KV, " << threads << " threads";
+    }
+}
+
 // Greedy items get only their argmax back (on a GPU the row stays there);
 // mixed with items that read logits, in one pass.
 TEST(Model, ItemsAskingForTheTokenGetTheArgmaxOfTheirLogits) {

@@ -52,6 +52,31 @@ class CpuBackend final : public Backend {
   // activation_layout() says (what `umi fit` reports).
   Buffer quantized_, gemm_pack_, attn_scratch_;
   MatmulScratch matmul_scratch() const;
+
+  // Attention (attention.cpp): one layer's geometry, and the two ways a
+  // pass's runs go (by KV head for runs of several tokens, by positions for
+  // single-token runs).
+  struct AttentionShape {
+    int64_t H = 0, Hkv = 0, hd = 0, group = 0, B = 0;  // query heads, KV heads, head dim, heads a KV head serves, block tokens
+    DType dtype = DType::F16;
+    size_t head_bytes = 0, row = 0, layer_offset = 0;  // a head's slice of a KV row, a row, the layer's place in a block
+    float scale = 1;
+    uint64_t per_thread = 0, partials = 0;  // attention scratch, floats (memory_plan's attention_scratch)
+  };
+  AttentionShape attention_shape(int64_t layer) const;
+  void attend_by_heads(const AttentionShape& s, const float* q, float* out);
+  void attend_by_positions(const AttentionShape& s, const float* q, float* out);
+  void merge_parts(const AttentionShape& s, const float* partial_area, float* out) const;
+  // One work item of attend_by_positions: a run's blocks [first_block,
+  // end_block); partial: its slot among the partial outputs, -1 when the
+  // part is the whole run.
+  struct Part {
+    size_t run = 0;
+    int64_t first_block = 0, end_block = 0;
+    int32_t partial = -1;
+  };
+  std::vector<size_t> several_token_runs_, single_token_runs_;  // indices into pass_.runs
+  std::vector<Part> parts_;
 };
 
 }  // namespace umi::cpu

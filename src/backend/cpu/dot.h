@@ -57,6 +57,17 @@ void attn_scores(const float* q, int64_t q_stride, int64_t nq, const float* k, i
 // acc_i += sum_j w[i * nk + j] * v_j, acc_i at acc + i * acc_stride, v_j at v + j * hd.
 void attn_accumulate(const float* w, int64_t nq, const float* v, int64_t nk, int64_t hd, float* acc, int64_t acc_stride);
 
+// One token's attention over n keys of one KV head, fused: for each of the
+// nq query rows q_g (at q + g * hd), scores s_j = scale * (q_g . k_j), j < n,
+// then the online softmax: with m' = max(row_max[g], max_j s_j),
+//   o_g     = o_g * e^(row_max[g] - m') + sum_j e^(s_j - m') v_j   (o_g at o + g * hd)
+//   denom_g = denom_g * e^(row_max[g] - m') + sum_j e^(s_j - m'),  row_max[g] = m'.
+// k_j at k + j * stride and v_j at v + j * stride, in type t (f32, f16,
+// q8_0); hd at most kAttnKeysMaxHeadDim.
+inline constexpr int64_t kAttnKeysMaxHeadDim = 256;
+void attn_keys(const float* q, int64_t nq, const std::byte* k, const std::byte* v, size_t stride, DType t, int64_t n, int64_t hd,
+               float scale, float* row_max, float* denom, float* o);
+
 // Element-wise, within 2 ulp of the C library's expf:
 // gate[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + e^-g).
 void swiglu(float* gate, const float* up, int64_t n);

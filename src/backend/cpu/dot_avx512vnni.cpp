@@ -8,6 +8,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
+#include "backend/cpu/attention_impl.h"
 #include "backend/cpu/dot_x86.h"
 #include "backend/cpu/elementwise_impl.h"
 #include "backend/cpu/pair_dot_avx512.h"
@@ -19,7 +20,7 @@ const KernelSet& avx512vnni_kernels() {
       "avx512vnni", impl_table, [](DType t) { return x86_qkernels(t).first; },
       [](DType t) { return x86_qkernels(t).second; }, x86_qgemm, x86_scale_add, impl_quantize_activations,
       impl_kv_to_f32, impl_attn_scores, impl_attn_accumulate, avx512_qpair,
-      impl_swiglu, impl_exp_sum, impl_kv_from_f32, impl_quantize_activations_k};
+      impl_swiglu, impl_exp_sum, impl_kv_from_f32, impl_quantize_activations_k, impl_attn_keys};
   return set;
 }
 

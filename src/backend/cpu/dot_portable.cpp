@@ -5,10 +5,12 @@
 #include <stdexcept>
 #include <vector>
 
+#include "backend/cpu/attention_impl.h"
 #include "backend/cpu/dot_impl.h"
 #include "backend/cpu/elementwise_impl.h"
 #include "backend/cpu/half.h"
 #include "backend/cpu/kernel_set.h"
+#include "core/error.h"
 
 namespace umi::cpu {
 
@@ -17,7 +19,7 @@ const KernelSet& portable_kernels() {
                                  [](DType) -> QGemmFn { return nullptr; }, impl_scale_add,
                                  impl_quantize_activations, impl_kv_to_f32, impl_attn_scores, impl_attn_accumulate,
                                  [](DType) -> QPairDotFn { return nullptr; }, impl_swiglu, impl_exp_sum,
-                                 impl_kv_from_f32, impl_quantize_activations_k};
+                                 impl_kv_from_f32, impl_quantize_activations_k, impl_attn_keys};
   return set;
 }
 
@@ -65,6 +67,11 @@ void attn_scores(const float* q, int64_t q_stride, int64_t nq, const float* k, i
 }
 void attn_accumulate(const float* w, int64_t nq, const float* v, int64_t nk, int64_t hd, float* acc, int64_t acc_stride) {
   chosen().attn_accumulate(w, nq, v, nk, hd, acc, acc_stride);
+}
+void attn_keys(const float* q, int64_t nq, const std::byte* k, const std::byte* v, size_t stride, DType t, int64_t n, int64_t hd,
+               float scale, float* row_max, float* denom, float* o) {
+  if (hd < 1 || hd > kAttnKeysMaxHeadDim || n < 0 || nq < 0) throw Error("attn_keys: head dim or counts out of range");
+  chosen().attn_keys(q, nq, k, v, stride, t, n, hd, scale, row_max, denom, o);
 }
 
 float dot_reference(DType t, const std::byte* row, const float* x, int64_t n) {

@@ -28,6 +28,8 @@ struct KernelSet {
   float (*exp_sum)(float* s, int64_t n, float shift);
   void (*kv_from_f32)(const float* x, DType t, int64_t n, std::byte* row);
   void (*quantize_k)(const float* x, int64_t n, Q8KBlock* out);
+  void (*attn_keys)(const float* q, int64_t nq, const std::byte* k, const std::byte* v, size_t stride, DType t, int64_t n,
+                    int64_t hd, float scale, float* row_max, float* denom, float* o);
 };
 
 const KernelSet& portable_kernels();

@@ -615,6 +615,68 @@ TEST(Kernels, AttentionTilesMatchPlainLoops) {
   }
 }
 
+// The fused single-token attention of every build against a double softmax
+// over the same keys as the cache holds them (dequantized), continuing a
+// state left by earlier keys and starting from none; key counts below,
+// at and across the kernel's tile of eight, head dims not a multiple of 8,
+// rows at a stride past their bytes.
+TEST(Kernels, AttnKeysEqualsADoubleOnlineSoftmax) {
+  std::mt19937 rng(13);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (const KernelSet* set : runnable_kernel_sets())
+    for (DType t : {DType::F32, DType::F16, DType::Q8_0})
+      for (int64_t hd : {64, 40, 128, 6, 256}) {
+        if (t == DType::Q8_0 && hd % 32 != 0) continue;
+        const size_t row_bytes = dtype_bytes(t, static_cast<uint64_t>(hd)).value(), stride = 2 * row_bytes + 16;
+        for (int64_t n : {1, 5, 8, 13, 16, 37})
+          for (bool fresh : {false, true}) {
+            const int64_t nq = 4;
+            std::vector<float> q(static_cast<size_t>(nq * hd)), x(static_cast<size_t>(hd)), kd(static_cast<size_t>(n * hd)),
+                vd(kd.size());
+            for (float& f : q) f = nd(rng);
+            std::vector<std::byte> k(static_cast<size_t>(n) * stride), v(k.size());
+            for (int64_t j = 0; j < n; ++j) {  // each row quantized, and what the cache then holds
+              for (float& f : x) f = 2 * nd(rng);
+              quantize_row(t, x.data(), hd, k.data() + j * stride);
+              dequantize(t, k.data() + j * stride, kd.data() + j * hd, hd);
+              for (float& f : x) f = nd(rng);
+              quantize_row(t, x.data(), hd, v.data() + j * stride);
+              dequantize(t, v.data() + j * stride, vd.data() + j * hd, hd);
+            }
+            std::vector<float> row_max(nq), denom(nq), o(static_cast<size_t>(nq * hd));
+            for (int64_t g = 0; g < nq; ++g) {
+              row_max[g] = fresh ? -std::numeric_limits<float>::infinity() : nd(rng) + (g == 0 ? 30.f : 0.f);  // one far above the scores
+              denom[g] = fresh ? 0.f : 1.5f + g;
+            }
+            for (float& f : o) f = fresh ? 0.f : nd(rng);
+            const std::vector<float> max0 = row_max, denom0 = denom, o0 = o;
+            const float scale = 0.3f;
+            set->attn_keys(q.data(), nq, k.data(), v.data(), stride, t, n, hd, scale, row_max.data(), denom.data(), o.data());
+            for (int64_t g = 0; g < nq; ++g) {
+              std::vector<double> s(static_cast<size_t>(n));
+              double m = max0[g];
+              for (int64_t j = 0; j < n; ++j) {
+                for (int64_t d = 0; d < hd; ++d) s[j] += static_cast<double>(q[g * hd + d]) * kd[j * hd + d];
+                s[j] *= scale;
+                m = std::max(m, s[j]);
+              }
+              const double c = std::exp(static_cast<double>(max0[g]) - m);
+              double want_denom = denom0[g] * c;
+              for (int64_t j = 0; j < n; ++j) want_denom += std::exp(s[j] - m);
+              const std::string where = std::string(set->name) + " " + std::string(to_string(t)) + " hd " + std::to_string(hd) + " n " +
+                                        std::to_string(n) + (fresh ? " fresh" : " continued");
+              ASSERT_NEAR(row_max[g], m, 1e-5 * (1 + std::abs(m))) << where;
+              ASSERT_NEAR(denom[g], want_denom, 1e-5 * want_denom) << where;
+              for (int64_t d = 0; d < hd; ++d) {
+                double want = o0[g * hd + d] * c;
+                for (int64_t j = 0; j < n; ++j) want += std::exp(s[j] - m) * vd[j * hd + d];
+                ASSERT_NEAR(o[g * hd + d], want, 1e-5 * (1 + std::abs(want)) * std::sqrt(static_cast<double>(n))) << where << " d " << d;
+              }
+            }
+          }
+      }
+}
+
 // The vector exponential behind SiLU and the softmax, in every build, against
 // the C library on random values across its whole range and at the edges.
 // 2 ulp of e^x (2.4e-7 relative) where it is a normal float, subnormal and
