@@ -23,32 +23,6 @@
 namespace umi::cpu {
 namespace {
 
-// r[j] = the sum of a[j]'s eight lanes.
-inline v8f sum_each(const v8f a[8]) {
-  v8f b[4], c[2];
-  for (int i = 0; i < 4; ++i)  // b[i] lanes: a[2i], a[2i+1] alternating, each the sum of two of its lanes
-    b[i] = __builtin_shufflevector(a[2 * i], a[2 * i + 1], 0, 8, 1, 9, 4, 12, 5, 13) +
-           __builtin_shufflevector(a[2 * i], a[2 * i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-  for (int i = 0; i < 2; ++i)  // c[i]: a[4i..4i+3] in lanes 0-3 (low halves' sums) and 4-7 (high halves')
-    c[i] = __builtin_shufflevector(b[2 * i], b[2 * i + 1], 0, 1, 8, 9, 4, 5, 12, 13) +
-           __builtin_shufflevector(b[2 * i], b[2 * i + 1], 2, 3, 10, 11, 6, 7, 14, 15);
-  return __builtin_shufflevector(c[0], c[1], 0, 1, 2, 3, 8, 9, 10, 11) +
-         __builtin_shufflevector(c[0], c[1], 4, 5, 6, 7, 12, 13, 14, 15);
-}
-
-// Eight scores of query row q (hd values) against tile rows kt[j * hd], j < 8.
-inline v8f eight_scores(const float* q, const float* kt, int64_t hd, int64_t hd8) {
-  v8f a[8] = {};
-  for (int64_t d = 0; d < hd8; d += 8) {
-    const v8f x = load_f32(q + d);
-    for (int j = 0; j < 8; ++j) a[j] += x * load_f32(kt + j * hd + d);
-  }
-  v8f s = sum_each(a);
-  for (int64_t d = hd8; d < hd; ++d)
-    for (int j = 0; j < 8; ++j) s[j] += q[d] * kt[j * hd + d];
-  return s;
-}
-
 // o (hd values) = o * correction + sum_j p[j] * vt[j * hd], j < Keys (or
 // < nt where Keys is 0).
 template <int Keys>
