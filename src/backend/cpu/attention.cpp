@@ -86,6 +86,7 @@ CpuBackend::AttentionShape CpuBackend::attention_shape(int64_t layer) const {
   const AttentionScratch scratch = attention_scratch(c, setup_.max_tokens, threads_.size(), s.B);
   s.per_thread = scratch.per_thread;
   s.partials = scratch.partials;
+  s.partial_floats = static_cast<size_t>(s.H * (s.hd + 2));
   return s;
 }
 
@@ -171,7 +172,7 @@ void CpuBackend::attend_by_positions(const AttentionShape& s, const float* q, fl
     for (int64_t p = 0; p < parts; ++p)
       parts_.push_back({r, blocks * p / parts, blocks * (p + 1) / parts, parts > 1 ? partials++ : -1});
   }
-  const size_t partial_floats = static_cast<size_t>(H * (hd + 2));  // an output row [H, hd], then a max and a denominator per head
+  const size_t partial_floats = s.partial_floats;
   if (static_cast<uint64_t>(partials) * partial_floats > s.partials) throw Error("attention: partial outputs exceed their scratch");
   float* partial_area = attn_scratch_.as<float>() + s.per_thread * static_cast<size_t>(threads);
   std::atomic<int> next_slot{0};
@@ -217,7 +218,7 @@ void CpuBackend::attend_by_positions(const AttentionShape& s, const float* q, fl
 // denominators.
 void CpuBackend::merge_parts(const AttentionShape& s, const float* partial_area, float* out) const {
   const int64_t H = s.H, hd = s.hd;
-  const size_t partial_floats = static_cast<size_t>(H * (hd + 2));
+  const size_t partial_floats = s.partial_floats;
   auto part_of = [&](size_t p) { return partial_area + static_cast<size_t>(parts_[p].partial) * partial_floats; };
   for (size_t i = 0; i < parts_.size();) {
     size_t j = i + 1;

@@ -62,6 +62,7 @@ class CpuBackend final : public Backend {
     size_t head_bytes = 0, row = 0, layer_offset = 0;  // a head's slice of a KV row, a row, the layer's place in a block
     float scale = 1;
     uint64_t per_thread = 0, partials = 0;  // attention scratch, floats (memory_plan's attention_scratch)
+    size_t partial_floats = 0;              // one part's partial output: [H, hd], then a max and a denominator per head
   };
   AttentionShape attention_shape(int64_t layer) const;
   void attend_by_heads(const AttentionShape& s, const float* q, float* out);
