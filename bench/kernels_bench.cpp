@@ -2,8 +2,9 @@
 // bytes of weights read per second, against the machine's read bandwidth;
 // and the same matrix times 64 tokens (prefill's inner loop) in weight bytes
 // per second and multiply-adds per second. For the types whose one-token
-// product runs the 512-bit pair kernels (q8_pairs.h), "matvec_rows" times the
-// row kernels they replaced, in the same run.
+// product takes integer kernels, "matvec_build" times every build
+// this CPU runs (portable, AVX2, AVX-512 VNNI): its row kernel and its pair
+// kernel, in the same run.
 //   umi_bench_kernels [rows] [cols] [threads] [tokens]
 #include <chrono>
 #include <cstdio>
@@ -15,7 +16,50 @@
 #include "backend/cpu/dot.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/q8_pairs.h"
+#include "backend/cpu/kernel_set.h"
 #include "backend/cpu/quantize.h"
+
+namespace {
+using namespace umi;
+
+// Each build's single-token kernels on m, in this run: its row kernel (q8
+// activations, one row at a time) and, where the build has one, its pair
+// kernel (q8_pairs.h) that matmul uses for one token; "matvec_build" lines.
+void time_builds(cpu::ThreadPool& pool, const cpu::KernelSet& set, const cpu::MatrixView& m, const std::vector<float>& x,
+                 std::vector<float>& y) {
+  const cpu::QDotFn qdot = set.qdot(m.dtype);
+  if (!qdot) return;
+  const size_t rb = m.row_bytes();
+  std::vector<cpu::Q8Block> xq(static_cast<size_t>(m.cols / 32));
+  std::vector<cpu::Q8KBlock> laid_out(cpu::pair_activation_bytes(m.dtype, m.cols) / sizeof(cpu::Q8KBlock) + 1);
+  const cpu::QPairDotFn pair = set.qpair(m.dtype);
+  bool pair_ready = pair != nullptr;
+  set.quantize(x.data(), m.cols, xq.data());
+  if (pair && cpu::is_k_quant(m.dtype)) set.quantize_k(x.data(), m.cols, laid_out.data());
+  else if (pair) pair_ready = cpu::make_q8_pairs(m.dtype, xq.data(), m.cols / 32, laid_out.data());
+  auto time = [&](auto&& product) {
+    double best = 1e9;
+    for (int rep = 0; rep < 10; ++rep) {
+      auto t0 = std::chrono::steady_clock::now();
+      pool.parallel_chunks(m.rows, 32, product);
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return best;
+  };
+  auto print = [&](const char* kernel, double s) {
+    std::printf("{\"bench\":\"matvec_build\",\"dtype\":\"%s\",\"isa\":\"%s\",\"kernel\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"threads\":%d,\"ms\":%.3f,\"gb_per_s\":%.2f}\n",
+                std::string(to_string(m.dtype)).c_str(), set.name, kernel, static_cast<long long>(m.rows),
+                static_cast<long long>(m.cols), pool.size(), s * 1e3, static_cast<double>(rb) * static_cast<double>(m.rows) / s / 1e9);
+  };
+  print("rows", time([&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) y[static_cast<size_t>(r)] = qdot(m.data + static_cast<size_t>(r) * rb, xq.data(), m.cols);
+  }));
+  if (pair_ready)
+    print("pair", time([&](int64_t r0, int64_t r1) {
+      pair(m.data + static_cast<size_t>(r0) * rb, rb, r1 - r0, laid_out.data(), m.cols / 64, y.data() + r0);
+    }));
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace umi;
@@ -43,22 +87,7 @@ int main(int argc, char** argv) {
       cpu::matmul(pool, m, x.data(), 1, y.data());
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
-    if (cpu::qpair_function(t)) {  // the row kernels, as matmul ran them before the pair kernels
-      const cpu::QDotFn qdot = cpu::qdot_function(t);
-      std::vector<cpu::Q8Block> xq(static_cast<size_t>(cols / 32));
-      double rows_best = 1e9;
-      for (int rep = 0; rep < 10; ++rep) {
-        auto t0 = std::chrono::steady_clock::now();
-        cpu::quantize_activations(x.data(), cols, xq.data());
-        pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
-          for (int64_t r = r0; r < r1; ++r) y[static_cast<size_t>(r)] = qdot(data.data() + static_cast<size_t>(r) * rb, xq.data(), cols);
-        });
-        rows_best = std::min(rows_best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-      }
-      std::printf("{\"bench\":\"matvec_rows\",\"dtype\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"threads\":%d,\"ms\":%.3f,\"gb_per_s\":%.2f}\n",
-                  std::string(to_string(t)).c_str(), static_cast<long long>(rows), static_cast<long long>(cols), pool.size(),
-                  rows_best * 1e3, static_cast<double>(data.size()) / rows_best / 1e9);
-    }
+    for (const cpu::KernelSet* set : cpu::runnable_kernel_sets()) time_builds(pool, *set, m, x, y);
     std::printf("{\"bench\":\"matvec\",\"dtype\":\"%s\",\"isa\":\"%s\",\"rows\":%lld,\"cols\":%lld,\"threads\":%d,\"ms\":%.3f,\"gb_per_s\":%.2f}\n",
                 std::string(to_string(t)).c_str(), cpu::kernel_isa(), static_cast<long long>(rows), static_cast<long long>(cols),
                 pool.size(), best * 1e3, static_cast<double>(data.size()) / best / 1e9);

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "backend/cpu/pair_x86.h"
 #include "backend/cpu/q8_pairs.h"
 #include "backend/cpu/quant_blocks.h"
 
@@ -37,42 +38,6 @@ inline __m256i pair_scales(const std::byte* w, int stride) {
   std::memcpy(&lo, w, 4);               // s0 in the low word
   std::memcpy(&hi, w + stride - 2, 4);  // s1 in the high word
   return _mm256_blend_epi16(_mm256_set1_epi32(lo), _mm256_set1_epi32(hi), 0xAA);
-}
-
-// Prefetching. The hardware prefetchers stop at 4 KB boundaries (physical
-// pages, even inside a 2 MiB mapping): left alone, each page's first lines
-// cost a full memory latency (1B-shaped decode with no software prefetch:
-// Q4_0 26.7 tok/s, Q8_0 16, session 11). A kernel's Prefetch says what it
-// touches ahead of its reads, for every two steps:
-// - page: the first line of any page that the reads PageAhead bytes on
-//   enter, once per page: it starts the L2 streamer on that page early;
-// - lines: every line LineAhead bytes on, into L1 (0: none).
-// The two kernels want different things. Q4_0 computes ~5 cycles a 72-byte
-// step (5.2 in L2, session 13), and a prefetch of every line (each one holds
-// one of the core's few L1 miss buffers until its line arrives) kept a core
-// under ~20 GB/s where the streamer alone reaches ~30: the page touch alone,
-// 4 KB ahead. Q8_0 runs ~4 cycles a 68-byte step (session 12), twice the
-// bytes a weight, and wants its lines in L1 as well: every line 4 KB ahead
-// and the page 8 KB ahead, whose streamer has the lines in L2 by then.
-// Measured in one process, the variants alternating token by token in a 1B-shaped decode (session 14,
-// medians of 40 steps each, two threads): Q4_0 every line 4 KB ahead 50.0
-// and 48.9 tok/s, page only 54.9 and 53.8 (2, 6, 8, 10, 12 and 16 KB ahead
-// within noise or worse, two lines a page 52.4 / 49.3); Q8_0 every line
-// 34.8 / 34.6, with the page 8 KB ahead 38.8 / 38.9, page only 28.2 / 32.3.
-struct Prefetch {
-  int page_ahead, line_ahead;
-};
-constexpr Prefetch kQ4_0Prefetch{4096, 0}, kQ8_0Prefetch{8192, 4096};
-constexpr uintptr_t kPage = 4096;
-
-// What `pf` touches ahead of reads [p, p + bytes).
-template <Prefetch pf>
-inline void prefetch_ahead(const std::byte* p, int bytes) {
-  const uintptr_t a = reinterpret_cast<uintptr_t>(p) + pf.page_ahead, b = a + static_cast<uintptr_t>(bytes);
-  if ((a ^ b) >= kPage) _mm_prefetch(reinterpret_cast<const char*>(b & ~(kPage - 1)), _MM_HINT_T0);
-  if constexpr (pf.line_ahead > 0)
-    for (int line = 0; line < (bytes + 63) / 64; ++line)
-      _mm_prefetch(reinterpret_cast<const char*>(p + pf.line_ahead + 64 * line), _MM_HINT_T0);
 }
 
 // Q4_0 goes four blocks (72 bytes, a Q4Quad of activations) at a time:
@@ -132,7 +97,7 @@ inline __m512 q8_0_pair(__m512 acc, const std::byte* w, const Q8Pair* x) {
 
 // One row at a time, a step (Q8_0: a pair of blocks, 68 bytes; Q4_0: a quad,
 // 72 bytes) after another, two accumulators: consecutive steps' adds do not
-// wait on each other; prefetching as above, once every two steps. Rows two
+// wait on each other; prefetching as pair_x86.h says, once every two steps. Rows two
 // at a time, sharing each pair's activation loads, ran a little faster in
 // cache but streamed from memory at two thirds of the speed (1B
 // Q4_0 decode 56 -> 38 tok/s, session 12): two interleaved streams a core,
@@ -179,19 +144,6 @@ inline __m512i bytes_to_words(int a, int b) {
 inline __m512i both_halves_shifted_right(const std::byte* p, int lo, int hi) {
   const __m512i counts = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<int16_t>(lo)), _mm256_set1_epi16(static_cast<int16_t>(hi)), 1);
   return _mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), counts);
-}
-
-// The 12 bytes of 6-bit scales and mins (quant_blocks.h) at p as bytes
-// sc[0..7], m[0..7]: two byte shuffles put each output's low bits (q[j],
-// q[8 + j], q[4 + j], q[8 + j] >> 4) and its top two (q[j] >> 6, q[4 + j] >> 6)
-// in place. Reads 16 bytes (the last four are the block's next field).
-inline __m128i unpack_k_scales(const std::byte* p) {
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m128i low = _mm_shuffle_epi8(q, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
-  const __m128i top = _mm_shuffle_epi8(q, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
-  const __m128i low_bits = _mm_and_si128(_mm_mask_blend_epi8(0xF000, low, _mm_srli_epi32(low, 4)),
-                                         _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
-  return _mm_or_si128(low_bits, _mm_and_si128(_mm_srli_epi16(top, 2), _mm_set1_epi8(0x30)));
 }
 
 // Q4_K (144 bytes: f16 d, f16 dmin, 12 bytes of 6-bit scales and mins, 128

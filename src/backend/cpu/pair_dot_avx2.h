@@ -1,0 +1,182 @@
+// The 256-bit single-token row kernels for CPUs with AVX2 and no AVX-512
+// (Zen 2 and 3, Intel Core up to the 14th generation), for dot_avx2.cpp
+// alone: Q4_0 and the K-quants, reading the activations in the layouts the
+// 512-bit kernels read (q8_pairs.h), half as many weights an instruction.
+// Without vpdpbusd a byte product is vpmaddubsw (u8 x s8 into int16 pairs)
+// and vpmaddwd (int16 pairs into int32): the integer sums stay exact as long
+// as no int16 pair passes 32,767 (the bounds below). Q8_0 stays on the row
+// kernels: its pair layout interleaves two blocks by dword across 512 bits.
+//
+// The row kernels these replace spent ~14 instructions a 32-value block on
+// unpacking, sign tricks and a float scale per block (Q4_0), and a float
+// multiply-add per 16 values (K-quants); a 1B-shaped decode on the
+// development VM with the AVX2 build decoded Q4_0 at 34 tok/s and Q4_K at
+// 13-14 where the AVX-512 pair kernels reach ~70 and ~50 (PERFORMANCE.md).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "backend/cpu/dot_x86.h"
+#include "backend/cpu/pair_x86.h"
+#include "backend/cpu/q8_pairs.h"
+#include "backend/cpu/quant_blocks.h"
+
+namespace umi::cpu {
+namespace {
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// Two 16-byte loads as one vector: lo in lanes 0-3, hi in 4-7.
+inline __m256i load_two(const std::byte* lo, const std::byte* hi) {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lo))),
+                                 _mm_loadu_si128(reinterpret_cast<const __m128i*>(hi)), 1);
+}
+
+// Q4_0, blocks 2h and 2h + 1 of a Q4Quad's four (the 18-byte blocks at b and
+// b + 18): their 16 bytes of nibbles side by side, lanes 0-3 block 2h and
+// 4-7 block 2h + 1 as in the quad's activations (lanes 8h..8h + 7). Int16
+// pairs of low plus high nibbles stay under 2 x 2 x 15 x 127 = 7,620. The
+// scales as in the 512-bit kernel: each block's f16 d moved to the top half
+// of its lanes (two dword broadcasts, a shift) and shifted and masked into a
+// float d x 2^-112 that the activations' d x 2^112 makes whole.
+inline __m256 q4_0_half(__m256 acc, const std::byte* b, const Q4Quad* x, int h) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i packed = load_two(b + 2, b + 20);
+  const __m256i low = _mm256_and_si256(packed, low4), high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+  const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(low, load256(x->q_low + 32 * h)),
+                                         _mm256_maddubs_epi16(high, load256(x->q_high + 32 * h)));
+  const __m256i sums = _mm256_add_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)), load256(x->offset + 8 * h));
+  int32_t d0, d1;
+  std::memcpy(&d0, b, 4);
+  std::memcpy(&d1, b + 18, 4);
+  const __m256i d_top = _mm256_slli_epi32(_mm256_set_m128i(_mm_set1_epi32(d1), _mm_set1_epi32(d0)), 16);
+  const __m256i d_bits = _mm256_and_si256(_mm256_srai_epi32(d_top, 3), _mm256_set1_epi32(static_cast<int>(0x8FFFE000u)));
+  const __m256 scales = _mm256_mul_ps(_mm256_castsi256_ps(d_bits), _mm256_loadu_ps(x->d + 8 * h));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scales, acc);
+}
+
+void q4_0_rows_avx2(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* xv, int64_t pairs, float* y) {
+  const Q4Quad* x = static_cast<const Q4Quad*>(xv);
+  const int64_t quads = pairs / 2;
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::byte* row = rows_data + static_cast<size_t>(r) * row_bytes;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int64_t q = 0; q < quads; ++q) {
+      prefetch_ahead<kQ4_0Prefetch>(row + q * 72, 72);
+      a0 = q4_0_half(a0, row + q * 72, x + q, 0);
+      a1 = q4_0_half(a1, row + q * 72 + 36, x + q, 1);
+    }
+    y[r] = hsum8(_mm256_add_ps(a0, a1));
+  }
+}
+
+// A vpshufb control: every word of lanes 0-3 = word a of the source lane,
+// of lanes 4-7 word b.
+inline __m256i pick_words(int a, int b) {
+  const int wa = static_cast<int>(static_cast<uint32_t>(2 * a | (2 * a + 1) << 8) * 0x10001u),
+            wb = static_cast<int>(static_cast<uint32_t>(2 * b | (2 * b + 1) << 8) * 0x10001u);
+  return _mm256_set_epi32(wb, wb, wb, wb, wa, wa, wa, wa);
+}
+
+// 32 values' integer sum: u (at most 63) x q into int16 pairs (under
+// 2 x 63 x 127 = 16,002), times the scale words, into int32 lanes.
+inline __m256i scaled_sub_block(__m256i sums, __m256i u, const int8_t* q, __m256i scale_words) {
+  return _mm256_add_epi32(sums, _mm256_madd_epi16(_mm256_maddubs_epi16(u, load256(q)), scale_words));
+}
+
+// Q4_K and Q5_K (quant_blocks.h), as the 512-bit kernel: sub-blocks 2c and
+// 2c + 1 are the low and high nibbles of the same 32 bytes; each one's sum
+// times its 6-bit scale as a word (vpmaddwd) into one int32 vector; the mins
+// (dmin x m[s] x the activations' sum over sub-block s) in a 128-bit
+// accumulator subtracted at the end. Q5_K's bit 4 of value l of sub-block s
+// is bit s of qh[l]: with qh shifted right by 2c, bits 0 and 1 of each byte
+// are those of sub-blocks 2c and 2c + 1 (a 16-bit shift moves no bit of one
+// byte into bits 0-1 of another), shifted up to bit 4.
+template <bool FiveBit>
+inline void q45_k_block_avx2(__m256& acc, __m128& acc_min, const std::byte* w, const Q8KBlock& a) {
+  const __m128i scales = unpack_k_scales(w + 4);  // bytes: sc[0..7], m[0..7]
+  const __m256i sc_words = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scales));  // sc[0..7] as words, both lanes
+  const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+  const std::byte* qs = w + (FiveBit ? 48 : 16);
+  __m256i qh = _mm256_setzero_si256();
+  if constexpr (FiveBit) qh = load256(w + 16);
+  __m256i sums = _mm256_setzero_si256();
+  for (int c = 0; c < 4; ++c) {  // sub-blocks 2c, 2c + 1
+    const __m256i packed = load256(qs + 32 * c);
+    __m256i low = _mm256_and_si256(packed, low4), high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+    if constexpr (FiveBit) {
+      low = _mm256_or_si256(low, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bit4));
+      high = _mm256_or_si256(high, _mm256_and_si256(_mm256_slli_epi16(qh, 3), bit4));
+      qh = _mm256_srli_epi16(qh, 2);
+    }
+    sums = scaled_sub_block(sums, low, a.q + 64 * c, _mm256_shuffle_epi8(sc_words, pick_words(2 * c, 2 * c)));
+    sums = scaled_sub_block(sums, high, a.q + 64 * c + 32, _mm256_shuffle_epi8(sc_words, pick_words(2 * c + 1, 2 * c + 1)));
+  }
+  int32_t d_bits;
+  std::memcpy(&d_bits, w, 4);
+  const __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128(d_bits));  // d, dmin
+  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(_mm256_broadcastss_ps(d), _mm256_load_ps(a.d)), acc);
+  const __m128i mins = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(scales, 8)), _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.sum32)));
+  acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(mins), _mm_mul_ps(_mm_permute_ps(d, 0x55), _mm_load_ps(a.d)), acc_min);
+}
+
+// Q6_K (quant_blocks.h), a 128-value half h at a time as 32-value groups g:
+// the low nibbles of ql[0..31] (g 0), ql[32..63] (g 1), their high nibbles
+// (g 2, 3), each value's top two bits from bits 2g, 2g + 1 of qh[l], moved
+// to bits 4 and 5 (16-bit shifts: left 4 and 2, none, right 2). q is read as
+// 0..63 (int16 pairs under 2 x 63 x 127 = 16,002) and 32 x scale[j] x (the
+// activations' sum of q over those 16 values) subtracted from the start.
+// Group g's first 16 values take scale 8h + 2g, the next 16 8h + 2g + 1: one
+// byte shuffle of the half's eight scale words (in both lanes) per group.
+inline void q6_k_block_avx2(__m256& acc, __m128&, const std::byte* w, const Q8KBlock& a) {
+  const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192)));
+  const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
+  __m256i sums = _mm256_madd_epi16(_mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32)), load256(a.sum16));
+  for (int h = 0; h < 2; ++h) {
+    const __m256i half_scales = _mm256_permute4x64_epi64(sc16, h == 0 ? 0x44 : 0xEE);  // words 8h..8h + 7, both lanes
+    const __m256i ql0 = load256(w + 64 * h), ql1 = load256(w + 64 * h + 32), qh = load256(w + 128 + 32 * h);
+    const __m256i top[4] = {_mm256_slli_epi16(qh, 4), _mm256_slli_epi16(qh, 2), qh, _mm256_srli_epi16(qh, 2)};
+    for (int g = 0; g < 4; ++g) {
+      const __m256i ql = g % 2 ? ql1 : ql0;
+      const __m256i nibble = _mm256_and_si256(g < 2 ? ql : _mm256_srli_epi16(ql, 4), low4);
+      const __m256i u = _mm256_or_si256(nibble, _mm256_and_si256(top[g], bits45));
+      sums = scaled_sub_block(sums, u, a.q + 128 * h + 32 * g, _mm256_shuffle_epi8(half_scales, pick_words(2 * g, 2 * g + 1)));
+    }
+  }
+  const __m256 d = _mm256_cvtph_ps(_mm_set1_epi16(static_cast<int16_t>(load_le16(w + 208))));
+  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(d, _mm256_load_ps(a.d)), acc);
+}
+
+template <int BlockBytes, void (*Block)(__m256&, __m128&, const std::byte*, const Q8KBlock&)>
+void k_quant_rows_avx2(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* xv, int64_t pairs, float* y) {
+  const Q8KBlock* x = static_cast<const Q8KBlock*>(xv);
+  const int64_t blocks = pairs / 4;
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::byte* row = rows_data + static_cast<size_t>(r) * row_bytes;
+    __m256 acc = _mm256_setzero_ps();
+    __m128 acc_min = _mm_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      prefetch_ahead<kQ4_0Prefetch>(row + b * BlockBytes, BlockBytes);
+      Block(acc, acc_min, row + b * BlockBytes, x[b]);
+    }
+    const __m128 m2 = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
+    y[r] = hsum8(acc) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+  }
+}
+
+QPairDotFn avx2_qpair(DType t) {
+  switch (t) {
+    case DType::Q4_0: return q4_0_rows_avx2;
+    case DType::Q4_K: return k_quant_rows_avx2<144, q45_k_block_avx2<false>>;
+    case DType::Q5_K: return k_quant_rows_avx2<176, q45_k_block_avx2<true>>;
+    case DType::Q6_K: return k_quant_rows_avx2<210, q6_k_block_avx2>;
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+}  // namespace umi::cpu

@@ -1,0 +1,65 @@
+// What the single-token pair kernels of both x86 builds share
+// (pair_dot_avx512.h, pair_dot_avx2.h): their software prefetch and the
+// K-quants' scale unpacking. SSE4.1 at most: each build's file includes it
+// with its own flags.
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace umi::cpu {
+namespace {
+
+// Prefetching. The hardware prefetchers stop at 4 KB boundaries (physical
+// pages, even inside a 2 MiB mapping): left alone, each page's first lines
+// cost a full memory latency (1B-shaped decode with no software prefetch:
+// Q4_0 26.7 tok/s, Q8_0 16, session 11). A kernel's Prefetch says what it
+// touches ahead of its reads, for every two steps:
+// - page: the first line of any page that the reads PageAhead bytes on
+//   enter, once per page: it starts the L2 streamer on that page early;
+// - lines: every line LineAhead bytes on, into L1 (0: none).
+// The two kernels want different things. Q4_0 computes ~5 cycles a 72-byte
+// step (5.2 in L2, session 13), and a prefetch of every line (each one holds
+// one of the core's few L1 miss buffers until its line arrives) kept a core
+// under ~20 GB/s where the streamer alone reaches ~30: the page touch alone,
+// 4 KB ahead. Q8_0 runs ~4 cycles a 68-byte step (session 12), twice the
+// bytes a weight, and wants its lines in L1 as well: every line 4 KB ahead
+// and the page 8 KB ahead, whose streamer has the lines in L2 by then.
+// Measured in one process, the variants alternating token by token in a 1B-shaped decode (session 14,
+// medians of 40 steps each, two threads): Q4_0 every line 4 KB ahead 50.0
+// and 48.9 tok/s, page only 54.9 and 53.8 (2, 6, 8, 10, 12 and 16 KB ahead
+// within noise or worse, two lines a page 52.4 / 49.3); Q8_0 every line
+// 34.8 / 34.6, with the page 8 KB ahead 38.8 / 38.9, page only 28.2 / 32.3.
+struct Prefetch {
+  int page_ahead, line_ahead;
+};
+constexpr Prefetch kQ4_0Prefetch{4096, 0}, kQ8_0Prefetch{8192, 4096};
+constexpr uintptr_t kPage = 4096;
+
+// What `pf` touches ahead of reads [p, p + bytes).
+template <Prefetch pf>
+inline void prefetch_ahead(const std::byte* p, int bytes) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p) + pf.page_ahead, b = a + static_cast<uintptr_t>(bytes);
+  if ((a ^ b) >= kPage) _mm_prefetch(reinterpret_cast<const char*>(b & ~(kPage - 1)), _MM_HINT_T0);
+  if constexpr (pf.line_ahead > 0)
+    for (int line = 0; line < (bytes + 63) / 64; ++line)
+      _mm_prefetch(reinterpret_cast<const char*>(p + pf.line_ahead + 64 * line), _MM_HINT_T0);
+}
+
+// The 12 bytes of 6-bit scales and mins (quant_blocks.h) at p as bytes
+// sc[0..7], m[0..7]: two byte shuffles put each output's low bits (q[j],
+// q[8 + j], q[4 + j], q[8 + j] >> 4) and its top two (q[j] >> 6, q[4 + j] >> 6)
+// in place. Reads 16 bytes (the last four are the block's next field).
+inline __m128i unpack_k_scales(const std::byte* p) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i low = _mm_shuffle_epi8(q, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+  const __m128i top = _mm_shuffle_epi8(q, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+  const __m128i low_bits = _mm_and_si128(_mm_blend_epi16(low, _mm_srli_epi32(low, 4), 0xC0),
+                                         _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
+  return _mm_or_si128(low_bits, _mm_and_si128(_mm_srli_epi16(top, 2), _mm_set1_epi8(0x30)));
+}
+
+}  // namespace
+}  // namespace umi::cpu
