@@ -30,6 +30,9 @@ namespace {
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
+// The 4 bytes at p in every dword (compiled to a broadcast load alone).
+inline __m256i broadcast_dword(const std::byte* p) { return _mm256_set1_epi32(static_cast<int>(load_le32(p))); }
+
 // Two 16-byte loads as one vector: lo in lanes 0-3, hi in 4-7.
 inline __m256i load_two(const std::byte* lo, const std::byte* hi) {
   return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lo))),
@@ -40,9 +43,9 @@ inline __m256i load_two(const std::byte* lo, const std::byte* hi) {
 // b + 18): their 16 bytes of nibbles side by side, lanes 0-3 block 2h and
 // 4-7 block 2h + 1 as in the quad's activations (lanes 8h..8h + 7). Int16
 // pairs of low plus high nibbles stay under 2 x 2 x 15 x 127 = 7,620. The
-// scales as in the 512-bit kernel: each block's f16 d moved to the top half
-// of its lanes (two dword broadcasts, a shift) and shifted and masked into a
-// float d x 2^-112 that the activations' d x 2^112 makes whole.
+// scales as in the 512-bit kernel: each block's f16 d in the top half of its
+// lanes (two dword broadcasts and a blend), shifted and masked into a float
+// d x 2^-112 that the activations' d x 2^112 makes whole.
 inline __m256 q4_0_half(__m256 acc, const std::byte* b, const Q4Quad* x, int h) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i packed = load_two(b + 2, b + 20);
@@ -50,10 +53,12 @@ inline __m256 q4_0_half(__m256 acc, const std::byte* b, const Q4Quad* x, int h) 
   const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(low, load256(x->q_low + 32 * h)),
                                          _mm256_maddubs_epi16(high, load256(x->q_high + 32 * h)));
   const __m256i sums = _mm256_add_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)), load256(x->offset + 8 * h));
-  int32_t d0, d1;
-  std::memcpy(&d0, b, 4);
-  std::memcpy(&d1, b + 18, 4);
-  const __m256i d_top = _mm256_slli_epi32(_mm256_set_m128i(_mm_set1_epi32(d1), _mm_set1_epi32(d0)), 16);
+  // Block 2h + 1's d is the top half of the dword at b + 16; block 2h's at
+  // b - 2 for h = 1, and for h = 0 (the quad's first bytes: nothing before
+  // them may be read) the bottom half at b, shifted up. The other half of
+  // each dword is masked away below.
+  const __m256i d_even = h == 1 ? broadcast_dword(b - 2) : _mm256_slli_epi32(broadcast_dword(b), 16);
+  const __m256i d_top = _mm256_blend_epi32(d_even, broadcast_dword(b + 16), 0xF0);
   const __m256i d_bits = _mm256_and_si256(_mm256_srai_epi32(d_top, 3), _mm256_set1_epi32(static_cast<int>(0x8FFFE000u)));
   const __m256 scales = _mm256_mul_ps(_mm256_castsi256_ps(d_bits), _mm256_loadu_ps(x->d + 8 * h));
   return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scales, acc);
