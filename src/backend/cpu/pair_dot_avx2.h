@@ -156,29 +156,12 @@ inline void q6_k_block_avx2(__m256& acc, __m128&, const std::byte* w, const Q8KB
   acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(d, _mm256_load_ps(a.d)), acc);
 }
 
-template <int BlockBytes, void (*Block)(__m256&, __m128&, const std::byte*, const Q8KBlock&)>
-void k_quant_rows_avx2(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* xv, int64_t pairs, float* y) {
-  const Q8KBlock* x = static_cast<const Q8KBlock*>(xv);
-  const int64_t blocks = pairs / 4;
-  for (int64_t r = 0; r < rows; ++r) {
-    const std::byte* row = rows_data + static_cast<size_t>(r) * row_bytes;
-    __m256 acc = _mm256_setzero_ps();
-    __m128 acc_min = _mm_setzero_ps();
-    for (int64_t b = 0; b < blocks; ++b) {
-      prefetch_ahead<kQ4_0Prefetch>(row + b * BlockBytes, BlockBytes);
-      Block(acc, acc_min, row + b * BlockBytes, x[b]);
-    }
-    const __m128 m2 = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
-    y[r] = hsum8(acc) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
-  }
-}
-
 QPairDotFn avx2_qpair(DType t) {
   switch (t) {
     case DType::Q4_0: return q4_0_rows_avx2;
-    case DType::Q4_K: return k_quant_rows_avx2<144, q45_k_block_avx2<false>>;
-    case DType::Q5_K: return k_quant_rows_avx2<176, q45_k_block_avx2<true>>;
-    case DType::Q6_K: return k_quant_rows_avx2<210, q6_k_block_avx2>;
+    case DType::Q4_K: return k_quant_rows<__m256, hsum8, 144, q45_k_block_avx2<false>>;
+    case DType::Q5_K: return k_quant_rows<__m256, hsum8, 176, q45_k_block_avx2<true>>;
+    case DType::Q6_K: return k_quant_rows<__m256, hsum8, 210, q6_k_block_avx2>;
     default: return nullptr;
   }
 }

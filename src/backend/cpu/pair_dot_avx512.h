@@ -217,32 +217,15 @@ inline void q6_k_block(__m512& acc, __m128&, const std::byte* w, const Q8KBlock&
   acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(d, _mm512_load_ps(a.d)), acc);
 }
 
-template <int BlockBytes, void (*Block)(__m512&, __m128&, const std::byte*, const Q8KBlock&), Prefetch Pf>
-void k_quant_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* xv, int64_t pairs, float* y) {
-  const Q8KBlock* x = static_cast<const Q8KBlock*>(xv);
-  const int64_t blocks = pairs / 4;
-  for (int64_t r = 0; r < rows; ++r) {
-    const std::byte* row = rows_data + static_cast<size_t>(r) * row_bytes;
-    __m512 acc = _mm512_setzero_ps();
-    __m128 acc_min = _mm_setzero_ps();
-    for (int64_t b = 0; b < blocks; ++b) {
-      prefetch_ahead<Pf>(row + b * BlockBytes, BlockBytes);
-      Block(acc, acc_min, row + b * BlockBytes, x[b]);
-    }
-    const __m128 m2 = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
-    y[r] = _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
-  }
-}
+inline float sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
-// The K-quants prefetch as Q4_0 does (the page touch alone): they compute
-// at least as much per byte; other distances were not measured for them.
 QPairDotFn avx512_qpair(DType t) {
   switch (t) {
     case DType::Q4_0: return pair_rows<72, 2, Q4Quad, q4_0_quad, kQ4_0Prefetch>;
     case DType::Q8_0: return pair_rows<68, 1, Q8Pair, q8_0_pair, kQ8_0Prefetch>;
-    case DType::Q4_K: return k_quant_rows<144, q45_k_block<false>, kQ4_0Prefetch>;
-    case DType::Q5_K: return k_quant_rows<176, q45_k_block<true>, kQ4_0Prefetch>;
-    case DType::Q6_K: return k_quant_rows<210, q6_k_block, kQ4_0Prefetch>;
+    case DType::Q4_K: return k_quant_rows<__m512, sum16, 144, q45_k_block<false>>;
+    case DType::Q5_K: return k_quant_rows<__m512, sum16, 176, q45_k_block<true>>;
+    case DType::Q6_K: return k_quant_rows<__m512, sum16, 210, q6_k_block>;
     default: return nullptr;
   }
 }

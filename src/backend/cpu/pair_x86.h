@@ -1,6 +1,6 @@
 // What the single-token pair kernels of both x86 builds share
-// (pair_dot_avx512.h, pair_dot_avx2.h): their software prefetch and the
-// K-quants' scale unpacking. SSE4.1 at most: each build's file includes it
+// (pair_dot_avx512.h, pair_dot_avx2.h): their software prefetch, the
+// K-quants' scale unpacking and their row driver. SSE4.1 at most: each build's file includes it
 // with its own flags.
 #pragma once
 
@@ -8,6 +8,8 @@
 
 #include <cstddef>
 #include <cstdint>
+
+#include "backend/cpu/q8_pairs.h"
 
 namespace umi::cpu {
 namespace {
@@ -59,6 +61,28 @@ inline __m128i unpack_k_scales(const std::byte* p) {
   const __m128i low_bits = _mm_and_si128(_mm_blend_epi16(low, _mm_srli_epi32(low, 4), 0xC0),
                                          _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
   return _mm_or_si128(low_bits, _mm_and_si128(_mm_srli_epi16(top, 2), _mm_set1_epi8(0x30)));
+}
+
+// The K-quants' rows, a super-block against one Q8KBlock (q8_pairs.h) at a
+// time: Acc is the build's float vector and Sum its horizontal sum; the
+// mins' 128-bit accumulator is subtracted at the end. They prefetch as Q4_0
+// does (the page touch alone): they compute at least as much per byte; other
+// distances were not measured for them.
+template <class Acc, float (*Sum)(Acc), int BlockBytes, void (*Block)(Acc&, __m128&, const std::byte*, const Q8KBlock&)>
+void k_quant_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* xv, int64_t pairs, float* y) {
+  const Q8KBlock* x = static_cast<const Q8KBlock*>(xv);
+  const int64_t blocks = pairs / 4;
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::byte* row = rows_data + static_cast<size_t>(r) * row_bytes;
+    Acc acc{};
+    __m128 acc_min = _mm_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      prefetch_ahead<kQ4_0Prefetch>(row + b * BlockBytes, BlockBytes);
+      Block(acc, acc_min, row + b * BlockBytes, x[b]);
+    }
+    const __m128 m2 = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
+    y[r] = Sum(acc) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+  }
 }
 
 }  // namespace
