@@ -141,8 +141,10 @@ inline void q6_k_block_avx2(__m256& acc, __m128&, const std::byte* w, const Q8KB
   const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192)));
   const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
   __m256i sums = _mm256_madd_epi16(_mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32)), load256(a.sum16));
+  // Words 8h..8h + 7 in both lanes (the permute's control must be a constant even unoptimised).
+  const __m256i halves_scales[2] = {_mm256_permute4x64_epi64(sc16, 0x44), _mm256_permute4x64_epi64(sc16, 0xEE)};
   for (int h = 0; h < 2; ++h) {
-    const __m256i half_scales = _mm256_permute4x64_epi64(sc16, h == 0 ? 0x44 : 0xEE);  // words 8h..8h + 7, both lanes
+    const __m256i half_scales = halves_scales[h];
     const __m256i ql0 = load256(w + 64 * h), ql1 = load256(w + 64 * h + 32), qh = load256(w + 128 + 32 * h);
     const __m256i top[4] = {_mm256_slli_epi16(qh, 4), _mm256_slli_epi16(qh, 2), qh, _mm256_srli_epi16(qh, 2)};
     for (int g = 0; g < 4; ++g) {
