@@ -18,7 +18,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 
 #include "backend/cpu/dot_x86.h"
 #include "backend/cpu/pair_x86.h"
@@ -27,8 +26,6 @@
 
 namespace umi::cpu {
 namespace {
-
-inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 // The 4 bytes at p in every dword (compiled to a broadcast load alone).
 inline __m256i broadcast_dword(const std::byte* p) { return _mm256_set1_epi32(static_cast<int>(load_le32(p))); }
@@ -47,12 +44,11 @@ inline __m256i load_two(const std::byte* lo, const std::byte* hi) {
 // lanes (two dword broadcasts and a blend), shifted and masked into a float
 // d x 2^-112 that the activations' d x 2^112 makes whole.
 inline __m256 q4_0_half(__m256 acc, const std::byte* b, const Q4Quad* x, int h) {
-  const __m256i low4 = _mm256_set1_epi8(0x0F);
   const __m256i packed = load_two(b + 2, b + 20);
-  const __m256i low = _mm256_and_si256(packed, low4), high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
-  const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(low, load256(x->q_low + 32 * h)),
-                                         _mm256_maddubs_epi16(high, load256(x->q_high + 32 * h)));
-  const __m256i sums = _mm256_add_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)), load256(x->offset + 8 * h));
+  const __m256i low = low_nibbles(packed), high = high_nibbles(packed);
+  const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(low, load32(x->q_low + 32 * h)),
+                                         _mm256_maddubs_epi16(high, load32(x->q_high + 32 * h)));
+  const __m256i sums = _mm256_add_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)), load32(x->offset + 8 * h));
   // Block 2h + 1's d is the top half of the dword at b + 16; block 2h's at
   // b - 2 for h = 1, and for h = 0 (the quad's first bytes: nothing before
   // them may be read) the bottom half at b, shifted up. The other half of
@@ -90,7 +86,7 @@ inline __m256i pick_words(int a, int b) {
 // 32 values' integer sum: u (at most 63) x q into int16 pairs (under
 // 2 x 63 x 127 = 16,002), times the scale words, into int32 lanes.
 inline __m256i scaled_sub_block(__m256i sums, __m256i u, const int8_t* q, __m256i scale_words) {
-  return _mm256_add_epi32(sums, _mm256_madd_epi16(_mm256_maddubs_epi16(u, load256(q)), scale_words));
+  return _mm256_add_epi32(sums, _mm256_madd_epi16(_mm256_maddubs_epi16(u, load32(q)), scale_words));
 }
 
 // Q4_K and Q5_K (quant_blocks.h), as the 512-bit kernel: sub-blocks 2c and
@@ -105,14 +101,14 @@ template <bool FiveBit>
 inline void q45_k_block_avx2(__m256& acc, __m128& acc_min, const std::byte* w, const Q8KBlock& a) {
   const __m128i scales = unpack_k_scales(w + 4);  // bytes: sc[0..7], m[0..7]
   const __m256i sc_words = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(scales));  // sc[0..7] as words, both lanes
-  const __m256i low4 = _mm256_set1_epi8(0x0F), bit4 = _mm256_set1_epi8(0x10);
+  const __m256i bit4 = _mm256_set1_epi8(0x10);
   const std::byte* qs = w + (FiveBit ? 48 : 16);
   __m256i qh = _mm256_setzero_si256();
-  if constexpr (FiveBit) qh = load256(w + 16);
+  if constexpr (FiveBit) qh = load32(w + 16);
   __m256i sums = _mm256_setzero_si256();
   for (int c = 0; c < 4; ++c) {  // sub-blocks 2c, 2c + 1
-    const __m256i packed = load256(qs + 32 * c);
-    __m256i low = _mm256_and_si256(packed, low4), high = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+    const __m256i packed = load32(qs + 32 * c);
+    __m256i low = low_nibbles(packed), high = high_nibbles(packed);
     if constexpr (FiveBit) {
       low = _mm256_or_si256(low, _mm256_and_si256(_mm256_slli_epi16(qh, 4), bit4));
       high = _mm256_or_si256(high, _mm256_and_si256(_mm256_slli_epi16(qh, 3), bit4));
@@ -121,12 +117,9 @@ inline void q45_k_block_avx2(__m256& acc, __m128& acc_min, const std::byte* w, c
     sums = scaled_sub_block(sums, low, a.q + 64 * c, _mm256_shuffle_epi8(sc_words, pick_words(2 * c, 2 * c)));
     sums = scaled_sub_block(sums, high, a.q + 64 * c + 32, _mm256_shuffle_epi8(sc_words, pick_words(2 * c + 1, 2 * c + 1)));
   }
-  int32_t d_bits;
-  std::memcpy(&d_bits, w, 4);
-  const __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128(d_bits));  // d, dmin
+  const __m128 d = k_d_dmin(w);  // d, dmin
   acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(_mm256_broadcastss_ps(d), _mm256_load_ps(a.d)), acc);
-  const __m128i mins = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(scales, 8)), _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.sum32)));
-  acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(mins), _mm_mul_ps(_mm_permute_ps(d, 0x55), _mm_load_ps(a.d)), acc_min);
+  acc_min = add_k_mins(acc_min, scales, d, a);
 }
 
 // Q6_K (quant_blocks.h), a 128-value half h at a time as 32-value groups g:
@@ -139,17 +132,17 @@ inline void q45_k_block_avx2(__m256& acc, __m128& acc_min, const std::byte* w, c
 // byte shuffle of the half's eight scale words (in both lanes) per group.
 inline void q6_k_block_avx2(__m256& acc, __m128&, const std::byte* w, const Q8KBlock& a) {
   const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 192)));
-  const __m256i low4 = _mm256_set1_epi8(0x0F), bits45 = _mm256_set1_epi8(0x30);
-  __m256i sums = _mm256_madd_epi16(_mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32)), load256(a.sum16));
+  const __m256i bits45 = _mm256_set1_epi8(0x30);
+  __m256i sums = _mm256_madd_epi16(_mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32)), load32(a.sum16));
   // Words 8h..8h + 7 in both lanes (the permute's control must be a constant even unoptimised).
   const __m256i halves_scales[2] = {_mm256_permute4x64_epi64(sc16, 0x44), _mm256_permute4x64_epi64(sc16, 0xEE)};
   for (int h = 0; h < 2; ++h) {
     const __m256i half_scales = halves_scales[h];
-    const __m256i ql0 = load256(w + 64 * h), ql1 = load256(w + 64 * h + 32), qh = load256(w + 128 + 32 * h);
+    const __m256i ql0 = load32(w + 64 * h), ql1 = load32(w + 64 * h + 32), qh = load32(w + 128 + 32 * h);
     const __m256i top[4] = {_mm256_slli_epi16(qh, 4), _mm256_slli_epi16(qh, 2), qh, _mm256_srli_epi16(qh, 2)};
     for (int g = 0; g < 4; ++g) {
       const __m256i ql = g % 2 ? ql1 : ql0;
-      const __m256i nibble = _mm256_and_si256(g < 2 ? ql : _mm256_srli_epi16(ql, 4), low4);
+      const __m256i nibble = g < 2 ? low_nibbles(ql) : high_nibbles(ql);
       const __m256i u = _mm256_or_si256(nibble, _mm256_and_si256(top[g], bits45));
       sums = scaled_sub_block(sums, u, a.q + 128 * h + 32 * g, _mm256_shuffle_epi8(half_scales, pick_words(2 * g, 2 * g + 1)));
     }

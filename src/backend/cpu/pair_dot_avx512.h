@@ -174,12 +174,9 @@ inline void q45_k_block(__m512& acc, __m128& acc_min, const std::byte* w, const 
     const __m512i p = _mm512_maddubs_epi16(u, _mm512_load_si512(a.q + 64 * c));
     sums = _mm512_dpwssd_epi32(sums, p, _mm512_shuffle_epi8(scales4, bytes_to_words(2 * c, 2 * c + 1)));
   }
-  int32_t d_bits;
-  std::memcpy(&d_bits, w, 4);
-  const __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128(d_bits));  // d, dmin
+  const __m128 d = k_d_dmin(w);  // d, dmin
   acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(_mm512_broadcastss_ps(d), _mm512_load_ps(a.d)), acc);
-  const __m128i mins = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(scales, 8)), _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.sum32)));
-  acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(mins), _mm_mul_ps(_mm_permute_ps(d, 0x55), _mm_load_ps(a.d)), acc_min);
+  acc_min = add_k_mins(acc_min, scales, d, a);
 }
 
 // Words 0-7 = word j of the source, 8-15 word j + 1, ...: a vpermw index

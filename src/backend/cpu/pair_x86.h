@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "backend/cpu/q8_pairs.h"
 
@@ -61,6 +62,22 @@ inline __m128i unpack_k_scales(const std::byte* p) {
   const __m128i low_bits = _mm_and_si128(_mm_blend_epi16(low, _mm_srli_epi32(low, 4), 0xC0),
                                          _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
   return _mm_or_si128(low_bits, _mm_and_si128(_mm_srli_epi16(top, 2), _mm_set1_epi8(0x30)));
+}
+
+// A Q4_K/Q5_K block's f16 d and dmin (its first four bytes) as floats 0
+// and 1.
+inline __m128 k_d_dmin(const std::byte* w) {
+  int32_t bits;
+  std::memcpy(&bits, w, 4);
+  return _mm_cvtph_ps(_mm_cvtsi32_si128(bits));
+}
+
+// The mins' share of a Q4_K/Q5_K block into acc_min: dmin x the
+// activations' scale x the sum over s of m[s] x (sub-block s's sum of q);
+// scales as unpack_k_scales gives them (m in bytes 8-15).
+inline __m128 add_k_mins(__m128 acc_min, __m128i scales, __m128 d_dmin, const Q8KBlock& a) {
+  const __m128i mins = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(scales, 8)), _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.sum32)));
+  return _mm_fmadd_ps(_mm_cvtepi32_ps(mins), _mm_mul_ps(_mm_permute_ps(d_dmin, 0x55), _mm_load_ps(a.d)), acc_min);
 }
 
 // The K-quants' rows, a super-block against one Q8KBlock (q8_pairs.h) at a
