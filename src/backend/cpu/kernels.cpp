@@ -45,9 +45,11 @@ bool pairs_apply(const MatrixView& w) {
 }
 
 // Whether products of weights a and b can share one token's laid-out
-// activations: the same type, or two K-quants (a Q4_K_M file's q and k
-// are Q4_K, its v Q6_K: one job, one quantization).
-bool same_pair_layout(DType a, DType b) { return a == b || (is_k_quant(a) && is_k_quant(b)); }
+// activations: the same type, or K-quants that order their sub-blocks alike
+// (Q4_K and Q5_K; Q6_K apart, q8_pairs.h).
+bool same_pair_layout(DType a, DType b) {
+  return a == b || (is_k_quant(a) && is_k_quant(b) && k_sub_blocks_swapped(a) == k_sub_blocks_swapped(b));
+}
 
 // One token's activations laid out for the pair kernel of `weights` (Q4_0,
 // Q8_0: q8 blocks, then pairs after them; K-quants: Q8KBlocks) in the scratch,
@@ -69,6 +71,7 @@ const void* prepare_pairs(DType weights, const float* x, int64_t cols, const Mat
   void* laid_out = base + (q8_bytes + (64 - at % 64) % 64);
   if (k_quant) {
     quantize_activations_k(x, cols, static_cast<Q8KBlock*>(laid_out));
+    order_k_activations(weights, static_cast<Q8KBlock*>(laid_out), cols / 256);
     return laid_out;
   }
   Q8Block* xq = reinterpret_cast<Q8Block*>(base);
@@ -177,7 +180,17 @@ void matmuls(ThreadPool& pool, std::span<const Product> products, const float* x
   }
   std::vector<std::byte> temporary;
   const void* xp = pairs ? prepare_pairs(products[0].w.dtype, x, products[0].w.cols, scratch, temporary) : nullptr;
-  if (!xp && products.size() > 1) {  // not one pair job (several tokens, mixed types): each on its own
+  if (!xp && products.size() > 1) {
+    // Not one pair job. Types whose activations differ in layout (a Q4_K_M
+    // file's q and k are Q4_K, its v Q6_K): one job a layout; several
+    // tokens, or products the pair kernels do not take: each on its own.
+    std::vector<Product> same, rest;
+    for (const Product& p : products) (same_pair_layout(p.w.dtype, products[0].w.dtype) ? same : rest).push_back(p);
+    if (tokens == 1 && !rest.empty()) {
+      matmuls(pool, same, x, tokens, scratch);
+      matmuls(pool, rest, x, tokens, scratch);
+      return;
+    }
     for (const Product& p : products) matmuls(pool, std::span(&p, 1), x, tokens, scratch);
     return;
   }

@@ -142,6 +142,7 @@ PairInput pair_input(DType t, const std::vector<float>& x) {
   if (is_k_quant(t)) {
     in.xk.resize(static_cast<size_t>(n / 256));
     quantize_activations_k(x.data(), n, in.xk.data());
+    order_k_activations(t, in.xk.data(), n / 256);
     return in;
   }
   in.xq.resize(static_cast<size_t>(n / 32));
@@ -155,7 +156,7 @@ Reference pair_reference(DType t, const std::byte* row, const PairInput& in, int
   if (in.xk.empty()) return q8_reference(t, row, in.xq, n);
   return reference_of(t, row, n, [&](int64_t i) {
     const Q8KBlock& b = in.xk[static_cast<size_t>(i / 256)];
-    return static_cast<double>(b.d[0]) * b.q[i % 256];
+    return static_cast<double>(b.d[0]) * b.q[k_position(t, static_cast<int>(i % 256))];
   });
 }
 

@@ -89,8 +89,9 @@ inline __m256i scaled_sub_block(__m256i sums, __m256i u, const int8_t* q, __m256
   return _mm256_add_epi32(sums, _mm256_madd_epi16(_mm256_maddubs_epi16(u, load32(q)), scale_words));
 }
 
-// Q4_K and Q5_K (quant_blocks.h), as the 512-bit kernel: sub-blocks 2c and
-// 2c + 1 are the low and high nibbles of the same 32 bytes; each one's sum
+// Q4_K and Q5_K (quant_blocks.h): sub-blocks 2c and 2c + 1 are the low and
+// high nibbles of the same 32 bytes (their activations where k_position
+// says: the order the 512-bit kernel wants costs this one nothing); each one's sum
 // times its 6-bit scale as a word (vpmaddwd) into one int32 vector; the mins
 // (dmin x m[s] x the activations' sum over sub-block s) in a 128-bit
 // accumulator subtracted at the end. Q5_K's bit 4 of value l of sub-block s
@@ -114,8 +115,9 @@ inline void q45_k_block_avx2(__m256& acc, __m128& acc_min, const std::byte* w, c
       high = _mm256_or_si256(high, _mm256_and_si256(_mm256_slli_epi16(qh, 3), bit4));
       qh = _mm256_srli_epi16(qh, 2);
     }
-    sums = scaled_sub_block(sums, low, a.q + 64 * c, _mm256_shuffle_epi8(sc_words, pick_words(2 * c, 2 * c)));
-    sums = scaled_sub_block(sums, high, a.q + 64 * c + 32, _mm256_shuffle_epi8(sc_words, pick_words(2 * c + 1, 2 * c + 1)));
+    const int8_t* q_low = a.q + k_position(DType::Q4_K, 64 * c), *q_high = a.q + k_position(DType::Q4_K, 64 * c + 32);
+    sums = scaled_sub_block(sums, low, q_low, _mm256_shuffle_epi8(sc_words, pick_words(2 * c, 2 * c)));
+    sums = scaled_sub_block(sums, high, q_high, _mm256_shuffle_epi8(sc_words, pick_words(2 * c + 1, 2 * c + 1)));
   }
   const __m128 d = k_d_dmin(w);  // d, dmin
   acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(_mm256_broadcastss_ps(d), _mm256_load_ps(a.d)), acc);

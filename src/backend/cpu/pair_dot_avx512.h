@@ -139,23 +139,22 @@ inline __m512i bytes_to_words(int a, int b) {
   return _mm512_set_epi32(wb, wb, wb, wb, wb, wb, wb, wb, wa, wa, wa, wa, wa, wa, wa, wa);
 }
 
-// 32 bytes at p in both halves, each word shifted right by lo (low half) or
-// hi (high half) bits.
-inline __m512i both_halves_shifted_right(const std::byte* p, int lo, int hi) {
-  const __m512i counts = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<int16_t>(lo)), _mm256_set1_epi16(static_cast<int16_t>(hi)), 1);
-  return _mm512_srlv_epi16(_mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), counts);
-}
-
 // Q4_K (144 bytes: f16 d, f16 dmin, 12 bytes of 6-bit scales and mins, 128
 // of nibbles; quant_blocks.h) and Q5_K (176: the same with 32 bytes of 5th
-// bits before the nibbles): sub-blocks 2c and 2c + 1 are the low and
-// high nibbles of the same 32 bytes, one 32-byte load into both halves of a
-// vector, shifted by 0 and 4. The mins: dmin x the activations' scale x
-// sum over s of m[s] x (sub-block s's sum of q), a 128-bit accumulator
+// bits before the nibbles), a 128-value half h at a time: one 64-byte load
+// of its nibbles holds sub-blocks 4h and 4h + 2 in the low nibbles, 4h + 1
+// and 4h + 3 in the high ones, against activations in that order
+// (k_position, q8_pairs.h). The mins: dmin x the activations' scale x sum
+// over s of m[s] x (sub-block s's sum of q), a 128-bit accumulator
 // subtracted at the end. The sub-blocks' scales become words by one in-lane
 // byte shuffle per vector. Q5_K's bit s of qh[l], the 5th bit of value l
-// of sub-block s, adds 16 where a byte test against bits 2c | 2c + 1 (by
-// half) finds it.
+// of sub-block s, adds 16 where a byte test against the half's two
+// sub-blocks' bits finds it.
+inline __m512i add_fifth_bit(__m512i u, __m512i qh, int low_half, int high_half) {
+  const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << low_half)), _mm256_set1_epi8(static_cast<char>(1 << high_half)), 1);
+  return _mm512_mask_add_epi8(u, _mm512_test_epi8_mask(qh, bit), u, _mm512_set1_epi8(16));
+}
+
 template <bool FiveBit>
 inline void q45_k_block(__m512& acc, __m128& acc_min, const std::byte* w, const Q8KBlock& a) {
   const __m128i scales = unpack_k_scales(w + 4);  // bytes: sc[0..7], m[0..7]
@@ -165,14 +164,15 @@ inline void q45_k_block(__m512& acc, __m128& acc_min, const std::byte* w, const 
   __m512i qh = _mm512_setzero_si512();
   if constexpr (FiveBit) qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 16)));
   __m512i sums = _mm512_setzero_si512();
-  for (int c = 0; c < 4; ++c) {  // sub-blocks 2c, 2c + 1
-    __m512i u = _mm512_and_si512(both_halves_shifted_right(qs + 32 * c, 0, 4), low4);
-    if constexpr (FiveBit) {
-      const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << (2 * c))), _mm256_set1_epi8(static_cast<char>(1 << (2 * c + 1))), 1);
-      u = _mm512_mask_add_epi8(u, _mm512_test_epi8_mask(qh, bit), u, _mm512_set1_epi8(16));
-    }
-    const __m512i p = _mm512_maddubs_epi16(u, _mm512_load_si512(a.q + 64 * c));
-    sums = _mm512_dpwssd_epi32(sums, p, _mm512_shuffle_epi8(scales4, bytes_to_words(2 * c, 2 * c + 1)));
+  for (int h = 0; h < 2; ++h) {
+    const int s = 4 * h;  // sub-blocks s, s + 2 (low nibbles), s + 1, s + 3 (high)
+    const __m512i packed = _mm512_loadu_si512(qs + 64 * h);
+    __m512i low = _mm512_and_si512(packed, low4), high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low4);
+    if constexpr (FiveBit) low = add_fifth_bit(low, qh, s, s + 2), high = add_fifth_bit(high, qh, s + 1, s + 3);
+    const int8_t* q = a.q + k_position(DType::Q4_K, 32 * s);  // sub-block s, then s + 2, s + 1, s + 3
+    sums = _mm512_dpwssd_epi32(sums, _mm512_maddubs_epi16(low, _mm512_load_si512(q)), _mm512_shuffle_epi8(scales4, bytes_to_words(s, s + 2)));
+    sums = _mm512_dpwssd_epi32(sums, _mm512_maddubs_epi16(high, _mm512_load_si512(q + 64)),
+                               _mm512_shuffle_epi8(scales4, bytes_to_words(s + 1, s + 3)));
   }
   const __m128 d = k_d_dmin(w);  // d, dmin
   acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(_mm512_broadcastss_ps(d), _mm512_load_ps(a.d)), acc);

@@ -72,11 +72,33 @@ struct alignas(64) Q8KBlock {
 };
 
 // x (n floats, a multiple of 256) as Q8KBlocks: d = max|x| / 127 over the
-// 256, q = x / d rounded to nearest, ties to even (as quantize_activations).
+// 256, q = x / d rounded to nearest, ties to even (as quantize_activations),
+// in order (value i at q[i]).
 void quantize_activations_k(const float* x, int64_t n, Q8KBlock* out);
 
 // The K-quants (Q4_K, Q5_K, Q6_K): their pair kernels read Q8KBlocks.
 constexpr bool is_k_quant(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
+
+// Q4_K and Q5_K hold sub-blocks 2c and 2c + 1 (32 values each) in the low
+// and high nibbles of the same 32 bytes. The 512-bit kernel reads 64 of
+// those bytes at once, whose low nibbles are sub-blocks 2c and 2c + 2 and
+// high ones 2c + 1 and 2c + 3; their activations hold every 128 values'
+// sub-blocks in the order 0, 2, 1, 3 to match, where 32-byte broadcast
+// loads and a shift per half took a third more instructions (in cache
+// ~10% slower, session 18). Q6_K's kernels read the values in order.
+constexpr bool k_sub_blocks_swapped(DType t) { return t == DType::Q4_K || t == DType::Q5_K; }
+
+// Where value i (0..255) of a super-block sits in the q of a Q8KBlock laid
+// out for weights of type t.
+constexpr int k_position(DType t, int i) {
+  if (!k_sub_blocks_swapped(t)) return i;
+  constexpr int kAt[4] = {0, 64, 32, 96};  // sub-block s % 4 of each 128 values
+  return i / 128 * 128 + kAt[i / 32 % 4] + i % 32;
+}
+
+// Q8KBlocks from quantize_activations_k (in order) rearranged in place as
+// weights of type t read them (k_position).
+void order_k_activations(DType t, Q8KBlock* blocks, int64_t count);
 
 // Bytes of laid-out activations (Q8Pairs for Q8_0, Q4Quads for Q4_0,
 // Q8KBlocks for the K-quants) `cols` values take for weights of type t.
