@@ -65,8 +65,8 @@ bool make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, void* out);
 // The sums of q per 32 serve Q4_K's mins (x = d sc q - dmin m), those per 16
 // Q6_K's offset (x = d sc (q - 32), q read as unsigned 0..63); Q5_K as Q4_K.
 struct alignas(64) Q8KBlock {
-  int8_t q[256];
-  float d[16];  // the scale, in every lane: the kernels load it as a vector
+  int8_t q[256];  // value i at q[k_position(weights, i)]
+  float d[16];    // the scale, in every lane: the kernels load it as a vector
   int16_t sum32[8];
   int16_t sum16[16];
 };
@@ -83,9 +83,10 @@ constexpr bool is_k_quant(DType t) { return t == DType::Q4_K || t == DType::Q5_K
 // and high nibbles of the same 32 bytes. The 512-bit kernel reads 64 of
 // those bytes at once, whose low nibbles are sub-blocks 2c and 2c + 2 and
 // high ones 2c + 1 and 2c + 3; their activations hold every 128 values'
-// sub-blocks in the order 0, 2, 1, 3 to match, where 32-byte broadcast
-// loads and a shift per half took a third more instructions (in cache
-// ~10% slower, session 18). Q6_K's kernels read the values in order.
+// sub-blocks in the order 0, 2, 1, 3 to match (in order, the kernel took
+// two broadcast loads and two variable shifts per 128 values where it now
+// takes one load and one shift: 10-20% slower in cache, session 18).
+// Q6_K's kernels read the values in order.
 constexpr bool k_sub_blocks_swapped(DType t) { return t == DType::Q4_K || t == DType::Q5_K; }
 
 // Where value i (0..255) of a super-block sits in the q of a Q8KBlock laid
