@@ -35,10 +35,7 @@ void time_builds(cpu::ThreadPool& pool, const cpu::KernelSet& set, const cpu::Ma
   const cpu::QPairDotFn pair = set.qpair(m.dtype);
   bool pair_ready = pair != nullptr;
   set.quantize(x.data(), m.cols, xq.data());
-  if (pair && cpu::is_k_quant(m.dtype)) {
-    set.quantize_k(x.data(), m.cols, laid_out.data());
-    cpu::order_k_activations(m.dtype, laid_out.data(), m.cols / 256);
-  }
+  if (pair && cpu::is_k_quant(m.dtype)) cpu::make_q8k_blocks(m.dtype, x.data(), m.cols, laid_out.data());  // every build writes the same bytes
   else if (pair) pair_ready = cpu::make_q8_pairs(m.dtype, xq.data(), m.cols / 32, laid_out.data());
   auto time = [&](auto&& product) {
     double best = 1e9;

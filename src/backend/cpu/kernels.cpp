@@ -70,8 +70,7 @@ const void* prepare_pairs(DType weights, const float* x, int64_t cols, const Mat
   const uintptr_t at = reinterpret_cast<uintptr_t>(base) + q8_bytes;
   void* laid_out = base + (q8_bytes + (64 - at % 64) % 64);
   if (k_quant) {
-    quantize_activations_k(x, cols, static_cast<Q8KBlock*>(laid_out));
-    order_k_activations(weights, static_cast<Q8KBlock*>(laid_out), cols / 256);
+    make_q8k_blocks(weights, x, cols, static_cast<Q8KBlock*>(laid_out));
     return laid_out;
   }
   Q8Block* xq = reinterpret_cast<Q8Block*>(base);

@@ -141,8 +141,7 @@ PairInput pair_input(DType t, const std::vector<float>& x) {
   PairInput in;
   if (is_k_quant(t)) {
     in.xk.resize(static_cast<size_t>(n / 256));
-    quantize_activations_k(x.data(), n, in.xk.data());
-    order_k_activations(t, in.xk.data(), n / 256);
+    make_q8k_blocks(t, x.data(), n, in.xk.data());
     return in;
   }
   in.xq.resize(static_cast<size_t>(n / 32));

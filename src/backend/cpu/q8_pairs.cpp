@@ -31,12 +31,13 @@ bool q4_0_quads(const Q8Block* x, int64_t blocks, Q4Quad* out) {
 }
 }  // namespace
 
-void order_k_activations(DType t, Q8KBlock* blocks, int64_t count) {
-  static_assert(k_position(DType::Q4_K, 32) == 64 && k_position(DType::Q4_K, 64) == 32 && k_position(DType::Q4_K, 160) == 192);
-  if (!k_sub_blocks_swapped(t)) return;
-  for (int64_t b = 0; b < count; ++b)
+void make_q8k_blocks(DType weights, const float* x, int64_t n, Q8KBlock* out) {
+  if (!is_k_quant(weights)) throw Error("make_q8k_blocks: not a K-quant weight type");
+  quantize_activations_k(x, n, out);
+  if (!k_sub_blocks_swapped(weights)) return;
+  for (int64_t b = 0; b < n / 256; ++b)
     for (int h = 0; h < 2; ++h) {  // sub-blocks 1 and 2 of each 128 values change places
-      int8_t* q = blocks[b].q + 128 * h;
+      int8_t* q = out[b].q + 128 * h;
       int8_t first[32];
       std::memcpy(first, q + 32, 32);
       std::memcpy(q + 32, q + 64, 32);

@@ -96,10 +96,12 @@ constexpr int k_position(DType t, int i) {
   constexpr int kAt[4] = {0, 64, 32, 96};  // sub-block s % 4 of each 128 values
   return i / 128 * 128 + kAt[i / 32 % 4] + i % 32;
 }
+static_assert(k_position(DType::Q4_K, 32) == 64 && k_position(DType::Q4_K, 64) == 32 && k_position(DType::Q4_K, 160) == 192);
 
-// Q8KBlocks from quantize_activations_k (in order) rearranged in place as
-// weights of type t read them (k_position).
-void order_k_activations(DType t, Q8KBlock* blocks, int64_t count);
+// x (n floats, a multiple of 256) as the Q8KBlocks the pair kernels of K-quant
+// `weights` read: quantize_activations_k, then each value where k_position
+// puts it. The one way to make them, so that no caller forgets the order.
+void make_q8k_blocks(DType weights, const float* x, int64_t n, Q8KBlock* out);
 
 // Bytes of laid-out activations (Q8Pairs for Q8_0, Q4Quads for Q4_0,
 // Q8KBlocks for the K-quants) `cols` values take for weights of type t.
