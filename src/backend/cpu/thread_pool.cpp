@@ -77,14 +77,14 @@ void ThreadPool::worker(int index) {
   }
 }
 
-int64_t ThreadPool::take(Range& r, bool from_front) {
+ThreadPool::Claim ThreadPool::take(Range& r, bool from_front) {
   uint64_t v = r.front_back.load(std::memory_order_relaxed);
   while (true) {
     const uint32_t front = static_cast<uint32_t>(v >> 32), back = static_cast<uint32_t>(v);
-    if (front >= back) return -1;
-    const uint32_t taken = from_front ? front : back - 1;
-    const uint64_t rest = from_front ? (static_cast<uint64_t>(front + 1) << 32) | back : (static_cast<uint64_t>(front) << 32) | (back - 1);
-    if (r.front_back.compare_exchange_weak(v, rest, std::memory_order_relaxed)) return taken;
+    if (front >= back) return {};
+    const uint32_t count = from_front ? std::max<uint32_t>(1, (back - front) / kOwnerShare) : 1;
+    const uint64_t rest = from_front ? (static_cast<uint64_t>(front + count) << 32) | back : (static_cast<uint64_t>(front) << 32) | (back - 1);
+    if (r.front_back.compare_exchange_weak(v, rest, std::memory_order_relaxed)) return {from_front ? front : back - 1, count};
   }
 }
 
@@ -95,10 +95,10 @@ void ThreadPool::run_share(int index) {
     if (b < e) (*job_)(b, e);
     return;
   }
-  auto run = [&](int64_t c) { (*job_)(c * grain_, std::min(n_, (c + 1) * grain_)); };
-  for (int64_t c; (c = take(ranges_[static_cast<size_t>(index)], true)) >= 0;) run(c);
+  auto run = [&](Claim c) { (*job_)(c.first * grain_, std::min(n_, (c.first + c.count) * grain_)); };
+  for (Claim c; (c = take(ranges_[static_cast<size_t>(index)], true)).count > 0;) run(c);
   for (int k = 1; k < size(); ++k)
-    for (int64_t c; (c = take(ranges_[static_cast<size_t>((index + k) % size())], false)) >= 0;) run(c);
+    for (Claim c; (c = take(ranges_[static_cast<size_t>((index + k) % size())], false)).count > 0;) run(c);
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
