@@ -62,9 +62,9 @@ class ThreadPool {
   // The owner takes 1 / kOwnerShare of what is left of its range (at least
   // one chunk), another thread one chunk from the back. Each take is a
   // locked compare-and-swap, which on x86 waits for the core's earlier
-  // loads and holds back its later ones. With one take per 32 KB chunk the
-  // cmpxchg held 87% of run_share's samples, ~8% of a 1B Q4_0 decode's
-  // (perf, while the machine read fast); an eighth of the rest makes
+  // loads and holds back its later ones. With one take per 32 KB chunk,
+  // run_share held ~8% of a 1B Q4_0 decode's samples, 87% of them on the
+  // cmpxchg (perf, while the machine read fast); an eighth of the rest makes
   // ~8 ln(chunks) takes a job instead of one a chunk and leaves at least
   // seven eighths of a held-up thread's range to the others. Decode, the
   // two alternating token by token, moved by +1% on average, within the
