@@ -33,10 +33,9 @@ void time_builds(cpu::ThreadPool& pool, const cpu::KernelSet& set, const cpu::Ma
   std::vector<cpu::Q8Block> xq(static_cast<size_t>(m.cols / 32));
   std::vector<cpu::Q8KBlock> laid_out(cpu::pair_activation_bytes(m.dtype, m.cols) / sizeof(cpu::Q8KBlock) + 1);
   const cpu::QPairDotFn pair = set.qpair(m.dtype);
-  bool pair_ready = pair != nullptr;
   set.quantize(x.data(), m.cols, xq.data());
   if (pair && cpu::is_k_quant(m.dtype)) cpu::make_q8k_blocks(m.dtype, x.data(), m.cols, laid_out.data());  // every build writes the same bytes
-  else if (pair) pair_ready = cpu::make_q8_pairs(m.dtype, xq.data(), m.cols / 32, laid_out.data());
+  else if (pair) cpu::make_q8_pairs(m.dtype, xq.data(), m.cols / 32, laid_out.data());
   auto time = [&](auto&& product) {
     double best = 1e9;
     for (int rep = 0; rep < 10; ++rep) {
@@ -54,7 +53,7 @@ void time_builds(cpu::ThreadPool& pool, const cpu::KernelSet& set, const cpu::Ma
   print("rows", time([&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) y[static_cast<size_t>(r)] = qdot(m.data + static_cast<size_t>(r) * rb, xq.data(), m.cols);
   }));
-  if (pair_ready)
+  if (pair)
     print("pair", time([&](int64_t r0, int64_t r1) {
       pair(m.data + static_cast<size_t>(r0) * rb, rb, r1 - r0, laid_out.data(), m.cols / 64, y.data() + r0);
     }));

@@ -54,8 +54,7 @@ bool same_pair_layout(DType a, DType b) {
 // One token's activations laid out for the pair kernel of `weights` (Q4_0,
 // Q8_0: q8 blocks, then pairs after them; K-quants: Q8KBlocks) in the scratch,
 // or in `temporary`; nullptr when a scratch sized for one token has no room
-// or the pair layout cannot hold these activations (callers use the row
-// kernels).
+// (callers use the row kernels).
 const void* prepare_pairs(DType weights, const float* x, int64_t cols, const MatmulScratch* scratch, std::vector<std::byte>& temporary) {
   const bool k_quant = is_k_quant(weights);
   const size_t q8_bytes = k_quant ? 0 : static_cast<size_t>(cols / 32) * sizeof(Q8Block), need = q8_bytes + 64 + pair_activation_bytes(weights, cols);
@@ -75,7 +74,8 @@ const void* prepare_pairs(DType weights, const float* x, int64_t cols, const Mat
   }
   Q8Block* xq = reinterpret_cast<Q8Block*>(base);
   quantize_activations(x, cols, xq);
-  return make_q8_pairs(weights, xq, cols / 32, laid_out) ? laid_out : nullptr;
+  make_q8_pairs(weights, xq, cols / 32, laid_out);
+  return laid_out;
 }
 
 // One product of a single-token job, worked out before the job: its kernel,

@@ -132,7 +132,7 @@ TEST(Kernels, IntegerDotsOfQuantizedWeightsMatchTheFloatReference) {
 struct PairInput {
   std::vector<Q8Block> xq;
   std::vector<Q8KBlock> xk;
-  std::vector<Q8Pair> pairs;
+  std::vector<Q8Pair> pairs;  // 64-byte aligned room for any non-K layout
   const void* laid_out() const { return xk.empty() ? static_cast<const void*>(pairs.data()) : xk.data(); }
 };
 
@@ -146,8 +146,8 @@ PairInput pair_input(DType t, const std::vector<float>& x) {
   }
   in.xq.resize(static_cast<size_t>(n / 32));
   quantize_activations(x.data(), n, in.xq.data());
-  in.pairs.resize(static_cast<size_t>(n / 64));
-  EXPECT_TRUE(make_q8_pairs(t, in.xq.data(), n / 32, in.pairs.data()));
+  in.pairs.resize((pair_activation_bytes(t, n) + sizeof(Q8Pair) - 1) / sizeof(Q8Pair));
+  make_q8_pairs(t, in.xq.data(), n / 32, in.pairs.data());
   return in;
 }
 
@@ -171,8 +171,9 @@ TEST(Kernels, PairKernelsMatchTheReferenceAndStayInTheirRows) {
       for (int64_t rows = 1; rows <= 3; ++rows) {
         const QPairDotFn dot = set->qpair(t);
         if (!dot) continue;
-        // Q4_0 goes four blocks at a time (odd and even counts of those), Q8_0 two, the K-quants a super-block.
-        const auto sizes = t == DType::Q4_0                        ? std::vector<int64_t>{128, 384, 2048, 4224}
+        // Q4_0 goes sixteen blocks at a time (0, 3, 4 and 8 groups, then 0-3 quads of a last one), Q8_0 two, the
+        // K-quants a super-block.
+        const auto sizes = t == DType::Q4_0                        ? std::vector<int64_t>{128, 384, 1536, 2304, 4224}
                            : is_k_quant(t)                       ? std::vector<int64_t>{256, 768, 2048, 8192}
                                               : std::vector<int64_t>{64, 192, 2048, 4160};
         for (int64_t n : sizes) {
@@ -234,32 +235,30 @@ TEST(Kernels, KQuantActivationsHoldTheirValuesAndSums) {
   }
 }
 
-// The Q4_0 pair kernel decodes the weights' f16 scales with integer shifts
-// (pair_dot_avx512.h): positive, negative and subnormal d (weights near 1e-5)
-// all match the reference; activations whose block scale the layout cannot
-// carry (d x 2^112 past float's range) make make_q8_pairs refuse, and
-// matmul's row-kernel path still gives the reference.
+// The Q4_0 pair kernels decode the weights' f16 scales by conversion
+// (512-bit) or by integer shifts (256-bit, pair_dot_avx2.h): positive,
+// negative and subnormal d (weights near 1e-5) all match the reference, and
+// so do activations with block scales past 2^15 (~1e5), which the layout of
+// sessions 13-19 (d x 2^112) could not carry; matmul's pair path too.
 TEST(Kernels, Q4_0PairScalesOfEverySignAndSizeAndHugeActivations) {
   const int64_t n = 512;
   for (const KernelSet* set : runnable_kernel_sets()) {
     const QPairDotFn dot = set->qpair(DType::Q4_0);
     if (!dot) continue;
-    for (float scale : {1.0f, -1.0f, 1e-5f, -3e-6f}) {
-      auto wf = lumpy_floats(static_cast<size_t>(n), 77);
-      for (size_t i = 0; i < wf.size(); ++i) wf[i] *= (i / 32) % 2 ? scale : -scale;
-      const auto row = encode(DType::Q4_0, wf);
-      const auto x = random_floats(static_cast<size_t>(n), 78);
-      std::vector<Q8Block> xq(static_cast<size_t>(n / 32));
-      quantize_activations(x.data(), n, xq.data());
-      std::vector<Q8Pair> pairs(static_cast<size_t>(n / 64));
-      ASSERT_TRUE(make_q8_pairs(DType::Q4_0, xq.data(), n / 32, pairs.data()));
-      float y = std::nanf("");
-      dot(row.data(), row.size(), 1, pairs.data(), n / 64, &y);
-      const auto [ref, tol] = q8_reference(DType::Q4_0, row.data(), xq, n);
-      const double tol_scaled = (tol - 1e-4) + 1e-4 * std::fabs(scale);  // the reference's floor, scaled with the weights
-      EXPECT_NEAR(y, ref, tol_scaled) << set->name << " weights x " << scale;
-      EXPECT_NE(ref, 0.0) << "the reference must not be trivially zero";
-    }
+    for (float x_scale : {1.0f, 1e7f})
+      for (float scale : {1.0f, -1.0f, 1e-5f, -3e-6f}) {
+        auto wf = lumpy_floats(static_cast<size_t>(n), 77);
+        for (size_t i = 0; i < wf.size(); ++i) wf[i] *= (i / 32) % 2 ? scale : -scale;
+        const auto row = encode(DType::Q4_0, wf);
+        const PairInput in = pair_input(DType::Q4_0, random_floats(static_cast<size_t>(n), 78, x_scale));
+        float y = std::nanf("");
+        dot(row.data(), row.size(), 1, in.laid_out(), n / 64, &y);
+        const auto [ref, tol] = q8_reference(DType::Q4_0, row.data(), in.xq, n);
+        const double tol_scaled = (tol - 1e-4) + 1e-4 * std::fabs(scale) * x_scale;  // the reference's floor, scaled with the operands
+        EXPECT_NEAR(y, ref, tol_scaled) << set->name << " weights x " << scale << " activations x " << x_scale;
+        EXPECT_NE(ref, 0.0) << "the reference must not be trivially zero";
+        EXPECT_TRUE(std::isfinite(y));
+      }
   }
   const int64_t rows = 64;
   std::vector<std::byte> data;
@@ -270,8 +269,6 @@ TEST(Kernels, Q4_0PairScalesOfEverySignAndSizeAndHugeActivations) {
   auto x = random_floats(static_cast<size_t>(n), 79, 1e7f);  // block scales ~1e5: over 2^15
   std::vector<Q8Block> xq(static_cast<size_t>(n / 32));
   quantize_activations(x.data(), n, xq.data());
-  std::vector<Q8Pair> pairs(static_cast<size_t>(n / 64));
-  EXPECT_FALSE(make_q8_pairs(DType::Q4_0, xq.data(), n / 32, pairs.data()));
   ThreadPool pool(2);
   std::vector<float> y(static_cast<size_t>(rows));
   matmul(pool, MatrixView{DType::Q4_0, data.data(), rows, n}, x.data(), 1, y.data());

@@ -27,53 +27,56 @@
 namespace umi::cpu {
 namespace {
 
-// The 4 bytes at p in every dword (compiled to a broadcast load alone).
-inline __m256i broadcast_dword(const std::byte* p) { return _mm256_set1_epi32(static_cast<int>(load_le32(p))); }
-
 // Two 16-byte loads as one vector: lo in lanes 0-3, hi in 4-7.
 inline __m256i load_two(const std::byte* lo, const std::byte* hi) {
   return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lo))),
                                  _mm_loadu_si128(reinterpret_cast<const __m128i*>(hi)), 1);
 }
 
-// Q4_0, blocks 2h and 2h + 1 of a Q4Quad's four (the 18-byte blocks at b and
-// b + 18): their 16 bytes of nibbles side by side, lanes 0-3 block 2h and
-// 4-7 block 2h + 1 as in the quad's activations (lanes 8h..8h + 7). Int16
-// pairs of low plus high nibbles stay under 2 x 2 x 15 x 127 = 7,620. The
-// scales as in the 512-bit kernel: each block's f16 d in the top half of its
-// lanes (two dword broadcasts and a blend), shifted and masked into a float
-// d x 2^-112 that the activations' d x 2^112 makes whole.
-inline __m256 q4_0_half(__m256 acc, const std::byte* b, const Q4Quad* x, int h) {
+// Q4_0, a Q4Group (sixteen blocks, 288 bytes) at a time as the 512-bit
+// kernel takes it, half a quad (two blocks) an instruction. Blocks 2h and
+// 2h + 1 of quad p (the 18-byte blocks at b and b + 18): their 16 bytes of
+// nibbles side by side, lanes 0-3 block 2h and 4-7 block 2h + 1 as in the
+// quad's activations (lanes 8h..8h + 7). Int16 pairs of low plus high
+// nibbles stay under 2 x 2 x 15 x 127 = 7,620.
+inline __m256i q4_0_half_sums(const std::byte* b, const Q4Quad* x, int h) {
   const __m256i packed = load_two(b + 2, b + 20);
-  const __m256i low = low_nibbles(packed), high = high_nibbles(packed);
-  const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(low, load32(x->q_low + 32 * h)),
-                                         _mm256_maddubs_epi16(high, load32(x->q_high + 32 * h)));
-  const __m256i sums = _mm256_add_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)), load32(x->offset + 8 * h));
-  // Block 2h + 1's d is the top half of the dword at b + 16; block 2h's at
-  // b - 2 for h = 1, and for h = 0 (the quad's first bytes: nothing before
-  // them may be read) the bottom half at b, shifted up. The other half of
-  // each dword is masked away below.
-  const __m256i d_even = h == 1 ? broadcast_dword(b - 2) : _mm256_slli_epi32(broadcast_dword(b), 16);
-  const __m256i d_top = _mm256_blend_epi32(d_even, broadcast_dword(b + 16), 0xF0);
-  const __m256i d_bits = _mm256_and_si256(_mm256_srai_epi32(d_top, 3), _mm256_set1_epi32(static_cast<int>(0x8FFFE000u)));
-  const __m256 scales = _mm256_mul_ps(_mm256_castsi256_ps(d_bits), _mm256_loadu_ps(x->d + 8 * h));
-  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scales, acc);
+  const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(low_nibbles(packed), load32(x->q_low + 32 * h)),
+                                         _mm256_maddubs_epi16(high_nibbles(packed), load32(x->q_high + 32 * h)));
+  return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 
-void q4_0_rows_avx2(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* xv, int64_t pairs, float* y) {
-  const Q4Quad* x = static_cast<const Q4Quad*>(xv);
-  const int64_t quads = pairs / 2;
-  for (int64_t r = 0; r < rows; ++r) {
-    const std::byte* row = rows_data + static_cast<size_t>(r) * row_bytes;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (int64_t q = 0; q < quads; ++q) {
-      prefetch_ahead<kQ4_0Prefetch>(row + q * 72, 72);
-      a0 = q4_0_half(a0, row + q * 72, x + q, 0);
-      a1 = q4_0_half(a1, row + q * 72 + 36, x + q, 1);
-    }
-    y[r] = hsum8(_mm256_add_ps(a0, a1));
-  }
+// Half h of the group (blocks 2h, 2h + 1 of each quad): two rounds of
+// horizontal adds sum each block's four lanes, leaving block 4p + k at
+// index 4(k - 2h) + p as in the group's offsets and d; the weights' f16 d
+// are picked up in the same order by word inserts and converted once. Quads
+// past `Quads` (a row's last group) are zero and read nothing. The per-lane
+// float work of the quad kernel this replaced (session 17) streamed a
+// 65536 x 2048 matrix from memory at 42-48 GB/s where this reaches 53-54
+// (umi_bench_kernels 65536 2048 2, session 20, the two in alternation).
+template <int Quads>
+inline __m256 q4_0_group_half(__m256 acc, const std::byte* w, const Q4Group* x, int h) {
+  __m256i s[4];
+  for (int p = 0; p < 4; ++p) s[p] = p < Quads ? q4_0_half_sums(w + 72 * p + 36 * h, &x->quad[p], h) : _mm256_setzero_si256();
+  const __m256i sums = _mm256_add_epi32(_mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3])),
+                                        load32(x->offset + 8 * h));
+  auto d = [&](int i) {  // index i: block 4p + k with p = i % 4, k = 2h + i / 4
+    const int p = i % 4;
+    return p < Quads ? static_cast<short>(load_le16(w + 72 * p + 36 * h + 18 * (i / 4))) : short{0};
+  };
+  const __m128i d_words = _mm_setr_epi16(d(0), d(1), d(2), d(3), d(4), d(5), d(6), d(7));
+  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(_mm256_cvtph_ps(d_words), _mm256_loadu_ps(x->d + 8 * h)), acc);
 }
+
+// One group, both halves, for the shared row driver (pair_x86.h).
+struct Q4_0Group256 {
+  using Acc = __m256;
+  template <int Quads>
+  static __m256 step(__m256 acc, const std::byte* w, const Q4Group* x) {
+    return q4_0_group_half<Quads>(q4_0_group_half<Quads>(acc, w, x, 0), w, x, 1);
+  }
+  static float sum(__m256 a0, __m256 a1) { return hsum8(_mm256_add_ps(a0, a1)); }
+};
 
 // A vpshufb control: every word of lanes 0-3 = word a of the source lane,
 // of lanes 4-7 word b.
@@ -155,7 +158,7 @@ inline void q6_k_block_avx2(__m256& acc, __m128&, const std::byte* w, const Q8KB
 
 QPairDotFn avx2_qpair(DType t) {
   switch (t) {
-    case DType::Q4_0: return q4_0_rows_avx2;
+    case DType::Q4_0: return q4_0_group_rows<Q4_0Group256>;
     case DType::Q4_K: return k_quant_rows<__m256, hsum8, 144, q45_k_block_avx2<false>>;
     case DType::Q5_K: return k_quant_rows<__m256, hsum8, 176, q45_k_block_avx2<true>>;
     case DType::Q6_K: return k_quant_rows<__m256, hsum8, 210, q6_k_block_avx2>;

@@ -4,7 +4,7 @@
 // vpdpbusd from the lane offsets, convert, the scales (two broadcast loads, a
 // blend, a conversion) and two multiplies, ~4 cycles a pair in cache, bound
 // by instruction throughput rather than by any one unit (from memory it is
-// bandwidth-bound). Q4_0 takes four blocks (below). History: a first version
+// bandwidth-bound). Q4_0 takes sixteen blocks (below). History: a first version
 // took a pair in one masked 36-byte load and picked nibbles and scales out
 // with word permutes: slower than the 256-bit row kernels (22 against 34
 // GB/s); plain loads ran at 55 (Q4_0) and 84 GB/s (Q8_0) on a 16384 x 4096
@@ -40,28 +40,17 @@ inline __m256i pair_scales(const std::byte* w, int stride) {
   return _mm256_blend_epi16(_mm256_set1_epi32(lo), _mm256_set1_epi32(hi), 0xAA);
 }
 
-// Q4_0 goes four blocks (72 bytes, a Q4Quad of activations) at a time:
-// the four blocks' 16 bytes of nibbles side by side in one register, low
-// nibbles against the quad's q_low and high nibbles against its q_high,
-// two vpdpbusd into one accumulator: each int32 lane sums eight weights of
-// one block (block l / 4), so the conversion, the scales and the multiply-add
-// run once per four blocks instead of once per two. The nibbles come out of a
-// 64-byte load at w and a 16-byte one at w + 56 (the quad's 72 bytes, not one
-// past) by one word permute. 2.6 cycles a pair in L1/L2 where the two-block
-// kernel took 4.0 (session 12). A second 64-byte load at w + 8 instead of the
-// 16-byte one ran as fast in cache and at half the speed from memory (two
-// line-splitting loads a quad).
-//
-// The scales: block j's f16 d sits at bytes 2j, 2j + 1 of the 64-byte load's
-// 128-bit lane j, which holds that block's four int32 lanes, so one in-lane
-// byte shuffle puts it in the top half of each of them; an arithmetic shift
-// by 3 and a mask leave sign << 31 | (d's other 15 bits) << 13: as a float,
-// exactly d x 2^-112 for every finite d, subnormal ones included (the
-// activations' d carries the 2^112, q8_pairs.h). A word permute and vcvtph2ps
-// did this before: the kernel streamed a 1B-shaped layer's gate matrix from
-// memory at 53 GB/s against 54 now, in cache at 65 against 76 (two threads,
-// session 13); without any scales it would run at 64 and 93.
-inline __m512 q4_0_quad(__m512 acc, const std::byte* w, const Q4Quad* x) {
+// Q4_0 goes sixteen blocks (288 bytes, a Q4Group of activations) at a
+// time, as four quads of four blocks. A quad's four blocks' 16 bytes of
+// nibbles sit side by side in one register, low nibbles against the quad's
+// q_low and high nibbles against its q_high, two vpdpbusd into one
+// accumulator: each int32 lane sums eight weights of one block (block
+// l / 4). The nibbles come out of a 64-byte load at w and a 16-byte one at
+// w + 56 (the quad's 72 bytes, not one past) by one word permute. A second
+// 64-byte load at w + 8 instead of the 16-byte one ran as fast in cache and
+// at half the speed from memory (two line-splitting loads a quad, session
+// 12).
+inline __m512i q4_0_quad_sums(const std::byte* w, const Q4Quad* x) {
   const __m512i z0 = _mm512_loadu_si512(w);  // words 0..31 of the quad
   const __m512i z1 = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 56)));  // words 28..35
   // Block j's nibbles are words 9j + 1 .. 9j + 8; words 32..35 come from z1 (index 32 + word - 28).
@@ -70,17 +59,44 @@ inline __m512 q4_0_quad(__m512 acc, const std::byte* w, const Q4Quad* x) {
   const __m512i packed = _mm512_permutex2var_epi16(z0, nibble_words, z1);
   const __m512i mask = _mm512_set1_epi8(0x0F);
   const __m512i low = _mm512_and_si512(packed, mask), high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
-  const __m512i sums = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_load_si512(x->offset), low, _mm512_load_si512(x->q_low)), high,
-                                           _mm512_load_si512(x->q_high));
-  // Bytes 2j, 2j + 1 of lane j into bytes 2, 3 of each dword; 0xFF zeroes bytes 0, 1.
-  const __m512i d_bytes = _mm512_set_epi32(0x0706FFFF, 0x0706FFFF, 0x0706FFFF, 0x0706FFFF, 0x0504FFFF, 0x0504FFFF, 0x0504FFFF,
-                                           0x0504FFFF, 0x0302FFFF, 0x0302FFFF, 0x0302FFFF, 0x0302FFFF, 0x0100FFFF, 0x0100FFFF,
-                                           0x0100FFFF, 0x0100FFFF);
-  const __m512i d_shifted = _mm512_srai_epi32(_mm512_shuffle_epi8(z0, d_bytes), 3);
-  const __m512i d_bits = _mm512_and_si512(d_shifted, _mm512_set1_epi32(static_cast<int>(0x8FFFE000u)));
-  const __m512 scales = _mm512_mul_ps(_mm512_castsi512_ps(d_bits), _mm512_load_ps(x->d));
-  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), scales, acc);
+  return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), low, _mm512_load_si512(x->q_low)), high,
+                             _mm512_load_si512(x->q_high));
 }
+
+// The group: the quads' lanes summed per block in integers, lane 4k + p
+// holding block 4p + k (two rounds of unpack-and-add: dword pairs, then
+// qword pairs, within each 128-bit lane k) plus the blocks' offsets (one
+// load where per-lane offsets took one a quad), the blocks' f16 d gathered into
+// the same order by two word permutes (word 9k of quad p's first 64 bytes)
+// and a blend, then one conversion of each and one multiply-add for all
+// sixteen. Quads past `Quads` are zero and read nothing (a row's last,
+// partial group). The quad kernel did the float work per quad with each
+// lane's own offset and d: in the microbenchmark of session 20 (1 GB of
+// random rows, two threads, medians of 11 interleaved rounds) this ran in
+// cache at 114 GB/s against 107, from memory at 67 against 60 while the VM
+// read at 80 (with per-lane offsets still, 107 and 65).
+struct Q4_0Group512 {
+  using Acc = __m512;
+  template <int Quads>
+  static __m512 step(__m512 acc, const std::byte* w, const Q4Group* x) {
+    __m512i s[4], z[4];
+    for (int p = 0; p < 4; ++p) {
+      s[p] = p < Quads ? q4_0_quad_sums(w + 72 * p, &x->quad[p]) : _mm512_setzero_si512();
+      z[p] = p < Quads ? _mm512_loadu_si512(w + 72 * p) : _mm512_setzero_si512();
+    }
+    const __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[0], s[1]), _mm512_unpackhi_epi32(s[0], s[1]));
+    const __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[2], s[3]), _mm512_unpackhi_epi32(s[2], s[3]));
+    const __m512i sums = _mm512_add_epi32(_mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23)),
+                                          _mm512_load_si512(x->offset));
+    // Word 4k + p: word 9k of quad p (quads 0, 1 from the first permute, 2, 3 from the second).
+    const __m512i d_words = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                             59, 27, 59, 27, 50, 18, 50, 18, 41, 9, 41, 9, 32, 0, 32, 0);
+    const __m512i d01 = _mm512_permutex2var_epi16(z[0], d_words, z[1]), d23 = _mm512_permutex2var_epi16(z[2], d_words, z[3]);
+    const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_mask_blend_epi16(0xCCCC, d01, d23)));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(d, _mm512_load_ps(x->d)), acc);
+  }
+  static float sum(__m512 a0, __m512 a1) { return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)); }
+};
 
 // Q8_0 pair (two 34-byte blocks: f16 d, 32 int8); the weights read as
 // unsigned bytes w + 128.
@@ -95,13 +111,13 @@ inline __m512 q8_0_pair(__m512 acc, const std::byte* w, const Q8Pair* x) {
 }
 
 
-// One row at a time, a step (Q8_0: a pair of blocks, 68 bytes; Q4_0: a quad,
-// 72 bytes) after another, two accumulators: consecutive steps' adds do not
-// wait on each other; prefetching as pair_x86.h says, once every two steps. Rows two
-// at a time, sharing each pair's activation loads, ran a little faster in
-// cache but streamed from memory at two thirds of the speed (1B
-// Q4_0 decode 56 -> 38 tok/s, session 12): two interleaved streams a core,
-// 1 KB apart, defeat the prefetchers this kernel relies on.
+// One row at a time, a step (Q8_0: a pair of blocks, 68 bytes) after
+// another, two accumulators: consecutive steps' adds do not wait on each
+// other; prefetching as pair_x86.h says, once every two steps. Rows two at a
+// time, sharing each pair's activation loads, ran a little faster in cache
+// but streamed from memory at two thirds of the speed (1B Q4_0 decode 56 ->
+// 38 tok/s, session 12): two interleaved streams a core, 1 KB apart, defeat
+// the prefetchers this kernel relies on.
 template <int StepBytes, class Act, __m512 (*Step)(__m512, const std::byte*, const Act*), Prefetch Pf>
 float one_row(const std::byte* row, const Act* x, int64_t steps) {
   __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
@@ -115,12 +131,12 @@ float one_row(const std::byte* row, const Act* x, int64_t steps) {
   return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
-// Steps of StepPairs pairs of blocks (StepBytes of weights), one Act each.
-template <int StepBytes, int StepPairs, class Act, __m512 (*Step)(__m512, const std::byte*, const Act*), Prefetch Pf>
+// Steps of one pair of blocks (StepBytes of weights), one Act each.
+template <int StepBytes, class Act, __m512 (*Step)(__m512, const std::byte*, const Act*), Prefetch Pf>
 void pair_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* xv, int64_t pairs, float* y) {
   const Act* x = static_cast<const Act*>(xv);
   for (int64_t r = 0; r < rows; ++r)
-    y[r] = one_row<StepBytes, Act, Step, Pf>(rows_data + static_cast<size_t>(r) * row_bytes, x, pairs / StepPairs);
+    y[r] = one_row<StepBytes, Act, Step, Pf>(rows_data + static_cast<size_t>(r) * row_bytes, x, pairs);
 }
 
 // The K-quants, a super-block against one Q8KBlock (q8_pairs.h) at a time,
@@ -218,8 +234,8 @@ inline float sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 QPairDotFn avx512_qpair(DType t) {
   switch (t) {
-    case DType::Q4_0: return pair_rows<72, 2, Q4Quad, q4_0_quad, kQ4_0Prefetch>;
-    case DType::Q8_0: return pair_rows<68, 1, Q8Pair, q8_0_pair, kQ8_0Prefetch>;
+    case DType::Q4_0: return q4_0_group_rows<Q4_0Group512>;
+    case DType::Q8_0: return pair_rows<68, Q8Pair, q8_0_pair, kQ8_0Prefetch>;
     case DType::Q4_K: return k_quant_rows<__m512, sum16, 144, q45_k_block<false>>;
     case DType::Q5_K: return k_quant_rows<__m512, sum16, 176, q45_k_block<true>>;
     case DType::Q6_K: return k_quant_rows<__m512, sum16, 210, q6_k_block>;

@@ -1,6 +1,6 @@
 // What the single-token pair kernels of both x86 builds share
 // (pair_dot_avx512.h, pair_dot_avx2.h): their software prefetch, the
-// K-quants' scale unpacking and their row driver. SSE4.1 at most: each build's file includes it
+// K-quants' scale unpacking and the K-quants' and Q4_0's row drivers. SSE4.1 at most: each build's file includes it
 // with its own flags.
 #pragma once
 
@@ -99,6 +99,35 @@ void k_quant_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, co
     }
     const __m128 m2 = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
     y[r] = Sum(acc) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+  }
+}
+
+// Q4_0 rows, a Q4Group (sixteen blocks, 288 bytes) after another, for both
+// builds: G::Acc is the build's float vector, G::step<Quads> adds one group
+// (Quads < 4: a row's last, partial group, which reads only those quads) and
+// G::sum the two accumulators' total. Two accumulators: consecutive groups'
+// adds do not wait on each other; prefetching as above, once every two groups.
+template <class G>
+void q4_0_group_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* xv, int64_t pairs, float* y) {
+  const Q4Group* x = static_cast<const Q4Group*>(xv);
+  const int64_t groups = pairs / 8, tail = pairs % 8 / 2;  // whole groups; quads in the last one
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::byte* row = rows_data + static_cast<size_t>(r) * row_bytes;
+    typename G::Acc a0{}, a1{};
+    int64_t g = 0;
+    for (; g + 2 <= groups; g += 2) {
+      prefetch_ahead<kQ4_0Prefetch>(row + g * 288, 576);
+      a0 = G::template step<4>(a0, row + g * 288, x + g);
+      a1 = G::template step<4>(a1, row + (g + 1) * 288, x + g + 1);
+    }
+    if (g < groups) a0 = G::template step<4>(a0, row + g * 288, x + g), ++g;
+    switch (tail) {
+      case 1: a1 = G::template step<1>(a1, row + g * 288, x + g); break;
+      case 2: a1 = G::template step<2>(a1, row + g * 288, x + g); break;
+      case 3: a1 = G::template step<3>(a1, row + g * 288, x + g); break;
+      default: break;
+    }
+    y[r] = G::sum(a0, a1);
   }
 }
 

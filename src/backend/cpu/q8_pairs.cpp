@@ -1,6 +1,5 @@
 #include "backend/cpu/q8_pairs.h"
 
-#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -8,26 +7,25 @@
 namespace umi::cpu {
 
 namespace {
-// Q4_0: four blocks a quad; lane l is block l / 4: q_low the values the low
-// nibbles hold (4i..4i+3 of that block, i = l % 4), q_high those the high
-// nibbles hold (16 + 4i..).
-bool q4_0_quads(const Q8Block* x, int64_t blocks, Q4Quad* out) {
-  for (int64_t k = 0; k < blocks / 4; ++k) {
-    Q4Quad& o = out[k];
-    for (int j = 0; j < 4; ++j) {  // block j: lanes 4j..4j + 3
-      const Q8Block& b = x[4 * k + j];
-      if (!(std::fabs(b.d) < 0x1p15f)) return false;
-      std::memcpy(o.q_low + 16 * j, b.q, 16);
-      std::memcpy(o.q_high + 16 * j, b.q + 16, 16);
-      for (int i = 0; i < 4; ++i) o.d[4 * j + i] = b.d * 0x1p112f;
-    }
-    for (int l = 0; l < 16; ++l) {
+// Q4_0: sixteen blocks a group, four a quad; lane l of quad p is block
+// 4p + l / 4: q_low the values the low nibbles hold (4i..4i+3 of that block,
+// i = l % 4), q_high those the high nibbles hold (16 + 4i..). A last group
+// holds the row's remaining quads; the rest of it stays zero.
+void q4_0_groups(const Q8Block* x, int64_t blocks, Q4Group* out) {
+  std::memset(out, 0, static_cast<size_t>((blocks + 15) / 16) * sizeof(Q4Group));
+  for (int64_t q = 0; q < blocks / 4; ++q) {
+    Q4Group& g = out[q / 4];
+    const int p = static_cast<int>(q % 4);
+    for (int k = 0; k < 4; ++k) {  // block 4q + k: lanes 4k..4k + 3
+      const Q8Block& b = x[4 * q + k];
+      std::memcpy(g.quad[p].q_low + 16 * k, b.q, 16);
+      std::memcpy(g.quad[p].q_high + 16 * k, b.q + 16, 16);
       int32_t sum = 0;
-      for (int j = 0; j < 4; ++j) sum += o.q_low[4 * l + j] + o.q_high[4 * l + j];
-      o.offset[l] = -8 * sum;
+      for (int8_t v : b.q) sum += v;
+      g.offset[4 * k + p] = -8 * sum;
+      g.d[4 * k + p] = b.d;
     }
   }
-  return true;
 }
 }  // namespace
 
@@ -48,14 +46,15 @@ void make_q8k_blocks(DType weights, const float* x, int64_t n, Q8KBlock* out) {
 size_t pair_activation_bytes(DType t, int64_t cols) {
   const size_t n = static_cast<size_t>(cols);
   if (is_k_quant(t)) return n / 256 * sizeof(Q8KBlock);
-  return t == DType::Q4_0 ? n / 128 * sizeof(Q4Quad) : n / 64 * sizeof(Q8Pair);
+  return t == DType::Q4_0 ? (n / 32 + 15) / 16 * sizeof(Q4Group) : n / 64 * sizeof(Q8Pair);
 }
 
-bool make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, void* out) {
+void make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, void* out) {
   if (weights != DType::Q4_0 && weights != DType::Q8_0) throw Error("make_q8_pairs: no pair layout for this weight type");
   if (weights == DType::Q4_0) {
     if (blocks % 4 != 0) throw Error("make_q8_pairs: Q4_0 goes four blocks at a time");
-    return q4_0_quads(x, blocks, static_cast<Q4Quad*>(out));
+    q4_0_groups(x, blocks, static_cast<Q4Group*>(out));
+    return;
   }
   // Q8_0: lane l is values 4(l/2).. of block l % 2, read as w + 128.
   for (int64_t p = 0; p < blocks / 2; ++p) {
@@ -67,7 +66,6 @@ bool make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, void* out) {
       o.d[l] = b.d;
     }
   }
-  return true;
 }
 
 }  // namespace umi::cpu

@@ -17,18 +17,26 @@
 // (the kernel interleaves the two blocks' weights by dword to match); the
 // weights read as w + 128 (offset 128).
 //
-// Q4_0, four blocks in a Q4Quad: lane l belongs to block l / 4 of the
-// quad. q_low are the values the low nibbles hold (4i..4i+3, i = l % 4:
-// byte 4i..4i+3 of the block's 16 bytes of nibbles), q_high those the high
-// nibbles hold (16 + 4i..); both multiply the same 64 bytes of nibbles,
-// masked and shifted, into one accumulator, with one offset (nibbles read as
-// 0..15: offset 8, over the lane's eight q) and one d. The d is the block's
-// d times 2^112: the kernel turns the weights' f16 scales into floats by
-// integer shifts that leave them 2^112 too small (an in-lane byte shuffle and
-// two integer operations where a word permute and a conversion cost a third
-// of the kernel's time in cache). A quad's activations take 256 bytes, 2 a
-// value: an 8192-wide product's 16 KB stay in L1 beside the streaming
-// weights (as two Q8Pairs, with an unused offset and d, they took 24 KB).
+// Q4_0, sixteen blocks in a Q4Group of four Q4Quads: in quad p, lane l
+// belongs to block 4p + l / 4 of the group. q_low are the values the low
+// nibbles hold (4i..4i+3, i = l % 4: byte 4i..4i+3 of the block's 16 bytes
+// of nibbles), q_high those the high nibbles hold (16 + 4i..); both multiply
+// the same 64 bytes of nibbles, masked and shifted, into one accumulator.
+// The kernel sums each block's four lanes in integers before it turns
+// anything into floats, so the rest is one number a block, in the order that
+// sum leaves them (index 4k + p: block 4p + k): the offset (nibbles read as
+// 0..15 over-count by 8 x the block's sum of q) and d. Where a row's blocks
+// are not a multiple of 16 its last group holds fewer quads; the ones past
+// the row are zero, as are their offsets and d. A group's activations take
+// 640 bytes, 1.25 a value: an 8192-wide product's 10 KB stay in L1 beside
+// the streaming weights.
+//
+// History: a quad (four blocks) was the step until session 20, each lane with
+// its own offset and d and the per-lane float work (weight scales by a byte
+// shuffle and two integer operations, the activations' d x 2^112 to make up
+// for their shortcut, a conversion, a multiply and a multiply-add) once a
+// quad; summing the lanes first does that work, and loads one offset
+// vector, once per sixteen blocks (q4_0_group, pair_dot_avx512.h).
 #pragma once
 
 #include <cstddef>
@@ -46,16 +54,18 @@ struct alignas(64) Q8Pair {
 
 struct alignas(64) Q4Quad {
   int8_t q_low[64], q_high[64];
-  int32_t offset[16];  // -8 * sum of the lane's eight q
-  float d[16];         // x 2^112
+};
+
+struct alignas(64) Q4Group {
+  Q4Quad quad[4];
+  int32_t offset[16];  // [4k + p]: -8 * the sum of block 4p + k's q
+  float d[16];         // [4k + p]: block 4p + k's
 };
 
 // The blocks of x laid out for weights of type `weights`: Q8_0 (blocks even)
-// as Q8Pairs, Q4_0 (blocks a multiple of 4) as Q4Quads, at out
-// (pair_activation_bytes of room, 64-byte aligned). False when the layout
-// cannot hold these activations (Q4_0: a block's d of 2^15 or more, or not
-// finite, as d x 2^112 would overflow): callers use the row kernels then.
-bool make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, void* out);
+// as Q8Pairs, Q4_0 (blocks a multiple of 4) as Q4Groups, at out
+// (pair_activation_bytes of room, 64-byte aligned).
+void make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, void* out);
 
 // The K-quants' 256-value super-blocks take their activations
 // as llama.cpp's q8_K does: one scale for all 256, not one per 32. The
@@ -103,14 +113,14 @@ static_assert(k_position(DType::Q4_K, 32) == 64 && k_position(DType::Q4_K, 64) =
 // puts it. The one way to make them, so that no caller forgets the order.
 void make_q8k_blocks(DType weights, const float* x, int64_t n, Q8KBlock* out);
 
-// Bytes of laid-out activations (Q8Pairs for Q8_0, Q4Quads for Q4_0,
+// Bytes of laid-out activations (Q8Pairs for Q8_0, Q4Groups for Q4_0,
 // Q8KBlocks for the K-quants) `cols` values take for weights of type t.
 size_t pair_activation_bytes(DType t, int64_t cols);
 
 // y[r] = row r . x for `rows` consecutive weight rows `row_bytes` apart, each
 // of `pairs` pairs of 32-value blocks (Q4_0: pairs even; K-quants: a
 // multiple of 4); x the activations in the weight type's layout above
-// (Q8Pairs, Q4Quads or Q8KBlocks).
+// (Q8Pairs, Q4Groups or Q8KBlocks).
 using QPairDotFn = void (*)(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* x, int64_t pairs, float* y);
 
 // The chosen build's pair kernel for a weight type (nullptr: none; the
