@@ -120,6 +120,10 @@ void Engine::take_incoming() {
   {
     std::lock_guard lock(mu_);
     incoming.swap(incoming_);
+    // Counted as waiting from here on: stats_ is recomputed only at the end of
+    // the step, and until then the queue bound (submit) and stats() must still
+    // see these requests, or a second one slips into a full queue.
+    stats_.waiting += static_cast<int64_t>(incoming.size());
     cancelled.swap(cancelled_);
     std::swap(all, cancel_all_);
     std::swap(release, release_cached_);

@@ -191,6 +191,43 @@ TEST(Engine, BadRequestsAreRefusedAndTheQueueIsBounded) {
   EXPECT_EQ(c.done.size(), 3u);
 }
 
+// The engine thread takes new requests out of the submit queue at the start of
+// a step and recounts its queue at the end: in between, another thread's
+// submit must still find the queue full and stats() must still count them.
+// The memory probe runs inside that window, so it stands in for the other thread.
+TEST(Engine, AQueuedRequestStaysCountedWhileAStepRuns) {
+  Pool pool({.limit = 1ull << 30});
+  Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 1, .threads = 2});
+  Tokenizer tok = load_tokenizer(bundled());
+  Engine* engine = nullptr;
+  Collected c;
+  std::vector<int64_t> waiting_seen;
+  int refused = 0, accepted = 0;
+  auto probe = [&] {
+    waiting_seen.push_back(engine->stats().waiting);
+    try {
+      engine->submit({1, 5}, greedy(2), c.callbacks());
+      ++accepted;
+    } catch (const EngineBusy&) {
+      ++refused;
+    }
+    return std::optional<uint64_t>(1u << 20);  // too little: nothing is admitted
+  };
+  Engine e(m, tok, {.max_waiting = 1, .low_memory_bytes = 1ull << 40, .available_memory = probe});
+  engine = &e;
+  e.submit({1, 4}, greedy(2), c.callbacks());
+  EXPECT_FALSE(e.step());
+  EXPECT_FALSE(e.step());
+  EXPECT_EQ(waiting_seen, (std::vector<int64_t>{1, 1}));
+  EXPECT_EQ(accepted, 0);
+  EXPECT_EQ(refused, 2);
+  EXPECT_EQ(e.stats().waiting, 1);
+  e.cancel_all();
+  e.step();
+  EXPECT_EQ(c.done.size(), 1u);
+  EXPECT_EQ(e.stats().waiting, 0);
+}
+
 TEST(Engine, APromptThatCanNeverFitIsAnErrorSayingWhatFits) {
   Tokenizer tok = load_tokenizer(bundled());
   Pool probe({.limit = 1ull << 30});

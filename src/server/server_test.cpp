@@ -302,8 +302,19 @@ TEST(Server, AFullQueueAnswers503WithRetryAfter) {
   };
   std::thread queued([&] {
     auto r = c1.Post("/v1/completions", R"({"prompt":"JULIET:","max_tokens":2})", "application/json");
+    ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200);  // cancelled at the end: an empty completion
   });
+  // However the checks below end, the queued request is cancelled and its
+  // client joined (a failed ASSERT must not leave the thread running).
+  struct Release {
+    Running& s;
+    std::thread& t;
+    ~Release() {
+      s.registry.for_each_loaded([](const std::string&, LoadedModel& m) { m.loop.cancel_all(); });
+      t.join();
+    }
+  } release{s, queued};
   for (int i = 0; i < 5000 && waiting() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   ASSERT_EQ(waiting(), 1);
   auto r = c2.Post("/v1/completions", R"({"prompt":"KING:","max_tokens":2})", "application/json");
@@ -311,8 +322,6 @@ TEST(Server, AFullQueueAnswers503WithRetryAfter) {
   EXPECT_EQ(r->status, 503) << r->body;
   EXPECT_EQ(r->get_header_value("Retry-After"), "1");
   EXPECT_EQ(json::parse(r->body)["error"]["type"], "server_busy");
-  s.registry.for_each_loaded([](const std::string&, LoadedModel& m) { m.loop.cancel_all(); });
-  queued.join();
 }
 
 TEST(Server, MetricsAreValidPrometheusText) {
@@ -427,6 +436,7 @@ TEST(Server, HealthSays503WhileAModelLoadsAndModelsLoadOnDemand) {
   std::thread request([&] {
     auto c2 = s.client();
     auto r = c2.Post("/v1/completions", R"({"model":"b","prompt":"ROMEO:","max_tokens":2})", "application/json");
+    ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200);
   });
   httplib::Result during = c.Get("/health");
