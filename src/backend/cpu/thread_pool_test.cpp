@@ -60,27 +60,51 @@ TEST(ThreadPool, ChunksRunEveryIndexExactlyOnce) {
 
 // A thread's takes from its own range are an eighth of what is left of it:
 // one locked take per call, far fewer calls than chunks, shrinking to single
-// chunks at the range's end, where the threads balance. The first thread to
-// start finds its range whole (6,173 of 12,345 chunks): its first call runs 771.
+// chunks at the range's end; then it takes the others' chunks one at a time.
+// The worker is held in its calls until the calling thread has run out of
+// its own range (its first call beyond it), so that no steal cuts the
+// calling thread's sequence short and the sequence is exact: 771 (an eighth
+// of its 6,173 of 12,345 chunks), 675, ... 1.
 TEST(ThreadPool, OwnersTakeAShareOfWhatIsLeft) {
   ThreadPool pool(2);
+  const std::thread::id caller = std::this_thread::get_id();
+  std::atomic<bool> caller_done{false};
   std::mutex mu;
-  std::map<std::thread::id, std::vector<int64_t>> sizes;
+  std::vector<std::pair<int64_t, int64_t>> caller_calls;
+  std::vector<int64_t> worker_sizes;
   pool.parallel_chunks(12345, 1, [&](int64_t b, int64_t e) {
+    if (std::this_thread::get_id() != caller) {
+      while (!caller_done.load()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+      std::lock_guard lock(mu);
+      worker_sizes.push_back(e - b);
+      return;
+    }
+    if (b >= 6173) caller_done = true;  // a steal: its own range is gone
     std::lock_guard lock(mu);
-    sizes[std::this_thread::get_id()].push_back(e - b);
+    caller_calls.emplace_back(b, e);
   });
-  int64_t total = 0, largest_first = 0;
-  for (auto& [id, s] : sizes) {
-    largest_first = std::max(largest_first, s.front());
-    EXPECT_EQ(s.back(), 1);
-    for (size_t i = 0; i < s.size(); ++i) {
-      total += s[i];
-      if (i > 0) EXPECT_LE(s[i], s[i - 1]);
+  std::vector<int64_t> expected;
+  for (int64_t left = 6173; left > 0; left -= expected.back()) expected.push_back(std::max<int64_t>(1, left / 8));
+  ASSERT_GE(caller_calls.size(), expected.size());
+  int64_t at = 0, total = 0;
+  for (size_t i = 0; i < caller_calls.size(); ++i) {
+    const auto [b, e] = caller_calls[i];
+    total += e - b;
+    if (i < expected.size()) {  // its own range, front to back
+      EXPECT_EQ(b, at) << i;
+      EXPECT_EQ(e - b, expected[i]) << i;
+      at = e;
+    } else {
+      EXPECT_EQ(e - b, 1) << i;  // the worker's chunks, one at a time
     }
   }
+  EXPECT_EQ(expected.front(), 771);
+  EXPECT_LT(expected.size(), 80u);  // ~8 ln(6173) calls, not 6,173
+  for (size_t i = 0; i < worker_sizes.size(); ++i) {
+    total += worker_sizes[i];
+    if (i > 0) EXPECT_LE(worker_sizes[i], worker_sizes[i - 1]);
+  }
   EXPECT_EQ(total, 12345);
-  EXPECT_EQ(largest_first, 6173 / 8);
 }
 
 // A thread held up in its first take (the machine took its core) gets the
@@ -91,6 +115,7 @@ TEST(ThreadPool, ChunksBalanceAroundASlowThread) {
   std::mutex mu;
   std::map<std::thread::id, int64_t> chunks_run;
   std::atomic<bool> held{false};
+  std::atomic<int64_t> others{0};
   std::thread::id held_thread;
   pool.parallel_chunks(64, 1, [&](int64_t b, int64_t e) {
     if (!held.exchange(true)) {  // the first chunk anyone runs
@@ -98,8 +123,13 @@ TEST(ThreadPool, ChunksBalanceAroundASlowThread) {
         std::lock_guard lock(mu);
         held_thread = std::this_thread::get_id();
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      // Held until the other thread has run everything else (or 20 s).
+      for (int i = 0; i < 20000 && others.load() < 60; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      std::lock_guard lock(mu);
+      chunks_run[std::this_thread::get_id()] += e - b;
+      return;
     }
+    others += e - b;
     std::lock_guard lock(mu);
     chunks_run[std::this_thread::get_id()] += e - b;
   });
