@@ -74,7 +74,12 @@ inline __m512i q4_0_quad_sums(const std::byte* w, const Q4Quad* x) {
 // lane's own offset and d: in the microbenchmark of session 20 (1 GB of
 // random rows, two threads, medians of 11 interleaved rounds) this ran in
 // cache at 114 GB/s against 107, from memory at 67 against 60 while the VM
-// read at 80 (with per-lane offsets still, 107 and 65).
+// read at 80 (with per-lane offsets still, 107 and 65). GCC 12 keeps step a
+// call per group (its constants reloaded each time); forced inline, the row
+// loop hoisted them (~59 instructions a group, not ~65) and a 768-row matrix
+// in cache ran 5% faster, but the 1B decode while the VM read 33-37 GB/s fell
+// from 0.89-0.91 to 0.875-0.886 of the roofline in eight alternating pairs
+// (session 21): left as the compiler chooses.
 struct Q4_0Group512 {
   using Acc = __m512;
   template <int Quads>
