@@ -147,6 +147,10 @@ PairInput pair_input(DType t, const std::vector<float>& x) {
   in.xq.resize(static_cast<size_t>(n / 32));
   quantize_activations(x.data(), n, in.xq.data());
   in.pairs.resize((pair_activation_bytes(t, n) + sizeof(Q8Pair) - 1) / sizeof(Q8Pair));
+  // Not zero: the engine's scratch holds the last product's activations, so
+  // the layout must write (or zero) every byte a kernel reads. All ones: a
+  // stale float left in place reads as NaN, which no zero weight cancels.
+  std::memset(static_cast<void*>(in.pairs.data()), 0xFF, in.pairs.size() * sizeof(Q8Pair));
   make_q8_pairs(t, in.xq.data(), n / 32, in.pairs.data());
   return in;
 }

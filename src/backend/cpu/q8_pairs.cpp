@@ -10,9 +10,10 @@ namespace {
 // Q4_0: sixteen blocks a group, four a quad; lane l of quad p is block
 // 4p + l / 4: q_low the values the low nibbles hold (4i..4i+3 of that block,
 // i = l % 4), q_high those the high nibbles hold (16 + 4i..). A last group
-// holds the row's remaining quads; the rest of it stays zero.
+// holds the row's remaining quads; the rest of it is zeroed (the scratch is
+// reused across products; whole groups are written in full).
 void q4_0_groups(const Q8Block* x, int64_t blocks, Q4Group* out) {
-  std::memset(out, 0, static_cast<size_t>((blocks + 15) / 16) * sizeof(Q4Group));
+  if (blocks % 16 != 0) std::memset(&out[blocks / 16], 0, sizeof(Q4Group));
   for (int64_t q = 0; q < blocks / 4; ++q) {
     Q4Group& g = out[q / 4];
     const int p = static_cast<int>(q % 4);
