@@ -67,24 +67,25 @@ TEST(ThreadPool, ChunksRunEveryIndexExactlyOnce) {
 // of its 6,173 of 12,345 chunks), 675, ... 1.
 TEST(ThreadPool, OwnersTakeAShareOfWhatIsLeft) {
   ThreadPool pool(2);
+  constexpr int64_t kChunks = 12345, kOwn = 6173;  // the caller's range: the first (larger) half
   const std::thread::id caller = std::this_thread::get_id();
   std::atomic<bool> caller_done{false};
   std::mutex mu;
   std::vector<std::pair<int64_t, int64_t>> caller_calls;
   std::vector<int64_t> worker_sizes;
-  pool.parallel_chunks(12345, 1, [&](int64_t b, int64_t e) {
+  pool.parallel_chunks(kChunks, 1, [&](int64_t b, int64_t e) {
     if (std::this_thread::get_id() != caller) {
       while (!caller_done.load()) std::this_thread::sleep_for(std::chrono::microseconds(50));
       std::lock_guard lock(mu);
       worker_sizes.push_back(e - b);
       return;
     }
-    if (b >= 6173) caller_done = true;  // a steal: its own range is gone
+    if (b >= kOwn) caller_done = true;  // a steal: its own range is gone
     std::lock_guard lock(mu);
     caller_calls.emplace_back(b, e);
   });
   std::vector<int64_t> expected;
-  for (int64_t left = 6173; left > 0; left -= expected.back()) expected.push_back(std::max<int64_t>(1, left / 8));
+  for (int64_t left = kOwn; left > 0; left -= expected.back()) expected.push_back(std::max<int64_t>(1, left / 8));
   ASSERT_GE(caller_calls.size(), expected.size());
   int64_t at = 0, total = 0;
   for (size_t i = 0; i < caller_calls.size(); ++i) {
@@ -104,7 +105,7 @@ TEST(ThreadPool, OwnersTakeAShareOfWhatIsLeft) {
     total += worker_sizes[i];
     if (i > 0) EXPECT_LE(worker_sizes[i], worker_sizes[i - 1]);
   }
-  EXPECT_EQ(total, 12345);
+  EXPECT_EQ(total, kChunks);
 }
 
 // A thread held up in its first take (the machine took its core) gets the
