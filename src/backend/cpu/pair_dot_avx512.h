@@ -77,9 +77,9 @@ inline __m512i q4_0_quad_sums(const std::byte* w, const Q4Quad* x) {
 // read at 80 (with per-lane offsets still, 107 and 65). GCC 12 keeps step a
 // call per group (its constants reloaded each time); forced inline, the row
 // loop hoisted them (~59 instructions a group, not ~65) and a 768-row matrix
-// in cache ran 5% faster, but the 1B decode while the VM read 33-37 GB/s fell
-// from 0.89-0.91 to 0.875-0.886 of the roofline in eight alternating pairs
-// (session 21): left as the compiler chooses.
+// in cache ran 5% faster, but the 1B decode while the VM read 31-37 GB/s fell
+// from 0.894-0.914 to 0.839-0.886 of the roofline (0.875-0.886 but for one
+// round) in seven alternating pairs (session 21): left as the compiler chooses.
 struct Q4_0Group512 {
   using Acc = __m512;
   template <int Quads>
