@@ -13,6 +13,7 @@ packages=(
   libcpp-httplib-dev                # the OpenAI-compatible HTTP server
   libgtest-dev libgmock-dev         # unit tests
   libbenchmark-dev                  # micro-benchmarks
+  g++-aarch64-linux-gnu qemu-user   # the arm64 (NEON) kernels, cross-built and tested under emulation
 )
 missing=()
 for p in "${packages[@]}"; do

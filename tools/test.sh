@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: set-up, build, unit tests, the same tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer, then each libFuzzer target.
+# The test command: set-up, build, unit tests, the CPU kernels built for arm64
+# and run under qemu, the same tests under AddressSanitizer +
+# UndefinedBehaviorSanitizer, then each libFuzzer target.
 #   tools/test.sh [--fuzz-seconds N] [--fuzz-seed S]   (default 60 s per target, seed 1)
 # The fuzzing seed is fixed so that a run is repeatable: CI checks that known
 # bugs stay fixed (fuzz/regressions/ holds every input that once failed) and
@@ -32,6 +33,9 @@ node tests/openai_client/client.test.mjs build/release/src/umi
 
 echo "== soak: 2,000 requests over HTTP, 16 at a time, 10% cancelled, 1% malformed"
 bash tools/soak.sh build/release
+
+echo "== the CPU kernels cross-built for arm64 (NEON), tested under qemu"
+bash tools/test-arm64.sh build/arm64
 
 echo "== tests under ASan + UBSan"
 cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DUMI_SANITIZE=ON -DUMI_CUDA=OFF

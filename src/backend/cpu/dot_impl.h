@@ -1,7 +1,8 @@
 // The dot-product loops, written once with GCC/Clang vector extensions so
 // that each translation unit including this header compiles them for its own
 // instruction set (dot_portable.cpp: the baseline, SSE2 on x86 and NEON on
-// arm64; dot_avx2.cpp: AVX2+FMA). Everything here is TU-local on purpose.
+// arm64; dot_avx2.cpp: AVX2+FMA; dot_neon.cpp: NEON with DotProd). Everything
+// here is TU-local on purpose.
 #pragma once
 
 #include <cmath>
@@ -16,6 +17,9 @@
 
 #if defined(__F16C__) || defined(__AVX__)
 #include <immintrin.h>
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>  // every arm64 CPU has NEON with half conversions
 #endif
 
 namespace umi::cpu {
@@ -45,8 +49,9 @@ inline uint16_t load_u16(const std::byte* p) {
 }
 
 // Eight halves to floats: one instruction where the build has F16C (the x86
-// builds); elsewhere without branches: shift the exponent and mantissa into
-// place and rescale by 2^112 (127 - 15 bias); Inf/NaN get the top exponent.
+// builds), two on arm64; elsewhere without branches: shift the exponent and
+// mantissa into place and rescale by 2^112 (127 - 15 bias); Inf/NaN get the
+// top exponent.
 // (Decode attention converts every cached K and V: with the emulation the
 // conversion took 5.7% of a 1B Q4_0 step at ~400 positions, 3.4% with F16C.)
 inline v8f f16x8_to_f32(const std::byte* p) {
@@ -54,6 +59,13 @@ inline v8f f16x8_to_f32(const std::byte* p) {
   const __m256 c = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   v8f r;
   std::memcpy(&r, &c, sizeof r);
+  return r;
+#elif defined(__aarch64__)
+  const float16x8_t halves = vreinterpretq_f16_u8(vld1q_u8(reinterpret_cast<const uint8_t*>(p)));
+  const float32x4_t lo = vcvt_f32_f16(vget_low_f16(halves)), hi = vcvt_high_f32_f16(halves);
+  v8f r;
+  std::memcpy(&r, &lo, sizeof lo);
+  std::memcpy(reinterpret_cast<char*>(&r) + sizeof lo, &hi, sizeof hi);
   return r;
 #endif
   v8h h;
@@ -181,7 +193,7 @@ inline int32_t dot16_i8(const int8_t* a, const int8_t* b) {
 }
 
 // Eight floats to the nearest integers, ties to even (the current rounding
-// mode, as std::nearbyint): one instruction in the x86 builds. Decode
+// mode, as std::nearbyint): one instruction in the x86 builds, two on arm64. Decode
 // quantizes every product's activations on one thread while the others
 // wait; element by element this took ~1 ns a value (8 us for an 8192-wide
 // down projection).
@@ -192,6 +204,13 @@ inline v8i round_to_int(v8f p) {
   const __m256i r = _mm256_cvtps_epi32(f);
   v8i out;
   std::memcpy(&out, &r, sizeof out);
+  return out;
+#elif defined(__aarch64__)
+  float32x4_t f[2];
+  std::memcpy(f, &p, sizeof p);
+  const int32x4_t r[2] = {vcvtnq_s32_f32(f[0]), vcvtnq_s32_f32(f[1])};  // to nearest, ties to even
+  v8i out;
+  std::memcpy(&out, r, sizeof out);
   return out;
 #else
   v8i out;

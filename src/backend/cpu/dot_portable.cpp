@@ -12,6 +12,13 @@
 #include "backend/cpu/kernel_set.h"
 #include "core/error.h"
 
+#if defined(UMI_HAVE_ARM_BUILDS) && defined(__linux__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#elif defined(UMI_HAVE_ARM_BUILDS) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
+
 namespace umi::cpu {
 
 const KernelSet& portable_kernels() {
@@ -23,8 +30,29 @@ const KernelSet& portable_kernels() {
   return set;
 }
 
+namespace {
+#if defined(UMI_HAVE_ARM_BUILDS)
+// Whether this arm64 CPU has the Armv8.2 dot-product instructions (sdot).
+// Other systems: no, and the portable set runs.
+bool arm_has_dotprod() {
+#if defined(__linux__)
+  return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+#elif defined(__APPLE__)
+  int has = 0;
+  size_t size = sizeof has;
+  return sysctlbyname("hw.optional.arm.FEAT_DotProd", &has, &size, nullptr, 0) == 0 && has != 0;
+#else
+  return false;
+#endif
+}
+#endif
+}  // namespace
+
 std::vector<const KernelSet*> runnable_kernel_sets() {
   std::vector<const KernelSet*> sets{&portable_kernels()};
+#if defined(UMI_HAVE_ARM_BUILDS)
+  if (arm_has_dotprod()) sets.push_back(&neon_kernels());
+#endif
 #if defined(UMI_HAVE_X86_BUILDS)
   __builtin_cpu_init();
   // F16C is not a feature name clang 14 accepts here; every AVX2 CPU has it.

@@ -1,4 +1,5 @@
-// The kernels of one instruction-set build (portable, AVX2, AVX-512 VNNI):
+// The kernels of one instruction-set build (portable, AVX2, AVX-512 VNNI,
+// arm64 NEON with DotProd):
 // dot.cpp picks one set at first use from what the CPU reports, so one
 // binary runs everywhere and uses what it finds.
 #pragma once
@@ -38,6 +39,9 @@ std::vector<const KernelSet*> runnable_kernel_sets();
 #if defined(UMI_HAVE_X86_BUILDS)
 const KernelSet& avx2_kernels();        // dot_avx2.cpp
 const KernelSet& avx512vnni_kernels();  // dot_avx512vnni.cpp
+#endif
+#if defined(UMI_HAVE_ARM_BUILDS)
+const KernelSet& neon_kernels();  // dot_neon.cpp
 #endif
 
 }  // namespace umi::cpu
