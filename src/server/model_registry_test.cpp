@@ -125,7 +125,7 @@ TEST(ModelRegistry, KeepAliveUnloadsIdleModels) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     EXPECT_EQ(states(r)[0], S::loaded);  // in use: never reaped
   }
-  for (int i = 0; i < 200 && states(r)[0] != S::unloaded; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 2000 && states(r)[0] != S::unloaded; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(states(r)[0], S::unloaded);
   EXPECT_EQ(pool.stats().active, 0u);
   { auto again = r.acquire(""); }  // one model: the name may be left out
