@@ -12,4 +12,8 @@ set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 # The CPU qemu emulates is chosen by QEMU_CPU in the environment (default
 # "max", which has DotProd; e.g. cortex-a72 has not).
-set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L /usr/aarch64-linux-gnu)
+# The libraries come from the cross toolchain's folder, first: on a machine that
+# also has Debian's arm64 libc (multiarch, /lib/aarch64-linux-gnu) qemu would
+# otherwise pair the toolchain's loader with that libc, a different build, and
+# the first pthread_create hangs.
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib)

@@ -14,5 +14,5 @@ cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_TOOLCHAIN_FILE=
 cmake --build "$dir" -j "$jobs"
 for cpu in max cortex-a72; do
   echo "-- arm64 kernels on qemu's $cpu"
-  QEMU_CPU=$cpu ctest --test-dir "$dir" --output-on-failure -j "$jobs"
+  QEMU_CPU=$cpu ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 300
 done
