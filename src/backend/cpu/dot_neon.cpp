@@ -35,11 +35,6 @@ struct Sub {
   int8x16_t lo, hi;
 };
 
-inline float f16_at(const std::byte* p) {
-  __fp16 h;
-  std::memcpy(&h, p, 2);
-  return h;
-}
 inline uint8x16_t load16(const std::byte* p) { return vld1q_u8(reinterpret_cast<const uint8_t*>(p)); }
 inline int8x16_t s8(uint8x16_t v) { return vreinterpretq_s8_u8(v); }
 inline uint8x16_t low_nibbles(uint8x16_t v) { return vandq_u8(v, vdupq_n_u8(0x0F)); }
@@ -65,7 +60,7 @@ struct Q8_0N {
   static constexpr bool has_min = false, two_scales = false;
   const std::byte* blk;
   Sub weights(int) const { return {s8(load16(blk + 2)), s8(load16(blk + 18))}; }
-  float scale(int) const { return f16_at(blk); }
+  float scale(int) const { return scalar_f16(blk); }
   float min(int) const { return 0; }
 };
 
@@ -74,7 +69,7 @@ struct Q4_0N {
   static constexpr bool has_min = false, two_scales = false;
   const std::byte* blk;
   Sub weights(int) const { return nibbles(blk + 2); }
-  float scale(int) const { return f16_at(blk); }
+  float scale(int) const { return scalar_f16(blk); }
   float min(int) const { return 0; }
 };
 
@@ -83,8 +78,8 @@ struct Q4_1N {
   static constexpr bool has_min = true, two_scales = false;
   const std::byte* blk;
   Sub weights(int) const { return nibbles(blk + 4); }
-  float scale(int) const { return f16_at(blk); }
-  float min(int) const { return f16_at(blk + 2); }
+  float scale(int) const { return scalar_f16(blk); }
+  float min(int) const { return scalar_f16(blk + 2); }
 };
 
 template <bool HasMin>
@@ -98,8 +93,8 @@ struct Q5N {
     const Sub n = nibbles(p + 4);
     return {vorrq_s8(n.lo, s8(bit4_bytes(qh))), vorrq_s8(n.hi, s8(bit4_bytes(qh >> 16)))};
   }
-  float scale(int) const { return f16_at(blk); }
-  float min(int) const { return HasMin ? f16_at(blk + 2) : 0.0f; }
+  float scale(int) const { return scalar_f16(blk); }
+  float min(int) const { return HasMin ? scalar_f16(blk + 2) : 0.0f; }
 };
 
 template <bool FiveBit>
@@ -109,7 +104,7 @@ struct Q45KN {
   const std::byte* blk;
   float d, dmin;
   uint8_t sc[8], m[8];
-  explicit Q45KN(const std::byte* b) : blk(b), d(f16_at(b)), dmin(f16_at(b + 2)) { unpack_k_scales(b + 4, sc, m); }
+  explicit Q45KN(const std::byte* b) : blk(b), d(scalar_f16(b)), dmin(scalar_f16(b + 2)) { unpack_k_scales(b + 4, sc, m); }
   Sub weights(int s) const {
     const std::byte* qs = blk + (FiveBit ? 48 : 16) + 32 * (s / 2);
     uint8x16_t v[2] = {load16(qs), load16(qs + 16)};
@@ -129,7 +124,7 @@ struct Q6KN {
   static constexpr bool has_min = false, two_scales = true;
   const std::byte* blk;
   float d;
-  explicit Q6KN(const std::byte* b) : blk(b), d(f16_at(b + 208)) {}
+  explicit Q6KN(const std::byte* b) : blk(b), d(scalar_f16(b + 208)) {}
   Sub weights(int s) const {  // as q6k_value: value l of sub-block s
     const int half = s / 4, g = s % 4;
     const std::byte* ql = blk + 64 * half + 32 * (g & 1);
