@@ -37,10 +37,10 @@ int64_t pair_chunk_rows(size_t row_bytes) {
 }
 
 // Whether one token's product with w can go through the build's pair
-// kernel (q8_pairs.h): whole steps of the kernel (Q4_0 four blocks, Q8_0
-// two; Q4_K's rows are whole super-blocks).
+// kernel (q8_pairs.h): whole steps of the kernel (the 4-bit formats four
+// blocks, Q8_0 two; the K-quants' rows are whole super-blocks).
 bool pairs_apply(const MatrixView& w) {
-  const int64_t step = w.dtype == DType::Q4_0 ? 128 : is_k_quant(w.dtype) ? 256 : 64;
+  const int64_t step = is_nibble_group(w.dtype) ? 128 : is_k_quant(w.dtype) ? 256 : 64;
   return qpair_function(w.dtype) != nullptr && w.cols % step == 0;
 }
 

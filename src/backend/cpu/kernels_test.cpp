@@ -171,13 +171,13 @@ TEST(Kernels, PairKernelsMatchTheReferenceAndStayInTheirRows) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   int checked = 0;
   for (const KernelSet* set : runnable_kernel_sets())
-    for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K})
+    for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K})
       for (int64_t rows = 1; rows <= 3; ++rows) {
         const QPairDotFn dot = set->qpair(t);
         if (!dot) continue;
-        // Q4_0 goes sixteen blocks at a time (0, 3, 4 and 8 groups, then 0-3 quads of a last one), Q8_0 two, the
+        // The 4-bit formats go sixteen blocks at a time (0, 3, 4 and 8 groups, then 0-3 quads of a last one), Q8_0 two, the
         // K-quants a super-block.
-        const auto sizes = t == DType::Q4_0                        ? std::vector<int64_t>{128, 384, 1536, 2304, 4224}
+        const auto sizes = is_nibble_group(t)                      ? std::vector<int64_t>{128, 384, 1536, 2304, 4224}
                            : is_k_quant(t)                       ? std::vector<int64_t>{256, 768, 2048, 8192}
                                               : std::vector<int64_t>{64, 192, 2048, 4160};
         for (int64_t n : sizes) {

@@ -71,6 +71,8 @@ inline __m256 q4_0_group_half(__m256 acc, const std::byte* w, const Q4Group* x, 
 // One group, both halves, for the shared row driver (pair_x86.h).
 struct Q4_0Group256 {
   using Acc = __m256;
+  using Act = Q4Group;
+  static constexpr int kBytes = 288;
   template <int Quads>
   static __m256 step(__m256 acc, const std::byte* w, const Q4Group* x) {
     return q4_0_group_half<Quads>(q4_0_group_half<Quads>(acc, w, x, 0), w, x, 1);
@@ -158,7 +160,7 @@ inline void q6_k_block_avx2(__m256& acc, __m128&, const std::byte* w, const Q8KB
 
 QPairDotFn avx2_qpair(DType t) {
   switch (t) {
-    case DType::Q4_0: return q4_0_group_rows<Q4_0Group256>;
+    case DType::Q4_0: return nibble_group_rows<Q4_0Group256>;
     case DType::Q4_K: return k_quant_rows<__m256, hsum8, 144, q45_k_block_avx2<false>>;
     case DType::Q5_K: return k_quant_rows<__m256, hsum8, 176, q45_k_block_avx2<true>>;
     case DType::Q6_K: return k_quant_rows<__m256, hsum8, 210, q6_k_block_avx2>;

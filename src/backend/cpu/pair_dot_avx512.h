@@ -13,9 +13,11 @@
 
 #include <immintrin.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "backend/cpu/pair_x86.h"
 #include "backend/cpu/q8_pairs.h"
@@ -82,6 +84,8 @@ inline __m512i q4_0_quad_sums(const std::byte* w, const Q4Quad* x) {
 // round) in seven alternating pairs (session 21): left as the compiler chooses.
 struct Q4_0Group512 {
   using Acc = __m512;
+  using Act = Q4Group;
+  static constexpr int kBytes = 288;
   template <int Quads>
   static __m512 step(__m512 acc, const std::byte* w, const Q4Group* x) {
     __m512i s[4], z[4];
@@ -99,6 +103,98 @@ struct Q4_0Group512 {
     const __m512i d01 = _mm512_permutex2var_epi16(z[0], d_words, z[1]), d23 = _mm512_permutex2var_epi16(z[2], d_words, z[3]);
     const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_mask_blend_epi16(0xCCCC, d01, d23)));
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(d, _mm512_load_ps(x->d)), acc);
+  }
+  static float sum(__m512 a0, __m512 a1) { return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)); }
+};
+
+// Q5_0, Q4_1 and Q5_1 go as Q4_0 does, sixteen blocks a group, with their
+// own block layout (quant_blocks.h): Bytes a block, its 16 bytes of nibbles
+// at Nibbles, Q5's 32 fifth bits at High (-1: none), Q4_1/Q5_1's f16 m after
+// d. A quad (80-96 bytes) comes in a 64-byte load at w and a 32-byte one
+// ending where the quad does; one word permute of the two gathers the four
+// blocks' nibbles, a second their d and m. A third puts the fifth bits in
+// order for two 64-bit masks (bit 16k + j: block k's byte j; the low
+// nibbles' bits are qh's 0-15, the high ones' 16-31) that add 16 where set.
+template <int Bytes, int Nibbles, int High, bool Min>
+struct NibbleFormat {
+  static constexpr int kBytes = Bytes, kNibbles = Nibbles, kHigh = High;
+  static constexpr bool kMin = Min;
+  // Word w of a quad (w < 32: the first load; above, the second one).
+  static constexpr int16_t source(int w) { return static_cast<int16_t>(w < 32 ? w : 32 + w - (4 * Bytes - 32) / 2); }
+  static_assert(Nibbles + 14 < Bytes, "the last block's nibbles lie in the second load");
+};
+using Q5_0Format = NibbleFormat<22, 6, 2, false>;
+using Q4_1Format = NibbleFormat<20, 4, -1, true>;
+using Q5_1Format = NibbleFormat<24, 8, 4, true>;
+
+template <class F>
+struct NibbleIndex {
+  // Word 8k + i: word i of block k's nibbles.
+  static constexpr std::array<int16_t, 32> nibbles() {
+    std::array<int16_t, 32> a{};
+    for (int j = 0; j < 32; ++j) a[static_cast<size_t>(j)] = F::source((F::kBytes * (j / 8) + F::kNibbles) / 2 + j % 8);
+    return a;
+  }
+  // Word 4k + p: block k's d; 16 + 4k + p: its m (the others: anything).
+  static constexpr std::array<int16_t, 32> scales(int p) {
+    std::array<int16_t, 32> a{};
+    for (int k = 0; k < 4; ++k) {
+      a[static_cast<size_t>(4 * k + p)] = F::source(F::kBytes * k / 2);
+      a[static_cast<size_t>(16 + 4 * k + p)] = F::source(F::kBytes * k / 2 + 1);
+    }
+    return a;
+  }
+  // Words 0-3: blocks 0-3's low 16 fifth bits; 4-7: their high ones.
+  static constexpr std::array<int16_t, 32> fifth_bits() {
+    std::array<int16_t, 32> a{};
+    for (int k = 0; k < 4; ++k)
+      for (int h = 0; h < 2; ++h) a[static_cast<size_t>(4 * h + k)] = F::source((F::kBytes * k + F::kHigh) / 2 + h);
+    return a;
+  }
+  alignas(64) static constexpr std::array<int16_t, 32> kNibbleWords = nibbles();
+  alignas(64) static constexpr std::array<int16_t, 32> kFifthBitWords = fifth_bits();
+  alignas(64) static constexpr std::array<std::array<int16_t, 32>, 4> kScaleWords = {scales(0), scales(1), scales(2), scales(3)};
+};
+
+template <class F>
+struct NibbleGroup512 {
+  using Acc = __m512;
+  using Act = std::conditional_t<F::kMin, Q4MinGroup, Q4Group>;
+  static constexpr int kBytes = 16 * F::kBytes;
+  template <int Quads>
+  static __m512 step(__m512 acc, const std::byte* w, const Act* x) {
+    using Index = NibbleIndex<F>;
+    const __m512i nibble_words = _mm512_load_si512(Index::kNibbleWords.data());
+    const __m512i mask = _mm512_set1_epi8(0x0F), sixteen = _mm512_set1_epi8(16);
+    __m512i s[4], scales = _mm512_setzero_si512();
+    for (int p = 0; p < 4; ++p) {
+      if (p >= Quads) {
+        s[p] = _mm512_setzero_si512();
+        continue;
+      }
+      const std::byte* q = w + 4 * F::kBytes * p;
+      const __m512i z0 = _mm512_loadu_si512(q);
+      const __m512i z1 = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 4 * F::kBytes - 32)));
+      const __m512i packed = _mm512_permutex2var_epi16(z0, nibble_words, z1);
+      __m512i low = _mm512_and_si512(packed, mask), high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
+      if constexpr (F::kHigh >= 0) {
+        const __m128i bits = _mm512_castsi512_si128(_mm512_permutex2var_epi16(z0, _mm512_load_si512(Index::kFifthBitWords.data()), z1));
+        low = _mm512_mask_add_epi8(low, static_cast<__mmask64>(_mm_cvtsi128_si64(bits)), low, sixteen);
+        high = _mm512_mask_add_epi8(high, static_cast<__mmask64>(_mm_extract_epi64(bits, 1)), high, sixteen);
+      }
+      s[p] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), low, _mm512_load_si512(x->quad[p].q_low)), high,
+                                 _mm512_load_si512(x->quad[p].q_high));
+      const __m512i t = _mm512_permutex2var_epi16(z0, _mm512_load_si512(Index::kScaleWords[static_cast<size_t>(p)].data()), z1);
+      scales = p == 0 ? t : _mm512_mask_blend_epi16(0x11111111u << p, scales, t);
+    }
+    const __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[0], s[1]), _mm512_unpackhi_epi32(s[0], s[1]));
+    const __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[2], s[3]), _mm512_unpackhi_epi32(s[2], s[3]));
+    __m512i sums = _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+    if constexpr (!F::kMin) sums = _mm512_add_epi32(sums, _mm512_load_si512(x->offset));
+    const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(scales));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(d, _mm512_load_ps(x->d)), acc);
+    if constexpr (F::kMin) acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(scales, 1)), _mm512_load_ps(x->d_sum), acc);
+    return acc;
   }
   static float sum(__m512 a0, __m512 a1) { return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)); }
 };
@@ -239,7 +335,10 @@ inline float sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 QPairDotFn avx512_qpair(DType t) {
   switch (t) {
-    case DType::Q4_0: return q4_0_group_rows<Q4_0Group512>;
+    case DType::Q4_0: return nibble_group_rows<Q4_0Group512>;
+    case DType::Q5_0: return nibble_group_rows<NibbleGroup512<Q5_0Format>>;
+    case DType::Q4_1: return nibble_group_rows<NibbleGroup512<Q4_1Format>>;
+    case DType::Q5_1: return nibble_group_rows<NibbleGroup512<Q5_1Format>>;
     case DType::Q8_0: return pair_rows<68, Q8Pair, q8_0_pair, kQ8_0Prefetch>;
     case DType::Q4_K: return k_quant_rows<__m512, sum16, 144, q45_k_block<false>>;
     case DType::Q5_K: return k_quant_rows<__m512, sum16, 176, q45_k_block<true>>;

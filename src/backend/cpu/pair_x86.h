@@ -102,29 +102,32 @@ void k_quant_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, co
   }
 }
 
-// Q4_0 rows, a Q4Group (sixteen blocks, 288 bytes) after another, for both
-// builds: G::Acc is the build's float vector, G::step<Quads> adds one group
+// Rows of Q4_0 and the other 4-bit formats, a group of sixteen blocks
+// (G::kBytes of weights, a G::Act of activations: Q4Group or Q4MinGroup)
+// after another, for both builds: G::Acc is the build's float vector, G::step<Quads> adds one group
 // (Quads < 4: a row's last, partial group, which reads only those quads) and
 // G::sum the two accumulators' total. Two accumulators: consecutive groups'
 // adds do not wait on each other; prefetching as above, once every two groups.
 template <class G>
-void q4_0_group_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* xv, int64_t pairs, float* y) {
-  const Q4Group* x = static_cast<const Q4Group*>(xv);
+void nibble_group_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* xv, int64_t pairs, float* y) {
+  using Act = typename G::Act;
+  constexpr int kBytes = G::kBytes;  // sixteen blocks of weights
+  const Act* x = static_cast<const Act*>(xv);
   const int64_t groups = pairs / 8, tail = pairs % 8 / 2;  // whole groups; quads in the last one
   for (int64_t r = 0; r < rows; ++r) {
     const std::byte* row = rows_data + static_cast<size_t>(r) * row_bytes;
     typename G::Acc a0{}, a1{};
     int64_t g = 0;
     for (; g + 2 <= groups; g += 2) {
-      prefetch_ahead<kQ4_0Prefetch>(row + g * 288, 576);
-      a0 = G::template step<4>(a0, row + g * 288, x + g);
-      a1 = G::template step<4>(a1, row + (g + 1) * 288, x + g + 1);
+      prefetch_ahead<kQ4_0Prefetch>(row + g * kBytes, 2 * kBytes);
+      a0 = G::template step<4>(a0, row + g * kBytes, x + g);
+      a1 = G::template step<4>(a1, row + (g + 1) * kBytes, x + g + 1);
     }
-    if (g < groups) a0 = G::template step<4>(a0, row + g * 288, x + g), ++g;
+    if (g < groups) a0 = G::template step<4>(a0, row + g * kBytes, x + g), ++g;
     switch (tail) {
-      case 1: a1 = G::template step<1>(a1, row + g * 288, x + g); break;
-      case 2: a1 = G::template step<2>(a1, row + g * 288, x + g); break;
-      case 3: a1 = G::template step<3>(a1, row + g * 288, x + g); break;
+      case 1: a1 = G::template step<1>(a1, row + g * kBytes, x + g); break;
+      case 2: a1 = G::template step<2>(a1, row + g * kBytes, x + g); break;
+      case 3: a1 = G::template step<3>(a1, row + g * kBytes, x + g); break;
       default: break;
     }
     y[r] = G::sum(a0, a1);

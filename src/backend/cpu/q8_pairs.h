@@ -58,12 +58,28 @@ struct alignas(64) Q4Quad {
 
 struct alignas(64) Q4Group {
   Q4Quad quad[4];
-  int32_t offset[16];  // [4k + p]: -8 * the sum of block 4p + k's q
+  int32_t offset[16];  // [4k + p]: -8 (Q5_0: -16) * the sum of block 4p + k's q
   float d[16];         // [4k + p]: block 4p + k's
 };
 
+// The other formats of 32 values with 4-bit quants take Q4_0's layout.
+// Q5_0 (x = d (q - 16), q = nibble + 16 x its bit of qh) is Q4_0 with an
+// offset of 16. Q4_1 and Q5_1 (x = d q + m) have no integer offset: their
+// weights' m multiplies the activations' d x (the block's sum of q), which
+// a Q4MinGroup carries, in the same order, where Q4Group has the offsets.
+struct alignas(64) Q4MinGroup {
+  Q4Quad quad[4];
+  float d_sum[16];  // [4k + p]: d x the sum of block 4p + k's q
+  float d[16];      // [4k + p]: block 4p + k's
+};
+static_assert(sizeof(Q4MinGroup) == sizeof(Q4Group));
+
+// The formats that take a Q4Group (Q4_0, Q5_0) or a Q4MinGroup (Q4_1, Q5_1).
+constexpr bool is_nibble_group(DType t) { return t == DType::Q4_0 || t == DType::Q5_0 || t == DType::Q4_1 || t == DType::Q5_1; }
+
 // The blocks of x laid out for weights of type `weights`: Q8_0 (blocks even)
-// as Q8Pairs, Q4_0 (blocks a multiple of 4) as Q4Groups, at out
+// as Q8Pairs, Q4_0 and Q5_0 (blocks a multiple of 4) as Q4Groups, Q4_1 and
+// Q5_1 as Q4MinGroups, at out
 // (pair_activation_bytes of room, 64-byte aligned).
 void make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, void* out);
 
@@ -113,18 +129,18 @@ static_assert(k_position(DType::Q4_K, 32) == 64 && k_position(DType::Q4_K, 64) =
 // puts it. The one way to make them, so that no caller forgets the order.
 void make_q8k_blocks(DType weights, const float* x, int64_t n, Q8KBlock* out);
 
-// Bytes of laid-out activations (Q8Pairs for Q8_0, Q4Groups for Q4_0,
-// Q8KBlocks for the K-quants) `cols` values take for weights of type t.
+// Bytes of laid-out activations (Q8Pairs for Q8_0, Q4Groups or Q4MinGroups
+// for the nibble formats, Q8KBlocks for the K-quants) `cols` values take for weights of type t.
 size_t pair_activation_bytes(DType t, int64_t cols);
 
 // y[r] = row r . x for `rows` consecutive weight rows `row_bytes` apart, each
-// of `pairs` pairs of 32-value blocks (Q4_0: pairs even; K-quants: a
-// multiple of 4); x the activations in the weight type's layout above
-// (Q8Pairs, Q4Groups or Q8KBlocks).
+// of `pairs` pairs of 32-value blocks (the nibble formats: pairs even;
+// K-quants: a multiple of 4); x the activations in the weight type's layout
+// above (Q8Pairs, Q4Groups, Q4MinGroups or Q8KBlocks).
 using QPairDotFn = void (*)(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* x, int64_t pairs, float* y);
 
 // The chosen build's pair kernel for a weight type (nullptr: none; the
-// AVX-512 VNNI build has Q4_0, Q8_0 and the K-quants).
+// AVX-512 VNNI build has every quantized type, AVX2 Q4_0 and the K-quants).
 QPairDotFn qpair_function(DType t);
 
 }  // namespace umi::cpu
