@@ -1,4 +1,4 @@
-// The 512-bit single-token row kernels for Q4_0 and Q8_0 (contract and
+// The 512-bit single-token row kernels for every quantized format (contract and
 // activation layout in q8_pairs.h), for dot_avx512vnni.cpp alone: 64 weights
 // per vpdpbusd. Q8_0 takes two blocks at a time: two loads, a dword permute,
 // vpdpbusd from the lane offsets, convert, the scales (two broadcast loads, a
