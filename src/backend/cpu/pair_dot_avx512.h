@@ -65,9 +65,17 @@ inline __m512i q4_0_quad_sums(const std::byte* w, const Q4Quad* x) {
                              _mm512_load_si512(x->q_high));
 }
 
-// The group: the quads' lanes summed per block in integers, lane 4k + p
-// holding block 4p + k (two rounds of unpack-and-add: dword pairs, then
-// qword pairs, within each 128-bit lane k) plus the blocks' offsets (one
+// A group's four quad sums (quad p's lanes 4k..4k + 3: its block k) summed
+// per block: lane 4k + p holds block 4p + k (two rounds of unpack-and-add:
+// dword pairs, then qword pairs, within each 128-bit lane k).
+inline __m512i group_block_sums(const __m512i s[4]) {
+  const __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[0], s[1]), _mm512_unpackhi_epi32(s[0], s[1]));
+  const __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[2], s[3]), _mm512_unpackhi_epi32(s[2], s[3]));
+  return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+}
+
+// The group: the quads' lanes summed per block in integers (group_block_sums)
+// plus the blocks' offsets (one
 // load where per-lane offsets took one a quad), the blocks' f16 d gathered into
 // the same order by two word permutes (word 9k of quad p's first 64 bytes)
 // and a blend, then one conversion of each and one multiply-add for all
@@ -93,10 +101,7 @@ struct Q4_0Group512 {
       s[p] = p < Quads ? q4_0_quad_sums(w + 72 * p, &x->quad[p]) : _mm512_setzero_si512();
       z[p] = p < Quads ? _mm512_loadu_si512(w + 72 * p) : _mm512_setzero_si512();
     }
-    const __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[0], s[1]), _mm512_unpackhi_epi32(s[0], s[1]));
-    const __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[2], s[3]), _mm512_unpackhi_epi32(s[2], s[3]));
-    const __m512i sums = _mm512_add_epi32(_mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23)),
-                                          _mm512_load_si512(x->offset));
+    const __m512i sums = _mm512_add_epi32(group_block_sums(s), _mm512_load_si512(x->offset));
     // Word 4k + p: word 9k of quad p (quads 0, 1 from the first permute, 2, 3 from the second).
     const __m512i d_words = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                                              59, 27, 59, 27, 50, 18, 50, 18, 41, 9, 41, 9, 32, 0, 32, 0);
@@ -187,9 +192,7 @@ struct NibbleGroup512 {
       const __m512i t = _mm512_permutex2var_epi16(z0, _mm512_load_si512(Index::kScaleWords[static_cast<size_t>(p)].data()), z1);
       scales = p == 0 ? t : _mm512_mask_blend_epi16(0x11111111u << p, scales, t);
     }
-    const __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[0], s[1]), _mm512_unpackhi_epi32(s[0], s[1]));
-    const __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s[2], s[3]), _mm512_unpackhi_epi32(s[2], s[3]));
-    __m512i sums = _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+    __m512i sums = group_block_sums(s);
     if constexpr (!F::kMin) sums = _mm512_add_epi32(sums, _mm512_load_si512(x->offset));
     const __m512 d = _mm512_cvtph_ps(_mm512_castsi512_si256(scales));
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(d, _mm512_load_ps(x->d)), acc);
