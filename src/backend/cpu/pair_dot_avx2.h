@@ -1,6 +1,6 @@
 // The 256-bit single-token row kernels for CPUs with AVX2 and no AVX-512
 // (Zen 2 and 3, Intel Core up to the 14th generation), for dot_avx2.cpp
-// alone: Q4_0 and the K-quants, reading the activations in the layouts the
+// alone: the 4-bit formats and the K-quants, reading the activations in the layouts the
 // 512-bit kernels read (q8_pairs.h), half as many weights an instruction.
 // Without vpdpbusd a byte product is vpmaddubsw (u8 x s8 into int16 pairs)
 // and vpmaddwd (int16 pairs into int32): the integer sums stay exact as long
@@ -18,6 +18,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "backend/cpu/dot_x86.h"
 #include "backend/cpu/pair_x86.h"
@@ -33,49 +35,92 @@ inline __m256i load_two(const std::byte* lo, const std::byte* hi) {
                                  _mm_loadu_si128(reinterpret_cast<const __m128i*>(hi)), 1);
 }
 
-// Q4_0, a Q4Group (sixteen blocks, 288 bytes) at a time as the 512-bit
-// kernel takes it, half a quad (two blocks) an instruction. Blocks 2h and
-// 2h + 1 of quad p (the 18-byte blocks at b and b + 18): their 16 bytes of
+// The 4-bit formats (NibbleFormat, pair_x86.h: Q4_0, Q5_0, Q4_1, Q5_1), a
+// group of sixteen blocks (a Q4Group or Q4MinGroup of activations) at a time
+// as the 512-bit kernels take it, half a quad (two blocks) an instruction.
+// Blocks 2h and 2h + 1 of quad p (at b and b + Bytes): their 16 bytes of
 // nibbles side by side, lanes 0-3 block 2h and 4-7 block 2h + 1 as in the
-// quad's activations (lanes 8h..8h + 7). Int16 pairs of low plus high
-// nibbles stay under 2 x 2 x 15 x 127 = 7,620.
-inline __m256i q4_0_half_sums(const std::byte* b, const Q4Quad* x, int h) {
-  const __m256i packed = load_two(b + 2, b + 20);
-  const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(low_nibbles(packed), load32(x->q_low + 32 * h)),
-                                         _mm256_maddubs_epi16(high_nibbles(packed), load32(x->q_high + 32 * h)));
+// quad's activations (lanes 8h..8h + 7). Q5's fifth bits add 16 (below).
+// Int16 pairs of low plus high values stay under 2 x 2 x 31 x 128 = 15,872.
+
+// Bits 0-15 (Byte 0: the low nibbles') or 16-31 (Byte 2: the high ones') of
+// the 32-bit qh at the start of each 128-bit lane, as 16 where set: byte i
+// of a lane takes bit i % 8 of qh's byte Byte + i / 8.
+template <int Byte>
+inline __m256i fifth_bits(__m256i qh) {
+  constexpr int64_t lo = 0x0101010101010101LL * Byte, hi = 0x0101010101010101LL * (Byte + 1);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ULL));
+  const __m256i spread = _mm256_shuffle_epi8(qh, _mm256_set_epi64x(hi, lo, hi, lo));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(16));
+}
+
+template <class F>
+inline __m256i nibble_half_sums(const std::byte* b, const Q4Quad* x, int h) {
+  const __m256i packed = load_two(b + F::kNibbles, b + F::kBytes + F::kNibbles);
+  __m256i low = low_nibbles(packed), high = high_nibbles(packed);
+  if constexpr (F::kHigh >= 0) {
+    const __m256i qh = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si32(b + F::kHigh)), _mm_loadu_si32(b + F::kBytes + F::kHigh), 1);
+    low = _mm256_or_si256(low, fifth_bits<0>(qh));
+    high = _mm256_or_si256(high, fifth_bits<2>(qh));
+  }
+  const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(low, load32(x->q_low + 32 * h)),
+                                         _mm256_maddubs_epi16(high, load32(x->q_high + 32 * h)));
   return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+// The f16 d (words 0-7) and the word after it (m for Q4_1 and Q5_1) of the
+// eight blocks of half h in the order below (index i: block 4p + k, p = i %
+// 4, k = 2h + i / 4), those of quads past Quads zero: 32-bit loads, unpacks
+// and two unsigned packs. Eight scalars set in a vector went through the
+// stack (GCC 12), and Q4_1 ran slower than on the row kernels.
+struct Heads {
+  __m128i d, m;
+};
+template <class F, int Quads>
+inline Heads block_heads(const std::byte* w, int h) {
+  const auto at = [&](int p, int k) { return p < Quads ? _mm_loadu_si32(w + F::kBytes * (4 * p + k)) : _mm_setzero_si128(); };
+  const auto four = [&](int k) {
+    return _mm_unpacklo_epi64(_mm_unpacklo_epi32(at(0, k), at(1, k)), _mm_unpacklo_epi32(at(2, k), at(3, k)));
+  };
+  const __m128i lo = four(2 * h), hi = four(2 * h + 1), low_word = _mm_set1_epi32(0xFFFF);
+  return {_mm_packus_epi32(_mm_and_si128(lo, low_word), _mm_and_si128(hi, low_word)),
+          _mm_packus_epi32(_mm_srli_epi32(lo, 16), _mm_srli_epi32(hi, 16))};
 }
 
 // Half h of the group (blocks 2h, 2h + 1 of each quad): two rounds of
 // horizontal adds sum each block's four lanes, leaving block 4p + k at
-// index 4(k - 2h) + p as in the group's offsets and d; the weights' f16 d
-// are picked up in the same order by word inserts and converted once. Quads
-// past `Quads` (a row's last group) are zero and read nothing. The per-lane
-// float work of the quad kernel this replaced (session 17) streamed a
-// 65536 x 2048 matrix from memory at 42-48 GB/s where this reaches 53-54
-// (umi_bench_kernels 65536 2048 2, session 20, the two in alternation).
-template <int Quads>
-inline __m256 q4_0_group_half(__m256 acc, const std::byte* w, const Q4Group* x, int h) {
+// index i = 4(k - 2h) + p as in the group's offsets (or d x sums) and d; the
+// weights' f16 d (and m) are picked up in the same order (block_heads) and
+// converted once. Quads past `Quads` (a row's last group) are zero and read
+// nothing. The per-lane float work of the quad kernel this replaced
+// (session 17) streamed a 65536 x 2048 Q4_0 matrix from memory at 42-48
+// GB/s where this reaches 53-54 (umi_bench_kernels 65536 2048 2, session
+// 20, the two in alternation).
+template <class F, int Quads, class Act>
+inline __m256 nibble_group_half(__m256 acc, const std::byte* w, const Act* x, int h) {
+  constexpr int B = F::kBytes;
   __m256i s[4];
-  for (int p = 0; p < 4; ++p) s[p] = p < Quads ? q4_0_half_sums(w + 72 * p + 36 * h, &x->quad[p], h) : _mm256_setzero_si256();
-  const __m256i sums = _mm256_add_epi32(_mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3])),
-                                        load32(x->offset + 8 * h));
-  auto d = [&](int i) {  // index i: block 4p + k with p = i % 4, k = 2h + i / 4
-    const int p = i % 4;
-    return p < Quads ? static_cast<short>(load_le16(w + 72 * p + 36 * h + 18 * (i / 4))) : short{0};
-  };
-  const __m128i d_words = _mm_setr_epi16(d(0), d(1), d(2), d(3), d(4), d(5), d(6), d(7));
-  return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(_mm256_cvtph_ps(d_words), _mm256_loadu_ps(x->d + 8 * h)), acc);
+  for (int p = 0; p < 4; ++p) s[p] = p < Quads ? nibble_half_sums<F>(w + 4 * B * p + 2 * B * h, &x->quad[p], h) : _mm256_setzero_si256();
+  const __m256i sums = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+  const Heads heads = block_heads<F, Quads>(w, h);
+  const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(heads.d), _mm256_loadu_ps(x->d + 8 * h));
+  if constexpr (!F::kMin) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sums, load32(x->offset + 8 * h))), d, acc);
+  } else {
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), d, acc);
+    return _mm256_fmadd_ps(_mm256_cvtph_ps(heads.m), _mm256_loadu_ps(x->d_sum + 8 * h), acc);
+  }
 }
 
 // One group, both halves, for the shared row driver (pair_x86.h).
-struct Q4_0Group256 {
+template <class F>
+struct NibbleGroup256 {
   using Acc = __m256;
-  using Act = Q4Group;
-  static constexpr int kBytes = 288;
+  using Act = std::conditional_t<F::kMin, Q4MinGroup, Q4Group>;
+  static constexpr int kBytes = 16 * F::kBytes;
   template <int Quads>
-  static __m256 step(__m256 acc, const std::byte* w, const Q4Group* x) {
-    return q4_0_group_half<Quads>(q4_0_group_half<Quads>(acc, w, x, 0), w, x, 1);
+  static __m256 step(__m256 acc, const std::byte* w, const Act* x) {
+    return nibble_group_half<F, Quads>(nibble_group_half<F, Quads>(acc, w, x, 0), w, x, 1);
   }
   static float sum(__m256 a0, __m256 a1) { return hsum8(_mm256_add_ps(a0, a1)); }
 };
@@ -160,7 +205,10 @@ inline void q6_k_block_avx2(__m256& acc, __m128&, const std::byte* w, const Q8KB
 
 QPairDotFn avx2_qpair(DType t) {
   switch (t) {
-    case DType::Q4_0: return nibble_group_rows<Q4_0Group256>;
+    case DType::Q4_0: return nibble_group_rows<NibbleGroup256<Q4_0Format>>;
+    case DType::Q5_0: return nibble_group_rows<NibbleGroup256<Q5_0Format>>;
+    case DType::Q4_1: return nibble_group_rows<NibbleGroup256<Q4_1Format>>;
+    case DType::Q5_1: return nibble_group_rows<NibbleGroup256<Q5_1Format>>;
     case DType::Q4_K: return k_quant_rows<__m256, hsum8, 144, q45_k_block_avx2<false>>;
     case DType::Q5_K: return k_quant_rows<__m256, hsum8, 176, q45_k_block_avx2<true>>;
     case DType::Q6_K: return k_quant_rows<__m256, hsum8, 210, q6_k_block_avx2>;

@@ -112,40 +112,30 @@ struct Q4_0Group512 {
   static float sum(__m512 a0, __m512 a1) { return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)); }
 };
 
-// Q5_0, Q4_1 and Q5_1 go as Q4_0 does, sixteen blocks a group, with their
-// own block layout (quant_blocks.h): Bytes a block, its 16 bytes of nibbles
-// at Nibbles, Q5's 32 fifth bits at High (-1: none), Q4_1/Q5_1's f16 m after
-// d. A quad (80-96 bytes) comes in a 64-byte load at w and a 32-byte one
-// ending where the quad does; one word permute of the two gathers the four
-// blocks' nibbles, a second their d and m. A third puts the fifth bits in
-// order for two 64-bit masks (bit 16k + j: block k's byte j; the low
-// nibbles' bits are qh's 0-15, the high ones' 16-31) that add 16 where set.
-template <int Bytes, int Nibbles, int High, bool Min>
-struct NibbleFormat {
-  static constexpr int kBytes = Bytes, kNibbles = Nibbles, kHigh = High;
-  static constexpr bool kMin = Min;
-  // Word w of a quad (w < 32: the first load; above, the second one).
-  static constexpr int16_t source(int w) { return static_cast<int16_t>(w < 32 ? w : 32 + w - (4 * Bytes - 32) / 2); }
-  static_assert(Nibbles + 14 < Bytes, "the last block's nibbles lie in the second load");
-};
-using Q5_0Format = NibbleFormat<22, 6, 2, false>;
-using Q4_1Format = NibbleFormat<20, 4, -1, true>;
-using Q5_1Format = NibbleFormat<24, 8, 4, true>;
-
+// Q5_0, Q4_1 and Q5_1 go as Q4_0 does, sixteen blocks a group, in their
+// own block layout (NibbleFormat, pair_x86.h). A quad (80-96 bytes) comes
+// in a 64-byte load at w and a 32-byte one ending where the quad does; one
+// word permute of the two gathers the four blocks' nibbles, a second their
+// d and m. A third puts the fifth bits in order for two 64-bit masks (bit
+// 16k + j: block k's byte j; the low nibbles' bits are qh's 0-15, the high
+// ones' 16-31) that add 16 where set.
 template <class F>
 struct NibbleIndex {
+  // Word w of a quad (w < 32: the first load; above, the second one).
+  static constexpr int16_t source(int w) { return static_cast<int16_t>(w < 32 ? w : 32 + w - (4 * F::kBytes - 32) / 2); }
+  static_assert(F::kNibbles + 14 < F::kBytes, "the last block's nibbles lie in the second load");
   // Word 8k + i: word i of block k's nibbles.
   static constexpr std::array<int16_t, 32> nibbles() {
     std::array<int16_t, 32> a{};
-    for (int j = 0; j < 32; ++j) a[static_cast<size_t>(j)] = F::source((F::kBytes * (j / 8) + F::kNibbles) / 2 + j % 8);
+    for (int j = 0; j < 32; ++j) a[static_cast<size_t>(j)] = source((F::kBytes * (j / 8) + F::kNibbles) / 2 + j % 8);
     return a;
   }
   // Word 4k + p: block k's d; 16 + 4k + p: its m (the others: anything).
   static constexpr std::array<int16_t, 32> scales(int p) {
     std::array<int16_t, 32> a{};
     for (int k = 0; k < 4; ++k) {
-      a[static_cast<size_t>(4 * k + p)] = F::source(F::kBytes * k / 2);
-      a[static_cast<size_t>(16 + 4 * k + p)] = F::source(F::kBytes * k / 2 + 1);
+      a[static_cast<size_t>(4 * k + p)] = source(F::kBytes * k / 2);
+      a[static_cast<size_t>(16 + 4 * k + p)] = source(F::kBytes * k / 2 + 1);
     }
     return a;
   }
@@ -153,7 +143,7 @@ struct NibbleIndex {
   static constexpr std::array<int16_t, 32> fifth_bits() {
     std::array<int16_t, 32> a{};
     for (int k = 0; k < 4; ++k)
-      for (int h = 0; h < 2; ++h) a[static_cast<size_t>(4 * h + k)] = F::source((F::kBytes * k + F::kHigh) / 2 + h);
+      for (int h = 0; h < 2; ++h) a[static_cast<size_t>(4 * h + k)] = source((F::kBytes * k + F::kHigh) / 2 + h);
     return a;
   }
   alignas(64) static constexpr std::array<int16_t, 32> kNibbleWords = nibbles();

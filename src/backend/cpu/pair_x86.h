@@ -102,6 +102,20 @@ void k_quant_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, co
   }
 }
 
+// The 4-bit formats of 32-value blocks (quant_blocks.h) as the group
+// kernels of both builds read them: Bytes a block, its 16 bytes of nibbles
+// at Nibbles (low nibbles values 0-15, high ones 16-31), Q5's 32 fifth bits
+// at High (-1: none), Q4_1/Q5_1's f16 m after the f16 d at 0 (Min).
+template <int Bytes, int Nibbles, int High, bool Min>
+struct NibbleFormat {
+  static constexpr int kBytes = Bytes, kNibbles = Nibbles, kHigh = High;
+  static constexpr bool kMin = Min;
+};
+using Q4_0Format = NibbleFormat<18, 2, -1, false>;
+using Q5_0Format = NibbleFormat<22, 6, 2, false>;
+using Q4_1Format = NibbleFormat<20, 4, -1, true>;
+using Q5_1Format = NibbleFormat<24, 8, 4, true>;
+
 // Rows of Q4_0 and the other 4-bit formats, a group of sixteen blocks
 // (G::kBytes of weights, a G::Act of activations: Q4Group or Q4MinGroup)
 // after another, for both builds: G::Acc is the build's float vector, G::step<Quads> adds one group

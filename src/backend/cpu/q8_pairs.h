@@ -140,7 +140,7 @@ size_t pair_activation_bytes(DType t, int64_t cols);
 using QPairDotFn = void (*)(const std::byte* rows_data, size_t row_bytes, int64_t rows, const void* x, int64_t pairs, float* y);
 
 // The chosen build's pair kernel for a weight type (nullptr: none; the
-// AVX-512 VNNI build has every quantized type, AVX2 Q4_0 and the K-quants).
+// AVX-512 VNNI build has every quantized type, AVX2 every one but Q8_0).
 QPairDotFn qpair_function(DType t);
 
 }  // namespace umi::cpu
