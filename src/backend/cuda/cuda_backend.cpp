@@ -120,18 +120,20 @@ CudaBackend::~CudaBackend() {
 
 // One tensor through the ring: the CPU copies chunk i from the mapping into
 // staging buffer i % 3 (touching the file's pages) while the copies of the
-// chunks before it run on the DMA engine. Q8_0/Q4_0/Q6_K matrices go through a
-// device buffer, from which a kernel writes each chunk's blocks into the
-// split layout (quant_layout.h); chunks then hold whole blocks.
+// chunks before it run on the DMA engine. Q8_0/Q4_0/Q6_K matrices, and
+// Q5_0/Q4_1/Q5_1 ones (rewritten as Q8_0 or F16), go through a device buffer,
+// from which a kernel writes each chunk's blocks into the device layout
+// (quant_layout.h); chunks then hold whole blocks.
 const std::byte* CudaBackend::upload(const std::byte* host, size_t bytes, DType split) {
   if (!host || bytes == 0) return host;
   if (auto it = uploaded_.find(host); it != uploaded_.end()) return it->second;
-  weights_.push_back(device_pool_->allocate(bytes, MemoryUse::weights, "weights on the device"));
-  auto* dst = weights_.back().as<std::byte>();
-  const bool splitting = is_split_type(split);
+  const bool splitting = is_rewritten_on_upload(split);
   const size_t block_bytes = splitting ? dtype_info(split).block_bytes : 1;
-  const size_t chunk = kStagingBytes / block_bytes * block_bytes;
   const int64_t total_blocks = static_cast<int64_t>(bytes / block_bytes);
+  weights_.push_back(device_pool_->allocate(splitting ? device_matrix_bytes(split, total_blocks) : bytes, MemoryUse::weights,
+                                            "weights on the device"));
+  auto* dst = weights_.back().as<std::byte>();
+  const size_t chunk = kStagingBytes / block_bytes * block_bytes;
   static_assert(kStagingBuffers > 0);
   size_t slot = upload_slot_;
   for (size_t done = 0; done < bytes; done += chunk, ++slot) {
@@ -162,15 +164,18 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
   bool float_matrix = false;  // a product reads f16/bf16/f32 weights (the embedding is only looked up)
   auto matrix = [&](MatrixView& m) {
     if (!m.data) return;
-    if (!ops_support_matrix(m.dtype))
+    const DType on_device = device_dtype(m.dtype);  // Q5_0 as Q8_0, Q4_1/Q5_1 as F16 (quant_layout.h)
+    if (!ops_support_matrix(on_device))
       throw InputError("weight type " + std::string(to_string(m.dtype)) +
-                       " is not supported on CUDA yet (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k are)");
+                       " is not supported on CUDA yet (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k are)");
     if (m.cols % 32 != 0) throw InputError("a matrix of " + std::to_string(m.cols) + " columns is not supported on CUDA (a multiple of 32)");
-    quantized_ |= matvec_q8_supports(m.dtype);
-    float_matrix |= &m != &w.embed && !matvec_q8_supports(m.dtype);
+    quantized_ |= matvec_q8_supports(on_device);
+    float_matrix |= &m != &w.embed && !matvec_q8_supports(on_device);
     widest_ = std::max(widest_, m.cols);
-    m.data = upload(m.data, m.bytes(), m.dtype);
-    sent += m.bytes();
+    const size_t file_bytes = m.bytes();
+    m.data = upload(m.data, file_bytes, m.dtype);
+    m.dtype = on_device;
+    sent += file_bytes;
     if (tty)
       std::fprintf(stderr, "\r[upload] %s / %s", format_bytes(sent).c_str(), format_bytes(mapped_bytes).c_str());
   };

@@ -126,6 +126,46 @@ struct SplitMatrix {
   }
 };
 
+// Q5_0 is rewritten on upload as a split Q8_0 matrix holding exactly the
+// file's values, Q4_1 and Q5_1 as f16 values each rounded once (within
+// half an f16 step, with room for the device's fused multiply-add), in two
+// calls as upload goes chunk by chunk. A wrong nibble or fifth bit moves a
+// value by d or 16 d, a lost m by m.
+TEST(CudaKernels, RewrittenFormatsKeepTheFilesValues) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(23);
+  const int64_t rows = 5, cols = 320, n = rows * cols, blocks = n / 32;
+  for (DType t : {DType::Q5_0, DType::Q4_1, DType::Q5_1}) {
+    std::vector<std::byte> file(dtype_bytes(t, static_cast<uint64_t>(n)).value());
+    const size_t rb = file.size() / rows;
+    for (int64_t r = 0; r < rows; ++r) {
+      std::vector<float> v = random_floats(static_cast<size_t>(cols), rng);
+      for (float& x : v) x += 0.5f;  // Q4_1/Q5_1's m away from zero
+      cpu::quantize_row(t, v.data(), cols, file.data() + static_cast<size_t>(r) * rb);
+    }
+    std::vector<float> want(static_cast<size_t>(n));
+    cpu::dequantize(t, file.data(), want.data(), n);
+    DeviceArray<std::byte> raw(file), device(device_matrix_bytes(t, blocks));
+    ASSERT_EQ(device.n, dtype_bytes(device_dtype(t), static_cast<uint64_t>(n)).value()) << to_string(t);
+    EXPECT_EQ(split_blocks(t, raw.p, 0, 7, blocks, device.p, nullptr), cudaSuccess);
+    EXPECT_EQ(split_blocks(t, raw.p + 7 * dtype_info(t).block_bytes, 7, blocks - 7, blocks, device.p, nullptr), cudaSuccess);
+    const std::vector<std::byte> got = device.get();
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float w = want[static_cast<size_t>(i)];
+      __half h;
+      if (device_dtype(t) == DType::Q8_0) {
+        std::memcpy(&h, got.data() + blocks * 32 + i / 32 * 2, 2);
+        wrong += static_cast<float>(static_cast<int8_t>(got[static_cast<size_t>(i)])) * __half2float(h) != w;
+      } else {
+        std::memcpy(&h, got.data() + i * 2, 2);
+        wrong += std::fabs(__half2float(h) - w) > std::fabs(w) * 0x1p-10f + 1e-7f;
+      }
+    }
+    EXPECT_EQ(wrong, 0) << to_string(t);
+  }
+}
+
 constexpr DType kKQuants[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 // y = x W^T in double from the CPU's q8 blocks of x.

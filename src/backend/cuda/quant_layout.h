@@ -25,9 +25,24 @@ bool is_split_type(DType t);
 // Bytes of quants per block: 32 (Q8_0), 16 (Q4_0), 208 (Q6_K, 256 values).
 int split_quant_bytes(DType t);
 
-// Splits blocks [first, first + count) of a matrix of `total` blocks: `src`
-// holds those blocks as the file stores them (device memory, contiguous),
-// `dst` is the whole matrix's split buffer (total * file block bytes).
+// Q5_0, Q4_1 and Q5_1 have no kernels of their own on the device: upload
+// rewrites them into a type that has. Q5_0 (d (q - 16), q < 32) becomes Q8_0,
+// exactly (int8 q - 16 with the same d; 34 bytes a block instead of 22): the
+// integer products read it. Q4_1 and Q5_1 (d q + m) become F16, each value
+// rounded once (relative error under 2^-11; 64 bytes a block instead of 20
+// or 24): the float products read it. Every other type stays as it is.
+DType device_dtype(DType file);
+// Types whose blocks a kernel rewrites on upload (split_blocks): the split
+// types and those device_dtype changes.
+bool is_rewritten_on_upload(DType t);
+// Device bytes of a matrix of `blocks` blocks of file type t.
+size_t device_matrix_bytes(DType t, int64_t blocks);
+
+// Rewrites blocks [first, first + count) of a matrix of `total` blocks of
+// file type t: `src` holds those blocks as the file stores them (device
+// memory, contiguous), `dst` is the whole matrix's buffer
+// (device_matrix_bytes(t, total)) in device_dtype(t)'s layout: split for
+// Q8_0/Q4_0/Q6_K and for Q5_0 (as Q8_0), f16 values in order for Q4_1/Q5_1.
 cudaError_t split_blocks(DType t, const void* src, int64_t first, int64_t count, int64_t total, void* dst,
                          cudaStream_t stream);
 
