@@ -25,7 +25,13 @@ void ok(cudaError_t e, const char* what) {
 constexpr size_t kStagingBytes = 32u << 20;  // each of the three upload buffers
 constexpr int kStagingBuffers = 3;
 constexpr int64_t kIntegerTokens = 64;  // quantized products of up to this many tokens are integer ones (graphs too)
-constexpr int64_t kTensorCoreTokens = 32;  // from here a 16-bit or f32 product is a cuBLAS GEMM
+constexpr int64_t kTensorCoreTokens = 32;  // from here a quantized product past the integer ones is a cuBLAS GEMM
+// Float weights go to cuBLAS from here (as llama.cpp's, past its 8-token
+// matvec): the generic kernel keeps f32 activations but reads them 16 bytes
+// per weight byte and ran 8-token passes at ~0.8 TB/s (8B BF16: a 31-token
+// prompt 82 ms, a 512-token one on cuBLAS 19 ms). Below it the products
+// are f32 throughout, as the transformers fixtures (chunks of 8) require.
+constexpr int64_t kFloatGemmTokens = 9;
 constexpr size_t kWeightSliceBytes = 64u << 20;  // f16 weight rows per GEMM
 constexpr size_t kBlasWorkspaceBytes = 32u << 20;
 constexpr size_t kAttentionPartialBytes = 16u << 20;  // split attention's partial softmax states
@@ -224,7 +230,7 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
   attn_partial_ = device_pool_->allocate(kAttentionPartialBytes, MemoryUse::scratch, "attention partials");
   // Prefill GEMM scratch, sized for the widest matrix and the largest chunk
   // (fixed: it does not grow with the prompt).
-  if (setup_.max_tokens >= kTensorCoreTokens) {
+  if (setup_.max_tokens >= kTensorCoreTokens || (float_matrix && setup_.max_tokens >= kFloatGemmTokens)) {
     const ModelConfig& c = setup_.config;
     const int64_t widest = std::max({c.hidden_size, c.intermediate_size, c.q_dim()});
     blas_ok(cublasCreate(&blas_), "create");
@@ -500,7 +506,8 @@ void CudaBackend::matmul(const MatrixView& w, const float* x, int64_t rows, floa
   }
   flush_pending();
   q8_holds(nullptr, 0);
-  if (rows >= kTensorCoreTokens && blas_ && w.rows < (int64_t{1} << 31) && w.cols < (int64_t{1} << 31)) {
+  const int64_t gemm_from = matvec_q8_supports(w.dtype) ? kTensorCoreTokens : kFloatGemmTokens;
+  if (rows >= gemm_from && blas_ && w.rows < (int64_t{1} << 31) && w.cols < (int64_t{1} << 31)) {
     matmul_tensor_cores(w, x, rows, y);
     return;
   }

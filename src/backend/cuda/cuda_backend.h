@@ -17,9 +17,11 @@
 // Matrix products: Q8_0/Q4_0/K-quant ones of up to kIntegerTokens (64)
 // tokens (decode, batches of streams) multiply q8 activations as integers
 // (dp4a for 1-3 tokens, the int8 tensor cores from 4); 16-bit and f32
-// ones of one token through the float matvec. Longer passes (prefill) go
-// through cuBLAS: F16/BF16 weights as they are, quantized ones dequantized
-// to f16 a slice at a time. Passes of up to 64 tokens are graphs.
+// ones of one token through the float matvec, of 2-8 through the generic
+// product (f32 activations), of 9 or more through cuBLAS. Longer passes
+// (prefill) on quantized weights go through cuBLAS too: F16/BF16 weights as
+// they are, quantized ones dequantized to f16 a slice at a time. Passes of
+// up to 64 tokens are graphs.
 // One-token float products join the same way (q/k/v one launch, SwiGLU and
 // the residual add inside the products).
 //

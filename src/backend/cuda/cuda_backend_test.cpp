@@ -107,7 +107,11 @@ double rel_error(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 // Chunks of 32 tokens or more go through cuBLAS on f16 copies of the
-// weights; they must agree with the CPU's f32 products to f16 rounding.
+// weights (bf16 and float weights from 9 tokens, the last chunk of 22
+// too); they must agree with the CPU's f32 products to the rounding of the
+// activations to bf16 (8-bit mantissas: 5.8e-3 measured for qwen3-bf16
+// with all three chunks there, session 24), not the O(1) a wrong product
+// gives.
 TEST(CudaBackend, PrefillOnTensorCoresMatchesTheCpu) {
   if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device here";
   for (const char* name : {"qwen3-qknorm-bf16", "llama-gqa-untied-llama3rope-f32"}) {
@@ -121,7 +125,7 @@ TEST(CudaBackend, PrefillOnTensorCoresMatchesTheCpu) {
       Sequence seq(m);
       logits.push_back(seq.feed(prompt));  // chunks of 64, 64 and 22 tokens
     }
-    EXPECT_LT(rel_error(logits[1], logits[0]), 5e-3) << name;
+    EXPECT_LT(rel_error(logits[1], logits[0]), 1e-2) << name;
   }
 }
 

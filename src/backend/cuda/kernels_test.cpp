@@ -166,6 +166,37 @@ TEST(CudaKernels, RewrittenFormatsKeepTheFilesValues) {
   }
 }
 
+// The generic product on float weights (the few-token passes below the
+// cuBLAS threshold: 16 bytes of weights a lane, up to 8 tokens a sweep)
+// against a double reference on the same values, for token counts that
+// fill, split and leave partial its passes.
+TEST(CudaKernels, FloatMatmulMatchesADoubleReference) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(29);
+  const int64_t rows = 37, cols = 320;
+  for (DType t : {DType::F32, DType::F16, DType::BF16})
+    for (int64_t tokens : {1, 2, 7, 8, 9, 17, 31}) {
+      std::vector<std::byte> file(dtype_bytes(t, static_cast<uint64_t>(rows * cols)).value());
+      const std::vector<float> v = random_floats(static_cast<size_t>(rows * cols), rng);
+      cpu::quantize_row(t, v.data(), rows * cols, file.data());
+      std::vector<float> wv(v.size());
+      cpu::dequantize(t, file.data(), wv.data(), rows * cols);
+      const std::vector<float> x = random_floats(static_cast<size_t>(tokens * cols), rng);
+      std::vector<double> ref(static_cast<size_t>(tokens * rows));
+      for (int64_t k = 0; k < tokens; ++k)
+        for (int64_t r = 0; r < rows; ++r) {
+          double acc = 0;
+          for (int64_t c = 0; c < cols; ++c) acc += static_cast<double>(wv[static_cast<size_t>(r * cols + c)]) * x[static_cast<size_t>(k * cols + c)];
+          ref[static_cast<size_t>(k * rows + r)] = acc;
+        }
+      DeviceArray<std::byte> dw(file);
+      DeviceArray<float> dx(x), dy(ref.size());
+      ASSERT_EQ(cudaMemset(dy.p, 0xFF, dy.n * sizeof(float)), cudaSuccess);  // NaN: an unwritten output fails
+      ASSERT_EQ(matmul_generic({t, dw.p, rows, cols}, dx.p, tokens, dy.p, nullptr), cudaSuccess);
+      EXPECT_LT(rel_error(dy.get(), ref), 1e-6) << to_string(t) << ", " << tokens << " tokens";
+    }
+}
+
 constexpr DType kKQuants[] = {DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 // y = x W^T in double from the CPU's q8 blocks of x.

@@ -127,6 +127,46 @@ __global__ void embed_kernel(const unsigned char* table, int64_t rows, int64_t c
 constexpr int kRowsPerBlock = 4;
 constexpr int kTokensPerPass = 8;
 
+__host__ __device__ constexpr bool is_float_kind(int k) { return k == kF32 || k == kF16 || k == kBF16; }
+
+// Float weights, 16 bytes a lane a step (8 f16/bf16 values or 4 f32; rows
+// are whole 16-byte units: columns a multiple of 32), each converted once
+// for the pass's n tokens, whose activations are read as float4s. An 8-token
+// pass over the 8B shape's BF16 weights streams ~0.8 TB/s where one value a
+// lane did ~0.27 (bound now by the activation reads from L1, 16 bytes per
+// weight byte; the backend sends 9 tokens or more to cuBLAS).
+template <int K>
+__device__ inline void float_row_pass(RowRef row, int64_t cols, const float* __restrict__ x, int n, float (&acc)[kTokensPerPass],
+                                      int lane) {
+  constexpr int V = K == kF32 ? 4 : 8;
+  for (int64_t j = static_cast<int64_t>(lane) * V; j < cols; j += 32 * V) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(row.p + j * (K == kF32 ? 4 : 2));
+    const unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
+    float wv[V];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      if constexpr (K == kF32) {
+        wv[q] = __uint_as_float(words[q]);
+      } else if constexpr (K == kF16) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&words[q]));
+        wv[2 * q] = f.x, wv[2 * q + 1] = f.y;
+      } else {
+        wv[2 * q] = __uint_as_float(words[q] << 16), wv[2 * q + 1] = __uint_as_float(words[q] & 0xFFFF0000u);
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kTokensPerPass; ++i) {
+      if (i >= n) break;
+      const float4* xi = reinterpret_cast<const float4*>(x + i * cols + j);
+#pragma unroll
+      for (int h = 0; h < V / 4; ++h) {
+        const float4 a = xi[h];
+        acc[i] += wv[4 * h] * a.x + wv[4 * h + 1] * a.y + wv[4 * h + 2] * a.z + wv[4 * h + 3] * a.w;
+      }
+    }
+  }
+}
+
 // One warp per row; the row is swept once per group of 8 tokens, each weight
 // dequantized once for all of them.
 template <int K>
@@ -140,11 +180,15 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock) matmul_kernel(const unsign
   for (int64_t t0 = 0; t0 < tokens; t0 += kTokensPerPass) {
     const int n = static_cast<int>(tokens - t0 < kTokensPerPass ? tokens - t0 : kTokensPerPass);
     float acc[kTokensPerPass] = {};
-    for (int64_t j = lane; j < cols; j += 32) {
-      const float wj = wval<K>(row, j);
+    if constexpr (is_float_kind(K)) {
+      float_row_pass<K>(row, cols, x + t0 * cols, n, acc, lane);
+    } else {
+      for (int64_t j = lane; j < cols; j += 32) {
+        const float wj = wval<K>(row, j);
 #pragma unroll
-      for (int i = 0; i < kTokensPerPass; ++i)
-        if (i < n) acc[i] += wj * x[(t0 + i) * cols + j];
+        for (int i = 0; i < kTokensPerPass; ++i)
+          if (i < n) acc[i] += wj * x[(t0 + i) * cols + j];
+      }
     }
 #pragma unroll
     for (int i = 0; i < kTokensPerPass; ++i) {
@@ -393,6 +437,9 @@ cudaError_t matmul_generic(const WeightMatrix& w, const float* x, int64_t tokens
   check(w.data && x && y && tokens > 0 && w.rows > 0 && w.cols > 0, "matmul: bad arguments");
   check(w.cols % dtype_info(w.dtype).block_elems == 0, "matmul: columns not in whole blocks");
   check(w.rows < (int64_t{1} << 31) * kRowsPerBlock, "matmul: too many rows");
+  check(!is_float_kind(kind_of(w.dtype)) ||
+            (w.cols % 8 == 0 && reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0),
+        "matmul: float weights and activations must be 16-byte aligned in whole 16-byte rows");
   const auto* data = static_cast<const unsigned char*>(w.data);
   const dim3 grid(static_cast<unsigned>((w.rows + kRowsPerBlock - 1) / kRowsPerBlock)), block(32 * kRowsPerBlock);
   by_kind(kind_of(w.dtype), [&](auto k) {
