@@ -133,8 +133,10 @@ __host__ __device__ constexpr bool is_float_kind(int k) { return k == kF32 || k 
 // are whole 16-byte units: columns a multiple of 32), each converted once
 // for the pass's n tokens, whose activations are read as float4s. An 8-token
 // pass over the 8B shape's BF16 weights streams ~0.8 TB/s where one value a
-// lane did ~0.27 (bound now by the activation reads from L1, 16 bytes per
-// weight byte; the backend sends 9 tokens or more to cuBLAS).
+// lane did ~0.27; the backend sends 9 tokens or more to cuBLAS. Tried and
+// slower or no faster (session 24, 8 streams of the 8B BF16 model): 2 or 4
+// rows a warp sharing the activation reads (376 / 371 tok/s against 381),
+// 4 or 8 of these 16-byte loads in flight before use (286 / 273 against 383).
 template <int K>
 __device__ inline void float_row_pass(RowRef row, int64_t cols, const float* __restrict__ x, int n, float (&acc)[kTokensPerPass],
                                       int lane) {
