@@ -68,11 +68,13 @@ inline __m256i nibble_half_sums(const std::byte* b, const Q4Quad* x, int h) {
   return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 
-// The f16 d (words 0-7) and the word after it (m for Q4_1 and Q5_1) of the
-// eight blocks of half h in the order below (index i: block 4p + k, p = i %
-// 4, k = 2h + i / 4), those of quads past Quads zero: 32-bit loads, unpacks
-// and two unsigned packs. Eight scalars set in a vector went through the
-// stack (GCC 12), and Q4_1 ran slower than on the row kernels.
+// Q4_1/Q5_1's f16 d (words 0-7) and m (the word after d) of the eight
+// blocks of half h in the order below (index i: block 4p + k, p = i % 4, k =
+// 2h + i / 4), those of quads past Quads zero: 32-bit loads, unpacks and two
+// unsigned packs. Eight 32-bit scalars set in a vector went through the
+// stack (GCC 12: Q4_1 at 11 GB/s, slower than its row kernel). The formats
+// without m set their eight d as 16-bit words, which GCC inserts in
+// registers: 2-4% faster than these unpacks for Q4_0 and Q5_0 (session 24).
 struct Heads {
   __m128i d, m;
 };
@@ -102,11 +104,16 @@ inline __m256 nibble_group_half(__m256 acc, const std::byte* w, const Act* x, in
   __m256i s[4];
   for (int p = 0; p < 4; ++p) s[p] = p < Quads ? nibble_half_sums<F>(w + 4 * B * p + 2 * B * h, &x->quad[p], h) : _mm256_setzero_si256();
   const __m256i sums = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
-  const Heads heads = block_heads<F, Quads>(w, h);
-  const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(heads.d), _mm256_loadu_ps(x->d + 8 * h));
   if constexpr (!F::kMin) {
+    const auto dw = [&](int i) {
+      return i % 4 < Quads ? static_cast<short>(load_le16(w + B * (4 * (i % 4) + 2 * h + i / 4))) : short{0};
+    };
+    const __m128i d_words = _mm_setr_epi16(dw(0), dw(1), dw(2), dw(3), dw(4), dw(5), dw(6), dw(7));
+    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(d_words), _mm256_loadu_ps(x->d + 8 * h));
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sums, load32(x->offset + 8 * h))), d, acc);
   } else {
+    const Heads heads = block_heads<F, Quads>(w, h);
+    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(heads.d), _mm256_loadu_ps(x->d + 8 * h));
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), d, acc);
     return _mm256_fmadd_ps(_mm256_cvtph_ps(heads.m), _mm256_loadu_ps(x->d_sum + 8 * h), acc);
   }
