@@ -19,7 +19,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 
 #include "backend/cpu/dot_x86.h"
 #include "backend/cpu/pair_x86.h"
@@ -123,8 +122,8 @@ inline __m256 nibble_group_half(__m256 acc, const std::byte* w, const Act* x, in
 template <class F>
 struct NibbleGroup256 {
   using Acc = __m256;
-  using Act = std::conditional_t<F::kMin, Q4MinGroup, Q4Group>;
-  static constexpr int kBytes = 16 * F::kBytes;
+  using Act = typename F::Act;
+  static constexpr int kBytes = F::kGroupBytes;
   template <int Quads>
   static __m256 step(__m256 acc, const std::byte* w, const Act* x) {
     return nibble_group_half<F, Quads>(nibble_group_half<F, Quads>(acc, w, x, 0), w, x, 1);

@@ -17,7 +17,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 
 #include "backend/cpu/pair_x86.h"
 #include "backend/cpu/q8_pairs.h"
@@ -154,8 +153,8 @@ struct NibbleIndex {
 template <class F>
 struct NibbleGroup512 {
   using Acc = __m512;
-  using Act = std::conditional_t<F::kMin, Q4MinGroup, Q4Group>;
-  static constexpr int kBytes = 16 * F::kBytes;
+  using Act = typename F::Act;
+  static constexpr int kBytes = F::kGroupBytes;
   template <int Quads>
   static __m512 step(__m512 acc, const std::byte* w, const Act* x) {
     using Index = NibbleIndex<F>;

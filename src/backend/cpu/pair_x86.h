@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "backend/cpu/q8_pairs.h"
 
@@ -105,11 +106,14 @@ void k_quant_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, co
 // The 4-bit formats of 32-value blocks (quant_blocks.h) as the group
 // kernels of both builds read them: Bytes a block, its 16 bytes of nibbles
 // at Nibbles (low nibbles values 0-15, high ones 16-31), Q5's 32 fifth bits
-// at High (-1: none), Q4_1/Q5_1's f16 m after the f16 d at 0 (Min).
+// at High (-1: none), Q4_1/Q5_1's f16 m after the f16 d at 0 (Min). A
+// group of sixteen blocks (kGroupBytes) takes one Act of activations
+// (q8_pairs.h): a Q4MinGroup for the formats with m, else a Q4Group.
 template <int Bytes, int Nibbles, int High, bool Min>
 struct NibbleFormat {
-  static constexpr int kBytes = Bytes, kNibbles = Nibbles, kHigh = High;
+  static constexpr int kBytes = Bytes, kNibbles = Nibbles, kHigh = High, kGroupBytes = 16 * Bytes;
   static constexpr bool kMin = Min;
+  using Act = std::conditional_t<Min, Q4MinGroup, Q4Group>;
 };
 using Q4_0Format = NibbleFormat<18, 2, -1, false>;
 using Q5_0Format = NibbleFormat<22, 6, 2, false>;
