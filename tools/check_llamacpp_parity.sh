@@ -21,7 +21,7 @@ for i in 0 1; do
   got=$(node bench/llamacpp_compare.mjs "$prefix" "$gguf" greedy "$ids" 32 | python3 -c "import json,sys;print(json.load(sys.stdin)['tokens'])")
   if [[ "$got" == "$want" ]]; then echo "prompt $i: llama.cpp greedy == transformers greedy (32 tokens)"; else echo "prompt $i: DIFFERENT"; echo " want $want"; echo " got  $got"; status=1; fi
 done
-for type in q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k; do
+for type in q8_0 q4_0 q4_1 q5_0 q5_1 q4_k q5_k q6_k q3_k q2_k iq4_nl iq4_xs; do
   $umi convert models/tiny-shakespeare "$gguf" --type $type 2>/dev/null
   python3 - "$umi" "$gguf" "$prefix" "$type" <<'PY' || status=1
 import json, subprocess, sys

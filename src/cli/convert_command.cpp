@@ -16,7 +16,7 @@ Action add_convert(CLI::App& app, const GlobalOptions&) {
   auto src = std::make_shared<std::string>(), dst = std::make_shared<std::string>(), type = std::make_shared<std::string>("f16");
   cmd->add_option("SRC", *src, "a Hugging Face model folder")->required();
   cmd->add_option("DST", *dst, "the GGUF file to write")->required();
-  cmd->add_option("--type", *type, "weight type")->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"}));
+  cmd->add_option("--type", *type, "weight type")->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs"}));
   return [src, dst, type] {
     ConvertOptions o;
     o.type = *dtype_from_name(*type);

@@ -42,6 +42,8 @@ constexpr std::array kRows = {
     Row{DType::Q5_K, {"q5_k", 256, 176, true}, 13, ""},
     Row{DType::Q6_K, {"q6_k", 256, 210, true}, 14, ""},
     Row{DType::Q8_K, {"q8_k", 256, 292, true}, 15, ""},
+    Row{DType::IQ4_NL, {"iq4_nl", 32, 18, true}, 20, ""},
+    Row{DType::IQ4_XS, {"iq4_xs", 256, 136, true}, 23, ""},
 };
 
 const Row& row(DType t) {

@@ -80,11 +80,11 @@ std::vector<float> llama3_rope_factors(const ModelConfig& c) {
 }
 
 DType matrix_type(DType wanted, bool output_projection, int64_t cols) {
-  const bool k_quant = wanted == DType::Q4_K || wanted == DType::Q5_K || wanted == DType::Q6_K;
+  const bool k_quant = dtype_info(wanted).block_elems == 256;  // Q2_K..Q6_K, IQ4_XS
   // As llama.cpp: K-quant files keep the output projection at 6 bits.
   if (k_quant && output_projection) wanted = DType::Q6_K;
   if (cols % dtype_info(wanted).block_elems != 0 && k_quant)  // llama.cpp's fallbacks for odd widths
-    wanted = wanted == DType::Q4_K ? DType::Q5_0 : wanted == DType::Q5_K ? DType::Q5_1 : DType::Q8_0;
+    wanted = wanted == DType::Q4_K ? DType::Q5_0 : wanted == DType::Q5_K ? DType::Q5_1 : wanted == DType::Q6_K ? DType::Q8_0 : DType::IQ4_NL;
   return cols % dtype_info(wanted).block_elems == 0 ? wanted : DType::F16;
 }
 
@@ -109,7 +109,7 @@ std::vector<Mapping> tensor_names(const ModelFiles& files, const ModelConfig& c,
 void convert_model(const std::string& src, const std::string& dst, const ConvertOptions& o) {
   if (!cpu::quantize_supports(o.type))
     throw InputError("convert: --type " + std::string(to_string(o.type)) +
-                     " is not supported (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)");
+                     " is not supported (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs)");
   ModelFiles files = ModelFiles::open(src);
   ModelConfig c = config_from_files(files);
   c.require_supported(src);

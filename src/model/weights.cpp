@@ -23,7 +23,7 @@ class Binder {
     if (t.shape.size() != 2 || t.shape[0] != rows || t.shape[1] != cols)
       fail(t, "shape " + t.shape_string() + " but the config needs [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
     if (!cpu::matmul_supports(t.dtype))
-      fail(t, "dtype " + std::string(to_string(t.dtype)) + " is not supported for matrices (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)");
+      fail(t, "dtype " + std::string(to_string(t.dtype)) + " is not supported for matrices (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs)");
     return {t.dtype, t.data, rows, cols};
   }
 

@@ -57,6 +57,36 @@ void dequantize_q6k(const std::byte* blk, float* out) {
   }
 }
 
+void dequantize_q3k(const std::byte* blk, float* out) {
+  const float d = f16_at(blk + 108);
+  for (int i = 0; i < 256; ++i) {
+    const int high = (u8_at(blk + i % 32) >> (i / 32)) & 1;
+    const int q = q2k_bits(blk + 32, i) - (high ? 0 : 4);
+    out[i] = d * static_cast<float>(q3k_scale(blk + 96, i / 16) - 32) * static_cast<float>(q);
+  }
+}
+
+void dequantize_q2k(const std::byte* blk, float* out) {
+  const float d = f16_at(blk + 80), dmin = f16_at(blk + 82);
+  for (int i = 0; i < 256; ++i) {
+    const uint8_t sc = u8_at(blk + i / 16);
+    out[i] = d * static_cast<float>(sc & 0xF) * static_cast<float>(q2k_bits(blk + 16, i)) - dmin * static_cast<float>(sc >> 4);
+  }
+}
+
+// IQ4_NL's 16 bytes of nibbles at qs with scale d: 32 values.
+void dequantize_iq4(const std::byte* qs, float d, float* out) {
+  for (int i = 0; i < 16; ++i) {
+    out[i] = d * kIq4nlValues[u8_at(qs + i) & 0xF];
+    out[i + 16] = d * kIq4nlValues[u8_at(qs + i) >> 4];
+  }
+}
+
+void dequantize_iq4xs(const std::byte* blk, float* out) {
+  const float d = f16_at(blk);
+  for (int s = 0; s < 8; ++s) dequantize_iq4(blk + 8 + 16 * s, d * static_cast<float>(iq4xs_scale(blk, s) - 32), out + 32 * s);
+}
+
 }  // namespace
 
 void dequantize(DType t, const std::byte* row, float* out, int64_t n) {
@@ -79,6 +109,10 @@ void dequantize(DType t, const std::byte* row, float* out, int64_t n) {
       case DType::Q4_K: dequantize_q45k(blk, o, false); break;
       case DType::Q5_K: dequantize_q45k(blk, o, true); break;
       case DType::Q6_K: dequantize_q6k(blk, o); break;
+      case DType::Q3_K: dequantize_q3k(blk, o); break;
+      case DType::Q2_K: dequantize_q2k(blk, o); break;
+      case DType::IQ4_NL: dequantize_iq4(blk + 2, f16_at(blk), o); break;
+      case DType::IQ4_XS: dequantize_iq4xs(blk, o); break;
       default: throw std::runtime_error("dequantize: unsupported dtype " + std::string(to_string(t)));
     }
   }

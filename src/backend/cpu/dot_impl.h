@@ -293,11 +293,11 @@ void impl_quantize_activations_k(const float* x, int64_t n, Q8KBlock* out) {
   }
 }
 
-// One sub-block: value i = scale[i / 16] * w[i] + min.
+// One sub-block: value i = scale[i / 16] * w[i] + min[i / 16].
 struct Sub32 {
   int8_t w[32];
   float scale[2];
-  float min;
+  float min[2];
 };
 
 inline uint8_t byte_at(const std::byte* p) { return static_cast<uint8_t>(*p); }
@@ -307,7 +307,7 @@ template <int Bits, bool HasMin>
 void decode_small(const std::byte* blk, int, Sub32& o) {
   const float d = scalar_f16(blk);
   o.scale[0] = o.scale[1] = d;
-  o.min = HasMin ? scalar_f16(blk + 2) : 0.0f;
+  o.min[0] = o.min[1] = HasMin ? scalar_f16(blk + 2) : 0.0f;
   const std::byte* p = blk + (HasMin ? 4 : 2);
   const uint32_t qh = Bits == 5 ? load_le32(p) : 0;
   const std::byte* qs = p + (Bits == 5 ? 4 : 0);
@@ -322,7 +322,7 @@ void decode_small(const std::byte* blk, int, Sub32& o) {
 
 void decode_q8_0(const std::byte* blk, int, Sub32& o) {
   o.scale[0] = o.scale[1] = scalar_f16(blk);
-  o.min = 0;
+  o.min[0] = o.min[1] = 0;
   std::memcpy(o.w, blk + 2, 32);
 }
 
@@ -331,7 +331,7 @@ void decode_q45k(const std::byte* blk, int s, Sub32& o) {
   uint8_t sc[8], m[8];
   unpack_k_scales(blk + 4, sc, m);
   o.scale[0] = o.scale[1] = scalar_f16(blk) * sc[s];
-  o.min = -scalar_f16(blk + 2) * m[s];
+  o.min[0] = o.min[1] = -scalar_f16(blk + 2) * m[s];
   const std::byte* qs = blk + (FiveBit ? 48 : 16) + 32 * (s / 2);
   for (int l = 0; l < 32; ++l) {
     int q = s % 2 ? byte_at(qs + l) >> 4 : byte_at(qs + l) & 0xF;
@@ -345,8 +345,40 @@ void decode_q6k(const std::byte* blk, int s, Sub32& o) {
   const float d = scalar_f16(blk + 208);
   o.scale[0] = d * static_cast<float>(static_cast<int8_t>(blk[192 + 2 * s]));
   o.scale[1] = d * static_cast<float>(static_cast<int8_t>(blk[192 + 2 * s + 1]));
-  o.min = 0;
+  o.min[0] = o.min[1] = 0;
   for (int l = 0; l < 32; ++l) o.w[l] = static_cast<int8_t>(q6k_value(ql, ql + 128, 32 * s + l) - 32);
+}
+
+void decode_q3k(const std::byte* blk, int s, Sub32& o) {
+  const float d = scalar_f16(blk + 108);
+  for (int h = 0; h < 2; ++h) o.scale[h] = d * static_cast<float>(q3k_scale(blk + 96, 2 * s + h) - 32);
+  o.min[0] = o.min[1] = 0;
+  for (int l = 0; l < 32; ++l) {
+    const int i = 32 * s + l, high = (byte_at(blk + l) >> s) & 1;
+    o.w[l] = static_cast<int8_t>(q2k_bits(blk + 32, i) - (high ? 0 : 4));
+  }
+}
+
+void decode_q2k(const std::byte* blk, int s, Sub32& o) {
+  const float d = scalar_f16(blk + 80), dmin = scalar_f16(blk + 82);
+  for (int h = 0; h < 2; ++h) {
+    const uint8_t sc = byte_at(blk + 2 * s + h);
+    o.scale[h] = d * static_cast<float>(sc & 0xF);
+    o.min[h] = -dmin * static_cast<float>(sc >> 4);
+  }
+  for (int l = 0; l < 32; ++l) o.w[l] = static_cast<int8_t>(q2k_bits(blk + 16, 32 * s + l));
+}
+
+// IQ4_NL, or IQ4_XS's sub-block s: levels of kIq4nlValues by nibble.
+template <bool Xs>
+void decode_iq4(const std::byte* blk, int s, Sub32& o) {
+  o.scale[0] = o.scale[1] = scalar_f16(blk) * (Xs ? static_cast<float>(iq4xs_scale(blk, s) - 32) : 1.0f);
+  o.min[0] = o.min[1] = 0;
+  const std::byte* qs = Xs ? blk + 8 + 16 * s : blk + 2;
+  for (int i = 0; i < 16; ++i) {
+    o.w[i] = kIq4nlValues[byte_at(qs + i) & 0xF];
+    o.w[i + 16] = kIq4nlValues[byte_at(qs + i) >> 4];
+  }
 }
 
 template <void (*Decode)(const std::byte*, int, Sub32&), int Elems, int Bytes>
@@ -358,7 +390,7 @@ float impl_qdot(const std::byte* row, const Q8Block* x, int64_t n) {
     Decode(row + (b / subs) * Bytes, static_cast<int>(b % subs), d);
     const float prod = d.scale[0] * static_cast<float>(dot16_i8(d.w, x[b].q)) +
                        d.scale[1] * static_cast<float>(dot16_i8(d.w + 16, x[b].q + 16));
-    s += x[b].d * (prod + d.min * x[b].qsum());
+    s += x[b].d * (prod + d.min[0] * static_cast<float>(x[b].sum[0]) + d.min[1] * static_cast<float>(x[b].sum[1]));
   }
   return s;
 }
@@ -417,6 +449,10 @@ void impl_scale_add(float* acc, float scale, float w, const std::byte* v, DType 
     case DType::Q4_K: return impl_qdot<decode_q45k<false>, 256, 144>;
     case DType::Q5_K: return impl_qdot<decode_q45k<true>, 256, 176>;
     case DType::Q6_K: return impl_qdot<decode_q6k, 256, 210>;
+    case DType::Q3_K: return impl_qdot<decode_q3k, 256, 110>;
+    case DType::Q2_K: return impl_qdot<decode_q2k, 256, 84>;
+    case DType::IQ4_NL: return impl_qdot<decode_iq4<false>, 32, 18>;
+    case DType::IQ4_XS: return impl_qdot<decode_iq4<true>, 256, 136>;
     default: return nullptr;
   }
 }

@@ -143,6 +143,71 @@ struct Q6KN {
   float min(int) const { return 0; }
 };
 
+// Q3_K: two bits - 4, plus 4 where the hmask bit is set; a scale per 16.
+struct Q3KN {
+  static constexpr int elems = 256, bytes = 110, subs = 8, offset = 0;
+  static constexpr bool has_min = false, two_scales = true;
+  const std::byte* blk;
+  float d;
+  explicit Q3KN(const std::byte* b) : blk(b), d(scalar_f16(b + 108)) {}
+  Sub weights(int s) const {
+    const int8x16_t down = vdupq_n_s8(static_cast<int8_t>(-2 * (s % 4)));
+    const uint8x16_t bit = vdupq_n_u8(static_cast<uint8_t>(1 << s));
+    int8x16_t v[2];
+    for (int h = 0; h < 2; ++h) {
+      const uint8x16_t bits = vandq_u8(vshlq_u8(load16(blk + 32 + 32 * (s / 4) + 16 * h), down), vdupq_n_u8(3));
+      const uint8x16_t four = vandq_u8(vtstq_u8(load16(blk + 16 * h), bit), vdupq_n_u8(4));
+      v[h] = vsubq_s8(s8(vorrq_u8(bits, four)), vdupq_n_s8(4));
+    }
+    return {v[0], v[1]};
+  }
+  float scale(int s, int h) const { return d * static_cast<float>(q3k_scale(blk + 96, 2 * s + h) - 32); }
+  float min(int, int) const { return 0; }
+};
+
+// Q2_K: two bits (0..3), a scale and a min per 16 values.
+struct Q2KN {
+  static constexpr int elems = 256, bytes = 84, subs = 8, offset = 0;
+  static constexpr bool has_min = true, two_scales = true;
+  const std::byte* blk;
+  float d, dmin;
+  explicit Q2KN(const std::byte* b) : blk(b), d(scalar_f16(b + 80)), dmin(scalar_f16(b + 82)) {}
+  Sub weights(int s) const {
+    const int8x16_t down = vdupq_n_s8(static_cast<int8_t>(-2 * (s % 4)));
+    const std::byte* qs = blk + 16 + 32 * (s / 4);
+    return {s8(vandq_u8(vshlq_u8(load16(qs), down), vdupq_n_u8(3))), s8(vandq_u8(vshlq_u8(load16(qs + 16), down), vdupq_n_u8(3)))};
+  }
+  float scale(int s, int h) const { return d * static_cast<float>(static_cast<uint8_t>(blk[2 * s + h]) & 0xF); }
+  float min(int s, int h) const { return -dmin * static_cast<float>(static_cast<uint8_t>(blk[2 * s + h]) >> 4); }
+};
+
+// IQ4_NL / IQ4_XS: a nibble indexes kIq4nlValues (one table lookup).
+inline Sub iq4_levels(const std::byte* qs) {
+  const int8x16_t table = vld1q_s8(kIq4nlValues);
+  const Sub n = nibbles(qs);
+  return {vqtbl1q_s8(table, vreinterpretq_u8_s8(n.lo)), vqtbl1q_s8(table, vreinterpretq_u8_s8(n.hi))};
+}
+
+struct IQ4NLN {
+  static constexpr int elems = 32, bytes = 18, subs = 1, offset = 0;
+  static constexpr bool has_min = false, two_scales = false;
+  const std::byte* blk;
+  Sub weights(int) const { return iq4_levels(blk + 2); }
+  float scale(int) const { return scalar_f16(blk); }
+  float min(int) const { return 0; }
+};
+
+struct IQ4XSN {
+  static constexpr int elems = 256, bytes = 136, subs = 8, offset = 0;
+  static constexpr bool has_min = false, two_scales = false;
+  const std::byte* blk;
+  float d;
+  explicit IQ4XSN(const std::byte* b) : blk(b), d(scalar_f16(b)) {}
+  Sub weights(int s) const { return iq4_levels(blk + 8 + 16 * s); }
+  float scale(int s) const { return d * static_cast<float>(iq4xs_scale(blk, s) - 32); }
+  float min(int) const { return 0; }
+};
+
 template <class F>
 F make_format(const std::byte* blk) {
   if constexpr (std::is_constructible_v<F, const std::byte*>) return F(blk);
@@ -178,7 +243,10 @@ void qdot_rows(const std::byte* row, const Q8Block* const* x, int64_t n, float* 
             const int32x4_t d = vdotq_s32(vdotq_s32(start, w.lo, q0), w.hi, q1);
             into = vfmaq_n_f32(into, vcvtq_f32_s32(d), f.scale(S) * a.d);
           }
-          if constexpr (F::has_min) mins[j][(Parity + S) & 1] += f.min(S) * a.d * a.qsum();
+          if constexpr (F::has_min && F::two_scales)  // Q2_K: a min per 16 values
+            mins[j][(Parity + S) & 1] += (f.min(S, 0) * static_cast<float>(a.sum[0]) + f.min(S, 1) * static_cast<float>(a.sum[1])) * a.d;
+          else if constexpr (F::has_min)
+            mins[j][(Parity + S) & 1] += f.min(S) * a.d * a.qsum();
         }
       }(), ...);
     }(std::make_integer_sequence<int, F::subs>{});
@@ -218,6 +286,10 @@ std::pair<QDotFn, QDot4Fn> neon_qkernels(DType t) {
     case DType::Q4_K: return both<Q45KN<false>>();
     case DType::Q5_K: return both<Q45KN<true>>();
     case DType::Q6_K: return both<Q6KN>();
+    case DType::Q3_K: return both<Q3KN>();
+    case DType::Q2_K: return both<Q2KN>();
+    case DType::IQ4_NL: return both<IQ4NLN>();
+    case DType::IQ4_XS: return both<IQ4XSN>();
     default: return {nullptr, nullptr};
   }
 }

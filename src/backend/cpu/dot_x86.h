@@ -135,7 +135,7 @@ struct Q45KF {
 
 struct Q6KF {
   static constexpr int elems = 256, bytes = 210, subs = 8, offset = 32;
-  static constexpr bool is_signed = true;
+  static constexpr bool is_signed = true, half_scales = true;
   const std::byte* blk;
   float d;
   explicit Q6KF(const std::byte* b) : blk(b), d(f16_at(b + 208)) {}
@@ -156,6 +156,86 @@ struct Q6KF {
   float min(int) const { return 0; }
 };
 
+// Q3_K (quant_blocks.h): q = two bits - 4, plus 4 where the hmask bit is
+// set (-4..3), a scale per 16 values as Q6_K's.
+struct Q3KF {
+  static constexpr int elems = 256, bytes = 110, subs = 8, offset = 4;
+  static constexpr bool is_signed = true, half_scales = true;
+  const std::byte* blk;
+  float d;
+  explicit Q3KF(const std::byte* b) : blk(b), d(f16_at(b + 108)) {}
+  __m256i weights(int s) const {
+    const __m256i bits = _mm256_and_si256(_mm256_srli_epi16(load32(blk + 32 + 32 * (s / 4)), 2 * (s % 4)), _mm256_set1_epi8(3));
+    const __m256i bit = _mm256_set1_epi8(static_cast<char>(1 << s));
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(load32(blk), bit), bit);
+    return _mm256_sub_epi8(bits, _mm256_andnot_si256(set, _mm256_set1_epi8(4)));
+  }
+  __m256 scale(int s) const {
+    const float s0 = d * static_cast<float>(q3k_scale(blk + 96, 2 * s) - 32), s1 = d * static_cast<float>(q3k_scale(blk + 96, 2 * s + 1) - 32);
+    return _mm256_set_m128(_mm_set1_ps(s1), _mm_set1_ps(s0));
+  }
+  float min(int) const { return 0; }
+};
+
+// Q2_K: q = two bits (0..3), a scale and a min per 16 values (mins8_half).
+struct Q2KF {
+  static constexpr int elems = 256, bytes = 84, subs = 8, offset = 0;
+  static constexpr bool is_signed = false, half_scales = true, half_mins = true;
+  const std::byte* blk;
+  float d, dmin;
+  explicit Q2KF(const std::byte* b) : blk(b), d(f16_at(b + 80)), dmin(f16_at(b + 82)) {}
+  __m256i weights(int s) const {
+    return _mm256_and_si256(_mm256_srli_epi16(load32(blk + 16 + 32 * (s / 4)), 2 * (s % 4)), _mm256_set1_epi8(3));
+  }
+  __m256 scale(int s) const {
+    const auto sc = [&](int h) { return d * static_cast<float>(static_cast<uint8_t>(blk[2 * s + h]) & 0xF); };
+    return _mm256_set_m128(_mm_set1_ps(sc(1)), _mm_set1_ps(sc(0)));
+  }
+  float min(int) const { return 0; }  // see mins8_half
+  // Lane s: the min of sub-block s's half h (values 32s + 16h..).
+  __m256 mins8_half(int h) const {
+    const auto c = [h](int k) { return static_cast<char>(h + 2 * k); };
+    const __m128i picked = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk)),
+                                            _mm_setr_epi8(c(0), c(1), c(2), c(3), c(4), c(5), c(6), c(7), -1, -1, -1, -1, -1, -1, -1, -1));
+    const __m128i m = _mm_and_si128(_mm_srli_epi16(picked, 4), _mm_set1_epi8(0x0F));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m)), _mm256_set1_ps(-dmin));
+  }
+};
+
+// IQ4_NL / IQ4_XS: a nibble indexes kIq4nlValues (one byte shuffle); IQ4_XS
+// takes a 6-bit scale per 32 values.
+inline __m256i iq4_levels(const std::byte* qs) {
+  const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
+  return _mm256_shuffle_epi8(_mm256_set_m128i(table, table), nibbles_32(qs));
+}
+
+struct IQ4NLF {
+  static constexpr int elems = 32, bytes = 18, subs = 1, offset = 128;
+  static constexpr bool is_signed = true;
+  const std::byte* blk;
+  __m256i weights(int) const { return iq4_levels(blk + 2); }
+  __m256 scale(int) const { return _mm256_set1_ps(f16_at(blk)); }
+  float min(int) const { return 0; }
+};
+
+struct IQ4XSF {
+  static constexpr int elems = 256, bytes = 136, subs = 8, offset = 128;
+  static constexpr bool is_signed = true;
+  const std::byte* blk;
+  float d;
+  explicit IQ4XSF(const std::byte* b) : blk(b), d(f16_at(b)) {}
+  __m256i weights(int s) const { return iq4_levels(blk + 8 + 16 * s); }
+  __m256 scale(int s) const { return _mm256_set1_ps(d * static_cast<float>(iq4xs_scale(blk, s) - 32)); }
+  float min(int) const { return 0; }
+};
+
+// Formats with a scale per 16 values (half_scales: Q6_K, Q3_K, Q2_K) and
+// with a min per 16 (half_mins: Q2_K).
+template <class F>
+constexpr bool has_half_scales = requires { requires F::half_scales; };
+template <class F>
+constexpr bool has_half_mins = requires { requires F::half_mins; };
+
 template <class F>
 F make_format(const std::byte* blk) {
   if constexpr (std::is_constructible_v<F, const std::byte*>) return F(blk);
@@ -169,12 +249,12 @@ void qdot_rows(const std::byte* row, const Q8Block* const* x, int64_t n, float* 
   // Min terms: two scalar chains for the 32-value formats; for the K-quants
   // one vector FMA per block over its 8 sub-blocks (a scalar chain of eight
   // dependent adds per block would be the loop's critical path).
-  constexpr bool k_min = !F::is_signed && F::subs == 8;
+  constexpr bool k_min = !F::is_signed && F::subs == 8 && !has_half_mins<F>;
   // With VNNI, signed formats with one scale per sub-block read as unsigned
   // bytes (w + offset) straight into vpdpbusd, whose accumulator starts at
   // -offset * sum(q): no sign juggling per block.
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-  constexpr bool offset_path = F::is_signed && F::offset != 0 && !std::is_same_v<F, Q6KF>;
+  constexpr bool offset_path = F::is_signed && F::offset != 0 && !has_half_scales<F>;
 #else
   constexpr bool offset_path = false;
 #endif
@@ -184,7 +264,8 @@ void qdot_rows(const std::byte* row, const Q8Block* const* x, int64_t n, float* 
     acc[j][0] = acc[j][1] = acc_min[j] = _mm256_setzero_ps(), mins[j][0] = mins[j][1] = 0;
   auto block = [&]<int Parity>(int64_t b, std::integral_constant<int, Parity>) {
     const F f = make_format<F>(row + b * F::bytes);
-    alignas(32) float dq[NX][8];  // a.d * sum(a.q) per sub-block (K-quants)
+    alignas(32) float dq[NX][8];         // a.d * sum(a.q) per sub-block (K-quants)
+    alignas(32) float dq_half[NX][2][8];  // a.d * sum(a.q) per half sub-block (Q2_K)
     [&]<int... S>(std::integer_sequence<int, S...>) {
       ([&] {
         const __m256i w = f.weights(S);
@@ -202,12 +283,16 @@ void qdot_rows(const std::byte* row, const Q8Block* const* x, int64_t n, float* 
           __m256& into = acc[j][(Parity + S) & 1];
           into = _mm256_fmadd_ps(_mm256_mul_ps(ws, _mm256_set1_ps(a.d)), _mm256_cvtepi32_ps(dot), into);
           if constexpr (k_min) dq[j][S] = a.d * a.qsum();
+          else if constexpr (has_half_mins<F>) dq_half[j][0][S] = a.d * a.sum[0], dq_half[j][1][S] = a.d * a.sum[1];
           else if constexpr (!F::is_signed) mins[j][Parity] += wmin * a.d * a.qsum();
         }
       }(), ...);
     }(std::make_integer_sequence<int, F::subs>{});
     if constexpr (k_min)
       for (int j = 0; j < NX; ++j) acc_min[j] = _mm256_fmadd_ps(f.mins8(), _mm256_load_ps(dq[j]), acc_min[j]);
+    if constexpr (has_half_mins<F>)
+      for (int h = 0; h < 2; ++h)
+        for (int j = 0; j < NX; ++j) acc_min[j] = _mm256_fmadd_ps(f.mins8_half(h), _mm256_load_ps(dq_half[j][h]), acc_min[j]);
   };
   const int64_t blocks = n / F::elems;
   int64_t b = 0;
@@ -245,6 +330,10 @@ std::pair<QDotFn, QDot4Fn> x86_qkernels(DType t) {
     case DType::Q4_K: return both<Q45KF<false>>();
     case DType::Q5_K: return both<Q45KF<true>>();
     case DType::Q6_K: return both<Q6KF>();
+    case DType::Q3_K: return both<Q3KF>();
+    case DType::Q2_K: return both<Q2KF>();
+    case DType::IQ4_NL: return both<IQ4NLF>();
+    case DType::IQ4_XS: return both<IQ4XSF>();
     default: return {nullptr, nullptr};
   }
 }

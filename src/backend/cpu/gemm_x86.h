@@ -88,7 +88,7 @@ inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
 // y[t * y_stride + lane] for NT tokens and the 8 packed rows.
 template <class F, int NT>
 void gemm_tokens(const PackedSub* packed, int64_t subs, const Q8Block* const* x, float* const* y) {
-  constexpr bool per_half = std::is_same_v<F, Q6KF>;
+  constexpr bool per_half = has_half_scales<F>;
   __m256 acc[NT];
   for (int j = 0; j < NT; ++j) acc[j] = _mm256_setzero_ps();
   for (int64_t s = 0; s < subs; ++s) {
@@ -160,7 +160,7 @@ void pack_tile(const std::byte* row0, size_t row_bytes, int64_t cols, PackedSub1
 
 template <class F, int NT>
 void gemm_tokens(const PackedSub16* packed, int64_t subs, const Q8Block* const* x, float* const* y) {
-  constexpr bool per_half = std::is_same_v<F, Q6KF>;
+  constexpr bool per_half = has_half_scales<F>;
   auto bcast = [](const void* at) { return _mm512_broadcastd_epi32(_mm_loadu_si32(at)); };
   __m512 acc[NT];
   for (int j = 0; j < NT; ++j) acc[j] = _mm512_setzero_ps();
@@ -238,8 +238,12 @@ int64_t qgemm(const GemmArgs& g) {
 QGemmFn x86_qgemm(DType t) {
   switch (t) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    case DType::Q8_0: return qgemm<Q8_0F>;  // bytes up to 255: maddubs would saturate without VNNI
+    // bytes up to 255 (IQ4: 241): maddubs would saturate without VNNI
+    case DType::Q8_0: return qgemm<Q8_0F>;
+    case DType::IQ4_NL: return qgemm<IQ4NLF>;
+    case DType::IQ4_XS: return qgemm<IQ4XSF>;
 #endif
+    case DType::Q3_K: return qgemm<Q3KF>;  // Q2_K has none: its mins are per 16 values, the tiles carry one per 32
     case DType::Q4_0: return qgemm<Q4_0F>;
     case DType::Q4_1: return qgemm<Q4_1F>;
     case DType::Q5_0: return qgemm<Q5F<false>>;

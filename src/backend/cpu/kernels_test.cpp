@@ -56,8 +56,8 @@ TEST_P(DotKernels, MatchTheScalarReference) {
 INSTANTIATE_TEST_SUITE_P(Types, DotKernels, ::testing::Values(DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0),
                          [](const auto& info) { return std::string(to_string(info.param)); });
 
-const DType kQuantized[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
-                            DType::Q5_1, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+const DType kQuantized[] = {DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K,
+                            DType::Q6_K, DType::Q3_K, DType::Q2_K, DType::IQ4_NL, DType::IQ4_XS};
 
 // Weights with an offset and a spread that varies by block, so that mins,
 // negative scales and per-16 scales all matter.
@@ -401,6 +401,46 @@ TEST(Kernels, BlockLayoutsReadAsGgmlWritesThem) {
   std::vector<float> six(256);
   dequantize(DType::Q6_K, q6k.data(), six.data(), 256);
   EXPECT_EQ(six[208], -2.0f * ((5 | (2 << 4)) - 32));
+  // Q3_K: d = 1 at byte 108; scale 13 (values 208..223) = 43 - 32 = 11: low nibble 0xB in byte 5's high
+  // half, top bits 0b10 at bits 6-7 of byte 9 (of the 12 at 96). Element 210 (second half, shift group
+  // 2, l = 18): bits 4-5 of qs[32 + 18] = 3, hmask[18] bit 6 set (q = 3); element 211: bits 0, bit clear (q = -4).
+  std::vector<std::byte> q3k(110, std::byte{0});
+  q3k[109] = std::byte{0x3c};
+  q3k[96 + 5] = std::byte{0xB0}, q3k[96 + 9] = std::byte{0x80};
+  q3k[32 + 32 + 18] = std::byte{0x30};
+  q3k[18] = std::byte{0x40};
+  std::vector<float> three(256);
+  dequantize(DType::Q3_K, q3k.data(), three.data(), 256);
+  EXPECT_EQ(three[210], 11.0f * 3);
+  EXPECT_EQ(three[211], 11.0f * -4);
+  // Q2_K: d = dmin = 1 (bytes 80, 82); scales[6] = 0x35 (scale 5, min 3) for values 96..111;
+  // element 100 (shift group 3, l = 4): bits 6-7 of qs[4] = 2.
+  std::vector<std::byte> q2k(84, std::byte{0});
+  q2k[81] = std::byte{0x3c}, q2k[83] = std::byte{0x3c};
+  q2k[6] = std::byte{0x35};
+  q2k[16 + 4] = std::byte{0x80};
+  std::vector<float> two(256);
+  dequantize(DType::Q2_K, q2k.data(), two.data(), 256);
+  EXPECT_EQ(two[100], 5.0f * 2 - 3);
+  EXPECT_EQ(two[101], -3.0f);
+  // IQ4_NL: d = 1; qs[3] = 0xF2: element 3 is level 2 (-83), element 19 level 15 (113).
+  std::vector<std::byte> nl(18, std::byte{0});
+  nl[1] = std::byte{0x3c}, nl[2 + 3] = std::byte{0xF2};
+  std::vector<float> nlv(32);
+  dequantize(DType::IQ4_NL, nl.data(), nlv.data(), 32);
+  EXPECT_EQ(nlv[3], -83.0f);
+  EXPECT_EQ(nlv[19], 113.0f);
+  EXPECT_EQ(nlv[0], -127.0f);
+  // IQ4_XS: d = 1; sub-block 5's scale 42 - 32 = 10: low nibble 0xA in scales_l[2]'s high half, top
+  // bits 0b10 at bits 10-11 of scales_h; its qs[7] = 0x1F: element 167 level 15, element 183 level 1.
+  std::vector<std::byte> xs(136, std::byte{0});
+  xs[1] = std::byte{0x3c}, xs[3] = std::byte{0x08}, xs[4 + 2] = std::byte{0xA0};
+  xs[8 + 16 * 5 + 7] = std::byte{0x1F};
+  std::vector<float> xsv(256);
+  dequantize(DType::IQ4_XS, xs.data(), xsv.data(), 256);
+  EXPECT_EQ(xsv[167], 10.0f * 113);
+  EXPECT_EQ(xsv[183], 10.0f * -104);
+  EXPECT_EQ(xsv[0], -32.0f * -127);  // sub-block 0: scale 0 - 32
 }
 
 TEST(Kernels, QuantizeThenDequantizeIsCloseAndNeverZeroedOut) {
@@ -408,7 +448,8 @@ TEST(Kernels, QuantizeThenDequantizeIsCloseAndNeverZeroedOut) {
   for (auto [t, tol] : {std::pair{DType::F16, 1e-3}, std::pair{DType::BF16, 8e-3}, std::pair{DType::Q8_0, 1e-2},
                         std::pair{DType::Q4_0, 0.15}, std::pair{DType::Q4_1, 0.12}, std::pair{DType::Q5_0, 0.08},
                         std::pair{DType::Q5_1, 0.06}, std::pair{DType::Q4_K, 0.12}, std::pair{DType::Q5_K, 0.06},
-                        std::pair{DType::Q6_K, 0.03}}) {
+                        std::pair{DType::Q6_K, 0.03}, std::pair{DType::Q3_K, 0.25}, std::pair{DType::Q2_K, 0.5},
+                        std::pair{DType::IQ4_NL, 0.12}, std::pair{DType::IQ4_XS, 0.12}}) {
     auto q = encode(t, x);
     std::vector<float> back(x.size(), std::nanf(""));  // poisoned: every element must be written
     dequantize(t, q.data(), back.data(), 1024);

@@ -14,6 +14,18 @@
 //     ones; Q5_K's bit 4 of element l of sub-block s is bit s of qh[l].
 //   Q6_K 256 210: u8 ql[128], u8 qh[64], int8 scales[16], f16 d
 //     x = d*scales[i/16]*(q-32); see q6k_value for where q's bits live.
+//   Q3_K 256 110: u8 hmask[32], u8 qs[64], u8 scales[12], f16 d
+//     x = d*(sc[i/16]-32)*q, q = 2 bits from qs minus 4 where the hmask bit
+//     is clear (-4..3); sc 6-bit (q3k_scale).
+//   Q2_K 256  84: u8 scales[16], u8 qs[64], f16 d, f16 dmin
+//     x = d*(scales[i/16] & 15)*q - dmin*(scales[i/16] >> 4), q 2 bits (0..3).
+//     Q2_K and Q3_K keep value i's two bits at bits 2((i%128)/32) of
+//     qs[32(i/128) + i%32] (q2k_bits); Q3_K's high bit is bit i/32 of
+//     hmask[i%32].
+//   IQ4_NL 32 18: f16 d, u8 qs[16]       x = d*kIq4nlValues[nibble]
+//   IQ4_XS 256 136: f16 d, u16 scales_h, u8 scales_l[4], u8 qs[128]
+//     sub-block s of 32 (16 bytes of nibbles at qs + 16s, as IQ4_NL's):
+//     x = d*(ls-32)*kIq4nlValues[nibble], ls 6-bit (iq4xs_scale).
 #pragma once
 
 #include <cstddef>
@@ -54,6 +66,31 @@ inline int q6k_value(const uint8_t* ql, const uint8_t* qh, int i) {
   const uint8_t lo = ql[64 * half + l + 32 * (g & 1)];
   const int nib = g < 2 ? (lo & 0xF) : (lo >> 4);
   return nib | (((qh[32 * half + l] >> (2 * g)) & 3) << 4);
+}
+
+// IQ4_NL's and IQ4_XS's sixteen levels (ggml's kvalues_iq4nl): a nibble
+// indexes them; they are denser near zero, where most weights are.
+inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// Q3_K's 6-bit scale of values 16 is..16 is + 15 (0..63; the value's scale
+// is d * (this - 32)): low four bits from byte is % 8 of the first eight
+// (low nibble for is < 8, high one above), top two from byte 8 + is % 4,
+// bits 2 (is / 4)..2 (is / 4) + 1.
+inline int q3k_scale(const std::byte* scales, int is) {
+  const auto byte = [&](int i) { return static_cast<int>(static_cast<uint8_t>(scales[i])); };
+  const int low = is < 8 ? byte(is) & 0xF : byte(is - 8) >> 4;
+  return low | (((byte(8 + is % 4) >> (2 * (is / 4))) & 3) << 4);
+}
+
+// The two bits of value i (0..255) of a Q2_K or Q3_K block's qs.
+inline int q2k_bits(const std::byte* qs, int i) {
+  return (static_cast<uint8_t>(qs[32 * (i / 128) + i % 32]) >> (2 * (i % 128 / 32))) & 3;
+}
+
+// IQ4_XS sub-block s's 6-bit scale (0..63; the values' scale is d * (this - 32)).
+inline int iq4xs_scale(const std::byte* blk, int s) {
+  const int high = (static_cast<int>(static_cast<uint8_t>(blk[2])) | static_cast<int>(static_cast<uint8_t>(blk[3])) << 8) >> (2 * s) & 3;
+  return ((static_cast<uint8_t>(blk[4 + s / 2]) >> (4 * (s % 2))) & 0xF) | high << 4;
 }
 
 inline uint16_t load_le16(const std::byte* p) {

@@ -129,12 +129,128 @@ void quantize_q6k(const float* x, std::byte* blk) {
   put16(blk + 208, f32_to_f16(d));
 }
 
+// Q3_K: a signed scale per 16 values (largest magnitude -> -4), stored as
+// 6-bit multiples (sc - 32) of the block's d; q = -4..3 as two bits in qs and
+// a high bit in hmask (set: q = bits, clear: bits - 4). Simpler than ggml's
+// search, as quantize_q45k.
+void quantize_q3k(const float* x, std::byte* blk) {
+  float scale[16], max_scale = 0;
+  for (int g = 0; g < 16; ++g) {
+    scale[g] = signed_max(x + 16 * g, 16) / -4.0f;
+    if (std::fabs(scale[g]) > std::fabs(max_scale)) max_scale = scale[g];
+  }
+  const float d = f16_round(max_scale / -32.0f);
+  std::memset(blk, 0, 110);
+  for (int g = 0; g < 16; ++g) {
+    const int sc = d != 0.0f ? std::clamp(nearest(scale[g] / d), -32, 31) : 0;
+    const int v = sc + 32;  // where q3k_scale (quant_blocks.h) reads it from
+    blk[96 + (g < 8 ? g : g - 8)] |= static_cast<std::byte>(g < 8 ? v & 0xF : (v & 0xF) << 4);
+    blk[96 + 8 + g % 4] |= static_cast<std::byte>((v >> 4) << (2 * (g / 4)));
+    const float step = d * static_cast<float>(sc);
+    for (int l = 0; l < 16; ++l) {
+      const int i = 16 * g + l, u = (step != 0.0f ? std::clamp(nearest(x[i] / step), -4, 3) : 0) + 4;
+      blk[32 + 32 * (i / 128) + i % 32] |= static_cast<std::byte>((u & 3) << (2 * (i % 128 / 32)));
+      blk[i % 32] |= static_cast<std::byte>((u >> 2) << (i / 32));
+    }
+  }
+  put16(blk + 108, f32_to_f16(d));
+}
+
+// Q2_K: per 16 values a scale (max - min) / 3 and a non-negative min
+// offset, both 4-bit multiples of the block's d and dmin; q = 0..3.
+void quantize_q2k(const float* x, std::byte* blk) {
+  float scale[16], offset[16];
+  for (int g = 0; g < 16; ++g) {
+    const float* xg = x + 16 * g;
+    const float lo = std::min(0.0f, *std::min_element(xg, xg + 16)), hi = *std::max_element(xg, xg + 16);
+    scale[g] = (hi - lo) / 3.0f;
+    offset[g] = -lo;
+  }
+  const float d = f16_round(*std::max_element(scale, scale + 16) / 15.0f), dmin = f16_round(*std::max_element(offset, offset + 16) / 15.0f);
+  std::memset(blk, 0, 84);
+  for (int g = 0; g < 16; ++g) {
+    const int sc = d > 0 ? std::clamp(nearest(scale[g] / d), 0, 15) : 0, m = dmin > 0 ? std::clamp(nearest(offset[g] / dmin), 0, 15) : 0;
+    blk[g] = static_cast<std::byte>(sc | m << 4);
+    const float step = d * static_cast<float>(sc), off = dmin * static_cast<float>(m);
+    for (int l = 0; l < 16; ++l) {
+      const int i = 16 * g + l, q = step > 0 ? std::clamp(nearest((x[i] + off) / step), 0, 3) : 0;
+      blk[16 + 32 * (i / 128) + i % 32] |= static_cast<std::byte>(q << (2 * (i % 128 / 32)));
+    }
+  }
+  put16(blk + 80, f32_to_f16(d));
+  put16(blk + 82, f32_to_f16(dmin));
+}
+
+// The IQ4 level nearest v (levels in steps of scale 1).
+int nearest_iq4(float v) {
+  int best = 0;
+  for (int k = 1; k < 16; ++k)
+    if (std::fabs(v - kIq4nlValues[k]) < std::fabs(v - kIq4nlValues[best])) best = k;
+  return best;
+}
+
+// The least-squares scale of 32 values over IQ4 levels, tried from 15
+// starting scales around max / -127 as ggml's quantize_row_iq4_nl_impl
+// does (unweighted here): each start picks levels, the scale that fits
+// those levels best is kept if it explains more of x.
+float iq4_scale(const float* x) {
+  const float max = signed_max(x, 32);
+  if (max == 0.0f) return 0.0f;
+  float best_d = 0, best = -1;
+  for (int attempt = -7; attempt <= 7; ++attempt) {
+    const float id = (static_cast<float>(attempt) + kIq4nlValues[0]) / max;
+    double sumqx = 0, sumq2 = 0;
+    for (int i = 0; i < 32; ++i) {
+      const double q = kIq4nlValues[nearest_iq4(x[i] * id)];
+      sumqx += q * x[i], sumq2 += q * q;
+    }
+    if (sumq2 > 0 && sumqx * sumqx / sumq2 > best) best = static_cast<float>(sumqx * sumqx / sumq2), best_d = static_cast<float>(sumqx / sumq2);
+  }
+  return best_d;
+}
+
+// 32 values as IQ4 nibbles at qs against the stored scale d.
+void put_iq4_nibbles(const float* x, float d, std::byte* qs) {
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  for (int i = 0; i < 16; ++i)
+    qs[i] = static_cast<std::byte>(nearest_iq4(x[i] * id) | nearest_iq4(x[i + 16] * id) << 4);
+}
+
+void quantize_iq4nl(const float* x, std::byte* blk) {
+  const float d = f16_round(iq4_scale(x));
+  put16(blk, f32_to_f16(d));
+  put_iq4_nibbles(x, d, blk + 2);
+}
+
+// IQ4_XS: each sub-block's own best scale (iq4_scale), stored as a 6-bit
+// multiple (ls - 32) of the block's d (largest magnitude -> -32), then the
+// values against the stored scale.
+void quantize_iq4xs(const float* x, std::byte* blk) {
+  float scale[8], max_scale = 0;
+  for (int s = 0; s < 8; ++s) {
+    scale[s] = iq4_scale(x + 32 * s);
+    if (std::fabs(scale[s]) > std::fabs(max_scale)) max_scale = scale[s];
+  }
+  const float d = f16_round(max_scale / -32.0f);
+  std::memset(blk, 0, 136);
+  uint16_t high = 0;
+  for (int s = 0; s < 8; ++s) {
+    const int ls = (d != 0.0f ? std::clamp(nearest(scale[s] / d), -32, 31) : 0) + 32;
+    blk[4 + s / 2] |= static_cast<std::byte>((ls & 0xF) << (4 * (s % 2)));
+    high = static_cast<uint16_t>(high | (ls >> 4) << (2 * s));
+    put_iq4_nibbles(x + 32 * s, d * static_cast<float>(ls - 32), blk + 8 + 16 * s);
+  }
+  put16(blk, f32_to_f16(d));
+  put16(blk + 2, high);
+}
+
 }  // namespace
 
 bool quantize_supports(DType t) {
   switch (t) {
     case DType::F32: case DType::F16: case DType::BF16: case DType::Q8_0: case DType::Q4_0: case DType::Q4_1:
-    case DType::Q5_0: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: return true;
+    case DType::Q5_0: case DType::Q5_1: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::Q3_K:
+    case DType::Q2_K: case DType::IQ4_NL: case DType::IQ4_XS: return true;
     default: return false;
   }
 }
@@ -164,6 +280,10 @@ void quantize_row(DType t, const float* x, int64_t n, std::byte* out) {
       case DType::Q4_K: quantize_q45k(xb, false, blk); break;
       case DType::Q5_K: quantize_q45k(xb, true, blk); break;
       case DType::Q6_K: quantize_q6k(xb, blk); break;
+      case DType::Q3_K: quantize_q3k(xb, blk); break;
+      case DType::Q2_K: quantize_q2k(xb, blk); break;
+      case DType::IQ4_NL: quantize_iq4nl(xb, blk); break;
+      case DType::IQ4_XS: quantize_iq4xs(xb, blk); break;
       default: throw std::invalid_argument("quantize_row: unsupported dtype " + std::string(to_string(t)));
     }
   }
