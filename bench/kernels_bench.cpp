@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
   std::vector<float> xs(static_cast<size_t>(cols * tokens)), ys(static_cast<size_t>(rows * tokens));
   for (float& v : xs) v = nd(rng);
   for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
-                  DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+                  DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q3_K, DType::Q2_K, DType::IQ4_NL, DType::IQ4_XS}) {
     size_t rb = dtype_bytes(t, static_cast<uint64_t>(cols)).value();
     std::vector<std::byte> data(rb * static_cast<size_t>(rows));
     for (int64_t r = 0; r < rows; ++r) cpu::quantize_row(t, w.data() + r * cols, cols, data.data() + static_cast<size_t>(r) * rb);

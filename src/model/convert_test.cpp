@@ -89,7 +89,7 @@ TEST(Convert, BundledModelKeepsItsTokenizerAndGreedyText) {
   EXPECT_EQ(r.text.substr(0, 35), "\n\nSecond Citizen:\nI am a man, I am ");
 }
 
-// The bundled model is 256 wide, so every matrix really is K-quantized; its
+// The bundled model is 256 wide, so every matrix really is K-quantized (or IQ4_XS); its
 // reference logits (transformers, f32 compute of the bf16 weights) are the yardstick.
 TEST(Convert, KQuantsAndRequantizingKeepTheBundledModelsLogits) {
   const std::string src = std::string(UMI_SOURCE_DIR) + "/models/tiny-shakespeare";
@@ -108,7 +108,8 @@ TEST(Convert, KQuantsAndRequantizingKeepTheBundledModelsLogits) {
     }
     return worst;
   };
-  for (Bound b : {Bound{DType::Q6_K, 0.03}, Bound{DType::Q5_K, 0.03}, Bound{DType::Q4_K, 0.05}}) {
+  for (Bound b : {Bound{DType::Q6_K, 0.03}, Bound{DType::Q5_K, 0.03}, Bound{DType::Q4_K, 0.05}, Bound{DType::IQ4_XS, 0.04},
+                  Bound{DType::Q3_K, 0.07}, Bound{DType::Q2_K, 0.2}}) {
     const std::string out = tmp.file(std::string(to_string(b.type)) + ".gguf");
     convert_model(src, out, {.type = b.type});
     std::map<std::string, DType> types;

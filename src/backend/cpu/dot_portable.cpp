@@ -58,7 +58,8 @@ std::vector<const KernelSet*> runnable_kernel_sets() {
   // F16C is not a feature name clang 14 accepts here; every AVX2 CPU has it.
   if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return sets;
   sets.push_back(&avx2_kernels());
-  if (__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni"))
+  if (__builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni") &&
+      __builtin_cpu_supports("bmi2"))
     sets.push_back(&avx512vnni_kernels());
 #endif
   return sets;

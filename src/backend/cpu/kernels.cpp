@@ -48,7 +48,7 @@ bool pairs_apply(const MatrixView& w) {
 // activations: the same type, or K-quants that order their sub-blocks alike
 // (Q4_K and Q5_K; Q6_K apart, q8_pairs.h).
 bool same_pair_layout(DType a, DType b) {
-  return a == b || (is_k_quant(a) && is_k_quant(b) && k_sub_blocks_swapped(a) == k_sub_blocks_swapped(b));
+  return a == b || (is_k_quant(a) && is_k_quant(b) && k_order(a) == k_order(b));
 }
 
 // One token's activations laid out for the pair kernel of `weights` (Q4_0,

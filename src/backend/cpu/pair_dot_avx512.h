@@ -323,6 +323,52 @@ inline void q6_k_block(__m512& acc, __m128&, const std::byte* w, const Q8KBlock&
   acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(d, _mm512_load_ps(a.d)), acc);
 }
 
+// IQ4_XS (136 bytes: f16 d, u16 scales_h, 4 bytes of scales_l, 128 of
+// nibbles; quant_blocks.h) against a Q8KBlock in nibble-quad order
+// (k_position, q8_pairs.h): a 64-byte load holds four sub-blocks' nibbles;
+// one byte shuffle each turns the low and the high nibbles into their
+// levels + 128 (unsigned, as vpdpbusd wants: lanes 4k..4k + 3 sum
+// sub-block k of the quad), and one 32-bit multiply gives each lane its
+// sub-block's integer scale ls - 32. The +128 comes off as 128 x the sum
+// over s of (ls_s - 32) x (sub-block s's sum of q); one conversion and one
+// multiply-add by d x the activations' scale a block. The eight 6-bit
+// scales come out of the block's first 8 bytes by two bit deposits (BMI2,
+// which every AVX-512 CPU has).
+struct Iq4Table {
+  alignas(16) uint8_t level[16];
+  constexpr Iq4Table() : level{} {
+    for (int k = 0; k < 16; ++k) level[k] = static_cast<uint8_t>(kIq4nlValues[k] + 128);
+  }
+};
+inline constexpr Iq4Table kIq4Unsigned{};
+
+inline void iq4_xs_block(__m512& acc, __m128&, const std::byte* w, const Q8KBlock& a) {
+  uint64_t head;  // d, scales_h, scales_l
+  std::memcpy(&head, w, 8);
+  const uint64_t ls = _pdep_u64(head >> 32, 0x0F0F0F0F0F0F0F0Full) | _pdep_u64(head >> 16, 0x3030303030303030ull);  // byte s: ls_s
+  const __m256i scale = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(static_cast<long long>(ls))), _mm256_set1_epi32(32));
+  const __m512i table = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kIq4Unsigned.level)));
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  __m512i sum = _mm512_setzero_si512();
+  for (int h = 0; h < 2; ++h) {  // sub-blocks 4h..4h + 3
+    const __m512i packed = _mm512_loadu_si512(w + 8 + 64 * h);
+    const __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(packed, low4));
+    const __m512i hi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(packed, 4), low4));
+    const __m512i dots = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_load_si512(a.q + 128 * h)), hi,
+                                             _mm512_load_si512(a.q + 128 * h + 64));
+    const __m512i lane_scale = _mm512_permutexvar_epi32(
+        _mm512_set_epi32(4 * h + 3, 4 * h + 3, 4 * h + 3, 4 * h + 3, 4 * h + 2, 4 * h + 2, 4 * h + 2, 4 * h + 2, 4 * h + 1, 4 * h + 1,
+                         4 * h + 1, 4 * h + 1, 4 * h, 4 * h, 4 * h, 4 * h),
+        _mm512_castsi256_si512(scale));
+    sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(dots, lane_scale));
+  }
+  const __m128i scale16 = _mm_packs_epi32(_mm256_castsi256_si128(scale), _mm256_extracti128_si256(scale, 1));
+  const __m128i offset = _mm_madd_epi16(scale16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(a.sum32)));
+  sum = _mm512_sub_epi32(sum, _mm512_zextsi128_si512(_mm_slli_epi32(offset, 7)));
+  const __m512 d = _mm512_mul_ps(_mm512_set1_ps(_cvtsh_ss(load_le16(w))), _mm512_load_ps(a.d));
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), d, acc);
+}
+
 inline float sum16(__m512 v) { return _mm512_reduce_add_ps(v); }
 
 QPairDotFn avx512_qpair(DType t) {
@@ -335,6 +381,7 @@ QPairDotFn avx512_qpair(DType t) {
     case DType::Q4_K: return k_quant_rows<__m512, sum16, 144, q45_k_block<false>>;
     case DType::Q5_K: return k_quant_rows<__m512, sum16, 176, q45_k_block<true>>;
     case DType::Q6_K: return k_quant_rows<__m512, sum16, 210, q6_k_block>;
+    case DType::IQ4_XS: return k_quant_rows<__m512, sum16, 136, iq4_xs_block>;
     default: return nullptr;
   }
 }

@@ -38,15 +38,12 @@ void nibble_groups(const Q8Block* x, int64_t blocks, Group* out) {
 void make_q8k_blocks(DType weights, const float* x, int64_t n, Q8KBlock* out) {
   if (!is_k_quant(weights)) throw Error("make_q8k_blocks: not a K-quant weight type");
   quantize_activations_k(x, n, out);
-  if (!k_sub_blocks_swapped(weights)) return;
-  for (int64_t b = 0; b < n / 256; ++b)
-    for (int h = 0; h < 2; ++h) {  // sub-blocks 1 and 2 of each 128 values change places
-      int8_t* q = out[b].q + 128 * h;
-      int8_t first[32];
-      std::memcpy(first, q + 32, 32);
-      std::memcpy(q + 32, q + 64, 32);
-      std::memcpy(q + 64, first, 32);
-    }
+  if (k_order(weights) == KOrder::natural) return;
+  for (int64_t b = 0; b < n / 256; ++b) {
+    int8_t in_order[256];
+    std::memcpy(in_order, out[b].q, 256);
+    for (int i = 0; i < 256; ++i) out[b].q[k_position(weights, i)] = in_order[i];
+  }
 }
 
 size_t pair_activation_bytes(DType t, int64_t cols) {

@@ -102,8 +102,9 @@ struct alignas(64) Q8KBlock {
 // in order (value i at q[i]).
 void quantize_activations_k(const float* x, int64_t n, Q8KBlock* out);
 
-// The K-quants (Q4_K, Q5_K, Q6_K): their pair kernels read Q8KBlocks.
-constexpr bool is_k_quant(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K; }
+// The K-quants (Q4_K, Q5_K, Q6_K) and IQ4_XS, whose super-blocks are 256
+// values too: their pair kernels read Q8KBlocks.
+constexpr bool is_k_quant(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::IQ4_XS; }
 
 // Q4_K and Q5_K hold sub-blocks 2c and 2c + 1 (32 values each) in the low
 // and high nibbles of the same 32 bytes. The 512-bit kernel reads 64 of
@@ -112,21 +113,34 @@ constexpr bool is_k_quant(DType t) { return t == DType::Q4_K || t == DType::Q5_K
 // sub-blocks in the order 0, 2, 1, 3 to match (in order, the kernel took
 // two broadcast loads and two variable shifts per 128 values where it now
 // takes one load and one shift: 10-20% slower in cache, session 18).
-// Q6_K's kernels read the values in order.
-constexpr bool k_sub_blocks_swapped(DType t) { return t == DType::Q4_K || t == DType::Q5_K; }
+// Q6_K's kernels read the values in order. IQ4_XS keeps each 32-value
+// sub-block's values 0-15 in the low nibbles of its 16 bytes and 16-31 in
+// the high ones, so a 64-byte load of four sub-blocks' nibbles meets their
+// values 0-15 side by side, then their values 16-31 (kNibbleQuads).
+enum class KOrder { natural, swapped, nibble_quads };
+constexpr KOrder k_order(DType t) {
+  return t == DType::Q4_K || t == DType::Q5_K ? KOrder::swapped : t == DType::IQ4_XS ? KOrder::nibble_quads : KOrder::natural;
+}
 
 // Where value i (0..255) of a super-block sits in the q of a Q8KBlock laid
 // out for weights of type t.
 constexpr int k_position(DType t, int i) {
-  if (!k_sub_blocks_swapped(t)) return i;
-  constexpr int kAt[4] = {0, 64, 32, 96};  // sub-block s % 4 of each 128 values
-  return i / 128 * 128 + kAt[i / 32 % 4] + i % 32;
+  switch (k_order(t)) {
+    case KOrder::swapped: {
+      constexpr int kAt[4] = {0, 64, 32, 96};  // sub-block s % 4 of each 128 values
+      return i / 128 * 128 + kAt[i / 32 % 4] + i % 32;
+    }
+    case KOrder::nibble_quads:  // sub-block s = i / 32: quad s / 4, then the value's half, then s % 4
+      return i / 128 * 128 + i % 32 / 16 * 64 + i / 32 % 4 * 16 + i % 16;
+    default: return i;
+  }
 }
 static_assert(k_position(DType::Q4_K, 32) == 64 && k_position(DType::Q4_K, 64) == 32 && k_position(DType::Q4_K, 160) == 192);
+static_assert(k_position(DType::IQ4_XS, 16) == 64 && k_position(DType::IQ4_XS, 32) == 16 && k_position(DType::IQ4_XS, 200) == 128 + 2 * 16 + 8 && k_position(DType::IQ4_XS, 216) == 128 + 64 + 2 * 16 + 8);
 
 // x (n floats, a multiple of 256) as the Q8KBlocks the pair kernels of K-quant
-// `weights` read: quantize_activations_k, then each value where k_position
-// puts it. The one way to make them, so that no caller forgets the order.
+// (or IQ4_XS) `weights` read: quantize_activations_k, then each value where k_position
+// puts it (its sums stay by sub-block). The one way to make them, so that no caller forgets the order.
 void make_q8k_blocks(DType weights, const float* x, int64_t n, Q8KBlock* out);
 
 // Bytes of laid-out activations (Q8Pairs for Q8_0, Q4Groups or Q4MinGroups

@@ -181,12 +181,14 @@ void quantize_q2k(const float* x, std::byte* blk) {
   put16(blk + 82, f32_to_f16(dmin));
 }
 
-// The IQ4 level nearest v (levels in steps of scale 1).
+// The IQ4 level nearest v (the levels ascend): the first not below v, or
+// the one before it.
 int nearest_iq4(float v) {
-  int best = 0;
-  for (int k = 1; k < 16; ++k)
-    if (std::fabs(v - kIq4nlValues[k]) < std::fabs(v - kIq4nlValues[best])) best = k;
-  return best;
+  const int8_t* above = std::lower_bound(kIq4nlValues, kIq4nlValues + 16, v, [](int8_t level, float x) { return level < x; });
+  if (above == kIq4nlValues) return 0;
+  if (above == kIq4nlValues + 16) return 15;
+  const int k = static_cast<int>(above - kIq4nlValues);
+  return v - kIq4nlValues[k - 1] <= kIq4nlValues[k] - v ? k - 1 : k;
 }
 
 // The least-squares scale of 32 values over IQ4 levels, tried from 15
