@@ -111,7 +111,7 @@ struct Q4_0Group512 {
   static float sum(__m512 a0, __m512 a1) { return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)); }
 };
 
-// Q5_0, Q4_1 and Q5_1 go as Q4_0 does, sixteen blocks a group, in their
+// Q5_0, Q4_1, Q5_1 and IQ4_NL go as Q4_0 does, sixteen blocks a group, in their
 // own block layout (NibbleFormat, pair_x86.h). A quad (80-96 bytes) comes
 // in a 64-byte load at w and a 32-byte one ending where the quad does; one
 // word permute of the two gathers the four blocks' nibbles, a second their
@@ -171,6 +171,10 @@ struct NibbleGroup512 {
       const __m512i z1 = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 4 * F::kBytes - 32)));
       const __m512i packed = _mm512_permutex2var_epi16(z0, nibble_words, z1);
       __m512i low = _mm512_and_si512(packed, mask), high = _mm512_and_si512(_mm512_srli_epi16(packed, 4), mask);
+      if constexpr (F::kLevels) {
+        const __m512i table = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(kIq4Unsigned.level)));
+        low = _mm512_shuffle_epi8(table, low), high = _mm512_shuffle_epi8(table, high);
+      }
       if constexpr (F::kHigh >= 0) {
         const __m128i bits = _mm512_castsi512_si128(_mm512_permutex2var_epi16(z0, _mm512_load_si512(Index::kFifthBitWords.data()), z1));
         low = _mm512_mask_add_epi8(low, static_cast<__mmask64>(_mm_cvtsi128_si64(bits)), low, sixteen);
@@ -334,14 +338,6 @@ inline void q6_k_block(__m512& acc, __m128&, const std::byte* w, const Q8KBlock&
 // multiply-add by d x the activations' scale a block. The eight 6-bit
 // scales come out of the block's first 8 bytes by two bit deposits (BMI2,
 // which every AVX-512 CPU has).
-struct Iq4Table {
-  alignas(16) uint8_t level[16];
-  constexpr Iq4Table() : level{} {
-    for (int k = 0; k < 16; ++k) level[k] = static_cast<uint8_t>(kIq4nlValues[k] + 128);
-  }
-};
-inline constexpr Iq4Table kIq4Unsigned{};
-
 inline void iq4_xs_block(__m512& acc, __m128&, const std::byte* w, const Q8KBlock& a) {
   uint64_t head;  // d, scales_h, scales_l
   std::memcpy(&head, w, 8);
@@ -377,6 +373,7 @@ QPairDotFn avx512_qpair(DType t) {
     case DType::Q5_0: return nibble_group_rows<NibbleGroup512<Q5_0Format>>;
     case DType::Q4_1: return nibble_group_rows<NibbleGroup512<Q4_1Format>>;
     case DType::Q5_1: return nibble_group_rows<NibbleGroup512<Q5_1Format>>;
+    case DType::IQ4_NL: return nibble_group_rows<NibbleGroup512<IQ4_NLFormat>>;
     case DType::Q8_0: return pair_rows<68, Q8Pair, q8_0_pair, kQ8_0Prefetch>;
     case DType::Q4_K: return k_quant_rows<__m512, sum16, 144, q45_k_block<false>>;
     case DType::Q5_K: return k_quant_rows<__m512, sum16, 176, q45_k_block<true>>;

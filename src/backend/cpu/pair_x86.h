@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "backend/cpu/q8_pairs.h"
+#include "backend/cpu/quant_blocks.h"
 
 namespace umi::cpu {
 namespace {
@@ -106,19 +107,31 @@ void k_quant_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, co
 // The 4-bit formats of 32-value blocks (quant_blocks.h) as the group
 // kernels of both builds read them: Bytes a block, its 16 bytes of nibbles
 // at Nibbles (low nibbles values 0-15, high ones 16-31), Q5's 32 fifth bits
-// at High (-1: none), Q4_1/Q5_1's f16 m after the f16 d at 0 (Min). A
-// group of sixteen blocks (kGroupBytes) takes one Act of activations
-// (q8_pairs.h): a Q4MinGroup for the formats with m, else a Q4Group.
-template <int Bytes, int Nibbles, int High, bool Min>
+// at High (-1: none), Q4_1/Q5_1's f16 m after the f16 d at 0 (Min), and
+// for IQ4_NL (Levels) nibbles that index kIq4nlValues, read as levels + 128
+// (kIq4Unsigned; a byte shuffle: AVX-512 only, AVX2's vpmaddubsw would
+// saturate). A group of sixteen blocks (kGroupBytes) takes one Act of
+// activations (q8_pairs.h): a Q4MinGroup for the formats with m, else a Q4Group.
+template <int Bytes, int Nibbles, int High, bool Min, bool Levels = false>
 struct NibbleFormat {
   static constexpr int kBytes = Bytes, kNibbles = Nibbles, kHigh = High, kGroupBytes = 16 * Bytes;
-  static constexpr bool kMin = Min;
+  static constexpr bool kMin = Min, kLevels = Levels;
   using Act = std::conditional_t<Min, Q4MinGroup, Q4Group>;
 };
 using Q4_0Format = NibbleFormat<18, 2, -1, false>;
 using Q5_0Format = NibbleFormat<22, 6, 2, false>;
 using Q4_1Format = NibbleFormat<20, 4, -1, true>;
 using Q5_1Format = NibbleFormat<24, 8, 4, true>;
+using IQ4_NLFormat = NibbleFormat<18, 2, -1, false, true>;
+
+// IQ4's levels + 128: unsigned bytes, as vpdpbusd's weights must be.
+struct Iq4Table {
+  alignas(16) uint8_t level[16];
+  constexpr Iq4Table() : level{} {
+    for (int k = 0; k < 16; ++k) level[k] = static_cast<uint8_t>(kIq4nlValues[k] + 128);
+  }
+};
+inline constexpr Iq4Table kIq4Unsigned{};
 
 // Rows of Q4_0 and the other 4-bit formats, a group of sixteen blocks
 // (G::kBytes of weights, a G::Act of activations: Q4Group or Q4MinGroup)

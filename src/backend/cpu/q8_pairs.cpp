@@ -58,6 +58,7 @@ void make_q8_pairs(DType weights, const Q8Block* x, int64_t blocks, void* out) {
   switch (weights) {
     case DType::Q4_0: return nibble_groups<Q4Group, 8>(x, blocks, static_cast<Q4Group*>(out));
     case DType::Q5_0: return nibble_groups<Q4Group, 16>(x, blocks, static_cast<Q4Group*>(out));
+    case DType::IQ4_NL: return nibble_groups<Q4Group, 128>(x, blocks, static_cast<Q4Group*>(out));
     case DType::Q4_1:
     case DType::Q5_1: return nibble_groups<Q4MinGroup, 0>(x, blocks, static_cast<Q4MinGroup*>(out));
     default: break;

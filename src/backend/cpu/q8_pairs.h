@@ -58,7 +58,7 @@ struct alignas(64) Q4Quad {
 
 struct alignas(64) Q4Group {
   Q4Quad quad[4];
-  int32_t offset[16];  // [4k + p]: -8 (Q5_0: -16) * the sum of block 4p + k's q
+  int32_t offset[16];  // [4k + p]: -8 (Q5_0: -16, IQ4_NL: -128) * the sum of block 4p + k's q
   float d[16];         // [4k + p]: block 4p + k's
 };
 
@@ -74,8 +74,12 @@ struct alignas(64) Q4MinGroup {
 };
 static_assert(sizeof(Q4MinGroup) == sizeof(Q4Group));
 
-// The formats that take a Q4Group (Q4_0, Q5_0) or a Q4MinGroup (Q4_1, Q5_1).
-constexpr bool is_nibble_group(DType t) { return t == DType::Q4_0 || t == DType::Q5_0 || t == DType::Q4_1 || t == DType::Q5_1; }
+// The formats that take a Q4Group (Q4_0, Q5_0, IQ4_NL) or a Q4MinGroup (Q4_1, Q5_1).
+// IQ4_NL is Q4_0's layout with levels for nibbles; its kernel reads them as
+// levels + 128 (offset -128 x the block's sum of q).
+constexpr bool is_nibble_group(DType t) {
+  return t == DType::Q4_0 || t == DType::Q5_0 || t == DType::Q4_1 || t == DType::Q5_1 || t == DType::IQ4_NL;
+}
 
 // The blocks of x laid out for weights of type `weights`: Q8_0 (blocks even)
 // as Q8Pairs, Q4_0 and Q5_0 (blocks a multiple of 4) as Q4Groups, Q4_1 and
