@@ -171,7 +171,8 @@ TEST(Kernels, PairKernelsMatchTheReferenceAndStayInTheirRows) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   int checked = 0;
   for (const KernelSet* set : runnable_kernel_sets())
-    for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS, DType::IQ4_NL})
+    for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS, DType::IQ4_NL,
+                    DType::Q3_K, DType::Q2_K})
       for (int64_t rows = 1; rows <= 3; ++rows) {
         const QPairDotFn dot = set->qpair(t);
         if (!dot) continue;

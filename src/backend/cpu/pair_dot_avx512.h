@@ -327,6 +327,70 @@ inline void q6_k_block(__m512& acc, __m128&, const std::byte* w, const Q8KBlock&
   acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(d, _mm512_load_ps(a.d)), acc);
 }
 
+// Q3_K (110 bytes: hmask[32], qs[64], 12 bytes of 6-bit scales, f16 d) and
+// Q2_K (84: 16 bytes of 4-bit scales and mins, qs[64], f16 d, f16 dmin;
+// quant_blocks.h) against a Q8KBlock in order, 64 values at a time: values
+// 128h + 64c + 32j' + l (j = 2c + j') take bits 2j of qs[32h + l], so one
+// 32-byte load in both halves of a vector, a shift by 2j per half and a
+// mask give them; Q3_K adds 4 where bit 4h + j of hmask[l] is set (q + 4,
+// 0..7: its -4 comes off as 4 x the sum over 16-value groups g of sc_g x
+// their sum of q). Then as Q6_K: vpmaddubsw into int16 pairs, vpdpwssd by
+// each 128-bit lane's scale word. Q2_K's mins (dmin x m_g) multiply the
+// activations' sums per 16 into the 128-bit accumulator subtracted at the
+// end.
+template <bool Q3>
+inline __m512i two_bit_values(const std::byte* w, int h, int c) {
+  const std::byte* qs = w + (Q3 ? 32 : 16) + 32 * h;
+  const __m512i shift = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<int16_t>(4 * c)), _mm256_set1_epi16(static_cast<int16_t>(4 * c + 2)), 1);
+  const __m512i bits = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs)));
+  __m512i u = _mm512_and_si512(_mm512_srlv_epi16(bits, shift), _mm512_set1_epi8(3));
+  if constexpr (Q3) {
+    const int j = 4 * h + 2 * c;  // hmask bits j (this vector's low half) and j + 1
+    const __m512i bit = _mm512_inserti64x4(_mm512_set1_epi8(static_cast<char>(1 << j)), _mm256_set1_epi8(static_cast<char>(1 << (j + 1))), 1);
+    const __m512i hmask = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)));
+    u = _mm512_mask_add_epi8(u, _mm512_test_epi8_mask(hmask, bit), u, _mm512_set1_epi8(4));
+  }
+  return u;
+}
+
+// Q3_K's sixteen 6-bit scales minus 32 as words (q3k_scale, quant_blocks.h):
+// low nibbles of bytes 0-7, then their high nibbles; top bits from bytes
+// 8-11, byte 8 + g % 4 shifted right by 2 (g / 4) (one 32-bit variable shift).
+inline __m256i q3_k_scales(const std::byte* p) {
+  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  const __m128i low4 = _mm_and_si128(_mm_unpacklo_epi64(b, _mm_srli_epi16(b, 4)), _mm_set1_epi8(0x0F));
+  int32_t top_bytes;
+  std::memcpy(&top_bytes, p + 8, 4);
+  const __m128i top = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(top_bytes), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+  return _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_or_si128(low4, _mm_slli_epi16(top, 4))), _mm256_set1_epi16(32));
+}
+
+template <bool Q3>
+inline void two_bit_k_block(__m512& acc, __m128& acc_min, const std::byte* w, const Q8KBlock& a) {
+  __m256i sc16;
+  __m512i sums;
+  const __m256i sum16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16));
+  if constexpr (Q3) {
+    sc16 = q3_k_scales(w + 96);
+    sums = _mm512_zextsi256_si512(_mm256_madd_epi16(_mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4)), sum16));
+  } else {
+    const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
+    sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(sm, _mm_set1_epi8(0x0F)));
+    const __m256i mins = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(0x0F))), sum16);
+    const __m128i m4 = _mm_add_epi32(_mm256_castsi256_si128(mins), _mm256_extracti128_si256(mins, 1));
+    const float dmin_d = _cvtsh_ss(load_le16(w + 82)) * a.d[0];
+    acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(m4), _mm_set1_ps(dmin_d), acc_min);
+    sums = _mm512_setzero_si512();
+  }
+  const __m512i scales = _mm512_castsi256_si512(sc16);  // vpermw reads words 0-15 only
+  for (int h = 0; h < 2; ++h)
+    for (int c = 0; c < 2; ++c)
+      sums = _mm512_dpwssd_epi32(sums, _mm512_maddubs_epi16(two_bit_values<Q3>(w, h, c), _mm512_load_si512(a.q + 128 * h + 64 * c)),
+                                 _mm512_permutexvar_epi16(lane_words(8 * h + 4 * c), scales));
+  const __m512 d = _mm512_set1_ps(_cvtsh_ss(load_le16(w + (Q3 ? 108 : 80))));
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(d, _mm512_load_ps(a.d)), acc);
+}
+
 // IQ4_XS (136 bytes: f16 d, u16 scales_h, 4 bytes of scales_l, 128 of
 // nibbles; quant_blocks.h) against a Q8KBlock in nibble-quad order
 // (k_position, q8_pairs.h): a 64-byte load holds four sub-blocks' nibbles;
@@ -379,6 +443,8 @@ QPairDotFn avx512_qpair(DType t) {
     case DType::Q5_K: return k_quant_rows<__m512, sum16, 176, q45_k_block<true>>;
     case DType::Q6_K: return k_quant_rows<__m512, sum16, 210, q6_k_block>;
     case DType::IQ4_XS: return k_quant_rows<__m512, sum16, 136, iq4_xs_block>;
+    case DType::Q3_K: return k_quant_rows<__m512, sum16, 110, two_bit_k_block<true>>;
+    case DType::Q2_K: return k_quant_rows<__m512, sum16, 84, two_bit_k_block<false>>;
     default: return nullptr;
   }
 }

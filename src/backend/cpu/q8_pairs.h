@@ -106,9 +106,11 @@ struct alignas(64) Q8KBlock {
 // in order (value i at q[i]).
 void quantize_activations_k(const float* x, int64_t n, Q8KBlock* out);
 
-// The K-quants (Q4_K, Q5_K, Q6_K) and IQ4_XS, whose super-blocks are 256
+// The K-quants (Q2_K..Q6_K) and IQ4_XS, whose super-blocks are 256
 // values too: their pair kernels read Q8KBlocks.
-constexpr bool is_k_quant(DType t) { return t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::IQ4_XS; }
+constexpr bool is_k_quant(DType t) {
+  return t == DType::Q2_K || t == DType::Q3_K || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K || t == DType::IQ4_XS;
+}
 
 // Q4_K and Q5_K hold sub-blocks 2c and 2c + 1 (32 values each) in the low
 // and high nibbles of the same 32 bytes. The 512-bit kernel reads 64 of
