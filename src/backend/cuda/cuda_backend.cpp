@@ -170,10 +170,10 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
   bool float_matrix = false;  // a product reads f16/bf16/f32 weights (the embedding is only looked up)
   auto matrix = [&](MatrixView& m) {
     if (!m.data) return;
-    const DType on_device = device_dtype(m.dtype);  // Q5_0 as Q8_0, Q4_1/Q5_1 as F16 (quant_layout.h)
+    const DType on_device = device_dtype(m.dtype);  // e.g. Q5_0 as Q8_0, Q4_1 as F16 (quant_layout.h)
     if (!ops_support_matrix(on_device))
       throw InputError("weight type " + std::string(to_string(m.dtype)) +
-                       " is not supported on CUDA yet (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k are)");
+                       " is not supported on CUDA yet (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k..q6_k, iq4_nl, iq4_xs are)");
     if (m.cols % 32 != 0) throw InputError("a matrix of " + std::to_string(m.cols) + " columns is not supported on CUDA (a multiple of 32)");
     quantized_ |= matvec_q8_supports(on_device);
     float_matrix |= &m != &w.embed && !matvec_q8_supports(on_device);

@@ -162,9 +162,11 @@ TEST(CudaBackend, QuantizedDecodeStepsMatchTheCpu) {
   test::TempDir tmp;
   // q4_k and q5_k files keep the (tied) output matrix at Q6_K, as
   // llama.cpp's do: those runs mix two K-quant types.
-  // Q5_0 runs as Q8_0 on the device, Q4_1 and Q5_1 as f16 through the float
-  // products (f32 activations against the CPU's q8 ones: the same bound).
-  for (DType type : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q5_0, DType::Q4_1, DType::Q5_1}) {
+  // Q5_0, IQ4_NL and IQ4_XS run as Q8_0 on the device, Q3_K as Q6_K, Q4_1,
+  // Q5_1 and Q2_K as f16 through the float products (f32 activations against
+  // the CPU's q8 ones: the same bound).
+  for (DType type : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::IQ4_NL,
+                     DType::IQ4_XS, DType::Q3_K, DType::Q2_K}) {
     const std::string gguf = tmp.file(std::string(to_string(type)) + ".gguf");
     convert_model(kBundled, gguf, {.type = type});
     Pool pool({.limit = 1ull << 30});

@@ -134,8 +134,9 @@ struct SplitMatrix {
 TEST(CudaKernels, RewrittenFormatsKeepTheFilesValues) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(23);
-  const int64_t rows = 5, cols = 320, n = rows * cols, blocks = n / 32;
-  for (DType t : {DType::Q5_0, DType::Q4_1, DType::Q5_1}) {
+  const int64_t rows = 5, cols = 512, n = rows * cols;
+  for (DType t : {DType::Q5_0, DType::Q4_1, DType::Q5_1, DType::IQ4_NL, DType::IQ4_XS, DType::Q3_K, DType::Q2_K}) {
+    const int64_t blocks = n / dtype_info(t).block_elems;
     std::vector<std::byte> file(dtype_bytes(t, static_cast<uint64_t>(n)).value());
     const size_t rb = file.size() / rows;
     for (int64_t r = 0; r < rows; ++r) {
@@ -150,17 +151,34 @@ TEST(CudaKernels, RewrittenFormatsKeepTheFilesValues) {
     EXPECT_EQ(split_blocks(t, raw.p, 0, 7, blocks, device.p, nullptr), cudaSuccess);
     EXPECT_EQ(split_blocks(t, raw.p + 7 * dtype_info(t).block_bytes, 7, blocks - 7, blocks, device.p, nullptr), cudaSuccess);
     const std::vector<std::byte> got = device.get();
-    int64_t wrong = 0;
+    // What the device holds, as floats: split Q8_0 (quants, then an f16 a block), split Q6_K (each block's
+    // 208 bytes of quants, then its f16 d: put back together as the file's block), or f16 values.
+    std::vector<float> held(static_cast<size_t>(n));
+    if (device_dtype(t) == DType::Q6_K) {
+      for (int64_t b = 0; b < n / 256; ++b) {
+        std::byte block[210];
+        std::memcpy(block, got.data() + b * 208, 208);
+        std::memcpy(block + 208, got.data() + (n / 256) * 208 + b * 2, 2);
+        cpu::dequantize(DType::Q6_K, block, held.data() + b * 256, 256);
+      }
+    }
     for (int64_t i = 0; i < n; ++i) {
-      const float w = want[static_cast<size_t>(i)];
       __half h;
       if (device_dtype(t) == DType::Q8_0) {
-        std::memcpy(&h, got.data() + blocks * 32 + i / 32 * 2, 2);
-        wrong += static_cast<float>(static_cast<int8_t>(got[static_cast<size_t>(i)])) * __half2float(h) != w;
-      } else {
+        std::memcpy(&h, got.data() + n + i / 32 * 2, 2);
+        held[static_cast<size_t>(i)] = static_cast<float>(static_cast<int8_t>(got[static_cast<size_t>(i)])) * __half2float(h);
+      } else if (device_dtype(t) == DType::F16) {
         std::memcpy(&h, got.data() + i * 2, 2);
-        wrong += std::fabs(__half2float(h) - w) > std::fabs(w) * 0x1p-10f + 1e-7f;
+        held[static_cast<size_t>(i)] = __half2float(h);
       }
+    }
+    // Exact where the device type holds the file's values (Q5_0, IQ4_NL as Q8_0; Q3_K as Q6_K); within one
+    // f16 rounding of a scale (IQ4_XS) or a value (Q4_1, Q5_1, Q2_K as F16).
+    const bool exact = t == DType::Q5_0 || t == DType::IQ4_NL || t == DType::Q3_K;
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float w = want[static_cast<size_t>(i)], g = held[static_cast<size_t>(i)];
+      wrong += exact ? g != w : std::fabs(g - w) > std::fabs(w) * 0x1p-10f + 1e-7f;
     }
     EXPECT_EQ(wrong, 0) << to_string(t);
   }

@@ -30,7 +30,11 @@ int split_quant_bytes(DType t);
 // exactly (int8 q - 16 with the same d; 34 bytes a block instead of 22): the
 // integer products read it. Q4_1 and Q5_1 (d q + m) become F16, each value
 // rounded once (relative error under 2^-11; 64 bytes a block instead of 20
-// or 24): the float products read it. Every other type stays as it is.
+// or 24): the float products read it. IQ4_NL becomes Q8_0 exactly (its
+// levels are int8), IQ4_XS Q8_0 with each 32 values' scale d x (ls - 32)
+// rounded to f16 once (2x the bytes); Q3_K becomes Q6_K exactly (q + 32
+// and the scales minus 32 fit its fields; 1.9x), Q2_K F16 (6.1x; its mins
+// fit no integer type here). Every other type stays as it is.
 DType device_dtype(DType file);
 // Types whose blocks a kernel rewrites on upload (split_blocks): the split
 // types and those device_dtype changes.
@@ -42,7 +46,8 @@ size_t device_matrix_bytes(DType t, int64_t blocks);
 // file type t: `src` holds those blocks as the file stores them (device
 // memory, contiguous), `dst` is the whole matrix's buffer
 // (device_matrix_bytes(t, total)) in device_dtype(t)'s layout: split for
-// Q8_0/Q4_0/Q6_K and for Q5_0 (as Q8_0), f16 values in order for Q4_1/Q5_1.
+// Q8_0/Q4_0/Q6_K and for Q5_0/IQ4_NL/IQ4_XS (as Q8_0) and Q3_K (as Q6_K), f16
+// values in order for Q4_1/Q5_1/Q2_K.
 cudaError_t split_blocks(DType t, const void* src, int64_t first, int64_t count, int64_t total, void* dst,
                          cudaStream_t stream);
 
