@@ -78,9 +78,9 @@ TEST(MemoryPlan, Llama3_8BAt8KContextIn24GiB) {
   // = 9,175,040 -> size class 9 MiB (steps of 1 MiB above 8 MiB); logits 513,024 -> 126 pages = 516,096;
   // attention scratch: per thread the larger of by heads (2 x 16 x 128 + 4 x 16 + 2 x 4 x 512 = 8,256) and by
   // positions (2 x 32 = 64), then partials 2 x 2 threads x 32 x 130 = 16,640:
-  // (2 x 8,256 + 16,640) x 4 = 132,608 -> 33 pages = 135,168; GEMM tiles 2 threads x 448 x 704
-  // + 64 = 630,848 -> 155 pages = 634,880.
-  uint64_t expected_act = 4 * 8 * (1ull << 20) + 2 * 2 * (1ull << 20) + 2 * 28 * (1ull << 20) + 9 * (1ull << 20) + 516'096 + 135'168 + 634'880;
+  // (2 x 8,256 + 16,640) x 4 = 132,608 -> 33 pages = 135,168; GEMM tiles 2 threads x 448 x 768
+  // + 64 = 688,192 -> 169 pages = 692,224.
+  uint64_t expected_act = 4 * 8 * (1ull << 20) + 2 * 2 * (1ull << 20) + 2 * 28 * (1ull << 20) + 9 * (1ull << 20) + 516'096 + 135'168 + 692'224;
   EXPECT_EQ(p.activations, expected_act);
   EXPECT_EQ(p.total, 16'060'522'496ull + GiB + expected_act);
   EXPECT_TRUE(p.fits);

@@ -191,7 +191,9 @@ struct Q2KF {
     const auto sc = [&](int h) { return d * static_cast<float>(static_cast<uint8_t>(blk[2 * s + h]) & 0xF); };
     return _mm256_set_m128(_mm_set1_ps(sc(1)), _mm_set1_ps(sc(0)));
   }
-  float min(int) const { return 0; }  // see mins8_half
+  float min(int) const { return 0; }  // see mins8_half and min_half
+  // The min of sub-block s's half h (values 32s + 16h..): the tiled GEMM's.
+  float min_half(int s, int h) const { return -dmin * static_cast<float>(static_cast<uint8_t>(blk[2 * s + h]) >> 4); }
   // Lane s: the min of sub-block s's half h (values 32s + 16h..).
   __m256 mins8_half(int h) const {
     const auto c = [h](int k) { return static_cast<char>(h + 2 * k); };

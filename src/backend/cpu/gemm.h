@@ -12,8 +12,8 @@
 namespace umi::cpu {
 
 // Scratch one thread needs for a matrix `cols` wide: one packed tile (the
-// larger of the builds' tiles: 16 rows of 32 bytes, two scales and a min).
-inline constexpr size_t kGemmPackedSubBytes = 16 * 32 + 3 * 64;
+// larger of the builds' tiles: 16 rows of 32 bytes, two scales and two mins).
+inline constexpr size_t kGemmPackedSubBytes = 16 * 32 + 4 * 64;
 inline size_t gemm_pack_bytes(int64_t cols) { return static_cast<size_t>(cols / 32) * kGemmPackedSubBytes; }
 
 struct GemmArgs {

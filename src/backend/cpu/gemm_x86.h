@@ -19,7 +19,8 @@ namespace {
 struct alignas(32) PackedSub {
   __m256i w[8];     // w[g] lane r: row r's unsigned bytes 4g..4g+3
   __m256 scale[2];  // lane r: row r's scale for values 0-15 and 16-31
-  __m256 min;       // lane r: row r's min (formats with one)
+  __m256 min;       // lane r: row r's min (formats with one; Q2_K: of values 0-15)
+  __m256 min_hi;    // Q2_K: lane r's min of values 16-31
 };
 static_assert(sizeof(PackedSub) <= kGemmPackedSubBytes);
 
@@ -44,7 +45,7 @@ inline void transpose8(__m256i r[8]) {
 // arrays (transposed and stored by the tile writers below).
 template <class F, int R>
 struct BlockColumn {
-  alignas(64) float sc0[F::subs][R], sc1[F::subs][R], mn[F::subs][R];
+  alignas(64) float sc0[F::subs][R], sc1[F::subs][R], mn[F::subs][R], mn1[F::subs][R];
   __m256i w[F::subs][R];
 
   void decode(const std::byte* row0, size_t row_bytes, int64_t b) {
@@ -55,7 +56,8 @@ struct BlockColumn {
         const __m256 scale = f.scale(s);
         sc0[s][r] = _mm256_cvtss_f32(scale);
         sc1[s][r] = _mm_cvtss_f32(_mm256_extractf128_ps(scale, 1));
-        mn[s][r] = f.min(s);
+        if constexpr (has_half_mins<F>) mn[s][r] = f.min_half(s, 0), mn1[s][r] = f.min_half(s, 1);
+        else mn[s][r] = f.min(s), mn1[s][r] = 0;
       }
     }
   }
@@ -73,6 +75,7 @@ void pack_rows(const std::byte* row0, size_t row_bytes, int64_t cols, PackedSub*
       p.scale[0] = _mm256_load_ps(c.sc0[s]);
       p.scale[1] = _mm256_load_ps(c.sc1[s]);
       p.min = _mm256_load_ps(c.mn[s]);
+      p.min_hi = _mm256_load_ps(c.mn1[s]);
     }
   }
 }
@@ -122,7 +125,10 @@ void gemm_tokens(const PackedSub* packed, int64_t subs, const Q8Block* const* x,
           sum = _mm256_sub_epi32(sum, _mm256_madd_epi16(bcast(a.sum), _mm256_set1_epi16(static_cast<int16_t>(F::offset))));
         acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(p.scale[0], ad), acc[j]);
       }
-      if constexpr (!F::is_signed) acc[j] = _mm256_fmadd_ps(p.min, _mm256_set1_ps(a.d * a.qsum()), acc[j]);
+      if constexpr (has_half_mins<F>)
+        acc[j] = _mm256_fmadd_ps(p.min_hi, _mm256_set1_ps(a.d * a.sum[1]), _mm256_fmadd_ps(p.min, _mm256_set1_ps(a.d * a.sum[0]), acc[j]));
+      else if constexpr (!F::is_signed)
+        acc[j] = _mm256_fmadd_ps(p.min, _mm256_set1_ps(a.d * a.qsum()), acc[j]);
     }
   }
   for (int j = 0; j < NT; ++j) _mm256_storeu_ps(y[j], acc[j]);
@@ -136,7 +142,7 @@ void gemm_tokens(const PackedSub* packed, int64_t subs, const Q8Block* const* x,
 struct alignas(64) PackedSub16 {
   __m512i w[8];     // w[g] lane r: row r's unsigned bytes 4g..4g+3
   __m512 scale[2];  // lane r: row r's scale for values 0-15 and 16-31
-  __m512 min;
+  __m512 min, min_hi;  // as PackedSub's
 };
 static_assert(sizeof(PackedSub16) == kGemmPackedSubBytes);
 inline constexpr int64_t kTileRows = 16;
@@ -154,6 +160,7 @@ void pack_tile(const std::byte* row0, size_t row_bytes, int64_t cols, PackedSub1
       p.scale[0] = _mm512_load_ps(c.sc0[s]);
       p.scale[1] = _mm512_load_ps(c.sc1[s]);
       p.min = _mm512_load_ps(c.mn[s]);
+      p.min_hi = _mm512_load_ps(c.mn1[s]);
     }
   }
 }
@@ -189,7 +196,10 @@ void gemm_tokens(const PackedSub16* packed, int64_t subs, const Q8Block* const* 
           sum = _mm512_sub_epi32(sum, _mm512_madd_epi16(bcast(a.sum), _mm512_set1_epi16(static_cast<int16_t>(F::offset))));
         acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(p.scale[0], ad), acc[j]);
       }
-      if constexpr (!F::is_signed) acc[j] = _mm512_fmadd_ps(p.min, _mm512_set1_ps(a.d * a.qsum()), acc[j]);
+      if constexpr (has_half_mins<F>)
+        acc[j] = _mm512_fmadd_ps(p.min_hi, _mm512_set1_ps(a.d * a.sum[1]), _mm512_fmadd_ps(p.min, _mm512_set1_ps(a.d * a.sum[0]), acc[j]));
+      else if constexpr (!F::is_signed)
+        acc[j] = _mm512_fmadd_ps(p.min, _mm512_set1_ps(a.d * a.qsum()), acc[j]);
     }
   }
   for (int j = 0; j < NT; ++j) _mm512_storeu_ps(y[j], acc[j]);
@@ -243,7 +253,8 @@ QGemmFn x86_qgemm(DType t) {
     case DType::IQ4_NL: return qgemm<IQ4NLF>;
     case DType::IQ4_XS: return qgemm<IQ4XSF>;
 #endif
-    case DType::Q3_K: return qgemm<Q3KF>;  // Q2_K has none: its mins are per 16 values, the tiles carry one per 32
+    case DType::Q3_K: return qgemm<Q3KF>;
+    case DType::Q2_K: return qgemm<Q2KF>;
     case DType::Q4_0: return qgemm<Q4_0F>;
     case DType::Q4_1: return qgemm<Q4_1F>;
     case DType::Q5_0: return qgemm<Q5F<false>>;
