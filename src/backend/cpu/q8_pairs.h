@@ -122,7 +122,7 @@ constexpr bool is_k_quant(DType t) {
 // Q6_K's kernels read the values in order. IQ4_XS keeps each 32-value
 // sub-block's values 0-15 in the low nibbles of its 16 bytes and 16-31 in
 // the high ones, so a 64-byte load of four sub-blocks' nibbles meets their
-// values 0-15 side by side, then their values 16-31 (kNibbleQuads).
+// values 0-15 side by side, then their values 16-31 (KOrder::nibble_quads).
 enum class KOrder { natural, swapped, nibble_quads };
 constexpr KOrder k_order(DType t) {
   return t == DType::Q4_K || t == DType::Q5_K ? KOrder::swapped : t == DType::IQ4_XS ? KOrder::nibble_quads : KOrder::natural;
