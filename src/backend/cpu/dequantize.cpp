@@ -59,11 +59,7 @@ void dequantize_q6k(const std::byte* blk, float* out) {
 
 void dequantize_q3k(const std::byte* blk, float* out) {
   const float d = f16_at(blk + 108);
-  for (int i = 0; i < 256; ++i) {
-    const int high = (u8_at(blk + i % 32) >> (i / 32)) & 1;
-    const int q = q2k_bits(blk + 32, i) - (high ? 0 : 4);
-    out[i] = d * static_cast<float>(q3k_scale(blk + 96, i / 16) - 32) * static_cast<float>(q);
-  }
+  for (int i = 0; i < 256; ++i) out[i] = d * static_cast<float>(q3k_scale(blk + 96, i / 16) - 32) * static_cast<float>(q3k_value(blk, i));
 }
 
 void dequantize_q2k(const std::byte* blk, float* out) {

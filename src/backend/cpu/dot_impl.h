@@ -353,10 +353,7 @@ void decode_q3k(const std::byte* blk, int s, Sub32& o) {
   const float d = scalar_f16(blk + 108);
   for (int h = 0; h < 2; ++h) o.scale[h] = d * static_cast<float>(q3k_scale(blk + 96, 2 * s + h) - 32);
   o.min[0] = o.min[1] = 0;
-  for (int l = 0; l < 32; ++l) {
-    const int i = 32 * s + l, high = (byte_at(blk + l) >> s) & 1;
-    o.w[l] = static_cast<int8_t>(q2k_bits(blk + 32, i) - (high ? 0 : 4));
-  }
+  for (int l = 0; l < 32; ++l) o.w[l] = static_cast<int8_t>(q3k_value(blk, 32 * s + l));
 }
 
 void decode_q2k(const std::byte* blk, int s, Sub32& o) {

@@ -20,7 +20,7 @@ struct alignas(32) PackedSub {
   __m256i w[8];     // w[g] lane r: row r's unsigned bytes 4g..4g+3
   __m256 scale[2];  // lane r: row r's scale for values 0-15 and 16-31
   __m256 min;       // lane r: row r's min (formats with one; Q2_K: of values 0-15)
-  __m256 min_hi;    // Q2_K: lane r's min of values 16-31
+  __m256 min_hi;    // Q2_K: lane r's min of values 16-31 (other formats leave it unwritten)
 };
 static_assert(sizeof(PackedSub) <= kGemmPackedSubBytes);
 
@@ -57,7 +57,7 @@ struct BlockColumn {
         sc0[s][r] = _mm256_cvtss_f32(scale);
         sc1[s][r] = _mm_cvtss_f32(_mm256_extractf128_ps(scale, 1));
         if constexpr (has_half_mins<F>) mn[s][r] = f.min_half(s, 0), mn1[s][r] = f.min_half(s, 1);
-        else mn[s][r] = f.min(s), mn1[s][r] = 0;
+        else mn[s][r] = f.min(s);  // mn1 unused
       }
     }
   }
@@ -75,7 +75,7 @@ void pack_rows(const std::byte* row0, size_t row_bytes, int64_t cols, PackedSub*
       p.scale[0] = _mm256_load_ps(c.sc0[s]);
       p.scale[1] = _mm256_load_ps(c.sc1[s]);
       p.min = _mm256_load_ps(c.mn[s]);
-      p.min_hi = _mm256_load_ps(c.mn1[s]);
+      if constexpr (has_half_mins<F>) p.min_hi = _mm256_load_ps(c.mn1[s]);
     }
   }
 }
@@ -160,7 +160,7 @@ void pack_tile(const std::byte* row0, size_t row_bytes, int64_t cols, PackedSub1
       p.scale[0] = _mm512_load_ps(c.sc0[s]);
       p.scale[1] = _mm512_load_ps(c.sc1[s]);
       p.min = _mm512_load_ps(c.mn[s]);
-      p.min_hi = _mm512_load_ps(c.mn1[s]);
+      if constexpr (has_half_mins<F>) p.min_hi = _mm512_load_ps(c.mn1[s]);
     }
   }
 }

@@ -39,10 +39,12 @@ void make_q8k_blocks(DType weights, const float* x, int64_t n, Q8KBlock* out) {
   if (!is_k_quant(weights)) throw Error("make_q8k_blocks: not a K-quant weight type");
   quantize_activations_k(x, n, out);
   if (k_order(weights) == KOrder::natural) return;
+  // Every order moves whole runs of 16 values (q8_pairs.h): 16 copies a
+  // super-block on decode's serial path, not 256 single bytes.
   for (int64_t b = 0; b < n / 256; ++b) {
     int8_t in_order[256];
     std::memcpy(in_order, out[b].q, 256);
-    for (int i = 0; i < 256; ++i) out[b].q[k_position(weights, i)] = in_order[i];
+    for (int i = 0; i < 256; i += 16) std::memcpy(out[b].q + k_position(weights, i), in_order + i, 16);
   }
 }
 

@@ -142,6 +142,13 @@ constexpr int k_position(DType t, int i) {
   }
 }
 static_assert(k_position(DType::Q4_K, 32) == 64 && k_position(DType::Q4_K, 64) == 32 && k_position(DType::Q4_K, 160) == 192);
+// Each order keeps runs of 16 values together (make_q8k_blocks copies them so).
+constexpr bool k_runs_of_16(DType t) {
+  for (int i = 0; i < 256; ++i)
+    if (k_position(t, i) != k_position(t, i / 16 * 16) + i % 16) return false;
+  return true;
+}
+static_assert(k_runs_of_16(DType::Q4_K) && k_runs_of_16(DType::IQ4_XS));
 static_assert(k_position(DType::IQ4_XS, 16) == 64 && k_position(DType::IQ4_XS, 32) == 16 && k_position(DType::IQ4_XS, 200) == 128 + 2 * 16 + 8 && k_position(DType::IQ4_XS, 216) == 128 + 64 + 2 * 16 + 8);
 
 // x (n floats, a multiple of 256) as the Q8KBlocks the pair kernels of K-quant

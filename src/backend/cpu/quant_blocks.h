@@ -87,6 +87,12 @@ inline int q2k_bits(const std::byte* qs, int i) {
   return (static_cast<uint8_t>(qs[32 * (i / 128) + i % 32]) >> (2 * (i % 128 / 32))) & 3;
 }
 
+// Value i (0..255) of a Q3_K block as its q (-4..3): the two bits, less 4
+// where its hmask bit is clear.
+inline int q3k_value(const std::byte* blk, int i) {
+  return q2k_bits(blk + 32, i) - ((static_cast<uint8_t>(blk[i % 32]) >> (i / 32)) & 1 ? 0 : 4);
+}
+
 // IQ4_XS sub-block s's 6-bit scale (0..63; the values' scale is d * (this - 32)).
 inline int iq4xs_scale(const std::byte* blk, int s) {
   const int high = (static_cast<int>(static_cast<uint8_t>(blk[2])) | static_cast<int>(static_cast<uint8_t>(blk[3])) << 8) >> (2 * s) & 3;
