@@ -1,6 +1,6 @@
 // The 256-bit single-token row kernels for CPUs with AVX2 and no AVX-512
 // (Zen 2 and 3, Intel Core up to the 14th generation), for dot_avx2.cpp
-// alone: the 4-bit formats and the K-quants, reading the activations in the layouts the
+// alone: the 4-bit formats, the K-quants and the IQ4 types, reading the activations in the layouts the
 // 512-bit kernels read (q8_pairs.h), half as many weights an instruction.
 // Without vpdpbusd a byte product is vpmaddubsw (u8 x s8 into int16 pairs)
 // and vpmaddwd (int16 pairs into int32): the integer sums stay exact as long
@@ -53,10 +53,25 @@ inline __m256i fifth_bits(__m256i qh) {
   return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(16));
 }
 
+// Signed bytes v (|v| <= 127) times the q at x, into int16 pairs:
+// vpmaddubsw's first operand is unsigned, so v's sign moves to q (vpsignb;
+// no IQ4 level is 0) and |v| goes in: pairs under 2 x 127 x 127 = 32,258.
+inline __m256i signed_pairs(__m256i v, const int8_t* x) {
+  return _mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(load32(x), v));
+}
+
+// The IQ4 levels (kIq4nlValues) in both lanes, for a byte shuffle.
+inline __m256i iq4_levels() { return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues))); }
+
 template <class F>
 inline __m256i nibble_half_sums(const std::byte* b, const Q4Quad* x, int h) {
   const __m256i packed = load_two(b + F::kNibbles, b + F::kBytes + F::kNibbles);
   __m256i low = low_nibbles(packed), high = high_nibbles(packed);
+  if constexpr (F::kLevels) {  // IQ4_NL: signed levels; the low and high pairs cannot share an int16
+    const __m256i table = iq4_levels(), ones = _mm256_set1_epi16(1);
+    return _mm256_add_epi32(_mm256_madd_epi16(signed_pairs(_mm256_shuffle_epi8(table, low), x->q_low + 32 * h), ones),
+                            _mm256_madd_epi16(signed_pairs(_mm256_shuffle_epi8(table, high), x->q_high + 32 * h), ones));
+  }
   if constexpr (F::kHigh >= 0) {
     const __m256i qh = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si32(b + F::kHigh)), _mm_loadu_si32(b + F::kBytes + F::kHigh), 1);
     low = _mm256_or_si256(low, fifth_bits<0>(qh));
@@ -109,7 +124,9 @@ inline __m256 nibble_group_half(__m256 acc, const std::byte* w, const Act* x, in
     };
     const __m128i d_words = _mm_setr_epi16(dw(0), dw(1), dw(2), dw(3), dw(4), dw(5), dw(6), dw(7));
     const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(d_words), _mm256_loadu_ps(x->d + 8 * h));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(sums, load32(x->offset + 8 * h))), d, acc);
+    // IQ4_NL's levels went in signed: its group's offset (for levels + 128, the 512-bit kernel's) is not ours.
+    const __m256i exact = F::kLevels ? sums : _mm256_add_epi32(sums, load32(x->offset + 8 * h));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), d, acc);
   } else {
     const Heads heads = block_heads<F, Quads>(w, h);
     const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(heads.d), _mm256_loadu_ps(x->d + 8 * h));
@@ -209,6 +226,75 @@ inline void q6_k_block_avx2(__m256& acc, __m128&, const std::byte* w, const Q8KB
   acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(d, _mm256_load_ps(a.d)), acc);
 }
 
+// Q3_K and Q2_K (quant_blocks.h) against a Q8KBlock in order, 32 values
+// at a time as the 512-bit kernel takes 64: values 128h + 32j + l are bits
+// 2j of qs[32h + l] (one 32-byte load a half, a shift and a mask each j);
+// Q3_K adds 4 where bit 4h + j of hmask[l] is set (that bit shifted to bit
+// 2 within its byte: a 16-bit shift moves none of the other byte's bits
+// there). vpmaddubsw into int16 pairs (u <= 7), vpmaddwd by the scale of
+// each lane's 16 values (words 8h + 2j and 8h + 2j + 1). The scales, Q3_K's
+// offset and Q2_K's mins: two_bit_k_head (pair_x86.h).
+template <bool Q3>
+inline void two_bit_k_block_avx2(__m256& acc, __m128& acc_min, const std::byte* w, const Q8KBlock& a) {
+  const TwoBitHead head = two_bit_k_head<Q3>(acc_min, w, a);
+  __m256i sums = head.sums;
+  const __m256i three = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+  __m256i hmask = _mm256_setzero_si256();
+  if constexpr (Q3) hmask = load32(w);
+  // Words 8h..8h + 7 in both lanes (the permute's control must be a constant even unoptimised).
+  const __m256i halves_scales[2] = {_mm256_permute4x64_epi64(head.sc16, 0x44), _mm256_permute4x64_epi64(head.sc16, 0xEE)};
+  for (int h = 0; h < 2; ++h) {
+    const __m256i bits = load32(w + (Q3 ? 32 : 16) + 32 * h);
+    for (int j = 0; j < 4; ++j) {
+      __m256i u = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * j), three);
+      if constexpr (Q3) {
+        const int bit = 4 * h + j;
+        u = _mm256_or_si256(u, _mm256_and_si256(bit >= 2 ? _mm256_srli_epi16(hmask, bit - 2) : _mm256_slli_epi16(hmask, 2 - bit), four));
+      }
+      sums = scaled_sub_block(sums, u, a.q + 128 * h + 32 * j, _mm256_shuffle_epi8(halves_scales[h], pick_words(2 * j, 2 * j + 1)));
+    }
+  }
+  const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_le16(w + (Q3 ? 108 : 80))));
+  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(d, _mm256_load_ps(a.d)), acc);
+}
+
+// IQ4_XS's eight 6-bit scales ls_s - 32 as words, in both lanes, without
+// BMI2's pdep (microcoded on Zen 2, an AVX2 target): word s takes byte s / 2
+// of scales_l (times 16 for even s, then >> 4: its low or high nibble) and
+// bits 2s, 2s + 1 of scales_h (times 2^(14 - 2s), then >> 14).
+inline __m256i iq4_xs_scale_words(const std::byte* w) {
+  int32_t low_bytes;
+  std::memcpy(&low_bytes, w + 4, 4);
+  const __m128i spread = _mm_shuffle_epi8(_mm_cvtsi32_si128(low_bytes), _mm_setr_epi8(0, -1, 0, -1, 1, -1, 1, -1, 2, -1, 2, -1, 3, -1, 3, -1));
+  const __m128i low = _mm_and_si128(_mm_srli_epi16(_mm_mullo_epi16(spread, _mm_setr_epi16(16, 1, 16, 1, 16, 1, 16, 1)), 4), _mm_set1_epi16(0xF));
+  const __m128i high = _mm_srli_epi16(_mm_mullo_epi16(_mm_set1_epi16(static_cast<int16_t>(load_le16(w + 2))),
+                                                      _mm_setr_epi16(1 << 14, 1 << 12, 1 << 10, 1 << 8, 1 << 6, 1 << 4, 1 << 2, 1)),
+                                      14);
+  return _mm256_broadcastsi128_si256(_mm_sub_epi16(_mm_or_si128(low, _mm_slli_epi16(high, 4)), _mm_set1_epi16(32)));
+}
+
+// IQ4_XS (136 bytes; quant_blocks.h) against a Q8KBlock in nibble-quad
+// order (k_position, q8_pairs.h): 32 bytes of nibbles hold sub-blocks s =
+// 4h + 2c (lanes 0-3) and s + 1, whose low nibbles' activations (values
+// 0-15 of each) lie side by side at 128h + 32c and the high ones' 64 on. A
+// byte shuffle gives the signed levels (signed_pairs), vpmaddwd each lane's
+// ls - 32; one conversion and one multiply-add by d x the activations'
+// scale a super-block.
+inline void iq4_xs_block_avx2(__m256& acc, __m128&, const std::byte* w, const Q8KBlock& a) {
+  const __m256i scales = iq4_xs_scale_words(w), table = iq4_levels();
+  __m256i sums = _mm256_setzero_si256();
+  for (int h = 0; h < 2; ++h)
+    for (int c = 0; c < 2; ++c) {
+      const __m256i packed = load32(w + 8 + 64 * h + 32 * c);
+      const __m256i sc = _mm256_shuffle_epi8(scales, pick_words(4 * h + 2 * c, 4 * h + 2 * c + 1));
+      const int8_t* q = a.q + 128 * h + 32 * c;
+      sums = _mm256_add_epi32(sums, _mm256_madd_epi16(signed_pairs(_mm256_shuffle_epi8(table, low_nibbles(packed)), q), sc));
+      sums = _mm256_add_epi32(sums, _mm256_madd_epi16(signed_pairs(_mm256_shuffle_epi8(table, high_nibbles(packed)), q + 64), sc));
+    }
+  const __m256 d = _mm256_set1_ps(_cvtsh_ss(load_le16(w)));
+  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(d, _mm256_load_ps(a.d)), acc);
+}
+
 QPairDotFn avx2_qpair(DType t) {
   switch (t) {
     case DType::Q4_0: return nibble_group_rows<NibbleGroup256<Q4_0Format>>;
@@ -218,6 +304,10 @@ QPairDotFn avx2_qpair(DType t) {
     case DType::Q4_K: return k_quant_rows<__m256, hsum8, 144, q45_k_block_avx2<false>>;
     case DType::Q5_K: return k_quant_rows<__m256, hsum8, 176, q45_k_block_avx2<true>>;
     case DType::Q6_K: return k_quant_rows<__m256, hsum8, 210, q6_k_block_avx2>;
+    case DType::IQ4_NL: return nibble_group_rows<NibbleGroup256<IQ4_NLFormat>>;
+    case DType::IQ4_XS: return k_quant_rows<__m256, hsum8, 136, iq4_xs_block_avx2>;
+    case DType::Q3_K: return k_quant_rows<__m256, hsum8, 110, two_bit_k_block_avx2<true>>;
+    case DType::Q2_K: return k_quant_rows<__m256, hsum8, 84, two_bit_k_block_avx2<false>>;
     default: return nullptr;
   }
 }

@@ -335,9 +335,8 @@ inline void q6_k_block(__m512& acc, __m128&, const std::byte* w, const Q8KBlock&
 // mask give them; Q3_K adds 4 where bit 4h + j of hmask[l] is set (q + 4,
 // 0..7: its -4 comes off as 4 x the sum over 16-value groups g of sc_g x
 // their sum of q). Then as Q6_K: vpmaddubsw into int16 pairs, vpdpwssd by
-// each 128-bit lane's scale word. Q2_K's mins (dmin x m_g) multiply the
-// activations' sums per 16 into the 128-bit accumulator subtracted at the
-// end.
+// each 128-bit lane's scale word. The scales, Q3_K's offset and Q2_K's
+// mins come from two_bit_k_head (pair_x86.h), as in the 256-bit kernel.
 template <bool Q3>
 inline __m512i two_bit_values(const std::byte* w, int h, int c) {
   const std::byte* qs = w + (Q3 ? 32 : 16) + 32 * h;
@@ -353,36 +352,11 @@ inline __m512i two_bit_values(const std::byte* w, int h, int c) {
   return u;
 }
 
-// Q3_K's sixteen 6-bit scales minus 32 as words (q3k_scale, quant_blocks.h):
-// low nibbles of bytes 0-7, then their high nibbles; top bits from bytes
-// 8-11, byte 8 + g % 4 shifted right by 2 (g / 4) (one 32-bit variable shift).
-inline __m256i q3_k_scales(const std::byte* p) {
-  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-  const __m128i low4 = _mm_and_si128(_mm_unpacklo_epi64(b, _mm_srli_epi16(b, 4)), _mm_set1_epi8(0x0F));
-  int32_t top_bytes;
-  std::memcpy(&top_bytes, p + 8, 4);
-  const __m128i top = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(top_bytes), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
-  return _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_or_si128(low4, _mm_slli_epi16(top, 4))), _mm256_set1_epi16(32));
-}
-
 template <bool Q3>
 inline void two_bit_k_block(__m512& acc, __m128& acc_min, const std::byte* w, const Q8KBlock& a) {
-  __m256i sc16;
-  __m512i sums;
-  const __m256i sum16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16));
-  if constexpr (Q3) {
-    sc16 = q3_k_scales(w + 96);
-    sums = _mm512_zextsi256_si512(_mm256_madd_epi16(_mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4)), sum16));
-  } else {
-    const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
-    sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(sm, _mm_set1_epi8(0x0F)));
-    const __m256i mins = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(0x0F))), sum16);
-    const __m128i m4 = _mm_add_epi32(_mm256_castsi256_si128(mins), _mm256_extracti128_si256(mins, 1));
-    const float dmin_d = _cvtsh_ss(load_le16(w + 82)) * a.d[0];
-    acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(m4), _mm_set1_ps(dmin_d), acc_min);
-    sums = _mm512_setzero_si512();
-  }
-  const __m512i scales = _mm512_castsi256_si512(sc16);  // vpermw reads words 0-15 only
+  const TwoBitHead head = two_bit_k_head<Q3>(acc_min, w, a);
+  __m512i sums = _mm512_zextsi256_si512(head.sums);
+  const __m512i scales = _mm512_castsi256_si512(head.sc16);  // vpermw reads words 0-15 only
   for (int h = 0; h < 2; ++h)
     for (int c = 0; c < 2; ++c)
       sums = _mm512_dpwssd_epi32(sums, _mm512_maddubs_epi16(two_bit_values<Q3>(w, h, c), _mm512_load_si512(a.q + 128 * h + 64 * c)),

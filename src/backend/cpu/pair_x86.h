@@ -1,6 +1,6 @@
 // What the single-token pair kernels of both x86 builds share
 // (pair_dot_avx512.h, pair_dot_avx2.h): their software prefetch, the
-// K-quants' scale unpacking and the K-quants' and Q4_0's row drivers. SSE4.1 at most: each build's file includes it
+// K-quants' scale unpacking and the K-quants' and Q4_0's row drivers. AVX2 at most: each build's file includes it
 // with its own flags.
 #pragma once
 
@@ -82,6 +82,44 @@ inline __m128 add_k_mins(__m128 acc_min, __m128i scales, __m128 d_dmin, const Q8
   return _mm_fmadd_ps(_mm_cvtepi32_ps(mins), _mm_mul_ps(_mm_permute_ps(d_dmin, 0x55), _mm_load_ps(a.d)), acc_min);
 }
 
+// Q3_K's sixteen 6-bit scales minus 32 as words (q3k_scale, quant_blocks.h):
+// low nibbles of bytes 0-7, then their high nibbles; top bits from bytes
+// 8-11, byte 8 + g % 4 shifted right by 2 (g / 4) (one 32-bit variable shift).
+inline __m256i q3_k_scales(const std::byte* p) {
+  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  const __m128i low4 = _mm_and_si128(_mm_unpacklo_epi64(b, _mm_srli_epi16(b, 4)), _mm_set1_epi8(0x0F));
+  int32_t top_bytes;
+  std::memcpy(&top_bytes, p + 8, 4);
+  const __m128i top = _mm_and_si128(_mm_srlv_epi32(_mm_set1_epi32(top_bytes), _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+  return _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_or_si128(low4, _mm_slli_epi16(top, 4))), _mm256_set1_epi16(32));
+}
+
+// What both builds' Q3_K and Q2_K kernels do once a super-block before its
+// values: the sixteen scales as words (sc16: Q3_K's minus 32, Q2_K's low
+// nibbles) and the integer sums' start (eight int32). Both read q as
+// unsigned (Q3_K's q + 4, 0..7; Q2_K's 0..3): Q3_K starts from -4 x the sum
+// over 16-value groups g of sc_g x their sum of q; Q2_K from zero, its mins
+// (dmin x m_g, the high nibbles) x the activations' sums per 16 going into
+// the 128-bit accumulator subtracted at the end.
+struct TwoBitHead {
+  __m256i sc16, sums;
+};
+template <bool Q3>
+inline TwoBitHead two_bit_k_head(__m128& acc_min, const std::byte* w, const Q8KBlock& a) {
+  const __m256i sum16 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16));
+  if constexpr (Q3) {
+    const __m256i sc16 = q3_k_scales(w + 96);
+    return {sc16, _mm256_madd_epi16(_mm256_mullo_epi16(sc16, _mm256_set1_epi16(-4)), sum16)};
+  } else {
+    const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w));
+    const __m256i mins = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), _mm_set1_epi8(0x0F))), sum16);
+    const __m128i m4 = _mm_add_epi32(_mm256_castsi256_si128(mins), _mm256_extracti128_si256(mins, 1));
+    const float dmin_d = _cvtsh_ss(load_le16(w + 82)) * a.d[0];
+    acc_min = _mm_fmadd_ps(_mm_cvtepi32_ps(m4), _mm_set1_ps(dmin_d), acc_min);
+    return {_mm256_cvtepu8_epi16(_mm_and_si128(sm, _mm_set1_epi8(0x0F))), _mm256_setzero_si256()};
+  }
+}
+
 // The K-quants' rows, a super-block against one Q8KBlock (q8_pairs.h) at a
 // time: Acc is the build's float vector and Sum its horizontal sum; the
 // mins' 128-bit accumulator is subtracted at the end. They prefetch as Q4_0
@@ -108,9 +146,10 @@ void k_quant_rows(const std::byte* rows_data, size_t row_bytes, int64_t rows, co
 // kernels of both builds read them: Bytes a block, its 16 bytes of nibbles
 // at Nibbles (low nibbles values 0-15, high ones 16-31), Q5's 32 fifth bits
 // at High (-1: none), Q4_1/Q5_1's f16 m after the f16 d at 0 (Min), and
-// for IQ4_NL (Levels) nibbles that index kIq4nlValues, read as levels + 128
-// (kIq4Unsigned; a byte shuffle: AVX-512 only, AVX2's vpmaddubsw would
-// saturate). A group of sixteen blocks (kGroupBytes) takes one Act of
+// for IQ4_NL (Levels) nibbles that index kIq4nlValues (a byte shuffle):
+// the 512-bit kernel reads them as levels + 128 (kIq4Unsigned) for
+// vpdpbusd, the 256-bit one as signed levels (vpmaddubsw would saturate on
+// levels + 128: it moves their sign to the activations instead). A group of sixteen blocks (kGroupBytes) takes one Act of
 // activations (q8_pairs.h): a Q4MinGroup for the formats with m, else a Q4Group.
 template <int Bytes, int Nibbles, int High, bool Min, bool Levels = false>
 struct NibbleFormat {
