@@ -7,7 +7,11 @@
 // multiply-add of a register with 4 broadcast activation bytes feeds all 8
 // rows, and the float epilogue (convert, scale, accumulate) is shared by 8
 // rows instead of paid per row. Signed formats are shifted to unsigned
-// bytes by a constant (w + offset) and corrected with offset * sum(q).
+// bytes by a constant (w + offset) and corrected with offset * sum(q),
+// except where w + offset can pass 127 without VNNI (Q8_0, IQ4: offset 128):
+// vpmaddubsw would saturate its int16 pairs, so the 8-row tiles keep |w| as
+// the unsigned operand and w itself to move its sign onto the activations
+// (vpsignb), one more instruction a multiply-add (sign_split).
 #pragma once
 
 #include "backend/cpu/gemm.h"
@@ -17,12 +21,26 @@ namespace {
 
 // Rows r0..r0+7 of one 32-value sub-block, ready for the kernel.
 struct alignas(32) PackedSub {
-  __m256i w[8];     // w[g] lane r: row r's unsigned bytes 4g..4g+3
+  __m256i w[8];     // w[g] lane r: row r's unsigned bytes 4g..4g+3 (sign_split: |w|)
   __m256 scale[2];  // lane r: row r's scale for values 0-15 and 16-31
   __m256 min;       // lane r: row r's min (formats with one; Q2_K: of values 0-15)
   __m256 min_hi;    // Q2_K: lane r's min of values 16-31 (other formats leave it unwritten)
+  __m256i sign[8];  // sign_split: the signed bytes whose magnitudes w holds (others leave it unwritten)
 };
 static_assert(sizeof(PackedSub) <= kGemmPackedSubBytes);
+
+// Whether the 8-row tiles of format F split its signed bytes into |w| and
+// a sign (above): formats with offset 128, in builds without VNNI.
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+template <class F>
+constexpr bool sign_split = false;
+#else
+template <class F>
+constexpr bool sign_split = F::offset == 128;
+#endif
+// The constant the packed bytes are shifted by (0 where sign_split).
+template <class F>
+constexpr int packed_offset = sign_split<F> ? 0 : F::offset;
 
 // lanes -> 8x8 transpose of 32-bit elements.
 inline void transpose8(__m256i r[8]) {
@@ -52,7 +70,7 @@ struct BlockColumn {
     for (int r = 0; r < R; ++r) {
       const F f = make_format<F>(row0 + static_cast<size_t>(r) * row_bytes + b * F::bytes);
       for (int s = 0; s < F::subs; ++s) {
-        w[s][r] = _mm256_add_epi8(f.weights(s), _mm256_set1_epi8(static_cast<char>(F::offset)));
+        w[s][r] = _mm256_add_epi8(f.weights(s), _mm256_set1_epi8(static_cast<char>(packed_offset<F>)));
         const __m256 scale = f.scale(s);
         sc0[s][r] = _mm256_cvtss_f32(scale);
         sc1[s][r] = _mm_cvtss_f32(_mm256_extractf128_ps(scale, 1));
@@ -71,7 +89,10 @@ void pack_rows(const std::byte* row0, size_t row_bytes, int64_t cols, PackedSub*
     for (int s = 0; s < F::subs; ++s) {
       PackedSub& p = out[b * F::subs + s];
       transpose8(c.w[s]);
-      for (int g = 0; g < 8; ++g) p.w[g] = c.w[s][g];
+      for (int g = 0; g < 8; ++g) {
+        if constexpr (sign_split<F>) p.w[g] = _mm256_abs_epi8(c.w[s][g]), p.sign[g] = c.w[s][g];
+        else p.w[g] = c.w[s][g];
+      }
       p.scale[0] = _mm256_load_ps(c.sc0[s]);
       p.scale[1] = _mm256_load_ps(c.sc1[s]);
       p.min = _mm256_load_ps(c.mn[s]);
@@ -106,23 +127,27 @@ void gemm_tokens(const PackedSub* packed, int64_t subs, const Q8Block* const* x,
       // independent chains keep the multiply-add units busy. (Eight tokens
       // of one chain each measured slower: the registers run out.)
       __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+      const auto act = [&](int g) {
+        if constexpr (sign_split<F>) return _mm256_sign_epi8(bcast(a.q + 4 * g), p.sign[g]);
+        else return bcast(a.q + 4 * g);
+      };
       for (int g = 0; g < 4; ++g) {
-        lo = dpbusd(lo, p.w[g], bcast(a.q + 4 * g));
-        hi = dpbusd(hi, p.w[g + 4], bcast(a.q + 4 * (g + 4)));
+        lo = dpbusd(lo, p.w[g], act(g));
+        hi = dpbusd(hi, p.w[g + 4], act(g + 4));
       }
       const __m256 ad = _mm256_set1_ps(a.d);
       if constexpr (per_half) {
-        if constexpr (F::offset != 0) {  // offset * sum of each half, from the packed int16 pair
+        if constexpr (packed_offset<F> != 0) {  // offset * sum of each half, from the packed int16 pair
           const __m256i sums = bcast(a.sum);
-          lo = _mm256_sub_epi32(lo, _mm256_madd_epi16(sums, _mm256_set1_epi32(F::offset & 0xFFFF)));
-          hi = _mm256_sub_epi32(hi, _mm256_madd_epi16(sums, _mm256_set1_epi32(F::offset << 16)));
+          lo = _mm256_sub_epi32(lo, _mm256_madd_epi16(sums, _mm256_set1_epi32(packed_offset<F> & 0xFFFF)));
+          hi = _mm256_sub_epi32(hi, _mm256_madd_epi16(sums, _mm256_set1_epi32(packed_offset<F> << 16)));
         }
         acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(p.scale[0], ad), acc[j]);
         acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_mul_ps(p.scale[1], ad), acc[j]);
       } else {
         __m256i sum = _mm256_add_epi32(lo, hi);
-        if constexpr (F::offset != 0)  // offset * (sum0 + sum1) in one multiply-add of the int16 pair
-          sum = _mm256_sub_epi32(sum, _mm256_madd_epi16(bcast(a.sum), _mm256_set1_epi16(static_cast<int16_t>(F::offset))));
+        if constexpr (packed_offset<F> != 0)  // offset * (sum0 + sum1) in one multiply-add of the int16 pair
+          sum = _mm256_sub_epi32(sum, _mm256_madd_epi16(bcast(a.sum), _mm256_set1_epi16(static_cast<int16_t>(packed_offset<F>))));
         acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(p.scale[0], ad), acc[j]);
       }
       if constexpr (has_half_mins<F>)
@@ -247,12 +272,9 @@ int64_t qgemm(const GemmArgs& g) {
 
 QGemmFn x86_qgemm(DType t) {
   switch (t) {
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    // bytes up to 255 (IQ4: 241): maddubs would saturate without VNNI
     case DType::Q8_0: return qgemm<Q8_0F>;
     case DType::IQ4_NL: return qgemm<IQ4NLF>;
     case DType::IQ4_XS: return qgemm<IQ4XSF>;
-#endif
     case DType::Q3_K: return qgemm<Q3KF>;
     case DType::Q2_K: return qgemm<Q2KF>;
     case DType::Q4_0: return qgemm<Q4_0F>;
