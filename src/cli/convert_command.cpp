@@ -17,9 +17,12 @@ Action add_convert(CLI::App& app, const GlobalOptions&) {
   cmd->add_option("SRC", *src, "a Hugging Face model folder")->required();
   cmd->add_option("DST", *dst, "the GGUF file to write")->required();
   cmd->add_option("--type", *type, "weight type")->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "iq4_nl", "iq4_xs"}));
-  return [src, dst, type] {
+  auto threads = std::make_shared<int>(0);
+  cmd->add_option("-t,--threads", *threads, "threads that quantize (default: all cores)");
+  return [src, dst, type, threads] {
     ConvertOptions o;
     o.type = *dtype_from_name(*type);
+    o.threads = *threads;
     auto t0 = std::chrono::steady_clock::now();
     auto last = std::make_shared<double>(-1.0);
     o.progress = [t0, last](uint64_t done, uint64_t total) {

@@ -8,6 +8,7 @@
 #include "backend/cpu/dot.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/quantize.h"
+#include "backend/cpu/thread_pool.h"
 #include "core/error.h"
 #include "format/gguf_writer.h"
 #include "format/model_files.h"
@@ -132,6 +133,7 @@ void convert_model(const std::string& src, const std::string& dst, const Convert
   const bool permute = from_hf && (c.arch == Arch::llama || c.arch == Arch::mistral);
   // With tied embeddings the embedding table is the output projection too.
   const bool tied = !files.find(from_hf ? "lm_head.weight" : "output.weight");
+  auto pool = std::make_shared<cpu::ThreadPool>(o.threads);
   for (const Mapping& m : tensor_names(files, c, from_hf)) {
     const TensorView* t = files.find(m.hf);
     if (!t) continue;
@@ -148,23 +150,27 @@ void convert_model(const std::string& src, const std::string& dst, const Convert
     if (permute && m.gguf.find("attn_k.weight") != std::string::npos) heads = c.n_kv_heads;
     const TensorView tv = *t;
     const int64_t hd = c.head_dim;
-    w.add_tensor(m.gguf, out, t->shape, [tv, cols, out, heads, hd](int64_t begin, int64_t end, std::byte* out_rows) {
+    w.add_tensor(m.gguf, out, t->shape, [tv, cols, out, heads, hd, pool](int64_t begin, int64_t end, std::byte* out_rows) {
       const size_t in_bytes = dtype_bytes(tv.dtype, static_cast<uint64_t>(cols)).value_or(0);
       const size_t out_bytes = dtype_bytes(out, static_cast<uint64_t>(cols)).value_or(0);
       if (out == tv.dtype && !heads) {  // unchanged: copy the rows as they are
         std::memcpy(out_rows, tv.data + static_cast<size_t>(begin) * in_bytes, static_cast<size_t>(end - begin) * in_bytes);
         return;
       }
-      std::vector<float> row(static_cast<size_t>(cols));
-      for (int64_t r = begin; r < end; ++r) {
-        int64_t from = r;
-        if (heads) {
-          int64_t h = r / hd, within = r % hd;
-          from = h * hd + (within % 2) * (hd / 2) + within / 2;
+      // Rows are independent: the chunk's rows in parallel (IQ4's scale search
+      // and the K-quants' take ~100x a copy's time).
+      pool->parallel_chunks(end - begin, 16, [&](int64_t first, int64_t last) {
+        std::vector<float> row(static_cast<size_t>(cols));
+        for (int64_t r = begin + first; r < begin + last; ++r) {
+          int64_t from = r;
+          if (heads) {
+            int64_t h = r / hd, within = r % hd;
+            from = h * hd + (within % 2) * (hd / 2) + within / 2;
+          }
+          cpu::dequantize(tv.dtype, tv.data + static_cast<size_t>(from) * in_bytes, row.data(), cols);
+          cpu::quantize_row(out, row.data(), cols, out_rows + static_cast<size_t>(r - begin) * out_bytes);
         }
-        cpu::dequantize(tv.dtype, tv.data + static_cast<size_t>(from) * in_bytes, row.data(), cols);
-        cpu::quantize_row(out, row.data(), cols, out_rows + static_cast<size_t>(r - begin) * out_bytes);
-      }
+      });
     });
   }
   if (from_hf && c.rope_scaling.type == RopeScaling::Type::llama3) {

@@ -12,7 +12,8 @@
 namespace umi {
 
 struct ConvertOptions {
-  DType type = DType::F16;  // f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k
+  DType type = DType::F16;  // f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, iq4_xs
+  int threads = 0;          // threads that quantize a chunk's rows (<= 0: all cores); the file is the same for any count
   std::function<void(uint64_t done, uint64_t total)> progress;
 };
 
