@@ -206,10 +206,8 @@ struct Q2KF {
 
 // IQ4_NL / IQ4_XS: a nibble indexes kIq4nlValues (one byte shuffle); IQ4_XS
 // takes a 6-bit scale per 32 values.
-inline __m256i iq4_levels(const std::byte* qs) {
-  const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
-  return _mm256_shuffle_epi8(_mm256_set_m128i(table, table), nibbles_32(qs));
-}
+inline __m256i iq4_table() { return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues))); }
+inline __m256i iq4_levels(const std::byte* qs) { return _mm256_shuffle_epi8(iq4_table(), nibbles_32(qs)); }
 
 struct IQ4NLF {
   static constexpr int elems = 32, bytes = 18, subs = 1, offset = 128;

@@ -60,15 +60,12 @@ inline __m256i signed_pairs(__m256i v, const int8_t* x) {
   return _mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(load32(x), v));
 }
 
-// The IQ4 levels (kIq4nlValues) in both lanes, for a byte shuffle.
-inline __m256i iq4_levels() { return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues))); }
-
 template <class F>
 inline __m256i nibble_half_sums(const std::byte* b, const Q4Quad* x, int h) {
   const __m256i packed = load_two(b + F::kNibbles, b + F::kBytes + F::kNibbles);
   __m256i low = low_nibbles(packed), high = high_nibbles(packed);
   if constexpr (F::kLevels) {  // IQ4_NL: signed levels; the low and high pairs cannot share an int16
-    const __m256i table = iq4_levels(), ones = _mm256_set1_epi16(1);
+    const __m256i table = iq4_table(), ones = _mm256_set1_epi16(1);
     return _mm256_add_epi32(_mm256_madd_epi16(signed_pairs(_mm256_shuffle_epi8(table, low), x->q_low + 32 * h), ones),
                             _mm256_madd_epi16(signed_pairs(_mm256_shuffle_epi8(table, high), x->q_high + 32 * h), ones));
   }
@@ -281,7 +278,7 @@ inline __m256i iq4_xs_scale_words(const std::byte* w) {
 // ls - 32; one conversion and one multiply-add by d x the activations'
 // scale a super-block.
 inline void iq4_xs_block_avx2(__m256& acc, __m128&, const std::byte* w, const Q8KBlock& a) {
-  const __m256i scales = iq4_xs_scale_words(w), table = iq4_levels();
+  const __m256i scales = iq4_xs_scale_words(w), table = iq4_table();
   __m256i sums = _mm256_setzero_si256();
   for (int h = 0; h < 2; ++h)
     for (int c = 0; c < 2; ++c) {
