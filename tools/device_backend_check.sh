@@ -11,7 +11,7 @@
 # build/release/bench/umi_make_random_model, build/release/bench/umi_cuda_matvec (kernels),
 # build/release/bench/umi_cuda_attention (attention), build/devlibs and build/tok-llama3:
 # (over the tool's 64 MiB: `tar -cJf build/pack/bins.tar.xz` of them, carry build/pack, `tar -xJf` it first)
-#   [TYPES="q8_0 q4_k"] [SMALL_TYPES="q4_0 q4_k"] [STREAMS=1,16,64] [SAMPLING=1] [TYPE_STREAMS=16,64] [CONTEXT="8192 32768"] [BF16=1] [LONG=131000] bash tools/device_backend_check.sh [tests|kernels|attention|small|8b ...]
+#   [TYPES="q8_0 q4_k"] [SMALL_TYPES="q4_0 q4_k"] [STREAMS=1,16,64] [SAMPLING=1] [TYPE_STREAMS=16,64] [CONTEXT="8192 32768"] [BF16=1] [LONG=131000] bash tools/device_backend_check.sh [tests|kernels|attention|small|serve|8b ...]
 # and, after 8b, [TRACE_MODELS="q4_0 bf16"] [TRACE_CONTEXT="16 32768"] ... trace (every kernel's GPU time per
 # decode step, tools/kernel_trace) or [NCU_KERNEL=regex NCU_SKIP=n NCU_COUNT=n NCU_PROMPT=tokens] ... ncu8b (Nsight Compute).
 set -uo pipefail
@@ -154,6 +154,33 @@ for c in sorted({r['context'] for r in rows}):
       --section SourceCounters $umi bench -m /tmp/llama8b-q4_0.gguf --device cuda --scenario decode --streams 1 \
       --prompt-tokens ${NCU_PROMPT:-16} --gen-tokens 8 > "$OUT/ncu8b.txt" 2>&1
     grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Stall [A-Z]|Issued Warp|No Eligible" "$OUT/ncu8b.txt" | head -80
+    ;;
+  serve)
+    echo "== umi serve --models-dir on the GPU: two models in one device pool, unloaded on request"
+    d=$(mktemp -d) && ln -s "$PWD/models/tiny-shakespeare" "$d/m0" && ln -s "$PWD/models/tiny-shakespeare" "$d/m1"
+    $umi serve --models-dir "$d" --device cuda --port 18181 > "$OUT/serve.out" 2> "$OUT/serve.err" &
+    pid=$!
+    python3 - <<'PY'
+import json, time, urllib.request
+base = "http://127.0.0.1:18181"
+def call(path, body=None):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"}, method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(req, timeout=60) as r: return r.read().decode()
+for _ in range(200):
+    try: call("/health"); break
+    except Exception: time.sleep(0.1)
+def device_pool():
+    return {l.split()[0]: float(l.split()[1]) for l in call("/metrics").splitlines() if l.startswith("umi_device_pool_bytes{")}
+texts = []
+for m in ("m0", "m1"):
+    r = json.loads(call("/v1/completions", {"model": m, "prompt": "ROMEO:", "max_tokens": 16, "temperature": 0}))
+    texts.append(r["choices"][0]["text"]); print(m, repr(texts[-1]), device_pool())
+print("same text from both:", texts[0] == texts[1])
+for m in ("m0", "m1"): call("/v1/models/%s/unload" % m, {})
+print("after unloading both:", device_pool())
+PY
+    kill $pid; wait $pid; grep -E "loaded|unloaded" "$OUT/serve.err"
     ;;
   esac
 done

@@ -38,6 +38,10 @@ struct BackendSetup {
   bool rope_interleaved = false;
   int64_t max_tokens = 512;     // most tokens one pass takes (the prefill chunk)
   int threads = 0;              // CPU threads; 0: all cores
+  // A device backend's memory: activations, KV blocks and uploaded weights
+  // (make_device_memory's pool, perhaps shared with other models); null on
+  // the CPU, whose memory is the host pool.
+  Pool* device_memory = nullptr;
 };
 
 // One run of consecutive tokens of one sequence in a pass: [first, end) of
@@ -119,10 +123,28 @@ class Backend {
   virtual void top_k(const float* src, int64_t rows, int64_t n, TopK* out) = 0;
 };
 
+// The memory of a device that has its own (a discrete GPU): one pool that
+// every model on the device draws from, so that one limit covers them all as
+// the host pool's does on the CPU. Buffers of one model may be reused by
+// another: a backend frees nothing its queued work still reads (every pass
+// ends in a read(), which waits).
+class DeviceMemory {
+ public:
+  virtual ~DeviceMemory() = default;
+  virtual Pool& pool() = 0;
+};
+
+// The device memory that make_backend(device, ...) runs on: null when that is
+// the CPU. `limit` in bytes; 0: what the device has free now, less a margin
+// for the driver's own growth. Throws InputError when the device is not
+// available, or when `limit` is more than the device has free.
+std::unique_ptr<DeviceMemory> make_device_memory(Device device, uint64_t limit);
+
 // The backend for `device` (automatic: CUDA when this build has it and a GPU
 // is present, else the CPU). `host` is the process's pool; a device backend
-// makes its own pool of device memory. Throws InputError when the device is
-// not available in this build or on this machine.
+// takes its memory from setup.device_memory (make_device_memory for the same
+// device). Throws InputError when the device is not available in this build
+// or on this machine.
 std::unique_ptr<Backend> make_backend(Device device, Pool& host, const BackendSetup& setup);
 // Whether make_backend(device, ...) can succeed here (build and machine).
 bool device_available(Device device);

@@ -7,6 +7,11 @@
 
 namespace umi {
 
+std::unique_ptr<DeviceMemory> make_device_memory(Device device, uint64_t) {
+  if (device == Device::cuda) throw InputError("--device cuda: this umi was built without CUDA (-DUMI_CUDA=ON)");
+  return nullptr;
+}
+
 std::unique_ptr<Backend> make_backend(Device device, Pool& host, const BackendSetup& setup) {
   if (device == Device::cuda) throw InputError("--device cuda: this umi was built without CUDA (-DUMI_CUDA=ON)");
   return std::make_unique<cpu::CpuBackend>(host, setup);

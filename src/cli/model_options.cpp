@@ -15,6 +15,8 @@ void ModelArgs::add_to(CLI::App& cmd) {
   cmd.add_option("-t,--threads", threads, "worker threads (default: all cores)");
   cmd.add_option("--device", device, "where the model runs: auto (a GPU when this build and machine have one), cpu, cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd.add_option("--device-memory-limit", device_memory_limit,
+                 "on a GPU: the device memory umi may use, for every model together (default: what is free less 512 MiB)");
   cmd.add_flag("--verbose", verbose, "print the memory pool's counters");
 }
 
@@ -26,7 +28,15 @@ ModelOptions ModelArgs::options() const {
   o.prefill_chunk = prefill_chunk;
   o.threads = threads;
   o.device = parse_device(device);
+  o.device_memory_limit = device_limit();
   return o;
+}
+
+uint64_t ModelArgs::device_limit() const {
+  if (device_memory_limit.empty()) return 0;
+  auto v = parse_bytes(device_memory_limit);
+  if (!v || *v == 0) throw InputError("--device-memory-limit: \"" + device_memory_limit + "\" is not a size such as 20GiB");
+  return *v;
 }
 
 PoolOptions ModelArgs::pool_options(const GlobalOptions& global) const {

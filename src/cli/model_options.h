@@ -17,11 +17,13 @@ struct ModelArgs {
   int64_t prefill_chunk = 512;
   int threads = 0;
   std::string device = "auto";
+  std::string device_memory_limit;  // empty: what the GPU has free less a margin
   bool verbose = false;
 
   void add_to(CLI::App& cmd);
   std::string path() const;
   ModelOptions options() const;
+  uint64_t device_limit() const;  // --device-memory-limit in bytes (0: the default)
   PoolOptions pool_options(const GlobalOptions& global) const;
 };
 

@@ -66,6 +66,9 @@ Action add_serve(CLI::App& app, const GlobalOptions& global) {
     const double grace = seconds_option(a->shutdown_grace, "--shutdown-grace", false);
 
     Pool pool(a->model.pool_options(global));
+    // On a GPU every model draws on one device pool, under one limit.
+    std::unique_ptr<DeviceMemory> device_memory = make_device_memory(ro.model.device, a->model.device_limit());
+    ro.model.device_memory = device_memory ? &device_memory->pool() : nullptr;
     ModelRegistry registry(pool, sources, ro);
     Server server(registry, a->server);
     // One model: load it now, not on the first request; it is marked as

@@ -9,7 +9,7 @@ namespace umi {
 
 namespace {
 
-BackendSetup backend_setup(const ModelConfig& c, const ModelWeights& w, const ModelOptions& o) {
+BackendSetup backend_setup(const ModelConfig& c, const ModelWeights& w, const ModelOptions& o, Pool* device_memory) {
   BackendSetup s;
   s.config = c;
   s.kv = KvLayout::for_model(c, o.kv_dtype, o.kv_block_tokens);
@@ -20,6 +20,7 @@ BackendSetup backend_setup(const ModelConfig& c, const ModelWeights& w, const Mo
   s.rope_interleaved = w.rope_interleaved;
   s.max_tokens = o.prefill_chunk;
   s.threads = o.threads;
+  s.device_memory = device_memory;
   return s;
 }
 
@@ -31,7 +32,12 @@ Model::Model(const std::string& path, Pool& pool, ModelOptions options)
   if (options_.prefill_chunk < 1 || options_.prefill_chunk > 65536) throw InputError("--prefill-chunk must be 1..65536");
   if (options_.max_batch < 1 || options_.max_batch > options_.prefill_chunk)
     throw InputError("max batch must be 1..prefill chunk (" + std::to_string(options_.prefill_chunk) + ")");
-  backend_ = make_backend(options_.device, pool_, backend_setup(config_, w_, options_));
+  Pool* device_memory = options_.device_memory;
+  if (!device_memory) {
+    own_device_memory_ = make_device_memory(options_.device, options_.device_memory_limit);
+    if (own_device_memory_) device_memory = &own_device_memory_->pool();
+  }
+  backend_ = make_backend(options_.device, pool_, backend_setup(config_, w_, options_, device_memory));
   backend_->bind_weights(w_, files_.tensor_bytes());
   pass_ids_.reserve(static_cast<size_t>(options_.prefill_chunk));
   pass_positions_.reserve(static_cast<size_t>(options_.prefill_chunk));

@@ -38,6 +38,12 @@ struct ModelOptions {
   int64_t max_batch = 1;        // most sequences one forward call takes (each gets logits)
   int threads = 0;              // 0: all cores
   Device device = Device::cpu;  // automatic: a GPU when the build and the machine have one
+  // On a GPU: the device memory to draw from, shared with the other models
+  // of the process (make_device_memory for `device`; not owned, outlives the
+  // model). Null: the model makes its own, of device_memory_limit bytes
+  // (0: what the device has free, less a margin).
+  Pool* device_memory = nullptr;
+  uint64_t device_memory_limit = 0;
 };
 
 class Model {
@@ -85,6 +91,7 @@ class Model {
   ModelFiles files_;
   ModelConfig config_;
   ModelWeights w_;
+  std::unique_ptr<DeviceMemory> own_device_memory_;  // when options_.device_memory is null (declared before the backend that uses it)
   std::unique_ptr<Backend> backend_;
   // This pass's tokens, positions and runs, as the backend sees them.
   std::vector<int32_t> pass_ids_;

@@ -25,6 +25,19 @@ void line(std::string& out, const std::string& name, const std::string& labels, 
 void head(std::string& out, const char* name, const char* type, const char* help) {
   out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
 }
+
+// PREFIX_bytes{kind}: active, peak, cached and limit; PREFIX_active_bytes{use}.
+void pool_gauges(std::string& out, const std::string& prefix, const std::string& what, const PoolStats& pool) {
+  const std::string bytes = prefix + "_bytes", by_use = prefix + "_active_bytes";
+  head(out, bytes.c_str(), "gauge", (what + ": active, peak, cached (freed, kept for reuse) and limit.").c_str());
+  line(out, bytes, "kind=\"active\"", static_cast<double>(pool.active));
+  line(out, bytes, "kind=\"peak\"", static_cast<double>(pool.peak));
+  line(out, bytes, "kind=\"cached\"", static_cast<double>(pool.cached));
+  line(out, bytes, "kind=\"limit\"", static_cast<double>(pool.limit));
+  head(out, by_use.c_str(), "gauge", (what + ": active bytes by use.").c_str());
+  for (size_t u = 0; u < kMemoryUseCount; ++u)
+    line(out, by_use, std::string("use=\"") + to_string(static_cast<MemoryUse>(u)) + "\"", static_cast<double>(pool.active_by_use[u]));
+}
 }  // namespace
 
 Histogram::Histogram(std::vector<double> upper_bounds) : bounds_(std::move(upper_bounds)), counts_(bounds_.size() + 1) {
@@ -118,12 +131,12 @@ std::string ServerMetrics::render(ModelRegistry& registry) const {
     EngineStats engine;
     KvBlockStats kv;
     uint64_t block_bytes;
+    PoolStats kv_memory;  // the pool its KV blocks come from (the device's on a GPU)
   };
   std::vector<Loaded> loaded;
   registry.for_each_loaded([&](const std::string& id, LoadedModel& m) {
-    loaded.push_back({id, m.engine.stats(), m.model.kv_pool().stats(), m.model.kv_pool().block_bytes()});
+    loaded.push_back({id, m.engine.stats(), m.model.kv_pool().stats(), m.model.kv_pool().block_bytes(), m.model.kv_pool().memory().stats()});
   });
-  const PoolStats pool = registry.pool().stats();
   head(out, "umi_requests_waiting", "gauge", "Requests queued, per loaded model.");
   for (const Loaded& l : loaded) line(out, "umi_requests_waiting", "model=" + prometheus_label(l.id), static_cast<double>(l.engine.waiting));
   head(out, "umi_requests_running", "gauge", "Requests being computed, per loaded model.");
@@ -131,20 +144,13 @@ std::string ServerMetrics::render(ModelRegistry& registry) const {
   head(out, "umi_kv_blocks", "gauge", "KV blocks: used (held by requests), cached (prefixes kept for reuse), free (more the limit allows).");
   for (const Loaded& l : loaded) {
     const std::string m = "model=" + prometheus_label(l.id);
-    const uint64_t room = pool.limit > pool.active ? pool.limit - pool.active : 0;
+    const uint64_t room = l.kv_memory.limit > l.kv_memory.active ? l.kv_memory.limit - l.kv_memory.active : 0;
     line(out, "umi_kv_blocks", m + ",state=\"used\"", static_cast<double>(l.kv.in_use));
     line(out, "umi_kv_blocks", m + ",state=\"cached\"", static_cast<double>(l.kv.cached));
     line(out, "umi_kv_blocks", m + ",state=\"free\"", static_cast<double>(l.block_bytes ? room / l.block_bytes : 0));
   }
-  head(out, "umi_pool_bytes", "gauge", "The accounted memory pool: active, peak, cached (freed, kept for reuse) and limit.");
-  line(out, "umi_pool_bytes", "kind=\"active\"", static_cast<double>(pool.active));
-  line(out, "umi_pool_bytes", "kind=\"peak\"", static_cast<double>(pool.peak));
-  line(out, "umi_pool_bytes", "kind=\"cached\"", static_cast<double>(pool.cached));
-  line(out, "umi_pool_bytes", "kind=\"limit\"", static_cast<double>(pool.limit));
-  head(out, "umi_pool_active_bytes", "gauge", "Active pool bytes by use.");
-  for (size_t u = 0; u < kMemoryUseCount; ++u)
-    line(out, "umi_pool_active_bytes", std::string("use=\"") + to_string(static_cast<MemoryUse>(u)) + "\"",
-         static_cast<double>(pool.active_by_use[u]));
+  pool_gauges(out, "umi_pool", "The accounted memory pool", registry.pool().stats());
+  if (Pool* device = registry.device_memory()) pool_gauges(out, "umi_device_pool", "The GPU's pool that every model on it shares", device->stats());
   head(out, "umi_resident_memory_bytes", "gauge", "Resident set of the process.");
   line(out, "umi_resident_memory_bytes", "", static_cast<double>(resident_set_bytes()));
   return out;

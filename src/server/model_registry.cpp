@@ -169,11 +169,13 @@ std::shared_ptr<LoadedModel> ModelRegistry::load(size_t index) {
       }
     }
   }
-  // Room for some KV too, or the model is loaded only to refuse every prompt.
+  // Room for some KV too, or the model is loaded only to refuse every prompt
+  // (in the pool its KV blocks come from: the host's, or the device's).
   const uint64_t kv_needed = kv_bytes_per_token(m->model.config(), options_.model.kv_dtype) *
                              static_cast<uint64_t>(std::max<int64_t>(options_.min_kv_tokens, 0));
+  Pool& kv_memory = m->model.kv_pool().memory();
   for (int attempt = 0;; ++attempt) {
-    const PoolStats s = pool_.stats();
+    const PoolStats s = kv_memory.stats();
     if (s.limit - std::min(s.limit, s.active) >= kv_needed || !make_room(index, attempt)) break;
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -194,7 +196,7 @@ std::shared_ptr<LoadedModel> ModelRegistry::load(size_t index) {
 bool ModelRegistry::make_room(size_t except, int attempt) {
   if (attempt == 0) {
     for_each_loaded([](const std::string&, LoadedModel& m) { m.loop.release_cached(); });
-    pool_.release_cache();
+    release_caches();
     return true;
   }
   std::shared_ptr<LoadedModel> victim;
@@ -216,11 +218,16 @@ bool ModelRegistry::make_room(size_t except, int attempt) {
   return true;
 }
 
+void ModelRegistry::release_caches() {
+  pool_.release_cache();
+  if (options_.model.device_memory) options_.model.device_memory->release_cache();
+}
+
 // The second half of an unload, outside the lock: the model's loop stops and
 // its memory goes back to the pool and from there to the operating system.
 void ModelRegistry::finish_unload(size_t index, std::shared_ptr<LoadedModel> victim, const char* why) {
   victim.reset();
-  pool_.release_cache();
+  release_caches();
   {
     std::lock_guard lock(mu_);
     entries_[index].state = ModelState::unloaded;

@@ -3,7 +3,8 @@
 // Sources come from `-m` (one model) or a scan of --models-dir. A request for
 // a model that is not in memory loads it (other requests for it wait for that
 // load; /health says a load is under way). Every model draws on one Pool, so
-// one memory limit covers them all: when a load does not fit, the other
+// one memory limit covers them all (on a GPU, one device pool too, given as
+// RegistryOptions::model.device_memory): when a load does not fit, the other
 // models' cached prefix KV and the pool's freed buffers are given back first,
 // then the least recently used idle model (no request in flight) is unloaded,
 // until the new model fits with room for some KV or nothing idle is left. A
@@ -124,6 +125,8 @@ class ModelRegistry {
   bool loading() const;
   const std::vector<ModelSource>& sources() const { return sources_; }
   Pool& pool() { return pool_; }
+  // The GPU's pool that every model on it shares; null on the CPU.
+  Pool* device_memory() { return options_.model.device_memory; }
 
   // Runs `fn` on each model in memory, leased while it runs (metrics, shutdown).
   void for_each_loaded(const std::function<void(const std::string& id, LoadedModel&)>& fn);
@@ -142,6 +145,7 @@ class ModelRegistry {
   bool make_room(size_t except, int attempt);
   void release(size_t index, bool is_use);
   void finish_unload(size_t index, std::shared_ptr<LoadedModel> victim, const char* why);
+  void release_caches();  // the host pool's and the device pool's freed buffers, back to the system
   void reap();
   void say(const std::string& line) const;
 

@@ -156,5 +156,53 @@ TEST(ModelRegistry, AModelThatCanNeverFitSaysSo) {
   EXPECT_EQ(pool.stats().active, 0u);
 }
 
+// On a GPU the models share one device pool (as `umi serve --device cuda`
+// makes it): its limit decides which stay resident, and an unload gives its
+// device memory back. Runs where a CUDA device is visible (the device tool).
+TEST(ModelRegistryCuda, ModelsOnTheGpuShareOneDeviceLimit) {
+  if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device";
+  ModelsDir d(3);
+  RegistryOptions o = options();
+  o.model.device = Device::cuda;
+  uint64_t one = 0;
+  {
+    auto measure = make_device_memory(Device::cuda, 1ull << 30);
+    o.model.device_memory = &measure->pool();
+    Pool host({.limit = 1ull << 30});
+    LoadedModel m({"x", bundled()}, host, o.model, {});
+    one = measure->pool().stats().active;
+  }
+  ASSERT_GT(one, 0u);
+  auto device = make_device_memory(Device::cuda, 2 * one + one / 2);  // two models with their KV, not three
+  o.model.device_memory = &device->pool();
+  Pool host({.limit = 4ull << 30});  // room for all three on the host side
+  ModelRegistry r(host, scan_models_dir(d.dir.path().string()), o);
+  ASSERT_EQ(r.device_memory(), &device->pool());
+  auto generate = [&](const char* id) {
+    auto lease = r.acquire(id);
+    std::atomic<int> done{0};
+    RequestOptions ro;
+    ro.max_tokens = 8;
+    std::vector<int32_t> tokens;
+    (*lease)->loop.submit((*lease)->tokenizer.encode("ROMEO: O Romeo, Romeo, wherefore art thou", true), ro,
+                         {[&](uint64_t, int32_t token, std::string_view) { tokens.push_back(token); }, [&](const RequestOutput&) { ++done; }});
+    while (done == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return tokens;
+  };
+  const std::vector<int32_t> first = generate("m0");
+  EXPECT_EQ(first.size(), 8u);
+  EXPECT_EQ(generate("m1"), first);  // the same model twice: the same greedy text
+  EXPECT_EQ(states(r), (std::vector<S>{S::loaded, S::loaded, S::unloaded}));
+  EXPECT_GE(device->pool().stats().active, 2 * one - one / 8);
+  generate("m0");  // m1 is now the least recently used
+  EXPECT_EQ(generate("m2"), first);
+  EXPECT_EQ(states(r), (std::vector<S>{S::loaded, S::unloaded, S::loaded}));
+  EXPECT_LE(device->pool().stats().peak, device->pool().stats().limit);
+  EXPECT_EQ(r.unload("m0"), ModelRegistry::Unloaded::done);
+  EXPECT_EQ(r.unload("m2"), ModelRegistry::Unloaded::done);
+  EXPECT_EQ(device->pool().stats().active, 0u);
+  EXPECT_EQ(device->pool().stats().cached, 0u);  // back to the driver, not kept
+}
+
 }  // namespace
 }  // namespace umi

@@ -49,22 +49,14 @@ uint64_t word(const void* p) { return reinterpret_cast<uintptr_t>(p); }
 
 }  // namespace
 
-// Device memory for the pool: cudaMalloc and cudaFree, nothing cached here
-// (the pool caches).
-class CudaBackend::DeviceMemory final : public MemorySource {
- public:
-  void* allocate(uint64_t bytes) override {
-    void* p = nullptr;
-    if (cudaMalloc(&p, bytes) != cudaSuccess) {
-      cudaGetLastError();
-      return nullptr;
-    }
-    return p;
-  }
-  void free(void* ptr, uint64_t) override { cudaFree(ptr); }
-};
+namespace {
+Pool& given_device_memory(const BackendSetup& setup) {
+  if (!setup.device_memory) throw Error("cuda: the backend was given no device memory (make_device_memory)");
+  return *setup.device_memory;
+}
+}  // namespace
 
-CudaBackend::CudaBackend(Pool& host, const BackendSetup& setup) : host_(host), setup_(setup) {
+CudaBackend::CudaBackend(Pool& host, const BackendSetup& setup) : host_(host), setup_(setup), device_pool_(given_device_memory(setup)) {
   if (device_count() == 0) throw InputError("--device cuda: no CUDA device is visible to this process");
   ok(cudaSetDevice(0), "set device");
   if (!ops_support_kv(setup_.kv.dtype))
@@ -72,27 +64,43 @@ CudaBackend::CudaBackend(Pool& host, const BackendSetup& setup) : host_(host), s
   if (setup_.config.head_dim > 256 || setup_.config.head_dim % 8 != 0)
     throw InputError("head_dim " + std::to_string(setup_.config.head_dim) + " is not supported on CUDA (a multiple of 8, at most 256)");
   group_tokens_ = attention_tokens_per_group(head_shape(), setup_.kv.dtype);
-  size_t free_bytes = 0, total_bytes = 0;
-  ok(cudaMemGetInfo(&free_bytes, &total_bytes), "memory info");
-  source_ = std::make_unique<DeviceMemory>();
-  PoolOptions po;
-  po.source = source_.get();
-  // What is free now, less a margin for the CUDA context's own growth.
-  po.limit = free_bytes > (512u << 20) ? free_bytes - (512u << 20) : free_bytes / 2;
-  po.max_allocation = po.limit;
-  device_pool_ = std::make_unique<Pool>(po);
-  kv_pool_ = std::make_unique<KvBlockPool>(*device_pool_, setup_.kv);
+  kv_pool_ = std::make_unique<KvBlockPool>(device_pool_, setup_.kv);
   ok(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
-  pinned_ = host_.reserve(kStagingBuffers * kStagingBytes, MemoryUse::scratch, "pinned upload buffers");
-  for (int i = 0; i < kStagingBuffers; ++i) {
-    void* p = nullptr;
-    ok(cudaMallocHost(&p, kStagingBytes), "pinned staging buffer");
-    staging_.push_back(p);
-    cudaEvent_t e;
-    ok(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "event");
-    staging_free_.push_back(e);
-  }
 }
+
+// Pinned host buffers and the event that says each is free again, counted
+// in the host pool.
+struct CudaBackend::StagingRing {
+  explicit StagingRing(Pool& host) : pinned(host.reserve(kStagingBuffers * kStagingBytes, MemoryUse::scratch, "pinned upload buffers")) {
+    try {
+      for (int i = 0; i < kStagingBuffers; ++i) {
+        void* p = nullptr;
+        ok(cudaMallocHost(&p, kStagingBytes), "pinned staging buffer");
+        buffers.push_back(p);
+        cudaEvent_t e;
+        ok(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "event");
+        free.push_back(e);
+      }
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+  ~StagingRing() { release(); }
+  void release() {
+    for (cudaEvent_t e : free) {
+      cudaEventSynchronize(e);  // no copy still reads a buffer (an upload that threw midway)
+      cudaEventDestroy(e);
+    }
+    for (void* p : buffers) cudaFreeHost(p);
+    free.clear();
+    buffers.clear();
+  }
+  Reservation pinned;
+  std::vector<void*> buffers;
+  std::vector<cudaEvent_t> free;
+  size_t slot = 0;  // the next buffer of the ring
+};
 
 CudaBackend::~CudaBackend() {
   if (mode_ == Mode::capture) {
@@ -103,8 +111,7 @@ CudaBackend::~CudaBackend() {
   if (stream_) cudaStreamSynchronize(stream_);
   for (auto& [key, graph] : graphs_) cudaGraphExecDestroy(graph.exec);
   if (blas_) cublasDestroy(blas_);
-  for (cudaEvent_t e : staging_free_) cudaEventDestroy(e);
-  for (void* p : staging_) cudaFreeHost(p);
+  ring_.reset();
   if (pass_host_) cudaFreeHost(pass_host_);
   pass_device_.reset();
   inv_freq_.reset();
@@ -120,7 +127,6 @@ CudaBackend::~CudaBackend() {
   split_staging_.reset();
   weights_.clear();
   kv_pool_.reset();
-  device_pool_.reset();
   if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -136,28 +142,27 @@ const std::byte* CudaBackend::upload(const std::byte* host, size_t bytes, DType 
   const bool splitting = is_rewritten_on_upload(split);
   const size_t block_bytes = splitting ? dtype_info(split).block_bytes : 1;
   const int64_t total_blocks = static_cast<int64_t>(bytes / block_bytes);
-  weights_.push_back(device_pool_->allocate(splitting ? device_matrix_bytes(split, total_blocks) : bytes, MemoryUse::weights,
+  weights_.push_back(device_pool_.allocate(splitting ? device_matrix_bytes(split, total_blocks) : bytes, MemoryUse::weights,
                                             "weights on the device"));
   auto* dst = weights_.back().as<std::byte>();
   const size_t chunk = kStagingBytes / block_bytes * block_bytes;
   static_assert(kStagingBuffers > 0);
-  size_t slot = upload_slot_;
-  for (size_t done = 0; done < bytes; done += chunk, ++slot) {
+  StagingRing& ring = *ring_;
+  for (size_t done = 0; done < bytes; done += chunk, ++ring.slot) {
     const size_t n = std::min(chunk, bytes - done);
-    const size_t i = slot % kStagingBuffers;
-    ok(cudaEventSynchronize(staging_free_[i]), "upload wait");
-    std::memcpy(staging_[i], host + done, n);
+    const size_t i = ring.slot % kStagingBuffers;
+    ok(cudaEventSynchronize(ring.free[i]), "upload wait");
+    std::memcpy(ring.buffers[i], host + done, n);
     if (splitting) {
-      ok(cudaMemcpyAsync(split_staging_.data(), staging_[i], n, cudaMemcpyHostToDevice, stream_), "upload copy");
+      ok(cudaMemcpyAsync(split_staging_.data(), ring.buffers[i], n, cudaMemcpyHostToDevice, stream_), "upload copy");
       ok(split_blocks(split, split_staging_.data(), static_cast<int64_t>(done / block_bytes), static_cast<int64_t>(n / block_bytes),
                       total_blocks, dst, stream_),
          "split blocks");
     } else {
-      ok(cudaMemcpyAsync(dst + done, staging_[i], n, cudaMemcpyHostToDevice, stream_), "upload copy");
+      ok(cudaMemcpyAsync(dst + done, ring.buffers[i], n, cudaMemcpyHostToDevice, stream_), "upload copy");
     }
-    ok(cudaEventRecord(staging_free_[i], stream_), "upload event");
+    ok(cudaEventRecord(ring.free[i], stream_), "upload event");
   }
-  upload_slot_ = slot;  // the next tensor continues the ring here
   uploaded_[host] = dst;
   return dst;
 }
@@ -166,7 +171,8 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
   const auto start = std::chrono::steady_clock::now();
   const bool tty = isatty(2);
   uint64_t sent = 0;
-  split_staging_ = device_pool_->allocate(kStagingBytes, MemoryUse::scratch, "upload split buffer");
+  ring_ = std::make_unique<StagingRing>(host_);
+  split_staging_ = device_pool_.allocate(kStagingBytes, MemoryUse::scratch, "upload split buffer");
   bool float_matrix = false;  // a product reads f16/bf16/f32 weights (the embedding is only looked up)
   auto matrix = [&](MatrixView& m) {
     if (!m.data) return;
@@ -201,6 +207,7 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
   }
   ok(cudaStreamSynchronize(stream_), "upload");
   split_staging_.reset();
+  ring_.reset();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::fprintf(stderr, "%s[upload] %s to the GPU in %.2f s (%.2f GB/s)\n", tty ? "\r" : "", format_bytes(sent).c_str(),
                seconds, static_cast<double>(sent) / seconds / 1e9);
@@ -210,7 +217,7 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
   if (quantized_) {
     const int64_t tokens = std::min(kIntegerTokens, setup_.max_tokens), cols = std::max(widest_, setup_.config.hidden_size);
     const int64_t n = tokens * cols;  // q at 0, ds at align16(n) (n / 4 bytes), tensor-core tiles at 2n
-    q8_buffer_ = device_pool_->allocate(static_cast<size_t>(2 * n + q8_tiles_bytes(tokens, cols)), MemoryUse::activations,
+    q8_buffer_ = device_pool_.allocate(static_cast<size_t>(2 * n + q8_tiles_bytes(tokens, cols)), MemoryUse::activations,
                                         "q8 activations");
     q8_values_ = n;
   }
@@ -219,15 +226,15 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
   // norm's output is an integer one (rms_norm()).
   if (quantized_ && !float_matrix && d % 32 == 0) {
     norm_rows_ = d;
-    norm_q8_ = device_pool_->allocate(align16(static_cast<size_t>(d)) + static_cast<size_t>(d / 32) * sizeof(float2),
+    norm_q8_ = device_pool_.allocate(align16(static_cast<size_t>(d)) + static_cast<size_t>(d / 32) * sizeof(float2),
                                       MemoryUse::activations, "norm q8 activations");
-    norm_sums_ = device_pool_->allocate(static_cast<size_t>(d / 32) * sizeof(float), MemoryUse::activations, "norm sums");
+    norm_sums_ = device_pool_.allocate(static_cast<size_t>(d / 32) * sizeof(float), MemoryUse::activations, "norm sums");
   }
   // RoPE frequencies, and the pass buffers.
-  inv_freq_ = device_pool_->allocate(setup_.inv_freq.size() * sizeof(float), MemoryUse::activations, "rope frequencies");
+  inv_freq_ = device_pool_.allocate(setup_.inv_freq.size() * sizeof(float), MemoryUse::activations, "rope frequencies");
   ok(cudaMemcpy(inv_freq_.data(), setup_.inv_freq.data(), setup_.inv_freq.size() * sizeof(float), cudaMemcpyHostToDevice),
      "rope frequencies");
-  attn_partial_ = device_pool_->allocate(kAttentionPartialBytes, MemoryUse::scratch, "attention partials");
+  attn_partial_ = device_pool_.allocate(kAttentionPartialBytes, MemoryUse::scratch, "attention partials");
   // Prefill GEMM scratch, sized for the widest matrix and the largest chunk
   // (fixed: it does not grow with the prompt).
   if (setup_.max_tokens >= kTensorCoreTokens || (float_matrix && setup_.max_tokens >= kFloatGemmTokens)) {
@@ -235,16 +242,16 @@ void CudaBackend::bind_weights(ModelWeights& w, uint64_t mapped_bytes) {
     const int64_t widest = std::max({c.hidden_size, c.intermediate_size, c.q_dim()});
     blas_ok(cublasCreate(&blas_), "create");
     blas_ok(cublasSetStream(blas_, stream_), "stream");
-    blas_workspace_ = device_pool_->allocate(kBlasWorkspaceBytes, MemoryUse::scratch, "cuBLAS workspace");
+    blas_workspace_ = device_pool_.allocate(kBlasWorkspaceBytes, MemoryUse::scratch, "cuBLAS workspace");
     blas_ok(cublasSetWorkspace(blas_, blas_workspace_.data(), kBlasWorkspaceBytes), "workspace");
     w16_elems_ = static_cast<int64_t>(kWeightSliceBytes / 2);
-    w16_ = device_pool_->allocate(kWeightSliceBytes, MemoryUse::scratch, "f16 weight slice");
-    x16_ = device_pool_->allocate(static_cast<size_t>(setup_.max_tokens * widest) * 2, MemoryUse::scratch, "f16 activations");
+    w16_ = device_pool_.allocate(kWeightSliceBytes, MemoryUse::scratch, "f16 weight slice");
+    x16_ = device_pool_.allocate(static_cast<size_t>(setup_.max_tokens * widest) * 2, MemoryUse::scratch, "f16 activations");
   }
 }
 
 Buffer CudaBackend::scratch(int64_t count, const char* what) {
-  return device_pool_->allocate(static_cast<size_t>(count) * sizeof(float), MemoryUse::activations, what);
+  return device_pool_.allocate(static_cast<size_t>(count) * sizeof(float), MemoryUse::activations, what);
 }
 
 // Runs what the pass has recorded: the captured graph, once instantiated and
@@ -304,7 +311,7 @@ void CudaBackend::begin_pass(const PassTokens& pass) {
     if (pass_host_) cudaFreeHost(pass_host_);
     pass_host_ = nullptr;
     ok(cudaMallocHost(&pass_host_, bytes), "pinned pass buffer");
-    pass_device_ = device_pool_->allocate(bytes, MemoryUse::activations, "pass tables");
+    pass_device_ = device_pool_.allocate(bytes, MemoryUse::activations, "pass tables");
     pass_bytes_ = bytes;
     for (auto& [key, g] : graphs_) cudaGraphExecDestroy(g.exec);  // they read the old tables
     graphs_.clear();
@@ -648,7 +655,7 @@ void CudaBackend::argmax(const float* src, int64_t rows, int64_t n, int32_t* hos
   end_pass();
   const size_t bytes = static_cast<size_t>(rows) * sizeof(int32_t), at_scratch = (bytes + 15) / 16 * 16,
                need = at_scratch + argmax_scratch_bytes(rows, n);
-  if (argmax_ids_.size() < need) argmax_ids_ = device_pool_->allocate(std::max<size_t>(need, 4096), MemoryUse::activations, "greedy tokens");
+  if (argmax_ids_.size() < need) argmax_ids_ = device_pool_.allocate(std::max<size_t>(need, 4096), MemoryUse::activations, "greedy tokens");
   ok(argmax_rows(src, rows, n, argmax_ids_.as<int32_t>(), argmax_ids_.as<std::byte>() + at_scratch, need - at_scratch, stream_),
      "argmax");
   ok(cudaMemcpyAsync(host, argmax_ids_.data(), bytes, cudaMemcpyDeviceToHost, stream_), "argmax read");
@@ -671,7 +678,7 @@ void CudaBackend::top_k(const float* src, int64_t rows, int64_t n, TopK* out) {
   auto align256 = [](size_t b) { return (b + 255) / 256 * 256; };
   const size_t keys_bytes = static_cast<size_t>(rows * k) * sizeof(uint64_t), at_keys = align256(static_cast<size_t>(rows) * sizeof(float)),
                at_scratch = at_keys + align256(keys_bytes), need = at_scratch + top_k_scratch_bytes(rows, n, k);
-  if (top_k_buffer_.size() < need) top_k_buffer_ = device_pool_->allocate(need, MemoryUse::activations, "sampling candidates");
+  if (top_k_buffer_.size() < need) top_k_buffer_ = device_pool_.allocate(need, MemoryUse::activations, "sampling candidates");
   auto* base = top_k_buffer_.as<std::byte>();
   float* dtemp = reinterpret_cast<float*>(base);
   auto* keys = reinterpret_cast<uint64_t*>(base + at_keys);

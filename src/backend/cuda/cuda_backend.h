@@ -1,11 +1,12 @@
 // The CUDA backend: the forward pass's ops as kernels on one GPU.
 //
-// Memory: a Pool of device memory (cudaMalloc, accounted like the host pool,
-// limited to what the device has free at start) holds the uploaded weights,
+// Memory: the Pool of device memory it is given (make_device_memory; the
+// models on one GPU may share it, and so its limit) holds the uploaded weights,
 // the KV blocks (same KvBlockPool and block tables as the CPU) and the
 // activations. Weights are uploaded once, from the mapped file through a ring
 // of three pinned staging buffers, so that reading the file (page faults
-// into the mapping) and the copies to the device overlap.
+// into the mapping) and the copies to the device overlap; the ring is freed
+// once they are up.
 //
 // Few-token passes (decode) are recorded as CUDA graphs, one per pass shape
 // (begin_pass to the first read), and later passes of that shape replay
@@ -52,13 +53,14 @@ namespace umi::cuda {
 
 class CudaBackend final : public Backend {
  public:
-  // `host` counts the pinned staging and pass buffers; device memory has its
-  // own pool. Throws Error when no device can be used.
+  // `host` counts the pinned staging and pass buffers; setup.device_memory
+  // (required) holds everything on the device. Throws Error when no device
+  // can be used.
   CudaBackend(Pool& host, const BackendSetup& setup);
   ~CudaBackend() override;
 
   Device device() const override { return Device::cuda; }
-  Pool& memory() override { return *device_pool_; }
+  Pool& memory() override { return device_pool_; }
   KvBlockPool& kv_pool() override { return *kv_pool_; }
   int64_t threads() const override { return 1; }
   void bind_weights(ModelWeights& w, uint64_t mapped_bytes) override;
@@ -79,7 +81,6 @@ class CudaBackend final : public Backend {
   void top_k(const float* src, int64_t rows, int64_t n, TopK* out) override;
 
  private:
-  class DeviceMemory;
   // Copies a tensor to the device (once per host address); `split`: a
   // Q8_0/Q4_0/Q6_K matrix's type, turned into the split layout on the way.
   const std::byte* upload(const std::byte* host, size_t bytes, DType split);
@@ -97,19 +98,17 @@ class CudaBackend final : public Backend {
 
   Pool& host_;
   BackendSetup setup_;
-  std::unique_ptr<DeviceMemory> source_;
-  std::unique_ptr<Pool> device_pool_;
+  Pool& device_pool_;  // setup.device_memory
   std::unique_ptr<KvBlockPool> kv_pool_;
   cudaStream_t stream_ = nullptr;
   // Weight copies on the device, by the host address they came from (a tied
   // output matrix is the embedding: uploaded once).
   std::vector<Buffer> weights_;
   std::unordered_map<const std::byte*, const std::byte*> uploaded_;
-  // Upload ring: pinned host buffers and the event that says each is free.
-  Reservation pinned_;  // the staging buffers, counted in the host pool
-  std::vector<void*> staging_;
-  std::vector<cudaEvent_t> staging_free_;
-  size_t upload_slot_ = 0;  // the next staging buffer of the ring
+  // The upload ring (pinned host buffers), held only while bind_weights()
+  // uploads: 96 MiB of pinned memory a resident model would otherwise keep.
+  struct StagingRing;
+  std::unique_ptr<StagingRing> ring_;
   Buffer split_staging_;    // device, during upload: chunks of Q8_0/Q4_0/Q6_K blocks before splitting
   double upload_seconds_ = 0;
   // This pass's tokens as the kernels see them: ids, positions, block table
