@@ -138,6 +138,32 @@ TEST(Model, Q8KvCacheStaysCloseInLittleMoreThanHalfTheBytes) {
   EXPECT_THROW(Model(fixture_dir() + "mistral-gqa-f32", pool, {.kv_dtype = DType::Q8_0}), InputError);
 }
 
+// The q8_0 KV cache on the GPU: its K and V quantized by the store kernel as
+// the CPU's are, read by the CUDA-core attention kernel; its logits near the
+// CPU's with the same cache type (both round K and V to int8) and the reference.
+TEST(Model, Q8KvCacheOnCudaMatchesTheCpus) {
+  if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device here";
+  const std::string dir = fixture_dir() + "qwen3-qknorm-f32";
+  Pool pool({.limit = 1ull << 30});
+  Model gpu(dir, pool, {.kv_dtype = DType::Q8_0, .kv_block_tokens = 16, .prefill_chunk = 5, .device = Device::cuda});
+  Model cpu(dir, pool, {.kv_dtype = DType::Q8_0, .kv_block_tokens = 16, .prefill_chunk = 5, .threads = 2});
+  json ref = load_reference(dir);
+  for (const json& p : ref["prompts"]) {
+    const std::vector<int32_t> ids = p["ids"].get<std::vector<int32_t>>();
+    Sequence on_gpu(gpu), on_cpu(cpu);
+    std::vector<float> g = on_gpu.feed(ids), c = on_cpu.feed(ids);
+    EXPECT_LT(rel_error(g, c), 2e-3);
+    EXPECT_LT(rel_error(g, p["logits"].get<std::vector<float>>()), 2e-2);
+    // Decode steps after the prompt: one token at a time through the KV just written.
+    for (int32_t next : {3, 17, 101}) {
+      g = on_gpu.feed(std::vector<int32_t>{next});
+      c = on_cpu.feed(std::vector<int32_t>{next});
+      EXPECT_LT(rel_error(g, c), 2e-3) << "after " << next;
+    }
+  }
+  EXPECT_THROW(Model(fixture_dir() + "mistral-gqa-f32", pool, {.kv_dtype = DType::Q8_0, .device = Device::cuda}), InputError);
+}
+
 // Continuous batching's building block: one pass over a prefill chunk of one
 // sequence and decode tokens of two others gives each the logits it gets alone.
 TEST(Model, BatchedForwardEqualsEachSequenceAlone) {

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "backend/cuda/attention_mma.h"
 #include "backend/cuda/kv_pass.cuh"
@@ -81,6 +82,55 @@ __device__ inline void load_kv(const float* p, float* out) {
   }
 }
 
+// The KV types the CUDA-core kernel reads: __half, float, and Q8_0 blocks
+// (KvQ8, a tag: its rows are bytes, 34 a block of 32 values, f16 d first).
+struct KvQ8 {};
+template <typename KV>
+struct KvType;
+template <>
+struct KvType<__half> {
+  static constexpr DType kDtype = DType::F16;
+};
+template <>
+struct KvType<float> {
+  static constexpr DType kDtype = DType::F32;
+};
+template <>
+struct KvType<KvQ8> {
+  static constexpr DType kDtype = DType::Q8_0;
+};
+
+// Where value `first` of a row starts (for Q8_0 a multiple of 32: a head).
+template <typename KV>
+__device__ inline const unsigned char* kv_at(const unsigned char* row, int first) {
+  if constexpr (std::is_same_v<KV, KvQ8>) return row + first / 32 * 34;
+  else return row + static_cast<size_t>(first) * sizeof(KV);
+}
+
+// N values (aligned to N) from value i of a head's row at h, as floats. A
+// Q8_0 block's values sit 2 bytes past its d: pairs of int8 are the widest
+// aligned loads.
+template <typename KV, int N>
+__device__ inline void load_kv_at(const unsigned char* h, int i, float* out) {
+  if constexpr (std::is_same_v<KV, KvQ8>) {
+    const unsigned char* b = h + i / 32 * 34;
+    const float d = __half2float(*reinterpret_cast<const __half*>(b));
+    if constexpr (N == 1) {
+      out[0] = d * static_cast<float>(*reinterpret_cast<const signed char*>(b + 2 + i % 32));
+    } else {
+      const char2* q = reinterpret_cast<const char2*>(b + 2 + i % 32);
+#pragma unroll
+      for (int k = 0; k < N / 2; ++k) {
+        const char2 c = q[k];
+        out[2 * k] = d * static_cast<float>(c.x);
+        out[2 * k + 1] = d * static_cast<float>(c.y);
+      }
+    }
+  } else {
+    load_kv<N>(reinterpret_cast<const KV*>(h) + i, out);
+  }
+}
+
 // Shared memory of a block, in floats: q rows, the merged output, a
 // tile's partial scores per warp (two tiles' worth, so that one barrier
 // per tile suffices; shared tiles only), each warp's probabilities of its
@@ -113,8 +163,8 @@ __device__ inline void add_v_rows(float (&acc)[R][E], const float* tile_p, unsig
     float v[N][E];
 #pragma unroll
     for (int u = 0; u < N; ++u) {
-      const KV* vr = reinterpret_cast<const KV*>(__shfl_sync(0xffffffffu, my_v, (j0 + u) & 31));
-      if (owns && j0 + u < j_end) load_kv<E>(vr + lane * E, v[u]);
+      const auto* vr = reinterpret_cast<const unsigned char*>(__shfl_sync(0xffffffffu, my_v, (j0 + u) & 31));
+      if (owns && j0 + u < j_end) load_kv_at<KV, E>(vr, lane * E, v[u]);
       else
 #pragma unroll
         for (int e = 0; e < E; ++e) v[u][e] = 0.f;
@@ -132,7 +182,7 @@ __device__ inline void add_v_rows(float (&acc)[R][E], const float* tile_p, unsig
   }
 }
 
-// KV: __half or float. E: output dimensions per lane (head_dim <= 32 E).
+// KV: __half, float or KvQ8. E: output dimensions per lane (head_dim <= 32 E).
 // R: most rows per block. Grid (groups, n_heads / hpc, splits).
 //
 // Lane i of a warp owns key i of a 32-key tile. Two ways to share the keys
@@ -222,9 +272,9 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
     for (int r = 0; r < R; ++r) sc[r] = 0.f;
     unsigned long long my_v = 0;  // this lane's key's V row, handed round the warp below
     if (key < k1) {
-      const KvRow row = kv_row(p, t0, key, layer, kv_dim, sizeof(KV));
-      const KV* kr = reinterpret_cast<const KV*>(row.k) + kvh * hd;
-      my_v = reinterpret_cast<unsigned long long>(reinterpret_cast<const KV*>(row.v) + kvh * hd);
+      const KvRow row = kv_row(p, t0, key, layer, kv_row_bytes(KvType<KV>::kDtype, kv_dim));
+      const unsigned char* kr = kv_at<KV>(row.k, kvh * hd);
+      my_v = reinterpret_cast<unsigned long long>(kv_at<KV>(row.v, kvh * hd));
       // Unrolled to the most chunks of this E, so that the row's 16-byte
       // loads are all in flight at once (with a run-time bound they went one
       // after another).
@@ -233,7 +283,7 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
         const int d = 8 * (chunk0 + chunk_step * i);
         if (i >= chunks || d >= hd) break;
         float k8[8];
-        load_kv<8>(kr + d, k8);
+        load_kv_at<KV, 8>(kr, d, k8);
 #pragma unroll
         for (int r = 0; r < R; ++r) {
           if (r >= rows) break;
@@ -385,7 +435,7 @@ __global__ void __launch_bounds__(32 * MaxWarps) decode_attention_kernel(const A
     float sc = -INFINITY;
     unsigned long long my_v = 0;
     if (key < k1) {
-      const KvRow row = kv_row(p, t0, key, job.layer, kv_dim, sizeof(__half));
+      const KvRow row = kv_row(p, t0, key, job.layer, 2 * kv_dim);
       const uint4* kr = reinterpret_cast<const uint4*>(reinterpret_cast<const __half*>(row.k) + kvh * kDecodeDim);
       my_v = reinterpret_cast<unsigned long long>(reinterpret_cast<const __half*>(row.v) + kvh * kDecodeDim);
       uint4 kq[kDecodeDim / 8];
@@ -631,6 +681,7 @@ cudaError_t attention(const KvPass& pass, const HeadShape& shape, int64_t layer,
     launch(hpc <= 4 ? decode_attention_kernel<4> : decode_attention_kernel<16>, grid, 32 * hpc,
            static_cast<size_t>(hpc) * kDecodeDim * sizeof(float), stream, job);
   else if (pass.kv_dtype == DType::F16) launch_for_dim<__half>(job, grid, rows, stream);
+  else if (pass.kv_dtype == DType::Q8_0) launch_for_dim<KvQ8>(job, grid, rows, stream);
   else launch_for_dim<float>(job, grid, rows, stream);
   if (splits > 1) {
     const dim3 merge_grid(static_cast<unsigned>(pass.tokens), static_cast<unsigned>(shape.n_heads));

@@ -100,7 +100,7 @@ __device__ inline void load_tile(const AttentionJob& job, const BlockRows& b, in
     __half* dk = s_k + j * kStride + 8 * c;
     __half* dv = s_v + j * kStride + 8 * c;
     if (key < b.k1) {
-      const KvRow row = kv_row(job.p, b.t0, key, job.layer, kv_dim, sizeof(__half));
+      const KvRow row = kv_row(job.p, b.t0, key, job.layer, 2 * kv_dim);
       cp_async16(dk, reinterpret_cast<const __half*>(row.k) + b.kvh * HD + 8 * c);
       cp_async16(dv, reinterpret_cast<const __half*>(row.v) + b.kvh * HD + 8 * c);
     } else {

@@ -60,7 +60,7 @@ CudaBackend::CudaBackend(Pool& host, const BackendSetup& setup) : host_(host), s
   if (device_count() == 0) throw InputError("--device cuda: no CUDA device is visible to this process");
   ok(cudaSetDevice(0), "set device");
   if (!ops_support_kv(setup_.kv.dtype))
-    throw InputError("--kv-dtype " + std::string(to_string(setup_.kv.dtype)) + " is not supported on CUDA yet (f16, f32)");
+    throw InputError("--kv-dtype " + std::string(to_string(setup_.kv.dtype)) + " is not supported on CUDA (f16, f32, q8_0)");
   if (setup_.config.head_dim > 256 || setup_.config.head_dim % 8 != 0)
     throw InputError("head_dim " + std::to_string(setup_.config.head_dim) + " is not supported on CUDA (a multiple of 8, at most 256)");
   group_tokens_ = attention_tokens_per_group(head_shape(), setup_.kv.dtype);

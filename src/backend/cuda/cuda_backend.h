@@ -33,9 +33,12 @@
 // One token's RMSNorm after a residual add is done by the product that adds
 // (quant_matvec.h, NextNorm) when every product is an integer one.
 //
-// Not yet: Q4_1/Q5_0/Q5_1 weights, q8_0 KV cache, sampling with penalties or
-// logprobs on the device, int8 tensor cores for prefill (see README's status
-// table).
+// A q8_0 KV cache goes through the CUDA-core attention kernel alone (the
+// tensor-core prefill kernel and the warp-a-head decode one read f16).
+//
+// Not yet: kernels of their own for Q4_1/Q5_0/Q5_1 weights (rewritten on
+// upload), sampling with penalties or logprobs on the device, int8 tensor
+// cores for prefill (see README's status table).
 #pragma once
 
 #include <initializer_list>

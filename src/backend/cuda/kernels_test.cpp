@@ -685,27 +685,34 @@ struct AttentionCase {
   bool one_token_groups;
 };
 
-void check_attention(HeadShape s, const AttentionCase& c, std::mt19937& rng) {
+void check_attention(HeadShape s, const AttentionCase& c, DType kv_type, std::mt19937& rng) {
   {
     const int64_t bt = 16, layers = 2, layer = 1, kv_dim = static_cast<int64_t>(s.n_kv_heads) * s.head_dim;
     const int64_t* lens = c.lens;
     const int64_t* firsts = c.firsts;
-    // KV blocks: per layer K [bt, kv_dim] then V, f16; random values.
-    const size_t layer_elems = static_cast<size_t>(2 * bt * kv_dim), block_elems = layer_elems * layers;
-    std::vector<std::vector<__half>> kv(2);
+    // KV blocks: per layer K [bt, kv_dim] then V, random values written by
+    // the CPU's KV store (kv_from_f32) in kv_type; the reference reads them
+    // back dequantized.
+    const size_t row_bytes = dtype_bytes(kv_type, static_cast<uint64_t>(kv_dim)).value();
+    const size_t layer_bytes = 2 * static_cast<size_t>(bt) * row_bytes, block_bytes = layer_bytes * layers;
+    std::vector<std::vector<float>> kv(2);  // what each sequence's blocks hold, as floats, row by row
     std::vector<void*> block_ptrs;
     std::vector<int32_t> table_start, groups;
     std::vector<int64_t> positions;
-    std::vector<DeviceArray<__half>*> blocks;
-    const int64_t per_group = c.one_token_groups ? 1 : attention_tokens_per_group(s, DType::F16);
+    std::vector<DeviceArray<std::byte>*> blocks;
+    const int64_t per_group = c.one_token_groups ? 1 : attention_tokens_per_group(s, kv_type);
     for (int q = 0; q < 2; ++q) {
-      const int64_t nblocks = (lens[q] + bt - 1) / bt;
-      const std::vector<float> v = random_floats(static_cast<size_t>(nblocks) * block_elems, rng);
+      const int64_t nblocks = (lens[q] + bt - 1) / bt, rows = nblocks * layers * 2 * bt;
+      const std::vector<float> v = random_floats(static_cast<size_t>(rows * kv_dim), rng);
+      std::vector<std::byte> bytes(static_cast<size_t>(rows) * row_bytes);
       kv[q].resize(v.size());
-      for (size_t i = 0; i < v.size(); ++i) kv[q][i] = __float2half(v[i]);
+      for (int64_t r = 0; r < rows; ++r) {
+        cpu::kv_from_f32(v.data() + r * kv_dim, kv_type, kv_dim, bytes.data() + r * row_bytes);
+        cpu::dequantize(kv_type, bytes.data() + r * row_bytes, kv[q].data() + r * kv_dim, kv_dim);
+      }
       const int32_t start = static_cast<int32_t>(block_ptrs.size());
       for (int64_t b = 0; b < nblocks; ++b) {
-        blocks.push_back(new DeviceArray<__half>(std::vector<__half>(kv[q].begin() + b * block_elems, kv[q].begin() + (b + 1) * block_elems)));
+        blocks.push_back(new DeviceArray<std::byte>(std::vector<std::byte>(bytes.begin() + b * block_bytes, bytes.begin() + (b + 1) * block_bytes)));
         block_ptrs.push_back(blocks.back()->p);
       }
       const int64_t t_first = static_cast<int64_t>(positions.size());
@@ -727,9 +734,8 @@ void check_attention(HeadShape s, const AttentionCase& c, std::mt19937& rng) {
         const int kvh = h / (s.n_heads / s.n_kv_heads);
         const float* qh = qv.data() + (t * s.n_heads + h) * s.head_dim;
         auto at = [&](int64_t key, bool v, int d) {
-          const size_t i = static_cast<size_t>(key / bt) * block_elems + static_cast<size_t>(layer) * layer_elems +
-                           (v ? static_cast<size_t>(bt * kv_dim) : 0) + static_cast<size_t>((key % bt) * kv_dim + kvh * s.head_dim + d);
-          return static_cast<double>(__half2float(kv[q][i]));
+          const int64_t row = (key / bt * layers + layer) * 2 * bt + (v ? bt : 0) + key % bt;
+          return static_cast<double>(kv[q][static_cast<size_t>(row * kv_dim + kvh * s.head_dim + d)]);
         };
         std::vector<double> score(static_cast<size_t>(positions[t] + 1));
         double mx = -INFINITY, sum = 0;
@@ -759,13 +765,13 @@ void check_attention(HeadShape s, const AttentionCase& c, std::mt19937& rng) {
     p.tokens = T;
     p.n_groups = static_cast<int64_t>(groups.size());
     p.block_tokens = bt;
-    p.layer_bytes = layer_elems * sizeof(__half);
-    p.kv_dtype = DType::F16;
+    p.layer_bytes = layer_bytes;
+    p.kv_dtype = kv_type;
     // One split; the default split size; long splits; many small ones (up
     // to the most blocks the splits may make). With head_dim a multiple of 32 the output is also written
     // quantized: the same bytes as quantizing it afterwards.
     const bool quantized = s.head_dim % 32 == 0;
-    const bool on_tensor_cores = !c.one_token_groups && mma_attention_supports(s, DType::F16);
+    const bool on_tensor_cores = !c.one_token_groups && mma_attention_supports(s, kv_type);
     DeviceArray<int8_t> q8q(qv.size()), want_q(qv.size());
     DeviceArray<float2> q8ds(qv.size() / 32), want_ds(qv.size() / 32);
     const Q8Rows q8{q8q.p, q8ds.p, static_cast<int64_t>(qv.size())}, want{want_q.p, want_ds.p, static_cast<int64_t>(qv.size())};
@@ -774,7 +780,7 @@ void check_attention(HeadShape s, const AttentionCase& c, std::mt19937& rng) {
       int64_t min_keys;
     };
     for (Variant v : {Variant{false, 0}, Variant{true, 0}, Variant{true, 256}, Variant{true, 7}}) {
-      const std::string what = std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) + " heads of " +
+      const std::string what = std::string(to_string(kv_type)) + " KV, " + std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) + " heads of " +
                                std::to_string(s.head_dim) + (v.split ? ", splits of at least " + std::to_string(v.min_keys) : ", one split") +
                                (c.one_token_groups ? ", a token a group" : "") + ", last position " + std::to_string(lens[1] - 1);
       ASSERT_EQ(cudaMemset(out.p, 0xFF, out.n * sizeof(float)), cudaSuccess);
@@ -810,7 +816,18 @@ TEST(CudaKernels, PagedAttentionMatchesADoubleReference) {
   for (HeadShape s : {HeadShape{8, 2, 128}, HeadShape{4, 4, 64}, HeadShape{12, 2, 32}, HeadShape{6, 1, 16}, HeadShape{4, 2, 256}})
     for (AttentionCase c : {AttentionCase{{301, 1501}, {280, 1500}, false}, AttentionCase{{301, 1501}, {280, 1500}, true},
                             AttentionCase{{41, 301}, {5, 300}, true}, AttentionCase{{100, 264}, {0, 200}, false}})
-      check_attention(s, c, rng);
+      check_attention(s, c, DType::F16, rng);
+}
+
+// The q8_0 and f32 KV caches go through the CUDA-core kernel (head_dim a
+// multiple of 32 for q8_0).
+TEST(CudaKernels, PagedAttentionReadsQ8AndF32KvCaches) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(6);
+  for (DType kv : {DType::Q8_0, DType::F32})
+    for (HeadShape s : {HeadShape{8, 2, 128}, HeadShape{12, 2, 32}, HeadShape{4, 2, 256}})
+      for (AttentionCase c : {AttentionCase{{301, 1501}, {280, 1500}, false}, AttentionCase{{41, 301}, {5, 300}, true}})
+        check_attention(s, c, kv, rng);
 }
 
 }  // namespace

@@ -32,8 +32,15 @@ struct KvRow {
   unsigned char* v;
 };
 
-// Row `position` of the sequence of pass token t, at `layer` (elem: bytes
-// per KV value).
+// Bytes of one token's K (or V) row of kv_dim values: f16, f32, or Q8_0
+// blocks of 32 values (34 bytes: f16 d, then 32 int8), whole blocks per
+// head (the launchers check head_dim % 32 for Q8_0).
+__host__ __device__ inline int64_t kv_row_bytes(DType t, int64_t kv_dim) {
+  return t == DType::F16 ? 2 * kv_dim : t == DType::Q8_0 ? kv_dim / 32 * 34 : 4 * kv_dim;
+}
+
+// Row `position` of the sequence of pass token t, at `layer` (row_bytes:
+// kv_row_bytes of the pass's type).
 // Positions and block sizes fit 32 bits (the launchers check the token
 // count; contexts are far below 2^31): 32-bit division is several times
 // cheaper than 64-bit on the GPU.
@@ -48,10 +55,10 @@ __device__ inline void prefetch_block_slot(const KvPass& p, int64_t t, int64_t p
   asm volatile("prefetch.global.L1 [%0];" ::"l"(kv_block_slot(p, t, position)));
 }
 
-__device__ inline KvRow kv_row(const KvPass& p, int64_t t, int64_t position, int64_t layer, int64_t kv_dim, int elem) {
+__device__ inline KvRow kv_row(const KvPass& p, int64_t t, int64_t position, int64_t layer, int64_t row_bytes) {
   const unsigned pos = static_cast<unsigned>(position), bt = static_cast<unsigned>(p.block_tokens);
   unsigned char* block = static_cast<unsigned char*>(*kv_block_slot(p, t, position));
-  const size_t row = static_cast<size_t>(kv_dim) * elem;
+  const size_t row = static_cast<size_t>(row_bytes);
   unsigned char* k = block + static_cast<size_t>(layer) * p.layer_bytes + static_cast<size_t>(pos % bt) * row;
   return {k, k + static_cast<size_t>(p.block_tokens) * row};
 }
@@ -64,9 +71,9 @@ inline void check_kv_pass(const KvPass& p, const HeadShape& s, const char* op) {
   if (!ops_support_kv(p.kv_dtype))
     throw Error("cuda " + name + ": KV cache type " + std::string(to_string(p.kv_dtype)) + " is not supported on CUDA");
   if (!(s.n_heads > 0 && s.n_kv_heads > 0 && s.n_heads % s.n_kv_heads == 0 && s.head_dim > 0 && s.head_dim % 8 == 0 &&
-        s.head_dim <= kMaxHeadDim))
+        s.head_dim <= kMaxHeadDim && (p.kv_dtype != DType::Q8_0 || s.head_dim % 32 == 0)))
     throw Error("cuda " + name + ": head shape " + std::to_string(s.n_heads) + "/" + std::to_string(s.n_kv_heads) + " x " +
-                std::to_string(s.head_dim) + " is not supported (head_dim a multiple of 8, at most 256)");
+                std::to_string(s.head_dim) + " is not supported (head_dim a multiple of 8, of 32 for a q8_0 KV cache, at most 256)");
 }
 
 }  // namespace umi::cuda

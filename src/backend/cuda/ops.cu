@@ -112,6 +112,12 @@ __device__ inline float warp_sum(float s) {
   return s;
 }
 
+__device__ inline float warp_max(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+
 // ---- embed ------------------------------------------------------------------
 
 template <int K>
@@ -341,6 +347,20 @@ __device__ inline void kv_store(unsigned char* row, int64_t i, float v, bool f16
   else reinterpret_cast<float*>(row)[i] = v;
 }
 
+// A head's hd values x (a warp's, hd % 32 == 0) as Q8_0 blocks at `head`
+// (34 bytes each: f16 d, then 32 int8), quantized as the CPU's q8_0 KV:
+// d = max|x| / 127, q = x / d rounded half away from zero.
+__device__ inline void kv_store_q8(unsigned char* head, const float* x, int hd, int lane) {
+  for (int c = 0; c < hd / 32; ++c) {
+    const float v = x[32 * c + lane];
+    const float amax = warp_max(fabsf(v));
+    const float d = amax / 127.f, id = d != 0.f ? 1.f / d : 0.f;
+    unsigned char* b = head + 34 * c;
+    if (lane == 0) *reinterpret_cast<__half*>(b) = __float2half(d);
+    reinterpret_cast<signed char*>(b + 2)[lane] = static_cast<signed char>(roundf(v * id));
+  }
+}
+
 // Grid (tokens, (H + 2 Hkv) / kRopeWarps rounded up), a warp a head: q
 // heads, then k heads, then v heads. A block's heads share one token's
 // angles, computed once (a block per head computed them 40 times a token:
@@ -357,8 +377,8 @@ __global__ void __launch_bounds__(32 * kRopeWarps)
   // kernel writes them: where this token's KV row goes is found before the
   // wait, while the q/k/v product finishes.
   const int64_t pos = p.positions[t];
-  const bool f16 = p.kv_dtype == DType::F16;
-  const KvRow dst = kv_row(p, t, pos, layer, kv_dim, f16 ? 2 : 4);
+  const bool f16 = p.kv_dtype == DType::F16, q8 = p.kv_dtype == DType::Q8_0;
+  const KvRow dst = kv_row(p, t, pos, layer, kv_row_bytes(p.kv_dtype, kv_dim));
   // The rotation's angles too (positions and frequencies are tables; in a
   // decode step RoPE then added 1.6 us a layer instead of 2.0).
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
@@ -372,7 +392,9 @@ __global__ void __launch_bounds__(32 * kRopeWarps)
   if (h >= s.n_heads + 2 * s.n_kv_heads) return;
   if (h >= s.n_heads + s.n_kv_heads) {  // a V head: stored as is
     const int kvh = h - s.n_heads - s.n_kv_heads;
-    for (int i = lane; i < hd; i += 32) kv_store(dst.v, kvh * hd + i, v[t * kv_dim + kvh * hd + i], f16);
+    if (q8) kv_store_q8(dst.v + kvh * hd / 32 * 34, v + t * kv_dim + kvh * hd, hd, lane);
+    else
+      for (int i = lane; i < hd; i += 32) kv_store(dst.v, kvh * hd + i, v[t * kv_dim + kvh * hd + i], f16);
     return;
   }
   const bool is_q = h < s.n_heads;
@@ -405,10 +427,14 @@ __global__ void __launch_bounds__(32 * kRopeWarps)
     const float ra = xa * c - xb * si, rb = xb * c + xa * si;
     x[a] = ra;
     x[b] = rb;
-    if (!is_q) {
+    if (!is_q && !q8) {
       kv_store(dst.k, kvh * hd + a, ra, f16);
       kv_store(dst.k, kvh * hd + b, rb, f16);
     }
+  }
+  if (!is_q && q8) {  // blocks of 32 consecutive values, whichever lanes rotated them
+    __syncwarp();
+    kv_store_q8(dst.k + kvh * hd / 32 * 34, x, hd, lane);
   }
 }
 
@@ -420,7 +446,7 @@ void check(bool ok, const std::string& what) {
 
 bool ops_support_matrix(DType t) { return kind_of(t) >= 0; }
 bool ops_support_vector(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
-bool ops_support_kv(DType t) { return t == DType::F32 || t == DType::F16; }
+bool ops_support_kv(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::Q8_0; }
 
 cudaError_t embed(const WeightMatrix& table, const int32_t* ids, int64_t tokens, float* x, cudaStream_t stream) {
   check(ops_support_matrix(table.dtype), "embed: unsupported table type " + std::string(to_string(table.dtype)));

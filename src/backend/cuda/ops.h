@@ -5,7 +5,7 @@
 //
 // Weight operands are in their file dtype: matrices f32, f16, bf16, q8_0,
 // q4_0, q4_k, q5_k or q6_k (as quant_layout.h lays them out on the device);
-// vectors f32, f16 or bf16. Activations are f32. KV cache rows are f16 or f32 (kv_dtype).
+// vectors f32, f16 or bf16. Activations are f32. KV cache rows are f16, f32 or q8_0 (kv_dtype).
 #pragma once
 
 #include <cstddef>
