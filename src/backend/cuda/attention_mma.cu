@@ -85,22 +85,46 @@ struct BlockRows {
   int64_t k1;     // keys: first + tn
 };
 
+// Values 8c .. 8c + 7 of a head's Q8_0 row at `head` (34-byte blocks: f16
+// d, then 32 int8) as f16 into shared memory at dst: d x q rounded to f16,
+// one more rounding than the f16 cache's.
+__device__ inline void dequantize8(__half* dst, const unsigned char* head, int c) {
+  const unsigned char* block = head + (8 * c) / 32 * 34;
+  const float d = __half2float(*reinterpret_cast<const __half*>(block));
+  const char2* q = reinterpret_cast<const char2*>(block + 2 + (8 * c) % 32);  // 2-byte aligned
+  uint4 out;
+  uint32_t* o = reinterpret_cast<uint32_t*>(&out);
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const char2 v = q[k];
+    o[k] = pack_half2(d * static_cast<float>(v.x), d * static_cast<float>(v.y));
+  }
+  *reinterpret_cast<uint4*>(dst) = out;
+}
+
 // Keys [tile, tile + kKeys) of the block's KV head into buffer `buf`: a
-// 16-byte copy per thread and chunk, zeros past k1 (the V rows of keys a
+// 16-byte copy per thread and chunk (a q8_0 cache: 8 values dequantized to
+// f16 and stored, no copy in flight), zeros past k1 (the V rows of keys a
 // row does not see are multiplied by P = 0, which a NaN in stale shared
 // memory would survive).
 template <int HD>
 __device__ inline void load_tile(const AttentionJob& job, const BlockRows& b, int64_t tile, __half* s_k, __half* s_v) {
   constexpr int kChunks = HD / 8, kStride = Smem<HD>::kStride;
   const int64_t kv_dim = static_cast<int64_t>(job.s.n_kv_heads) * HD;
+  const bool q8 = job.p.kv_dtype == DType::Q8_0;  // the same in the whole block
+  const int64_t row_bytes = kv_row_bytes(job.p.kv_dtype, kv_dim);
 #pragma unroll 4
   for (int i = threadIdx.x; i < kKeys * kChunks; i += kThreads) {
     const int j = i / kChunks, c = i % kChunks;
     const int64_t key = tile + j;
     __half* dk = s_k + j * kStride + 8 * c;
     __half* dv = s_v + j * kStride + 8 * c;
-    if (key < b.k1) {
-      const KvRow row = kv_row(job.p, b.t0, key, job.layer, 2 * kv_dim);
+    if (key < b.k1 && q8) {
+      const KvRow row = kv_row(job.p, b.t0, key, job.layer, row_bytes);
+      dequantize8(dk, row.k + b.kvh * HD / 32 * 34, c);
+      dequantize8(dv, row.v + b.kvh * HD / 32 * 34, c);
+    } else if (key < b.k1) {
+      const KvRow row = kv_row(job.p, b.t0, key, job.layer, row_bytes);
       cp_async16(dk, reinterpret_cast<const __half*>(row.k) + b.kvh * HD + 8 * c);
       cp_async16(dv, reinterpret_cast<const __half*>(row.v) + b.kvh * HD + 8 * c);
     } else {
@@ -312,7 +336,7 @@ void launch_for(const AttentionJob& job, dim3 grid, cudaStream_t stream) {
 }  // namespace
 
 bool mma_attention_supports(const HeadShape& s, DType kv_dtype) {
-  return kv_dtype == DType::F16 && (s.head_dim == 32 || s.head_dim == 64 || s.head_dim == 128);
+  return (kv_dtype == DType::F16 || kv_dtype == DType::Q8_0) && (s.head_dim == 32 || s.head_dim == 64 || s.head_dim == 128);
 }
 
 int mma_attention_tokens_per_group(int heads_per_block) { return kRows / heads_per_block; }

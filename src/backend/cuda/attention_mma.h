@@ -29,7 +29,8 @@
 namespace umi::cuda {
 
 // Whether the tensor-core kernel takes passes of this head shape and KV type
-// (f16 KV; head_dim 32, 64 or 128).
+// (f16 or q8_0 KV, the latter dequantized to f16 on its way into shared
+// memory; head_dim 32, 64 or 128).
 bool mma_attention_supports(const HeadShape& s, DType kv_dtype);
 
 // Tokens per group it takes: 64 rows / the q heads a block takes.
