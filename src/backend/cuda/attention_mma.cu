@@ -85,46 +85,77 @@ struct BlockRows {
   int64_t k1;     // keys: first + tn
 };
 
-// Values 8c .. 8c + 7 of a head's Q8_0 row at `head` (34-byte blocks: f16
-// d, then 32 int8) as f16 into shared memory at dst: d x q rounded to f16,
-// one more rounding than the f16 cache's.
-__device__ inline void dequantize8(__half* dst, const unsigned char* head, int c) {
+// A chunk of 8 values of a Q8_0 row as loaded: the block's f16 d and the
+// chunk's 8 int8 (34-byte blocks: d, then 32 int8; 2-byte aligned only).
+struct Q8Chunk {
+  __half d;
+  char2 q[4];
+};
+
+__device__ inline Q8Chunk load_q8_chunk(const unsigned char* head, int c) {
   const unsigned char* block = head + (8 * c) / 32 * 34;
-  const float d = __half2float(*reinterpret_cast<const __half*>(block));
-  const char2* q = reinterpret_cast<const char2*>(block + 2 + (8 * c) % 32);  // 2-byte aligned
+  const char2* q = reinterpret_cast<const char2*>(block + 2 + (8 * c) % 32);
+  return {*reinterpret_cast<const __half*>(block), {q[0], q[1], q[2], q[3]}};
+}
+
+// d x q rounded to f16 (one more rounding than the f16 cache's), 16 bytes at dst.
+__device__ inline void store_dequantized(__half* dst, const Q8Chunk& x) {
+  const float d = __half2float(x.d);
   uint4 out;
   uint32_t* o = reinterpret_cast<uint32_t*>(&out);
 #pragma unroll
-  for (int k = 0; k < 4; ++k) {
-    const char2 v = q[k];
-    o[k] = pack_half2(d * static_cast<float>(v.x), d * static_cast<float>(v.y));
-  }
+  for (int k = 0; k < 4; ++k) o[k] = pack_half2(d * static_cast<float>(x.q[k].x), d * static_cast<float>(x.q[k].y));
   *reinterpret_cast<uint4*>(dst) = out;
 }
 
+// load_tile for a q8_0 cache: 8 values a chunk dequantized to f16 and
+// stored, up to four chunks' loads in flight before their stores.
+template <int HD>
+__device__ inline void load_tile_q8(const AttentionJob& job, const BlockRows& b, int64_t tile, __half* s_k, __half* s_v) {
+  constexpr int kChunks = HD / 8, kStride = Smem<HD>::kStride, kPerThread = kKeys * kChunks / kThreads;
+  constexpr int kBatch = kPerThread < 4 ? kPerThread : 4;
+  static_assert(kKeys * kChunks % (kThreads * kBatch) == 0);
+  const int64_t kv_dim = static_cast<int64_t>(job.s.n_kv_heads) * HD, row_bytes = kv_row_bytes(DType::Q8_0, kv_dim);
+  for (int i0 = threadIdx.x; i0 < kKeys * kChunks; i0 += kThreads * kBatch) {
+    Q8Chunk k[kBatch], v[kBatch];
+#pragma unroll
+    for (int n = 0; n < kBatch; ++n) {
+      const int i = i0 + n * kThreads, j = i / kChunks, c = i % kChunks;
+      const int64_t key = tile + j;
+      if (key < b.k1) {
+        const KvRow row = kv_row(job.p, b.t0, key, job.layer, row_bytes);
+        k[n] = load_q8_chunk(row.k + b.kvh * HD / 32 * 34, c);
+        v[n] = load_q8_chunk(row.v + b.kvh * HD / 32 * 34, c);
+      } else {
+        k[n] = v[n] = Q8Chunk{__float2half(0.f), {}};
+      }
+    }
+#pragma unroll
+    for (int n = 0; n < kBatch; ++n) {
+      const int i = i0 + n * kThreads, j = i / kChunks, c = i % kChunks;
+      store_dequantized(s_k + j * kStride + 8 * c, k[n]);
+      store_dequantized(s_v + j * kStride + 8 * c, v[n]);
+    }
+  }
+}
+
 // Keys [tile, tile + kKeys) of the block's KV head into buffer `buf`: a
-// 16-byte copy per thread and chunk (a q8_0 cache: 8 values dequantized to
-// f16 and stored, no copy in flight), zeros past k1 (the V rows of keys a
-// row does not see are multiplied by P = 0, which a NaN in stale shared
-// memory would survive).
+// 16-byte copy per thread and chunk (a q8_0 cache: load_tile_q8, the same
+// in the whole block), zeros past k1 (the V rows of keys a row does not see
+// are multiplied by P = 0, which a NaN in stale shared memory would survive).
 template <int HD>
 __device__ inline void load_tile(const AttentionJob& job, const BlockRows& b, int64_t tile, __half* s_k, __half* s_v) {
+  if (job.p.kv_dtype == DType::Q8_0) return load_tile_q8<HD>(job, b, tile, s_k, s_v);
   constexpr int kChunks = HD / 8, kStride = Smem<HD>::kStride;
   const int64_t kv_dim = static_cast<int64_t>(job.s.n_kv_heads) * HD;
-  const bool q8 = job.p.kv_dtype == DType::Q8_0;  // the same in the whole block
-  const int64_t row_bytes = kv_row_bytes(job.p.kv_dtype, kv_dim);
 #pragma unroll 4
   for (int i = threadIdx.x; i < kKeys * kChunks; i += kThreads) {
     const int j = i / kChunks, c = i % kChunks;
     const int64_t key = tile + j;
     __half* dk = s_k + j * kStride + 8 * c;
     __half* dv = s_v + j * kStride + 8 * c;
-    if (key < b.k1 && q8) {
-      const KvRow row = kv_row(job.p, b.t0, key, job.layer, row_bytes);
-      dequantize8(dk, row.k + b.kvh * HD / 32 * 34, c);
-      dequantize8(dv, row.v + b.kvh * HD / 32 * 34, c);
-    } else if (key < b.k1) {
-      const KvRow row = kv_row(job.p, b.t0, key, job.layer, row_bytes);
+    if (key < b.k1) {
+      const KvRow row = kv_row(job.p, b.t0, key, job.layer, 2 * kv_dim);
       cp_async16(dk, reinterpret_cast<const __half*>(row.k) + b.kvh * HD + 8 * c);
       cp_async16(dv, reinterpret_cast<const __half*>(row.v) + b.kvh * HD + 8 * c);
     } else {
