@@ -79,7 +79,7 @@ struct CudaBackend::StagingRing {
         buffers.push_back(p);
         cudaEvent_t e;
         ok(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "event");
-        free.push_back(e);
+        copied.push_back(e);
       }
     } catch (...) {
       release();
@@ -88,17 +88,17 @@ struct CudaBackend::StagingRing {
   }
   ~StagingRing() { release(); }
   void release() {
-    for (cudaEvent_t e : free) {
+    for (cudaEvent_t e : copied) {
       cudaEventSynchronize(e);  // no copy still reads a buffer (an upload that threw midway)
       cudaEventDestroy(e);
     }
     for (void* p : buffers) cudaFreeHost(p);
-    free.clear();
+    copied.clear();
     buffers.clear();
   }
   Reservation pinned;
   std::vector<void*> buffers;
-  std::vector<cudaEvent_t> free;
+  std::vector<cudaEvent_t> copied;  // [i]: the last copy out of buffers[i] is done
   size_t slot = 0;  // the next buffer of the ring
 };
 
@@ -151,7 +151,7 @@ const std::byte* CudaBackend::upload(const std::byte* host, size_t bytes, DType 
   for (size_t done = 0; done < bytes; done += chunk, ++ring.slot) {
     const size_t n = std::min(chunk, bytes - done);
     const size_t i = ring.slot % kStagingBuffers;
-    ok(cudaEventSynchronize(ring.free[i]), "upload wait");
+    ok(cudaEventSynchronize(ring.copied[i]), "upload wait");
     std::memcpy(ring.buffers[i], host + done, n);
     if (splitting) {
       ok(cudaMemcpyAsync(split_staging_.data(), ring.buffers[i], n, cudaMemcpyHostToDevice, stream_), "upload copy");
@@ -161,7 +161,7 @@ const std::byte* CudaBackend::upload(const std::byte* host, size_t bytes, DType 
     } else {
       ok(cudaMemcpyAsync(dst + done, ring.buffers[i], n, cudaMemcpyHostToDevice, stream_), "upload copy");
     }
-    ok(cudaEventRecord(ring.free[i], stream_), "upload event");
+    ok(cudaEventRecord(ring.copied[i], stream_), "upload event");
   }
   uploaded_[host] = dst;
   return dst;
