@@ -49,10 +49,10 @@ void print_memory(const Pool& pool, const char* when) {
   PoolStats s = pool.stats();
   auto use = [&](MemoryUse u) { return format_bytes(s.active_by_use[static_cast<size_t>(u)]); };
   std::fprintf(stderr,
-               "[memory %s] active %s (weights mapped %s, kv %s, activations %s, other %s), peak %s, cached %s, "
+               "[memory %s] active %s (weights %s, kv %s, activations %s, scratch %s, other %s), peak %s, cached %s, "
                "limit %s, allocations %llu (cache hits %llu), resident %s\n",
                when, format_bytes(s.active).c_str(), use(MemoryUse::weights).c_str(), use(MemoryUse::kv_cache).c_str(),
-               use(MemoryUse::activations).c_str(), use(MemoryUse::other).c_str(), format_bytes(s.peak).c_str(),
+               use(MemoryUse::activations).c_str(), use(MemoryUse::scratch).c_str(), use(MemoryUse::other).c_str(), format_bytes(s.peak).c_str(),
                format_bytes(s.cached).c_str(), format_bytes(s.limit).c_str(), static_cast<unsigned long long>(s.allocations),
                static_cast<unsigned long long>(s.cache_hits), format_bytes(resident_set_bytes()).c_str());
 }

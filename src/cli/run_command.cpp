@@ -51,7 +51,11 @@ Action add_run(CLI::App& app, const GlobalOptions& global) {
     if (a->model.verbose) print_memory(pool, "start");
     Model model(a->model.path(), pool, a->model.options());
     Tokenizer tok = load_tokenizer(a->model.path());
-    if (a->model.verbose) print_memory(pool, "loaded");
+    const Pool& device = model.kv_pool().memory();  // the host pool on the CPU
+    if (a->model.verbose) {
+      print_memory(pool, "loaded");
+      if (&device != &pool) print_memory(device, "loaded, GPU");
+    }
     if (!a->prompt_file.empty()) {
       MappedFile f = MappedFile::open(a->prompt_file);
       a->prompt.assign(reinterpret_cast<const char*>(f.bytes().data()), f.size());
@@ -82,12 +86,17 @@ Action add_run(CLI::App& app, const GlobalOptions& global) {
     const double prefill = r.first_token_seconds > 0 ? r.first_token_seconds : r.total_seconds;
     const double decode_s = r.total_seconds - prefill;
     const double decode_tps = r.completion_tokens > 1 && decode_s > 0 ? static_cast<double>(r.completion_tokens - 1) / decode_s : 0;
+    // On a GPU the weights, KV and activations are in the device's pool: its peak too.
+    const std::string peak =
+        format_bytes(pool.stats().peak) + (&device != &pool ? ", GPU " + format_bytes(device.stats().peak) : std::string());
     std::fprintf(stderr,
                  "[prompt %lld tokens, %.1f tok/s | decode %lld tokens, %.1f tok/s | first token %.1f ms | peak memory %s | %s]\n",
                  static_cast<long long>(r.prompt_tokens), static_cast<double>(r.prompt_tokens) / prefill,
-                 static_cast<long long>(r.completion_tokens), decode_tps, prefill * 1e3,
-                 format_bytes(pool.stats().peak).c_str(), r.finish_reason.c_str());
-    if (a->model.verbose) print_memory(pool, "end");
+                 static_cast<long long>(r.completion_tokens), decode_tps, prefill * 1e3, peak.c_str(), r.finish_reason.c_str());
+    if (a->model.verbose) {
+      print_memory(pool, "end");
+      if (&device != &pool) print_memory(device, "end, GPU");
+    }
   };
 }
 
