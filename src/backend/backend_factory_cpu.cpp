@@ -7,13 +7,19 @@
 
 namespace umi {
 
-std::unique_ptr<DeviceMemory> make_device_memory(Device device, uint64_t) {
+namespace {
+void refuse_cuda(Device device) {
   if (device == Device::cuda) throw InputError("--device cuda: this umi was built without CUDA (-DUMI_CUDA=ON)");
+}
+}  // namespace
+
+std::unique_ptr<DeviceMemory> make_device_memory(Device device, uint64_t) {
+  refuse_cuda(device);
   return nullptr;
 }
 
 std::unique_ptr<Backend> make_backend(Device device, Pool& host, const BackendSetup& setup) {
-  if (device == Device::cuda) throw InputError("--device cuda: this umi was built without CUDA (-DUMI_CUDA=ON)");
+  refuse_cuda(device);
   return std::make_unique<cpu::CpuBackend>(host, setup);
 }
 

@@ -100,25 +100,16 @@ struct KvType<KvQ8> {
   static constexpr DType kDtype = DType::Q8_0;
 };
 
-// Where value `first` of a row starts (for Q8_0 a multiple of 32: a head).
-template <typename KV>
-__device__ inline const unsigned char* kv_at(const unsigned char* row, int first) {
-  if constexpr (std::is_same_v<KV, KvQ8>) return row + first / 32 * 34;
-  else return row + static_cast<size_t>(first) * sizeof(KV);
-}
-
-// N values (aligned to N) from value i of a head's row at h, as floats. A
-// Q8_0 block's values sit 2 bytes past its d: pairs of int8 are the widest
-// aligned loads.
+// N values (aligned to N) from value i of a head's row at h, as floats
+// (Q8_0: pairs of int8, kv_pass.cuh).
 template <typename KV, int N>
 __device__ inline void load_kv_at(const unsigned char* h, int i, float* out) {
   if constexpr (std::is_same_v<KV, KvQ8>) {
-    const unsigned char* b = h + i / 32 * 34;
-    const float d = __half2float(*reinterpret_cast<const __half*>(b));
+    const float d = q8_kv_scale(h, i);
     if constexpr (N == 1) {
-      out[0] = d * static_cast<float>(*reinterpret_cast<const signed char*>(b + 2 + i % 32));
+      out[0] = d * static_cast<float>(*q8_kv_values(h, i));
     } else {
-      const char2* q = reinterpret_cast<const char2*>(b + 2 + i % 32);
+      const char2* q = reinterpret_cast<const char2*>(q8_kv_values(h, i));
 #pragma unroll
       for (int k = 0; k < N / 2; ++k) {
         const char2 c = q[k];
@@ -273,8 +264,9 @@ __global__ void __launch_bounds__(32 * kWarps, R <= 4 && E <= 4 ? 4 : 1) attenti
     unsigned long long my_v = 0;  // this lane's key's V row, handed round the warp below
     if (key < k1) {
       const KvRow row = kv_row(p, t0, key, layer, kv_row_bytes(KvType<KV>::kDtype, kv_dim));
-      const unsigned char* kr = kv_at<KV>(row.k, kvh * hd);
-      my_v = reinterpret_cast<unsigned long long>(kv_at<KV>(row.v, kvh * hd));
+      const int64_t head = kv_row_bytes(KvType<KV>::kDtype, kvh * hd);
+      const unsigned char* kr = row.k + head;
+      my_v = reinterpret_cast<unsigned long long>(row.v + head);
       // Unrolled to the most chunks of this E, so that the row's 16-byte
       // loads are all in flight at once (with a run-time bound they went one
       // after another).

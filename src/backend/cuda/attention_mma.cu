@@ -85,22 +85,21 @@ struct BlockRows {
   int64_t k1;     // keys: first + tn
 };
 
-// A chunk of 8 values of a Q8_0 row as loaded: the block's f16 d and the
-// chunk's 8 int8 (34-byte blocks: d, then 32 int8; 2-byte aligned only).
+// A chunk of 8 values of a Q8_0 row as loaded: its block's d and its 8 int8
+// (kv_pass.cuh: 2-byte aligned only, so pairs).
 struct Q8Chunk {
-  __half d;
+  float d;
   char2 q[4];
 };
 
 __device__ inline Q8Chunk load_q8_chunk(const unsigned char* head, int c) {
-  const unsigned char* block = head + (8 * c) / 32 * 34;
-  const char2* q = reinterpret_cast<const char2*>(block + 2 + (8 * c) % 32);
-  return {*reinterpret_cast<const __half*>(block), {q[0], q[1], q[2], q[3]}};
+  const char2* q = reinterpret_cast<const char2*>(q8_kv_values(head, 8 * c));
+  return {q8_kv_scale(head, 8 * c), {q[0], q[1], q[2], q[3]}};
 }
 
 // d x q rounded to f16 (one more rounding than the f16 cache's), 16 bytes at dst.
 __device__ inline void store_dequantized(__half* dst, const Q8Chunk& x) {
-  const float d = __half2float(x.d);
+  const float d = x.d;
   uint4 out;
   uint32_t* o = reinterpret_cast<uint32_t*>(&out);
 #pragma unroll
@@ -115,7 +114,8 @@ __device__ inline void load_tile_q8(const AttentionJob& job, const BlockRows& b,
   constexpr int kChunks = HD / 8, kStride = Smem<HD>::kStride, kPerThread = kKeys * kChunks / kThreads;
   constexpr int kBatch = kPerThread < 4 ? kPerThread : 4;
   static_assert(kKeys * kChunks % (kThreads * kBatch) == 0);
-  const int64_t kv_dim = static_cast<int64_t>(job.s.n_kv_heads) * HD, row_bytes = kv_row_bytes(DType::Q8_0, kv_dim);
+  const int64_t kv_dim = static_cast<int64_t>(job.s.n_kv_heads) * HD, row_bytes = kv_row_bytes(DType::Q8_0, kv_dim),
+                head = kv_row_bytes(DType::Q8_0, b.kvh * HD);
   for (int i0 = threadIdx.x; i0 < kKeys * kChunks; i0 += kThreads * kBatch) {
     Q8Chunk k[kBatch], v[kBatch];
 #pragma unroll
@@ -124,10 +124,10 @@ __device__ inline void load_tile_q8(const AttentionJob& job, const BlockRows& b,
       const int64_t key = tile + j;
       if (key < b.k1) {
         const KvRow row = kv_row(job.p, b.t0, key, job.layer, row_bytes);
-        k[n] = load_q8_chunk(row.k + b.kvh * HD / 32 * 34, c);
-        v[n] = load_q8_chunk(row.v + b.kvh * HD / 32 * 34, c);
+        k[n] = load_q8_chunk(row.k + head, c);
+        v[n] = load_q8_chunk(row.v + head, c);
       } else {
-        k[n] = v[n] = Q8Chunk{__float2half(0.f), {}};
+        k[n] = v[n] = Q8Chunk{0.f, {}};
       }
     }
 #pragma unroll

@@ -33,8 +33,9 @@
 // One token's RMSNorm after a residual add is done by the product that adds
 // (quant_matvec.h, NextNorm) when every product is an integer one.
 //
-// A q8_0 KV cache goes through the CUDA-core attention kernel alone (the
-// tensor-core prefill kernel and the warp-a-head decode one read f16).
+// A q8_0 KV cache: the CUDA-core attention kernel reads it, the tensor-core
+// prefill kernel dequantizes its tiles to f16; the warp-a-head decode kernel
+// reads f16 alone.
 //
 // Not yet: kernels of their own for Q4_1/Q5_0/Q5_1 weights (rewritten on
 // upload), sampling with penalties or logprobs on the device, int8 tensor

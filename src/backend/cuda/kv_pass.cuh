@@ -3,6 +3,8 @@
 // launchers' shared argument check.
 #pragma once
 
+#include <cuda_fp16.h>
+
 #include <string>
 
 #include "backend/cuda/ops.h"
@@ -32,11 +34,23 @@ struct KvRow {
   unsigned char* v;
 };
 
-// Bytes of one token's K (or V) row of kv_dim values: f16, f32, or Q8_0
-// blocks of 32 values (34 bytes: f16 d, then 32 int8), whole blocks per
-// head (the launchers check head_dim % 32 for Q8_0).
-__host__ __device__ inline int64_t kv_row_bytes(DType t, int64_t kv_dim) {
-  return t == DType::F16 ? 2 * kv_dim : t == DType::Q8_0 ? kv_dim / 32 * 34 : 4 * kv_dim;
+// A Q8_0 KV block: 32 values as an f16 d, then 32 int8.
+constexpr int kQ8KvBlockBytes = 34;
+
+// Bytes of n values of a K (or V) row: f16, f32, or Q8_0 blocks (n a
+// multiple of 32; whole blocks per head, the launchers check head_dim % 32).
+// Of kv_dim values, one token's row; of kvh x head_dim, where head kvh starts.
+__host__ __device__ inline int64_t kv_row_bytes(DType t, int64_t n) {
+  return t == DType::F16 ? 2 * n : t == DType::Q8_0 ? n / 32 * kQ8KvBlockBytes : 4 * n;
+}
+
+// Value i of a row of Q8_0 blocks at `row`: its block's d, and a pointer to
+// its int8 (from an even i, pairs are 2-byte aligned: the widest aligned load).
+__device__ inline float q8_kv_scale(const unsigned char* row, int i) {
+  return __half2float(*reinterpret_cast<const __half*>(row + i / 32 * kQ8KvBlockBytes));
+}
+__device__ inline const signed char* q8_kv_values(const unsigned char* row, int i) {
+  return reinterpret_cast<const signed char*>(row + i / 32 * kQ8KvBlockBytes + 2 + i % 32);
 }
 
 // Row `position` of the sequence of pass token t, at `layer` (row_bytes:

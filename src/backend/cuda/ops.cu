@@ -348,14 +348,14 @@ __device__ inline void kv_store(unsigned char* row, int64_t i, float v, bool f16
 }
 
 // A head's hd values x (a warp's, hd % 32 == 0) as Q8_0 blocks at `head`
-// (34 bytes each: f16 d, then 32 int8), quantized as the CPU's q8_0 KV:
+// (kv_pass.cuh), quantized as the CPU's q8_0 KV:
 // d = max|x| / 127, q = x / d rounded half away from zero.
 __device__ inline void kv_store_q8(unsigned char* head, const float* x, int hd, int lane) {
   for (int c = 0; c < hd / 32; ++c) {
     const float v = x[32 * c + lane];
     const float amax = warp_max(fabsf(v));
     const float d = amax / 127.f, id = d != 0.f ? 1.f / d : 0.f;
-    unsigned char* b = head + 34 * c;
+    unsigned char* b = head + kQ8KvBlockBytes * c;
     if (lane == 0) *reinterpret_cast<__half*>(b) = __float2half(d);
     reinterpret_cast<signed char*>(b + 2)[lane] = static_cast<signed char>(roundf(v * id));
   }
@@ -392,7 +392,7 @@ __global__ void __launch_bounds__(32 * kRopeWarps)
   if (h >= s.n_heads + 2 * s.n_kv_heads) return;
   if (h >= s.n_heads + s.n_kv_heads) {  // a V head: stored as is
     const int kvh = h - s.n_heads - s.n_kv_heads;
-    if (q8) kv_store_q8(dst.v + kvh * hd / 32 * 34, v + t * kv_dim + kvh * hd, hd, lane);
+    if (q8) kv_store_q8(dst.v + kv_row_bytes(DType::Q8_0, kvh * hd), v + t * kv_dim + kvh * hd, hd, lane);
     else
       for (int i = lane; i < hd; i += 32) kv_store(dst.v, kvh * hd + i, v[t * kv_dim + kvh * hd + i], f16);
     return;
@@ -434,7 +434,7 @@ __global__ void __launch_bounds__(32 * kRopeWarps)
   }
   if (!is_q && q8) {  // blocks of 32 consecutive values, whichever lanes rotated them
     __syncwarp();
-    kv_store_q8(dst.k + kvh * hd / 32 * 34, x, hd, lane);
+    kv_store_q8(dst.k + kv_row_bytes(DType::Q8_0, kvh * hd), x, hd, lane);
   }
 }
 
