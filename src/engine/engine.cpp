@@ -154,7 +154,11 @@ void Engine::check_memory_pressure() {
   }
 }
 
-bool Engine::grow(Request& r, int64_t tokens) { return r.kv.reserve(tokens); }
+bool Engine::grow(Request& r, int64_t tokens) {
+  while (!r.kv.reserve(tokens))
+    if (!options_.free_memory || !options_.free_memory()) return false;
+  return true;
+}
 
 void Engine::preempt(Request& r) {
   r.kv.clear();  // its published blocks stay cached, so recomputing is often cheap

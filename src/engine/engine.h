@@ -9,10 +9,11 @@
 //   run         one forward pass over all of it (each weight read once);
 //   postprocess sample, stream text, publish full KV blocks to the prefix
 //               cache, finish requests and give their blocks back.
-// When a running request needs a KV block the budget cannot give, the
-// youngest running request is preempted: its blocks are released and it is
-// recomputed later from its prompt and the tokens already streamed (the
-// prefix cache usually still holds them). Nothing exceeds the memory limit.
+// When a running request needs a KV block the budget cannot give (and the
+// owner's free_memory hook frees nothing), the youngest running request is
+// preempted: its blocks are released and it is recomputed later from its
+// prompt and the tokens already streamed (the prefix cache usually still
+// holds them). Nothing exceeds the memory limit.
 //
 // Thread-safety: submit(), cancel() and stats() may be called from any
 // thread; step() from one thread at a time. Callbacks run inside step().
@@ -80,6 +81,12 @@ struct EngineOptions {
   uint64_t low_memory_bytes = 0;
   // How available memory is measured (tests substitute their own).
   std::function<std::optional<uint64_t>()> available_memory = available_memory_bytes;
+  // Asked on the step thread when the KV cache cannot grow (a request would
+  // wait, be refused, or preempt another): free memory held outside this
+  // engine (the server unloads an idle model) and say whether any went, so
+  // that the engine tries again first. Must not wait on this engine. Null:
+  // nothing outside to free.
+  std::function<bool()> free_memory;
 };
 
 struct EngineStats {

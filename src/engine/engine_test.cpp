@@ -137,6 +137,43 @@ TEST(Engine, PreemptionUnderATightLimitLosesNothingAndNeverPassesTheLimit) {
   EXPECT_EQ(m.kv_pool().in_use(), 0);
 }
 
+// The same tight limit, but with memory held outside the engine that its
+// owner can free (the server's idle models): the engine asks before it
+// preempts, and nothing is preempted.
+TEST(Engine, AsksItsOwnerToFreeMemoryBeforePreempting) {
+  Tokenizer tok = load_tokenizer(bundled());
+  const ModelOptions mo{.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 8, .threads = 2};
+  Pool probe({.limit = 1ull << 30});
+  uint64_t fixed, block;
+  {
+    Model m(bundled(), probe, mo);
+    Engine e(m, tok);
+    fixed = probe.stats().active;
+    block = m.kv_pool().block_bytes();
+  }
+  Pool pool({.limit = fixed + 42 * block, .max_cached = 0});
+  std::vector<Buffer> outside;  // 30 of the 42 blocks' room, held elsewhere
+  Model m(bundled(), pool, mo);
+  for (int i = 0; i < 30; ++i) outside.push_back(pool.allocate(block, MemoryUse::other));
+  int asked = 0;
+  EngineOptions eo;
+  eo.free_memory = [&] {
+    ++asked;
+    const bool freed = !outside.empty();
+    outside.clear();
+    return freed;
+  };
+  Engine e(m, tok, eo);
+  Collected c;
+  std::vector<uint64_t> ids;
+  for (const char* p : kPrompts) ids.push_back(e.submit(tok.encode(p, true), greedy(60), c.callbacks()));
+  while (e.step()) ASSERT_LE(pool.stats().active, pool.limit());
+  EXPECT_GE(asked, 1);
+  EXPECT_TRUE(outside.empty());
+  EXPECT_EQ(e.stats().preemptions, 0);
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(c.done[ids[i]].finish_reason, "length") << i;
+}
+
 TEST(Engine, CancellationFreesBlocksWithinAStep) {
   Pool pool({.limit = 1ull << 30});
   Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 2, .threads = 2});

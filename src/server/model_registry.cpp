@@ -155,7 +155,7 @@ std::shared_ptr<LoadedModel> ModelRegistry::load(size_t index) {
   std::shared_ptr<LoadedModel> m;
   for (int attempt = 0; !m; ++attempt) {
     try {
-      m = std::make_shared<LoadedModel>(src, pool_, options_.model, options_.engine);
+      m = std::make_shared<LoadedModel>(src, pool_, options_.model, engine_options(index));
     } catch (const OutOfMemory& e) {
       if (!make_room(index, attempt)) {
         bool busy = false;
@@ -190,6 +190,16 @@ std::shared_ptr<LoadedModel> ModelRegistry::load(size_t index) {
   return m;
 }
 
+// The engine of sources_[index] asks for memory when its KV cache cannot
+// grow: an idle model goes before a request of this one waits, is refused
+// or preempted. Only idle models: a busy one's loop may itself be waiting
+// here, and this runs on the asking engine's loop thread.
+EngineOptions ModelRegistry::engine_options(size_t index) {
+  EngineOptions o = options_.engine;
+  o.free_memory = [this, index] { return unload_idle(index, "least recently used; another model's KV cache needs its memory"); };
+  return o;
+}
+
 // Frees memory for loading sources_[except]: the first attempt gives back
 // every model's cached prefix KV and freed buffers; each later one unloads
 // the least recently used idle model. False when there is nothing left to free.
@@ -199,10 +209,15 @@ bool ModelRegistry::make_room(size_t except, int attempt) {
     release_caches();
     return true;
   }
+  return unload_idle(except, "least recently used; its memory is needed");
+}
+
+bool ModelRegistry::unload_idle(size_t except, const char* why) {
   std::shared_ptr<LoadedModel> victim;
   size_t index = 0;
   {
     std::lock_guard lock(mu_);
+    if (stop_) return false;
     Entry* oldest = nullptr;
     for (size_t j = 0; j < entries_.size(); ++j) {
       Entry& e = entries_[j];
@@ -214,7 +229,7 @@ bool ModelRegistry::make_room(size_t except, int attempt) {
     oldest->state = ModelState::unloading;
     index = static_cast<size_t>(oldest - entries_.data());
   }
-  finish_unload(index, std::move(victim), "least recently used; its memory is needed");
+  finish_unload(index, std::move(victim), why);
   return true;
 }
 

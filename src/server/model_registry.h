@@ -7,7 +7,10 @@
 // RegistryOptions::model.device_memory): when a load does not fit, the other
 // models' cached prefix KV and the pool's freed buffers are given back first,
 // then the least recently used idle model (no request in flight) is unloaded,
-// until the new model fits with room for some KV or nothing idle is left. A
+// until the new model fits with room for some KV or nothing idle is left.
+// The same goes for a loaded model's KV cache: before one of its requests
+// waits for KV memory, is refused for it or preempts another, the least
+// recently used idle model is unloaded (EngineOptions::free_memory). A
 // model unused for longer than the keep-alive is unloaded by a reaper thread,
 // and its memory goes back to the operating system.
 //
@@ -142,7 +145,10 @@ class ModelRegistry {
   };
   size_t index_of(const std::string& id) const;
   std::shared_ptr<LoadedModel> load(size_t index);
+  EngineOptions engine_options(size_t index);
   bool make_room(size_t except, int attempt);
+  // Unloads the least recently used idle model other than `except`; false when there is none.
+  bool unload_idle(size_t except, const char* why);
   void release(size_t index, bool is_use);
   void finish_unload(size_t index, std::shared_ptr<LoadedModel> victim, const char* why);
   void release_caches();  // the host pool's and the device pool's freed buffers, back to the system

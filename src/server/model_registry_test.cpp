@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <future>
 
 #include "support/temp_dir.h"
 
@@ -141,6 +142,37 @@ TEST(ModelRegistry, ABrokenModelFileIsAnErrorAndTheOthersStillServe) {
   EXPECT_EQ(r.status()[0].state, S::unloaded);
   EXPECT_NO_THROW(r.acquire("m0"));
   EXPECT_EQ(pool.stats().active > 0, true);
+}
+
+// A request whose KV cache does not fit beside two models: while the other
+// model is in use the request is refused (nothing of its own engine will
+// free memory), once that model is idle it is unloaded and the request runs.
+TEST(ModelRegistry, AnIdleModelMakesWayForAnotherModelsKvCache) {
+  ModelsDir d(2);
+  const uint64_t one = one_model_bytes();
+  Pool pool({.limit = 2 * one + (256u << 10)});  // both models and KV for ~128 tokens (2 KiB a token)
+  ModelRegistry r(pool, scan_models_dir(d.dir.path().string()), options());
+  std::shared_ptr<ModelRegistry::Lease> other = r.acquire("m1");
+  auto run = [&](const std::vector<int32_t>& prompt) {
+    auto lease = r.acquire("m0");
+    std::promise<RequestOutput> done;
+    RequestOptions o;
+    o.max_tokens = 4;
+    (*lease)->loop.submit(prompt, o, {nullptr, [&](const RequestOutput& out) { done.set_value(out); }});
+    return done.get_future().get();
+  };
+  std::vector<int32_t> prompt(400);  // 800 KiB of KV
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>(1 + i * 7 % 2000);
+  const RequestOutput refused = run(prompt);
+  EXPECT_EQ(refused.finish_reason, "error");
+  EXPECT_NE(refused.error.find("tokens"), std::string::npos) << refused.error;
+  EXPECT_EQ(states(r), (std::vector<S>{S::loaded, S::loaded}));
+  other.reset();  // m1 idle
+  const RequestOutput ran = run(prompt);
+  EXPECT_EQ(ran.finish_reason, "length") << ran.error;
+  EXPECT_EQ(ran.completion_tokens, 4);
+  EXPECT_EQ(states(r), (std::vector<S>{S::loaded, S::unloaded}));
+  EXPECT_LE(pool.stats().peak, pool.stats().limit);
 }
 
 TEST(ModelRegistry, AModelThatCanNeverFitSaysSo) {
