@@ -83,6 +83,7 @@ Action add_run(CLI::App& app, const GlobalOptions& global) {
     engine.run_until_idle();
     if (r.finish_reason == "error") throw OutOfMemory(r.error);
     std::printf("%s\n", r.tail.c_str());
+    std::fflush(stdout);  // the text, then the timing line, also when both go through one pipe
     const double prefill = r.first_token_seconds > 0 ? r.first_token_seconds : r.total_seconds;
     const double decode_s = r.total_seconds - prefill;
     const double decode_tps = r.completion_tokens > 1 && decode_s > 0 ? static_cast<double>(r.completion_tokens - 1) / decode_s : 0;

@@ -86,7 +86,7 @@ struct EngineOptions {
   // engine (the server unloads an idle model) and say whether any went, so
   // that the engine tries again first. Must not wait on this engine. Null:
   // nothing outside to free.
-  std::function<bool()> free_memory;
+  std::function<bool()> free_memory = nullptr;
 };
 
 struct EngineStats {

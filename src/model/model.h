@@ -24,7 +24,7 @@ class SequenceKv;
 struct ForwardItem {
   SequenceKv* kv = nullptr;
   int64_t pos0 = 0;
-  std::span<const int32_t> tokens;
+  std::span<const int32_t> tokens{};
   float* logits = nullptr;  // the last token's logits [V], or
   int32_t* token = nullptr; // only their argmax (greedy decoding: the row stays on the device), or
   TopK* top = nullptr;      // only their best top->k candidates (sampling with top-k)
