@@ -21,6 +21,7 @@ struct RunArgs {
   bool greedy = false;
   std::vector<std::string> stop;
   bool ignore_eos = false;
+  bool json = false;
 };
 }  // namespace
 
@@ -46,6 +47,7 @@ Action add_run(CLI::App& app, const GlobalOptions& global) {
   cmd->add_flag("--greedy", a->greedy, "always take the most likely token (same as --temp 0)");
   cmd->add_option("--stop", a->stop, "stop at this string (repeatable)");
   cmd->add_flag("--ignore-eos", a->ignore_eos, "keep going past end-of-sequence tokens");
+  cmd->add_flag("--json", a->json, "JSON mode: generate one JSON object and stop when it closes");
   return [a, &global] {
     Pool pool(a->model.pool_options(global));
     if (a->model.verbose) print_memory(pool, "start");
@@ -69,6 +71,7 @@ Action add_run(CLI::App& app, const GlobalOptions& global) {
     o.sampling = a->sampling;
     if (a->greedy) o.sampling.temperature = 0;
     o.stop_strings = a->stop;
+    o.json_object = a->json;
     if (!a->ignore_eos) o.stop_tokens = default_stop_tokens(tok);
     if (a->prompt_file.empty()) std::fputs(a->prompt.c_str(), stdout);
     std::fflush(stdout);

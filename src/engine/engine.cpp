@@ -7,6 +7,7 @@
 #include "core/units.h"
 #include "engine/text_stream.h"
 #include "memory/system_memory.h"
+#include "tokenizer/token_bytes.h"
 
 namespace umi {
 
@@ -40,6 +41,7 @@ struct Engine::Request {
   SequenceKv kv;
   Sampler sampler;
   TextStream stream;
+  JsonRecognizer json;  // with o.json_object: the output so far
   int64_t published = 0;  // leading full blocks published to the prefix cache
   uint64_t chain;         // hash of the last published block (first parent: the salt)
   Clock::time_point submitted = Clock::now();
@@ -287,8 +289,10 @@ bool Engine::step() {
     const bool samples = r.computed + counts[i] == static_cast<int64_t>(r.tokens.size());
     // Without logprobs, greedy needs only the argmax and top-k sampling only
     // the k best: the logits stay where they are.
-    const bool on_backend = samples && r.sampler.greedy() && r.o.logprobs < 0;
-    const int k = samples && !on_backend && r.o.logprobs < 0 ? r.sampler.candidates_needed() : 0;
+    // JSON mode masks the row first.
+    const bool row_only = r.o.logprobs >= 0 || r.o.json_object;
+    const bool on_backend = samples && r.sampler.greedy() && !row_only;
+    const int k = samples && !on_backend && !row_only ? r.sampler.candidates_needed() : 0;
     r.logits = samples && !on_backend && k == 0 ? logits_.as<float>() + rows * V : nullptr;
     r.greedy = on_backend ? greedy_.data() + rows : nullptr;
     r.top = k > 0 ? top_k_.data() + rows : nullptr;
@@ -349,6 +353,13 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
     } else {
       std::span<float> row(r.logits, static_cast<size_t>(V));
       if (r.o.logprobs >= 0) std::copy(row.begin(), row.end(), raw_row_.as<float>());  // sampling changes `row`
+      if (r.o.json_object) {
+        if (!json_vocabulary_) json_vocabulary_ = std::make_unique<JsonVocabulary>(token_bytes(tok_));
+        if (mask_to_json(r.json, *json_vocabulary_, row) == 0) {
+          finish(r, "error", "JSON mode: no token of the vocabulary can continue the object");
+          continue;
+        }
+      }
       next = r.sampler.sample(row, r.tokens);
     }
     if (r.generated == 0 && r.first_token == 0) r.first_token = seconds_since(r.submitted);
@@ -364,9 +375,10 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
     }
     if (r.o.logprobs >= 0 && r.cb.on_logprobs)
       r.cb.on_logprobs(r.id, token_logprobs(std::span<const float>(raw_row_.as<float>(), static_cast<size_t>(V)), next, r.o.logprobs));
+    if (r.o.json_object) r.json.feed(json_vocabulary_->bytes[static_cast<size_t>(next)]);  // the mask let only such tokens through
     const std::string piece = r.stream.push(next);
     if (r.cb.on_token) r.cb.on_token(r.id, next, piece);
-    if (r.stream.stopped()) finish(r, "stop");
+    if (r.stream.stopped() || (r.o.json_object && r.json.done())) finish(r, "stop");
     else if (r.generated >= r.o.max_tokens || static_cast<int64_t>(r.tokens.size()) >= context) finish(r, "length");
   }
 }

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "engine/json_recognizer.h"
 #include "engine/logprobs.h"
 #include "engine/sampler.h"
 #include "memory/system_memory.h"
@@ -48,6 +49,10 @@ struct RequestOptions {
   // -1: none; k >= 0: each generated token's log-probability and the k most
   // likely alternatives, of the model's raw distribution (see logprobs.h).
   int logprobs = -1;
+  // The output is one JSON object (OpenAI's response_format json_object):
+  // tokens that cannot continue it are never drawn, and the request ends
+  // ("stop") when the object closes (json_recognizer.h).
+  bool json_object = false;
 };
 
 struct RequestOutput {
@@ -153,6 +158,7 @@ class Engine {
   // like the requests' token lists, not in the pool).
   std::vector<int32_t> greedy_;
   std::vector<TopK> top_k_;
+  std::unique_ptr<JsonVocabulary> json_vocabulary_;  // for JSON mode, made at its first request (step thread)
 
   mutable std::mutex mu_;  // guards incoming_, cancelled_, stats_, next_id_
   std::vector<std::unique_ptr<Request>> incoming_;

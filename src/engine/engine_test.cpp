@@ -9,7 +9,10 @@
 #include <map>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "engine/generate.h"
+#include "engine/json_recognizer.h"
 
 namespace umi {
 namespace {
@@ -172,6 +175,44 @@ TEST(Engine, AsksItsOwnerToFreeMemoryBeforePreempting) {
   EXPECT_TRUE(outside.empty());
   EXPECT_EQ(e.stats().preemptions, 0);
   for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(c.done[ids[i]].finish_reason, "length") << i;
+}
+
+// JSON mode on a model that has never seen JSON: whatever it draws, greedy
+// or sampled, is one JSON object that ends the request when it closes; cut
+// short by max_tokens it is a prefix of one.
+TEST(Engine, JsonModeGivesOneJsonObject) {
+  Pool pool({.limit = 1ull << 30});
+  Model m(bundled(), pool, {.prefill_chunk = 64, .max_batch = 8, .threads = 2});
+  Tokenizer tok = load_tokenizer(bundled());
+  Engine e(m, tok);
+  Collected c;
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 10; ++i) {
+    RequestOptions o = greedy(300);
+    o.json_object = true;
+    if (i > 0) o.sampling = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = static_cast<uint64_t>(i)};
+    if (i == 9) o.max_tokens = 5;
+    ids.push_back(e.submit(tok.encode(kPrompts[i % 8], true), o, c.callbacks()));
+  }
+  e.run_until_idle();
+  int objects = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const RequestOutput& out = c.done[ids[i]];
+    const std::string& text = c.text[ids[i]];
+    JsonRecognizer j;
+    EXPECT_TRUE(j.feed(text)) << i << ": " << text;
+    if (out.finish_reason == "stop") {
+      EXPECT_TRUE(j.done()) << i << ": " << text;
+      const nlohmann::json parsed = nlohmann::json::parse(text);
+      EXPECT_TRUE(parsed.is_object()) << text;
+      ++objects;
+    } else {
+      EXPECT_EQ(out.finish_reason, "length") << i << ": " << out.error;
+    }
+  }
+  EXPECT_EQ(c.done[ids[9]].finish_reason, "length");
+  EXPECT_EQ(c.done[ids[9]].completion_tokens, 5);
+  EXPECT_GE(objects, 1);  // a Shakespeare model rambles inside strings; some draws close the object
 }
 
 TEST(Engine, CancellationFreesBlocksWithinAStep) {

@@ -85,6 +85,22 @@ std::vector<int32_t> completion_prompt(const json& body, const ServedModel& m) {
   }
   throw ApiError(400, "'prompt' must be a string or an array of token ids (one prompt per request)", "prompt");
 }
+// response_format: {"type": "text"} (the default) or {"type": "json_object"}
+// (JSON mode). A schema is refused rather than ignored: a client that sends
+// one relies on it.
+bool json_mode(const json& body) {
+  const json* rf = field(body, "response_format");
+  if (!rf) return false;
+  const json* type = rf->is_object() ? field(*rf, "type") : nullptr;
+  if (!type || !type->is_string())
+    throw ApiError(400, "'response_format' must be an object with a string 'type'", "response_format");
+  const std::string t = type->get<std::string>();
+  if (t == "text") return false;
+  if (t == "json_object") return true;
+  if (t == "json_schema")
+    throw ApiError(400, "'response_format' type 'json_schema' is not supported; 'json_object' (any JSON object) is", "response_format");
+  throw ApiError(400, "'response_format' type must be 'text' or 'json_object'", "response_format");
+}
 }  // namespace
 
 json parse_json_object(const std::string& text) {
@@ -152,6 +168,7 @@ ParsedRequest parse_openai_request(const json& body, const ServedModel& m, bool 
   } else {  // logprobs: 0..5 alternatives
     r.options.logprobs = static_cast<int>(integer(body, "logprobs", -1, 0, 5));
   }
+  r.options.json_object = json_mode(body);
   // vLLM's extension, for benchmarks that need a fixed number of tokens.
   bool ignore_eos = false;
   if (const json* ie = field(body, "ignore_eos")) {
