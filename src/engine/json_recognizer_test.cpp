@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "tokenizer/token_bytes.h"
+
 namespace umi {
 namespace {
 
@@ -147,6 +149,37 @@ TEST(JsonRecognizer, TheMaskLeavesOnlyTokensThatContinueTheObject) {
   EXPECT_EQ(mask_to_json(j, bytes, logits), 7);  // a value: "{", "\"", "{\"", " {", "\":" (a string), "1}" (which ends it all), "["
   EXPECT_EQ(logits[2], -inf);
   EXPECT_EQ(logits[8], 1.0f);
+}
+
+// The walk in byte order (shared prefixes once, refused prefixes skipped)
+// refuses exactly what checking every token alone refuses: Llama 3's 128K
+// tokens at every position of a pretty-printed and a compact document.
+TEST(JsonRecognizer, TheMaskWalkRefusesWhatEachTokenAloneWould) {
+  const JsonVocabulary v(token_bytes(Tokenizer::from_folder(std::string(UMI_SOURCE_DIR) + "/../shared/data/tokenizers/llama3")));
+  ASSERT_EQ(v.order.size(), 128000u);  // 128,256 less the 256 special tokens
+  const std::string doc = "{\n  \"name\": \"Ada \\\"L\\u00e9\",\n  \"n\": [-1.5e+3, 0, true, null, {}],\n\t\"x\": {\"y\": false}\n}";
+  const std::string compact = R"({"k":[{"a":-0.25E-2},[],"s t"],"z":"q"})";
+  ASSERT_TRUE(complete(doc, JsonWhitespace::tight)) << doc;
+  std::vector<float> walked(v.bytes.size() + 5), alone(walked.size());
+  int checked = 0;
+  for (const std::string& text : {doc, compact}) {
+    JsonRecognizer j;
+    for (size_t i = 0; i <= text.size(); ++i) {
+      std::fill(walked.begin(), walked.end(), 1.0f);
+      const int64_t left = mask_to_json(j, v, walked);
+      int64_t count = 0;
+      for (size_t id = 0; id < alone.size(); ++id) {
+        const bool ok = id < v.bytes.size() && !v.bytes[id].empty() && j.accepts(v.bytes[id]);
+        alone[id] = ok ? 1.0f : -std::numeric_limits<float>::infinity();
+        count += ok;
+      }
+      ASSERT_EQ(walked, alone) << "after " << text.substr(0, i);
+      ASSERT_EQ(left, count);
+      ++checked;
+      if (i < text.size()) ASSERT_TRUE(j.feed(text[i]));
+    }
+  }
+  EXPECT_EQ(checked, static_cast<int>(doc.size() + compact.size() + 2));
 }
 
 }  // namespace
