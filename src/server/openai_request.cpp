@@ -85,6 +85,7 @@ std::vector<int32_t> completion_prompt(const json& body, const ServedModel& m) {
   }
   throw ApiError(400, "'prompt' must be a string or an array of token ids (one prompt per request)", "prompt");
 }
+
 // response_format: {"type": "text"} (the default) or {"type": "json_object"}
 // (JSON mode). A schema is refused rather than ignored: a client that sends
 // one relies on it.
