@@ -7,6 +7,8 @@
 #include "core/units.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
+#include "engine/json_schema.h"
+#include "format/json_strict.h"
 #include "format/mapped_file.h"
 
 namespace umi::cli {
@@ -22,6 +24,7 @@ struct RunArgs {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   bool json = false;
+  std::string json_schema;  // a file
 };
 }  // namespace
 
@@ -48,6 +51,7 @@ Action add_run(CLI::App& app, const GlobalOptions& global) {
   cmd->add_option("--stop", a->stop, "stop at this string (repeatable)");
   cmd->add_flag("--ignore-eos", a->ignore_eos, "keep going past end-of-sequence tokens");
   cmd->add_flag("--json", a->json, "JSON mode: generate one JSON object and stop when it closes");
+  cmd->add_option("--json-schema", a->json_schema, "generate one value of the JSON schema in this file (see README)")->excludes("--json");
   return [a, &global] {
     Pool pool(a->model.pool_options(global));
     if (a->model.verbose) print_memory(pool, "start");
@@ -72,6 +76,8 @@ Action add_run(CLI::App& app, const GlobalOptions& global) {
     if (a->greedy) o.sampling.temperature = 0;
     o.stop_strings = a->stop;
     o.json_object = a->json;
+    if (!a->json_schema.empty())
+      o.json_schema = compile_json_schema(read_ordered_json_file(a->json_schema));
     if (!a->ignore_eos) o.stop_tokens = default_stop_tokens(tok);
     if (a->prompt_file.empty()) std::fputs(a->prompt.c_str(), stdout);
     std::fflush(stdout);

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/units.h"
+#include "engine/json_constraint.h"
 #include "engine/text_stream.h"
 #include "memory/system_memory.h"
 #include "tokenizer/token_bytes.h"
@@ -27,6 +28,7 @@ struct Engine::Request {
         kv(pool),
         sampler(o.sampling),
         stream(tok, o.stop_strings),
+        json(o.json_object, o.json_schema),
         chain(o.cache_salt) {}
 
   int64_t pending() const { return static_cast<int64_t>(tokens.size()) - computed; }
@@ -41,7 +43,7 @@ struct Engine::Request {
   SequenceKv kv;
   Sampler sampler;
   TextStream stream;
-  JsonRecognizer json;  // with o.json_object: the output so far
+  JsonConstraint json;  // with o.json_object or o.json_schema: the output so far
   int64_t published = 0;  // leading full blocks published to the prefix cache
   uint64_t chain;         // hash of the last published block (first parent: the salt)
   Clock::time_point submitted = Clock::now();
@@ -289,8 +291,8 @@ bool Engine::step() {
     const bool samples = r.computed + counts[i] == static_cast<int64_t>(r.tokens.size());
     // Without logprobs, greedy needs only the argmax and top-k sampling only
     // the k best: the logits stay where they are.
-    // JSON mode masks the row first.
-    const bool row_only = r.o.logprobs >= 0 || r.o.json_object;
+    // JSON outputs mask the row first.
+    const bool row_only = r.o.logprobs >= 0 || r.json.active();
     const bool on_backend = samples && r.sampler.greedy() && !row_only;
     const int k = samples && !on_backend && !row_only ? r.sampler.candidates_needed() : 0;
     r.logits = samples && !on_backend && k == 0 ? logits_.as<float>() + rows * V : nullptr;
@@ -353,10 +355,10 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
     } else {
       std::span<float> row(r.logits, static_cast<size_t>(V));
       if (r.o.logprobs >= 0) std::copy(row.begin(), row.end(), raw_row_.as<float>());  // sampling changes `row`
-      if (r.o.json_object) {
+      if (r.json.active()) {
         if (!json_vocabulary_) json_vocabulary_ = std::make_unique<JsonVocabulary>(token_bytes(tok_));
-        if (mask_to_json(r.json, *json_vocabulary_, row) == 0) {
-          finish(r, "error", "JSON mode: no token of the vocabulary can continue the object");
+        if (r.json.mask(*json_vocabulary_, row) == 0) {
+          finish(r, "error", "no token of the vocabulary can continue the JSON output");
           continue;
         }
       }
@@ -375,10 +377,10 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
     }
     if (r.o.logprobs >= 0 && r.cb.on_logprobs)
       r.cb.on_logprobs(r.id, token_logprobs(std::span<const float>(raw_row_.as<float>(), static_cast<size_t>(V)), next, r.o.logprobs));
-    if (r.o.json_object) r.json.feed(json_vocabulary_->bytes[static_cast<size_t>(next)]);  // the mask let only such tokens through
+    if (r.json.active()) r.json.feed(json_vocabulary_->bytes[static_cast<size_t>(next)]);  // the mask let only such tokens through
     const std::string piece = r.stream.push(next);
     if (r.cb.on_token) r.cb.on_token(r.id, next, piece);
-    if (r.stream.stopped() || (r.o.json_object && r.json.done())) finish(r, "stop");
+    if (r.stream.stopped() || r.json.done()) finish(r, "stop");
     else if (r.generated >= r.o.max_tokens || static_cast<int64_t>(r.tokens.size()) >= context) finish(r, "length");
   }
 }

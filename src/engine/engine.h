@@ -31,7 +31,8 @@
 #include <vector>
 
 #include "core/error.h"
-#include "engine/json_recognizer.h"
+#include "engine/json_mask.h"
+#include "engine/json_schema.h"
 #include "engine/logprobs.h"
 #include "engine/sampler.h"
 #include "memory/system_memory.h"
@@ -53,6 +54,9 @@ struct RequestOptions {
   // tokens that cannot continue it are never drawn, and the request ends
   // ("stop") when the object closes (json_recognizer.h).
   bool json_object = false;
+  // The output is one value of this schema (response_format json_schema;
+  // json_schema.h), in the same way. Takes precedence over json_object.
+  std::shared_ptr<const JsonSchema> json_schema;
 };
 
 struct RequestOutput {
@@ -158,7 +162,7 @@ class Engine {
   // like the requests' token lists, not in the pool).
   std::vector<int32_t> greedy_;
   std::vector<TopK> top_k_;
-  std::unique_ptr<JsonVocabulary> json_vocabulary_;  // for JSON mode, made at its first request (step thread)
+  std::unique_ptr<JsonVocabulary> json_vocabulary_;  // for JSON outputs, made at the first such request (step thread)
 
   mutable std::mutex mu_;  // guards incoming_, cancelled_, stats_, next_id_
   std::vector<std::unique_ptr<Request>> incoming_;

@@ -13,6 +13,7 @@
 
 #include "engine/generate.h"
 #include "engine/json_recognizer.h"
+#include "engine/schema_recognizer.h"
 
 namespace umi {
 namespace {
@@ -213,6 +214,51 @@ TEST(Engine, JsonModeGivesOneJsonObject) {
   EXPECT_EQ(c.done[ids[9]].finish_reason, "length");
   EXPECT_EQ(c.done[ids[9]].completion_tokens, 5);
   EXPECT_GE(objects, 1);  // a Shakespeare model rambles inside strings; some draws close the object
+}
+
+// A schema in place of JSON mode: every output a prefix of a value of the
+// schema, each closed one exactly the properties asked for, in order.
+TEST(Engine, JsonSchemaGivesValuesOfTheSchema) {
+  Pool pool({.limit = 1ull << 30});
+  Model m(bundled(), pool, {.prefill_chunk = 64, .max_batch = 8, .threads = 2});
+  Tokenizer tok = load_tokenizer(bundled());
+  Engine e(m, tok);
+  const auto schema = compile_json_schema(nlohmann::ordered_json::parse(R"({"type": "object", "properties": {
+      "speaker": {"enum": ["ROMEO", "JULIET", "NURSE"]}, "lines": {"type": "integer"}, "aside": {"type": "boolean"},
+      "words": {"type": "array", "items": {"type": "string"}, "maxItems": 2}}, "required": ["speaker", "lines", "aside"]})"));
+  Collected c;
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < 8; ++i) {
+    RequestOptions o = greedy(400);
+    o.json_object = true;  // the schema takes precedence
+    o.json_schema = schema;
+    if (i > 0) o.sampling = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = static_cast<uint64_t>(i)};
+    ids.push_back(e.submit(tok.encode(kPrompts[i % 8], true), o, c.callbacks()));
+  }
+  e.run_until_idle();
+  int closed = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const RequestOutput& out = c.done[ids[i]];
+    const std::string& text = c.text[ids[i]];
+    SchemaRecognizer r(*schema);
+    EXPECT_TRUE(r.feed(text)) << i << ": " << text;
+    if (out.finish_reason != "stop") {
+      EXPECT_EQ(out.finish_reason, "length") << i << ": " << out.error;
+      continue;
+    }
+    EXPECT_TRUE(r.done()) << text;
+    const nlohmann::ordered_json v = nlohmann::ordered_json::parse(text);
+    std::vector<std::string> keys;
+    for (const auto& [k, _] : v.items()) keys.push_back(k);
+    EXPECT_GE(keys.size(), 3u);
+    EXPECT_EQ(std::vector<std::string>(keys.begin(), keys.begin() + 3), (std::vector<std::string>{"speaker", "lines", "aside"})) << text;
+    EXPECT_TRUE(v["speaker"] == "ROMEO" || v["speaker"] == "JULIET" || v["speaker"] == "NURSE") << text;
+    EXPECT_TRUE(v["lines"].is_number_integer()) << text;
+    EXPECT_TRUE(v["aside"].is_boolean()) << text;
+    if (v.contains("words")) EXPECT_LE(v["words"].size(), 2u) << text;
+    ++closed;
+  }
+  EXPECT_GE(closed, 1);  // a Shakespeare model rambles in whitespace and strings; some draws close the object
 }
 
 TEST(Engine, CancellationFreesBlocksWithinAStep) {

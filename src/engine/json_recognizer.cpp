@@ -1,8 +1,6 @@
 #include "engine/json_recognizer.h"
 
-#include <algorithm>
 #include <cstring>
-#include <limits>
 
 namespace umi {
 
@@ -23,8 +21,8 @@ bool JsonRecognizer::feed(char c) {
   switch (at_) {
     case At::string:
       if (c == '"') {
-        at_ = key_ ? At::colon : At::after_value;
-        whitespace_ = 0;
+        if (key_) at_ = At::colon, whitespace_ = 0;
+        else end_value();
         return true;
       }
       if (c == '\\') at_ = At::escape;
@@ -44,7 +42,7 @@ bool JsonRecognizer::feed(char c) {
       return number(c);
     case At::literal:
       if (c != kLiterals[lit_][sub_]) return false;
-      if (kLiterals[lit_][++sub_] == '\0') at_ = At::after_value, whitespace_ = 0;
+      if (kLiterals[lit_][++sub_] == '\0') end_value();
       return true;
     case At::done:
       return false;
@@ -55,11 +53,11 @@ bool JsonRecognizer::feed(char c) {
 
 // The states between tokens of the grammar: whitespace, then what may come.
 bool JsonRecognizer::structural(char c) {
-  if (is_space(c)) return space(c);
+  if (is_space(c)) return json_whitespace(whitespace_rule_, whitespace_, c);
   whitespace_ = 0;
   switch (at_) {
     case At::start:
-      return c == '{' && begin_value(c);
+      return (any_top_ || c == '{') && begin_value(c);
     case At::value:
       return begin_value(c);
     case At::first_value:
@@ -86,15 +84,16 @@ bool JsonRecognizer::structural(char c) {
   }
 }
 
-bool JsonRecognizer::space(char c) {
-  if (rfc_whitespace_) return ++whitespace_ <= kMaxWhitespace;
+// tight: run is 1 after a space, 2 + the indent after a newline.
+bool json_whitespace(JsonWhitespace rule, uint8_t& run, char c) {
+  if (rule == JsonWhitespace::rfc) return is_space(c) && ++run <= JsonRecognizer::kMaxWhitespace;
   constexpr uint8_t kAfterSpace = 1, kAfterNewline = 2;
-  if (whitespace_ == 0) {
-    whitespace_ = c == ' ' ? kAfterSpace : c == '\n' ? kAfterNewline : 0;
-    return whitespace_ != 0;
+  if (run == 0) {
+    run = c == ' ' ? kAfterSpace : c == '\n' ? kAfterNewline : 0;
+    return run != 0;
   }
-  if (whitespace_ == kAfterSpace || c == '\n' || c == '\r' || whitespace_ - kAfterNewline >= kMaxIndent) return false;
-  ++whitespace_;
+  if (run == kAfterSpace || (c != ' ' && c != '\t') || run - kAfterNewline >= JsonRecognizer::kMaxIndent) return false;
+  ++run;
   return true;
 }
 
@@ -168,75 +167,12 @@ bool JsonRecognizer::number(char c) {
     default:
       return false;
   }
-  at_ = At::after_value;  // the number ended before c
-  return structural(c);
+  end_value();  // the number ended before c; at the top level nothing may follow it
+  return at_ != At::done && structural(c);
 }
 
-JsonVocabulary::JsonVocabulary(std::vector<std::string> token_bytes) : bytes(std::move(token_bytes)), plain(bytes.size()) {
-  for (size_t id = 0; id < bytes.size(); ++id) {
-    bool p = !bytes[id].empty();
-    for (char c : bytes[id]) p &= c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20;
-    plain[id] = p;
-    if (!bytes[id].empty()) order.push_back(static_cast<int32_t>(id));
-    longest = std::max(longest, bytes[id].size());
-  }
-  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return bytes[static_cast<size_t>(a)] < bytes[static_cast<size_t>(b)]; });
-  shared.resize(order.size());
-  for (size_t i = 1; i < order.size(); ++i) {
-    const std::string &a = bytes[static_cast<size_t>(order[i - 1])], &b = bytes[static_cast<size_t>(order[i])];
-    shared[i] = static_cast<uint32_t>(std::mismatch(a.begin(), a.end(), b.begin(), b.end()).first - a.begin());
-  }
-}
-
-namespace {
-// Refuses every token, then lets through those the walk in byte order
-// accepts (JsonVocabulary): at[d] is the state after the first d bytes of the
-// current token; `valid` how many of those states belong to it.
-int64_t mask_outside_strings(const JsonRecognizer& json, const JsonVocabulary& v, std::span<float> logits) {
-  const float refused = -std::numeric_limits<float>::infinity();
-  std::vector<JsonRecognizer> at(v.longest + 1);
-  at[0] = json;
-  std::vector<uint8_t> ok(logits.size());
-  int64_t left = 0;
-  size_t valid = 0;
-  for (size_t i = 0; i < v.order.size();) {
-    const std::string& b = v.bytes[static_cast<size_t>(v.order[i])];
-    size_t d = std::min<size_t>(i == 0 ? 0 : v.shared[i], valid);
-    for (; d < b.size(); ++d) {
-      at[d + 1] = at[d];
-      if (!at[d + 1].feed(b[d])) break;
-    }
-    if (d == b.size()) {  // all of it
-      const auto id = static_cast<size_t>(v.order[i]);
-      if (id < ok.size()) ok[id] = 1, ++left;
-      valid = d;
-      ++i;
-      continue;
-    }
-    // b[0..d] is refused: so is every token that starts with it, the run from i on.
-    const std::string_view prefix(b.data(), d + 1);
-    const auto next = std::partition_point(v.order.begin() + static_cast<std::ptrdiff_t>(i), v.order.end(), [&](int32_t id) {
-      return std::string_view(v.bytes[static_cast<size_t>(id)]).starts_with(prefix);
-    });
-    i = static_cast<size_t>(next - v.order.begin());
-    valid = d;
-  }
-  for (size_t id = 0; id < logits.size(); ++id)
-    if (!ok[id]) logits[id] = refused;
-  return left;
-}
-}  // namespace
-
-int64_t mask_to_json(const JsonRecognizer& json, const JsonVocabulary& vocabulary, std::span<float> logits) {
-  if (!json.in_string()) return mask_outside_strings(json, vocabulary, logits);
-  const size_t known = std::min(logits.size(), vocabulary.bytes.size());
-  int64_t left = 0;
-  for (size_t id = 0; id < logits.size(); ++id) {
-    const bool ok = id < known && (vocabulary.plain[id] || (!vocabulary.bytes[id].empty() && json.accepts(vocabulary.bytes[id])));
-    if (ok) ++left;
-    else logits[id] = -std::numeric_limits<float>::infinity();
-  }
-  return left;
+bool JsonRecognizer::top_number_may_end() const {
+  return in_top_number() && (sub_ == zero || sub_ == integer || sub_ == fraction || sub_ == exponent_digits);
 }
 
 }  // namespace umi

@@ -1,12 +1,13 @@
 // JSON mode (OpenAI's response_format {"type": "json_object"}): the output is
 // one JSON object. A byte-at-a-time recognizer of RFC 8259 text whose top
-// level is an object, and the mask that keeps a sampler to the tokens that
-// can continue it.
+// level is an object (json_mask.h keeps a sampler to the tokens that can
+// continue it). With JsonTop::any it reads any one value: the parts of a
+// document that a JSON schema leaves free (schema_recognizer.h).
 //
 // The recognizer is a pushdown automaton in 16 bytes: the open containers are
 // one bit each (object or array) in a 64-bit word, so checking a token is a
 // copy of the state and a walk over the token's bytes, with no allocation
-// (the mask's walk: JsonVocabulary below).
+// (the mask's walk: json_mask.h).
 //
 // Limits that keep a model from running away where JSON itself has none
 // (a model in JSON mode that cannot end tends to emit whitespace forever):
@@ -20,7 +21,6 @@
 #pragma once
 
 #include <cstdint>
-#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,12 +28,21 @@
 namespace umi {
 
 enum class JsonWhitespace : uint8_t { tight, rfc };
+// What the text is: one object (JSON mode), or any one value (a part of a
+// document that json_schema.h's recognizer leaves unconstrained).
+enum class JsonTop : uint8_t { object, any };
+
+// The whitespace rule, a byte at a time: `run` counts what the rule needs of
+// the whitespace since the last token (0 after a token). False when `c`
+// cannot come next.
+bool json_whitespace(JsonWhitespace rule, uint8_t& run, char c);
 
 class JsonRecognizer {
  public:
   static constexpr int kMaxDepth = 64, kMaxWhitespace = 64, kMaxIndent = 20;
 
-  explicit JsonRecognizer(JsonWhitespace whitespace = JsonWhitespace::tight) : rfc_whitespace_(whitespace == JsonWhitespace::rfc) {}
+  explicit JsonRecognizer(JsonWhitespace whitespace = JsonWhitespace::tight, JsonTop top = JsonTop::object)
+      : whitespace_rule_(whitespace), any_top_(top == JsonTop::any) {}
 
   // Advances by one byte; false (and the state unspecified) when `c` cannot
   // come next.
@@ -45,10 +54,15 @@ class JsonRecognizer {
     JsonRecognizer copy = *this;
     return copy.feed(s);
   }
-  // The top-level object is closed: nothing may follow.
+  // The top-level value is complete: nothing may follow. A number at the
+  // top level (JsonTop::any) is never done: a digit could always follow.
   bool done() const { return at_ == At::done; }
   // Inside a string, not in an escape: any byte but '"', '\\' and control bytes keeps it so.
   bool in_string() const { return at_ == At::string; }
+  // Inside a number at the top level (JsonTop::any); and one that could end
+  // here (not after '-', '.', 'e' or its sign).
+  bool in_top_number() const { return at_ == At::number && depth_ == 0; }
+  bool top_number_may_end() const;
 
  private:
   enum class At : uint8_t {
@@ -69,43 +83,20 @@ class JsonRecognizer {
   enum Number : uint8_t { minus, zero, integer, point, fraction, exponent, exponent_sign, exponent_digits };
 
   bool begin_value(char c);
+  void end_value() { at_ = depth_ == 0 ? At::done : At::after_value, whitespace_ = 0; }
   bool close(char c);
   bool number(char c);
   bool structural(char c);
-  bool space(char c);
 
   uint64_t objects_ = 0;  // bit d: container d (0 the outermost) is an object, not an array
   uint8_t depth_ = 0;
   At at_ = At::start;
   uint8_t sub_ = 0;
   uint8_t lit_ = 0;
-  uint8_t whitespace_ = 0;  // whitespace bytes in a row (tight: 1 after a space, 2 + the indent after a newline)
+  uint8_t whitespace_ = 0;  // json_whitespace's run
   bool key_ = false;        // the string being read is an object's key
-  bool rfc_whitespace_;
+  JsonWhitespace whitespace_rule_;
+  bool any_top_;
 };
-
-// A vocabulary as the mask reads it. bytes[id]: what token id adds to the
-// text (token_bytes.h: empty for control tokens, EOS and end of turn among
-// them). Walking every token every step cost Llama 3's 128K vocabulary
-// 1.8-2.3 ms a step outside strings (development VM), and more inside; so:
-// - inside a string, plain tokens (most of them) pass unwalked: a string
-//   always takes them;
-// - elsewhere the tokens are walked in byte order, as a trie would be: each
-//   shared prefix once, and a prefix the recognizer refuses skips every
-//   token that starts with it (a binary search), so a step costs about the
-//   accepted tokens' bytes and one check per refused prefix.
-struct JsonVocabulary {
-  explicit JsonVocabulary(std::vector<std::string> token_bytes);
-  std::vector<std::string> bytes;
-  std::vector<uint8_t> plain;    // no '"', '\\' or control byte
-  std::vector<int32_t> order;    // the non-empty tokens' ids, their bytes sorted
-  std::vector<uint32_t> shared;  // [i]: bytes order[i] shares with order[i - 1] at its start
-  size_t longest = 0;
-};
-
-// Sets the logit of every token that cannot continue `json` to -infinity:
-// ids past the vocabulary (a model's padded one) and empty tokens too.
-// Returns how many tokens are left.
-int64_t mask_to_json(const JsonRecognizer& json, const JsonVocabulary& vocabulary, std::span<float> logits);
 
 }  // namespace umi

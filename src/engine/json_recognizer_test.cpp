@@ -6,11 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "tokenizer/token_bytes.h"
 
 namespace umi {
 namespace {
@@ -131,55 +129,6 @@ TEST(JsonRecognizer, AgreesWithAJsonParserOnRandomEdits) {
   }
   EXPECT_GT(valid, 100);
   EXPECT_GT(invalid, 1000);
-}
-
-TEST(JsonRecognizer, TheMaskLeavesOnlyTokensThatContinueTheObject) {
-  const JsonVocabulary bytes({"{", "\"", "}", "{\"", " {", "a", "", "\":", "1}", "[", "\"a\":1}x"});
-  EXPECT_EQ(bytes.plain, (std::vector<uint8_t>{1, 0, 1, 0, 1, 1, 0, 0, 1, 1, 0}));
-  JsonRecognizer j;
-  std::vector<float> logits(bytes.bytes.size() + 2, 1.0f);  // two ids past the table: a padded vocabulary
-  EXPECT_EQ(mask_to_json(j, bytes, logits), 3);  // "{", "{\"", " {"
-  const float inf = std::numeric_limits<float>::infinity();
-  EXPECT_EQ(logits, (std::vector<float>{1, -inf, -inf, 1, 1, -inf, -inf, -inf, -inf, -inf, -inf, -inf, -inf}));
-  ASSERT_TRUE(j.feed("{\"a"));
-  std::fill(logits.begin(), logits.end(), 1.0f);
-  EXPECT_EQ(mask_to_json(j, bytes, logits), 9);  // in a key: all but the empty token, "\"a\":1}x" (no ':' after a value) and the padding
-  ASSERT_TRUE(j.feed("\":"));
-  std::fill(logits.begin(), logits.end(), 1.0f);
-  EXPECT_EQ(mask_to_json(j, bytes, logits), 7);  // a value: "{", "\"", "{\"", " {", "\":" (a string), "1}" (which ends it all), "["
-  EXPECT_EQ(logits[2], -inf);
-  EXPECT_EQ(logits[8], 1.0f);
-}
-
-// The walk in byte order (shared prefixes once, refused prefixes skipped)
-// refuses exactly what checking every token alone refuses: Llama 3's 128K
-// tokens at every position of a pretty-printed and a compact document.
-TEST(JsonRecognizer, TheMaskWalkRefusesWhatEachTokenAloneWould) {
-  const JsonVocabulary v(token_bytes(Tokenizer::from_folder(std::string(UMI_SOURCE_DIR) + "/../shared/data/tokenizers/llama3")));
-  ASSERT_EQ(v.order.size(), 128000u);  // 128,256 less the 256 special tokens
-  const std::string doc = "{\n  \"name\": \"Ada \\\"L\\u00e9\",\n  \"n\": [-1.5e+3, 0, true, null, {}],\n\t\"x\": {\"y\": false}\n}";
-  const std::string compact = R"({"k":[{"a":-0.25E-2},[],"s t"],"z":"q"})";
-  ASSERT_TRUE(complete(doc, JsonWhitespace::tight)) << doc;
-  std::vector<float> walked(v.bytes.size() + 5), alone(walked.size());
-  int checked = 0;
-  for (const std::string& text : {doc, compact}) {
-    JsonRecognizer j;
-    for (size_t i = 0; i <= text.size(); ++i) {
-      std::fill(walked.begin(), walked.end(), 1.0f);
-      const int64_t left = mask_to_json(j, v, walked);
-      int64_t count = 0;
-      for (size_t id = 0; id < alone.size(); ++id) {
-        const bool ok = id < v.bytes.size() && !v.bytes[id].empty() && j.accepts(v.bytes[id]);
-        alone[id] = ok ? 1.0f : -std::numeric_limits<float>::infinity();
-        count += ok;
-      }
-      ASSERT_EQ(walked, alone) << "after " << text.substr(0, i);
-      ASSERT_EQ(left, count);
-      ++checked;
-      if (i < text.size()) ASSERT_TRUE(j.feed(text[i]));
-    }
-  }
-  EXPECT_EQ(checked, static_cast<int>(doc.size() + compact.size() + 2));
 }
 
 }  // namespace

@@ -56,4 +56,8 @@ json read_json_file(const std::string& path, uint64_t max_bytes) {
   return parse_json_strict(read_small_file(path, max_bytes), path, "json");
 }
 
+nlohmann::ordered_json read_ordered_json_file(const std::string& path, uint64_t max_bytes) {
+  return parse_ordered_json_strict(read_small_file(path, max_bytes), path, "json");
+}
+
 }  // namespace umi

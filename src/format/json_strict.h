@@ -19,5 +19,6 @@ nlohmann::ordered_json parse_ordered_json_strict(std::string_view text, std::str
 
 // Reads a whole (small) file and parses it; max_bytes bounds what is read.
 nlohmann::json read_json_file(const std::string& path, uint64_t max_bytes = 64ull << 20);
+nlohmann::ordered_json read_ordered_json_file(const std::string& path, uint64_t max_bytes = 64ull << 20);
 
 }  // namespace umi

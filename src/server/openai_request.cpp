@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "engine/generate.h"
+#include "engine/json_schema.h"
 
 namespace umi {
 
@@ -86,21 +87,32 @@ std::vector<int32_t> completion_prompt(const json& body, const ServedModel& m) {
   throw ApiError(400, "'prompt' must be a string or an array of token ids (one prompt per request)", "prompt");
 }
 
-// response_format: {"type": "text"} (the default) or {"type": "json_object"}
-// (JSON mode). A schema is refused rather than ignored: a client that sends
-// one relies on it.
-bool json_mode(const json& body) {
+// response_format: {"type": "text"} (the default), {"type": "json_object"}
+// (JSON mode) or {"type": "json_schema", "json_schema": {"name": ..., "schema":
+// {...}}} (structured outputs; "strict" or not, the output keeps to the
+// schema). A schema asking for what the recognizer cannot keep to is refused
+// rather than loosened: a client that sends one relies on it.
+void response_format(const json& body, RequestOptions& o) {
   const json* rf = field(body, "response_format");
-  if (!rf) return false;
+  if (!rf) return;
   const json* type = rf->is_object() ? field(*rf, "type") : nullptr;
   if (!type || !type->is_string())
     throw ApiError(400, "'response_format' must be an object with a string 'type'", "response_format");
   const std::string t = type->get<std::string>();
-  if (t == "text") return false;
-  if (t == "json_object") return true;
-  if (t == "json_schema")
-    throw ApiError(400, "'response_format' type 'json_schema' is not supported; 'json_object' (any JSON object) is", "response_format");
-  throw ApiError(400, "'response_format' type must be 'text' or 'json_object'", "response_format");
+  if (t == "text") return;
+  if (t == "json_object") {
+    o.json_object = true;
+    return;
+  }
+  if (t != "json_schema") throw ApiError(400, "'response_format' type must be 'text', 'json_object' or 'json_schema'", "response_format");
+  const json* js = field(*rf, "json_schema");
+  const json* schema = js && js->is_object() ? field(*js, "schema") : nullptr;
+  if (!schema) throw ApiError(400, "'response_format' of type 'json_schema' needs 'json_schema': {\"schema\": {...}}", "response_format");
+  try {
+    o.json_schema = compile_json_schema(*schema);
+  } catch (const InputError& e) {
+    throw ApiError(400, e.what(), "response_format");
+  }
 }
 }  // namespace
 
@@ -169,7 +181,7 @@ ParsedRequest parse_openai_request(const json& body, const ServedModel& m, bool 
   } else {  // logprobs: 0..5 alternatives
     r.options.logprobs = static_cast<int>(integer(body, "logprobs", -1, 0, 5));
   }
-  r.options.json_object = json_mode(body);
+  response_format(body, r.options);
   // vLLM's extension, for benchmarks that need a fixed number of tokens.
   bool ignore_eos = false;
   if (const json* ie = field(body, "ignore_eos")) {

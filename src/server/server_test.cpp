@@ -170,6 +170,39 @@ TEST(Server, JsonModeAnswersWithAJsonObject) {
   EXPECT_EQ(plain->status, 200) << plain->body;
 }
 
+// response_format json_schema: the content is a value of the schema; a
+// schema asking for what umi cannot keep to is a 400 that names the keyword.
+TEST(Server, StructuredOutputsKeepToTheSchema) {
+  Running s;
+  auto c = s.client();
+  const std::string schema = R"({"type":"object","properties":{"speaker":{"enum":["ROMEO","JULIET"]},"act":{"type":"integer"},)"
+                             R"("aside":{"type":["boolean","null"]}},"required":["speaker","act","aside"],"additionalProperties":false})";
+  const std::string req = R"({"model":"tiny","messages":[{"role":"user","content":"Who speaks?"}],"max_tokens":400,"temperature":1,)"
+                          R"("response_format":{"type":"json_schema","json_schema":{"name":"line","strict":true,"schema":)" +
+                          schema + R"(}},"seed":)";
+  std::string finish, text;
+  for (int seed = 1; seed <= 12 && finish != "stop"; ++seed) {
+    auto r = c.Post("/v1/chat/completions", req + std::to_string(seed) + "}", "application/json");
+    ASSERT_EQ(r->status, 200) << r->body;
+    auto j = body(r);
+    finish = j["choices"][0]["finish_reason"];
+    text = j["choices"][0]["message"]["content"];
+  }
+  ASSERT_EQ(finish, "stop");
+  const auto v = nlohmann::ordered_json::parse(text);
+  ASSERT_EQ(v.size(), 3u) << text;
+  EXPECT_EQ(v.begin().key(), "speaker");
+  EXPECT_TRUE(v["speaker"] == "ROMEO" || v["speaker"] == "JULIET") << text;
+  EXPECT_TRUE(v["act"].is_number_integer()) << text;
+  EXPECT_TRUE(v["aside"].is_boolean() || v["aside"].is_null()) << text;
+  auto bad = c.Post("/v1/chat/completions",
+                    R"({"messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x",)"
+                    R"("schema":{"type":"object","properties":{"s":{"type":"string","pattern":"^a"}}}}}})",
+                    "application/json");
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("/properties/s: 'pattern' is not supported"), std::string::npos) << bad->body;
+}
+
 TEST(Server, SeveralChoicesAndLogprobs) {
   Running s;
   auto c = s.client();

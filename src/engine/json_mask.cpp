@@ -1,0 +1,85 @@
+#include "engine/json_mask.h"
+
+#include <algorithm>
+#include <limits>
+#include <string_view>
+
+namespace umi {
+
+JsonVocabulary::JsonVocabulary(std::vector<std::string> token_bytes) : bytes(std::move(token_bytes)), plain(bytes.size()) {
+  for (size_t id = 0; id < bytes.size(); ++id) {
+    bool p = !bytes[id].empty();
+    for (char c : bytes[id]) p &= c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20;
+    plain[id] = p;
+    if (!bytes[id].empty()) order.push_back(static_cast<int32_t>(id));
+    longest = std::max(longest, bytes[id].size());
+  }
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return bytes[static_cast<size_t>(a)] < bytes[static_cast<size_t>(b)]; });
+  shared.resize(order.size());
+  for (size_t i = 1; i < order.size(); ++i) {
+    const std::string &a = bytes[static_cast<size_t>(order[i - 1])], &b = bytes[static_cast<size_t>(order[i])];
+    shared[i] = static_cast<uint32_t>(std::mismatch(a.begin(), a.end(), b.begin(), b.end()).first - a.begin());
+  }
+}
+
+namespace {
+// Refuses every token, then lets through those the walk in byte order
+// accepts (JsonVocabulary): at[d] is the state after the first d bytes of the
+// current token; `valid` how many of those states belong to it.
+template <class Recognizer>
+int64_t mask_outside_strings(const Recognizer& json, const JsonVocabulary& v, std::span<float> logits) {
+  const float refused = -std::numeric_limits<float>::infinity();
+  std::vector<Recognizer> at(v.longest + 1, json);
+  std::vector<uint8_t> ok(logits.size());
+  int64_t left = 0;
+  size_t valid = 0;
+  for (size_t i = 0; i < v.order.size();) {
+    const std::string& b = v.bytes[static_cast<size_t>(v.order[i])];
+    size_t d = std::min<size_t>(i == 0 ? 0 : v.shared[i], valid);
+    for (; d < b.size(); ++d) {
+      at[d + 1] = at[d];
+      if (!at[d + 1].feed(b[d])) break;
+    }
+    if (d == b.size()) {  // all of it
+      const auto id = static_cast<size_t>(v.order[i]);
+      if (id < ok.size()) ok[id] = 1, ++left;
+      valid = d;
+      ++i;
+      continue;
+    }
+    // b[0..d] is refused: so is every token that starts with it, the run from i on.
+    const std::string_view prefix(b.data(), d + 1);
+    const auto next = std::partition_point(v.order.begin() + static_cast<std::ptrdiff_t>(i), v.order.end(), [&](int32_t id) {
+      return std::string_view(v.bytes[static_cast<size_t>(id)]).starts_with(prefix);
+    });
+    i = static_cast<size_t>(next - v.order.begin());
+    valid = d;
+  }
+  for (size_t id = 0; id < logits.size(); ++id)
+    if (!ok[id]) logits[id] = refused;
+  return left;
+}
+
+template <class Recognizer>
+int64_t mask(const Recognizer& json, const JsonVocabulary& vocabulary, std::span<float> logits) {
+  if (!json.in_string()) return mask_outside_strings(json, vocabulary, logits);
+  const size_t known = std::min(logits.size(), vocabulary.bytes.size());
+  int64_t left = 0;
+  for (size_t id = 0; id < logits.size(); ++id) {
+    const bool ok = id < known && (vocabulary.plain[id] || (!vocabulary.bytes[id].empty() && json.accepts(vocabulary.bytes[id])));
+    if (ok) ++left;
+    else logits[id] = -std::numeric_limits<float>::infinity();
+  }
+  return left;
+}
+}  // namespace
+
+int64_t mask_to_json(const JsonRecognizer& json, const JsonVocabulary& vocabulary, std::span<float> logits) {
+  return mask(json, vocabulary, logits);
+}
+
+int64_t mask_to_json(const SchemaRecognizer& json, const JsonVocabulary& vocabulary, std::span<float> logits) {
+  return mask(json, vocabulary, logits);
+}
+
+}  // namespace umi

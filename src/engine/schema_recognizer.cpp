@@ -1,0 +1,227 @@
+#include "engine/schema_recognizer.h"
+
+#include <algorithm>
+#include <bit>
+
+namespace umi {
+
+namespace {
+using Kind = JsonSchema::Kind;
+using Node = JsonSchema::Node;
+
+bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+// A byte that can extend a number which could end here.
+bool extends_number(char c) { return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E'; }
+bool integer_only(const Node& n) { return (n.types & JsonSchema::integer) && !(n.types & JsonSchema::number); }
+}  // namespace
+
+SchemaRecognizer::SchemaRecognizer(const JsonSchema& schema, JsonWhitespace whitespace)
+    : schema_(&schema), value_(whitespace, JsonTop::any), whitespace_rule_(whitespace) {}
+
+SchemaRecognizer& SchemaRecognizer::operator=(const SchemaRecognizer& o) {
+  schema_ = o.schema_;
+  value_ = o.value_;
+  candidates_ = o.candidates_;
+  matched_ = o.matched_;
+  depth_ = o.depth_;
+  whitespace_ = o.whitespace_;
+  whitespace_rule_ = o.whitespace_rule_;
+  done_ = o.done_;
+  std::copy_n(o.frames_.begin(), depth_, frames_.begin());  // the rest is unused
+  return *this;
+}
+
+bool SchemaRecognizer::feed(std::string_view s) {
+  for (char c : s)
+    if (!feed(c)) return false;
+  return true;
+}
+
+bool SchemaRecognizer::in_string() const {
+  if (depth_ == 0) return false;
+  const Frame& f = frames_[depth_ - 1];
+  return f.at == At::scalar && schema_->nodes[f.node].kind == Kind::value && value_.in_string();
+}
+
+bool SchemaRecognizer::feed(char c) {
+  if (done_) return false;
+  if (depth_ == 0) {  // before the value: whitespace as JSON mode takes it, then the root
+    if (is_space(c)) return space(c);
+    whitespace_ = 0;
+    return begin(schema_->root, c);
+  }
+  // A byte that ends a number or a literal is read again by the frame below.
+  while (depth_ > 0) {
+    Frame& f = frames_[depth_ - 1];
+    const Node& n = schema_->nodes[f.node];
+    const uint8_t before = depth_;
+    bool took = false;
+    switch (n.kind) {
+      case Kind::value:
+      case Kind::literals:
+        took = scalar(n, c);
+        break;
+      case Kind::object:
+        return object(f, n, c);
+      case Kind::array:
+        return array(f, n, c);
+      case Kind::any_of:
+        return false;  // begin() gives an alternative the frame
+    }
+    if (took || depth_ == before) return took;
+  }
+  return false;  // the value ended before c: nothing may follow it
+}
+
+// A free value (value_) or a literal (candidates_). Pops the frame when the
+// value is complete; when it ended before `c`, pops and returns false, and the
+// caller gives `c` to the frame below.
+bool SchemaRecognizer::scalar(const Node& n, char c) {
+  if (n.kind == Kind::value) {
+    if (value_.top_number_may_end() && !extends_number(c)) return pop(), false;
+    if (integer_only(n) && value_.in_top_number() && (c == '.' || c == 'e' || c == 'E')) return false;
+    if (!value_.feed(c)) return false;
+    if (value_.done()) pop();
+    return true;
+  }
+  bool complete = false;
+  if (!match(n.texts, c, complete)) {
+    if (complete) pop();  // a number literal ("1" of [1, 12]) ended before c
+    return false;
+  }
+  if (complete_only(n.texts)) pop();
+  return true;
+}
+
+// Narrows candidates_ to the texts that go on with `c`. False when none does;
+// `complete` then says whether one of them ended before `c`.
+bool SchemaRecognizer::match(const std::vector<std::string>& texts, char c, bool& complete) {
+  uint64_t next = 0;
+  complete = false;
+  for (uint64_t m = candidates_; m != 0; m &= m - 1) {
+    const std::string& t = texts[static_cast<size_t>(std::countr_zero(m))];
+    if (t.size() == matched_) complete = true;
+    else if (t[matched_] == c) next |= m & (~m + 1);
+  }
+  if (next == 0) return false;
+  candidates_ = next;
+  ++matched_;
+  return true;
+}
+
+// Every text still matching is written out: no byte can extend it.
+bool SchemaRecognizer::complete_only(const std::vector<std::string>& texts) const {
+  for (uint64_t m = candidates_; m != 0; m &= m - 1)
+    if (texts[static_cast<size_t>(std::countr_zero(m))].size() != matched_) return false;
+  return true;
+}
+
+bool SchemaRecognizer::object(Frame& f, const Node& n, char c) {
+  if (f.at == At::in_key) {
+    bool complete = false;
+    if (!match(n.texts, c, complete)) return false;
+    if (complete_only(n.texts)) {  // keys end with their quote: one candidate is left
+      f.next = static_cast<uint8_t>(std::countr_zero(candidates_) + 1);
+      f.at = At::colon;
+      whitespace_ = 0;
+    }
+    return true;
+  }
+  if (is_space(c)) return space(c);
+  whitespace_ = 0;
+  switch (f.at) {
+    case At::first_key:
+      if (c == '}') return n.may_close(0) && (pop(), true);
+      [[fallthrough]];
+    case At::key: {
+      if (c != '"') return false;
+      candidates_ = n.keys_after[f.next];
+      matched_ = 0;
+      bool complete = false;
+      f.at = At::in_key;
+      return match(n.texts, c, complete);
+    }
+    case At::colon:
+      if (c != ':') return false;
+      f.at = At::value;
+      return true;
+    case At::value:
+      f.at = At::after_value;
+      return begin(n.properties[f.next - 1u].node, c);
+    case At::after_value:
+      if (c == ',') {
+        if (f.next >= n.properties.size()) return false;  // no property is left to write
+        f.at = At::key;
+        return true;
+      }
+      return c == '}' && n.may_close(f.next) && (pop(), true);
+    default:
+      return false;
+  }
+}
+
+bool SchemaRecognizer::array(Frame& f, const Node& n, char c) {
+  if (is_space(c)) return space(c);
+  whitespace_ = 0;
+  switch (f.at) {
+    case At::first_item:
+      if (c == ']') return n.min_items == 0 && (pop(), true);
+      if (n.max_items == 0) return false;
+      [[fallthrough]];
+    case At::item:
+      ++f.items;
+      f.at = At::after_item;
+      return begin(n.items, c);
+    case At::after_item:
+      if (c == ',') {
+        if (f.items >= n.max_items) return false;
+        f.at = At::item;
+        return true;
+      }
+      return c == ']' && f.items >= n.min_items && (pop(), true);
+    default:
+      return false;
+  }
+}
+
+// A value of `node` starting with `c`: a frame for it.
+bool SchemaRecognizer::begin(uint32_t node, char c) {
+  const Node& n = schema_->nodes[node];
+  if (!n.may_begin(c)) return false;
+  if (n.kind == Kind::any_of) {  // the alternatives' first bytes differ (compile_json_schema)
+    for (uint32_t a : n.alternatives)
+      if (schema_->nodes[a].may_begin(c)) return begin(a, c);
+    return false;
+  }
+  if (depth_ == kMaxFrames) return false;
+  frames_[depth_++] = Frame{static_cast<uint16_t>(node), At::scalar, 0, 0};
+  whitespace_ = 0;
+  switch (n.kind) {
+    case Kind::value:
+      value_ = JsonRecognizer(whitespace_rule_, JsonTop::any);
+      return value_.feed(c);  // no one byte makes a whole value
+    case Kind::literals: {
+      candidates_ = n.texts.size() == 64 ? ~uint64_t{0} : (uint64_t{1} << n.texts.size()) - 1;
+      matched_ = 0;
+      bool complete = false;
+      if (!match(n.texts, c, complete)) return false;
+      if (complete_only(n.texts)) pop();  // a one-digit number
+      return true;
+    }
+    case Kind::object:
+      frames_[depth_ - 1].at = At::first_key;
+      return true;
+    case Kind::array:
+      frames_[depth_ - 1].at = At::first_item;
+      return true;
+    default:
+      return false;
+  }
+}
+
+void SchemaRecognizer::pop() {
+  if (--depth_ == 0) done_ = true;
+  whitespace_ = 0;
+}
+
+}  // namespace umi
