@@ -62,6 +62,9 @@ class JsonRecognizer {
   // Inside a number at the top level (JsonTop::any); and one that could end
   // here (not after '-', '.', 'e' or its sign).
   bool in_top_number() const { return at_ == At::number && depth_ == 0; }
+  // Inside a string at the top level (JsonTop::any); just after its '\\'.
+  bool in_top_string() const { return at_ == At::string && depth_ == 0; }
+  bool in_top_escape() const { return at_ == At::escape && depth_ == 0; }
   bool top_number_may_end() const;
 
  private:

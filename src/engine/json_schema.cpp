@@ -27,7 +27,7 @@ using Node = JsonSchema::Node;
 
 // Keywords that constrain a value in ways the recognizer does not keep to.
 constexpr std::string_view kUnsupported[] = {
-    "pattern",       "minLength",        "maxLength",        "minimum",          "maximum",     "exclusiveMinimum",
+    "pattern",       "minimum",          "maximum",     "exclusiveMinimum",
     "exclusiveMaximum", "multipleOf",    "minProperties",    "maxProperties",    "patternProperties", "propertyNames",
     "dependentRequired", "dependentSchemas", "dependencies", "contains",         "minContains", "maxContains",
     "prefixItems",   "not",              "if",               "then",             "else",        "$dynamicRef",
@@ -35,7 +35,7 @@ constexpr std::string_view kUnsupported[] = {
 // Keywords that say what a value is (anything else is an annotation).
 constexpr std::string_view kConstraining[] = {"type", "properties", "required", "items", "minItems", "maxItems", "enum", "const",
                                               "anyOf", "oneOf", "allOf", "additionalProperties", "unevaluatedProperties",
-                                              "unevaluatedItems", "uniqueItems"};
+                                              "unevaluatedItems", "uniqueItems", "minLength", "maxLength"};
 
 bool has(const ojson& s, const char* key) { return s.contains(key); }
 
@@ -70,6 +70,14 @@ uint8_t value_type(const ojson& v) {
   if (v.is_boolean()) return JsonSchema::boolean;
   if (v.is_null()) return JsonSchema::null;
   return v.is_object() ? JsonSchema::object : JsonSchema::array;
+}
+
+// A count keyword (minItems, maxLength, ...), when present, into `out`.
+void count(const ojson& s, const char* key, const std::string& pointer, uint32_t& out) {
+  if (!s.contains(key)) return;
+  const ojson& v = s[key];
+  if (!v.is_number_unsigned() || v.get<uint64_t>() >= UINT32_MAX) fail(pointer + "/" + key, "must be a count");
+  out = v.get<uint32_t>();
 }
 
 // A value as the output must spell it: compact JSON.
@@ -137,6 +145,10 @@ uint32_t Compiler::compile(const ojson& s, const std::string& pointer) {
   }
   const uint8_t types = types_of(s, pointer);
   if (has(s, "enum") || has(s, "const")) return literals(s, types, pointer);
+  uint32_t min_length = 0, max_length = UINT32_MAX;
+  count(s, "minLength", pointer, min_length);
+  count(s, "maxLength", pointer, max_length);
+  if (min_length > max_length) fail(pointer, "minLength is above maxLength");
   const bool structured_object = (types & JsonSchema::object) && (has(s, "properties") || has(s, "additionalProperties") ||
                                                                      has(s, "unevaluatedProperties"));
   const bool structured_array = (types & JsonSchema::array) && (has(s, "items") || has(s, "unevaluatedItems") ||
@@ -148,6 +160,7 @@ uint32_t Compiler::compile(const ojson& s, const std::string& pointer) {
   if (rest != 0) {
     Node n;
     n.types = static_cast<uint8_t>(rest);
+    n.min_length = min_length, n.max_length = max_length;
     parts.push_back(add(std::move(n), pointer));
   }
   if (parts.size() == 1) return parts[0];
@@ -226,10 +239,18 @@ uint32_t Compiler::object(const ojson& s, const std::string& pointer) {
   const ojson& properties = has(s, "properties") ? s["properties"] : empty;
   if (!properties.is_object()) fail(pointer + "/properties", "must be an object");
   if (properties.size() > JsonSchema::kMaxCandidates) fail(pointer + "/properties", "more than 64 properties are not supported");
-  if (!has(s, "properties") && has(s, "additionalProperties") && s["additionalProperties"] != false)
-    fail(pointer, "'additionalProperties' without 'properties' (a map) is not supported");
   Node n;
   n.kind = Kind::object;
+  if (!has(s, "properties") && has(s, "additionalProperties") && s["additionalProperties"] != false) {
+    // A map: any keys, each value of additionalProperties (required keys cannot be promised).
+    if (has(s, "required") && !s["required"].empty()) fail(pointer + "/required", "required keys of a map are not supported");
+    n.map = true;
+    set_first(n, '{');
+    const uint32_t id = add(std::move(n), pointer);
+    const uint32_t values = compile(s["additionalProperties"], pointer + "/additionalProperties");
+    nodes[id].items = values;
+    return id;
+  }
   for (const auto& [key, value] : properties.items()) {
     n.properties.push_back({});
     n.texts.push_back(text(ojson(key), pointer + "/properties"));
@@ -265,11 +286,8 @@ uint32_t Compiler::object(const ojson& s, const std::string& pointer) {
 uint32_t Compiler::array(const ojson& s, const std::string& pointer) {
   Node n;
   n.kind = Kind::array;
-  for (const char* k : {"minItems", "maxItems"}) {
-    if (!has(s, k)) continue;
-    if (!s[k].is_number_unsigned() || s[k].get<uint64_t>() > UINT32_MAX - 1) fail(pointer + "/" + k, "must be a count");
-    (std::string_view(k) == "minItems" ? n.min_items : n.max_items) = s[k].get<uint32_t>();
-  }
+  count(s, "minItems", pointer, n.min_items);
+  count(s, "maxItems", pointer, n.max_items);
   if (n.min_items > n.max_items) fail(pointer, "minItems is above maxItems");
   if (has(s, "unevaluatedItems") && s["unevaluatedItems"] == false && !has(s, "items"))
     fail(pointer, "'unevaluatedItems' false without 'items' is not supported");
@@ -278,6 +296,29 @@ uint32_t Compiler::array(const ojson& s, const std::string& pointer) {
   const uint32_t items = has(s, "items") ? compile(s["items"], pointer + "/items") : any_value(pointer);
   nodes[id].items = items;
   return id;
+}
+
+// anyOf's plain types become one: alternatives that are values taken as they
+// come (integer, number, a free object...) overlap only in ways their union
+// settles, so anyOf [integer, number] is a number and need not begin apart.
+void merge_plain_alternatives(std::vector<Node>& nodes) {
+  for (size_t id = 0; id < nodes.size(); ++id) {
+    if (nodes[id].kind != Kind::any_of) continue;
+    std::vector<uint32_t> kept;
+    uint8_t types = 0;
+    int plain = 0;
+    for (uint32_t a : nodes[id].alternatives) {
+      const Node& alt = nodes[a];
+      if (alt.kind == Kind::value && !alt.limits_length()) types |= alt.types, ++plain;
+      else kept.push_back(a);
+    }
+    if (plain < 2) continue;
+    Node merged;
+    merged.types = types;
+    kept.push_back(static_cast<uint32_t>(nodes.size()));
+    nodes.push_back(std::move(merged));
+    nodes[id].alternatives = std::move(kept);
+  }
 }
 
 // The bytes each node may begin with, to a fixed point (a reference may make
@@ -306,6 +347,8 @@ std::shared_ptr<const JsonSchema> compile_json_schema(const ojson& schema) {
   auto out = std::make_shared<JsonSchema>();
   out->root = c.compile(schema, "");
   out->nodes = std::move(c.nodes);
+  merge_plain_alternatives(out->nodes);
+  if (out->nodes.size() > JsonSchema::kMaxNodes) fail("", "the schema has more than 4096 parts");
   first_bytes(out->nodes);
   for (size_t id = 0; id < out->nodes.size(); ++id) {
     const Node& n = out->nodes[id];

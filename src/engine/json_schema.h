@@ -12,10 +12,14 @@
 // that constrains a value in a way the recognizer cannot keep to is an error
 // that names it, never ignored. Supported:
 // - type (object, array, string, number, integer, boolean, null, or a list);
-// - properties, required; items, minItems, maxItems;
+// - properties, required; additionalProperties as a schema without
+//   properties (a map: any keys, each value of that schema);
+// - items, minItems, maxItems; minLength, maxLength (in characters; such a
+//   string is written without \u escapes, so that each character is one);
 // - enum and const, written as compact JSON ("a", 1, null, {"k":[1]});
 // - anyOf / oneOf whose alternatives begin with different bytes, such as
-//   Pydantic's Optional[X] (anyOf [X, {"type": "null"}]); allOf of one schema;
+//   Pydantic's Optional[X] (anyOf [X, {"type": "null"}]), plain types merged
+//   first (anyOf [integer, number] is a number); allOf of one schema;
 // - $ref to a pointer within the schema ("#", "#/$defs/Node"), recursion too;
 // - annotations, ignored: title, description, default, examples, format (an
 //   annotation by default in JSON Schema 2020-12), and keywords JSON Schema
@@ -38,7 +42,7 @@ struct JsonSchema {
 
   enum class Kind : uint8_t {
     value,     // one of `types`, taken as JSON comes (a string of any text, an object of any members)
-    object,    // `properties`, in order
+    object,    // `properties`, in order; or, with `map`, any keys, each value of `items`
     array,     // of `items`
     literals,  // one of `texts`
     any_of,    // one of `alternatives`, told apart by their first byte
@@ -58,8 +62,11 @@ struct JsonSchema {
     // keys_after[i]: the properties whose key may come after property i - 1
     // (i = 0: first): each up to and including the next required one.
     std::vector<uint64_t> keys_after;
+    bool map = false;
     uint32_t items = 0;
     uint32_t min_items = 0, max_items = UINT32_MAX;
+    uint32_t min_length = 0, max_length = UINT32_MAX;  // value: a string's characters
+    bool limits_length() const { return min_length > 0 || max_length < UINT32_MAX; }
     // literals: each value as compact JSON text, sorted; object: each
     // property's key as JSON text, quotes included ("\"name\""), in order.
     std::vector<std::string> texts;

@@ -76,6 +76,23 @@ TEST(JsonSchema, ReferencesResolveWithinTheSchemaAndMayRecurse) {
             true);
 }
 
+TEST(JsonSchema, PlainAlternativesMergeAndMapsTakeASchemaForTheirValues) {
+  // Pydantic's Union[int, float] and Optional[str] with a map beside them.
+  const auto s = compile(R"({"type": "object", "properties": {"x": {"anyOf": [{"type": "integer"}, {"type": "number"},
+                             {"type": "null"}]}, "m": {"type": "object", "additionalProperties": {"type": "string", "maxLength": 4}}}})");
+  const auto& root = s->nodes[s->root];
+  const auto& x = s->nodes[root.properties[0].node];
+  ASSERT_EQ(x.kind, Kind::any_of);
+  ASSERT_EQ(x.alternatives.size(), 1u);
+  EXPECT_EQ(s->nodes[x.alternatives[0]].types, JsonSchema::integer | JsonSchema::number | JsonSchema::null);
+  const auto& m = s->nodes[root.properties[1].node];
+  EXPECT_EQ(m.kind, Kind::object);
+  EXPECT_TRUE(m.map);
+  EXPECT_EQ(s->nodes[m.items].max_length, 4u);
+  // Alternatives that are not plain still have to begin apart.
+  EXPECT_NE(error_of(R"({"anyOf": [{"type": "object", "properties": {}}, {"type": "object"}]})"), "");
+}
+
 TEST(JsonSchema, RefusesWhatItCannotKeepToNamingWhereAndWhy) {
   const std::pair<const char*, const char*> cases[] = {
       {R"({"type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}})", "/properties/s: 'pattern' is not supported"},
@@ -83,14 +100,16 @@ TEST(JsonSchema, RefusesWhatItCannotKeepToNamingWhereAndWhy) {
       {R"({"type": "array", "items": {"type": "string"}, "uniqueItems": true})", "'uniqueItems' is not supported"},
       {R"({"type": "object", "properties": {"a": {}}, "required": ["b"]})", "names \"b\", which 'properties' does not declare"},
       {R"({"anyOf": [{"type": "object"}, {"type": "object", "properties": {}}]})", "/anyOf: alternatives that may begin with the same byte"},
-      {R"({"type": "object", "properties": {"v": {"anyOf": [{"type": "integer"}, {"type": "number"}]}}})", "/properties/v/anyOf"},
+      {R"({"type": "object", "properties": {"v": {"anyOf": [{"type": "integer"}, {"enum": [1, "a"]}]}}})", "/properties/v/anyOf"},
       {R"({"$ref": "https://example.com/schema"})", "only references within the schema"},
       {R"({"$ref": "#/$defs/missing"})", "'#/$defs/missing' names nothing"},
       {R"({"$ref": "#"})", "accepts nothing"},
       {R"({"type": "integer"})", "a number at the top level"},
       {R"({"enum": [1, 2]})", "a number at the top level"},
       {R"({"type": "strin"})", "unknown type 'strin'"},
-      {R"({"type": "object", "additionalProperties": {"type": "integer"}})", "without 'properties' (a map)"},
+      {R"({"type": "object", "additionalProperties": {"type": "integer"}, "required": ["a"]})", "required keys of a map"},
+      {R"({"type": "string", "minLength": 3, "maxLength": 2})", "minLength is above maxLength"},
+      {R"({"type": "string", "maxLength": -1})", "/maxLength: must be a count"},
       {R"({"type": "array", "minItems": 3, "maxItems": 2})", "minItems is above maxItems"},
       {R"({"type": "string", "enum": [1, 2]})", "no value of 'enum' or 'const' has the schema's type"},
       {R"({"allOf": [{"type": "object"}, {"required": []}]})", "'allOf' of more than one schema"},

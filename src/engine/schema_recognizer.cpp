@@ -40,7 +40,9 @@ bool SchemaRecognizer::feed(std::string_view s) {
 bool SchemaRecognizer::in_string() const {
   if (depth_ == 0) return false;
   const Frame& f = frames_[depth_ - 1];
-  return f.at == At::scalar && schema_->nodes[f.node].kind == Kind::value && value_.in_string();
+  const Node& n = schema_->nodes[f.node];
+  if (f.at == At::scalar) return n.kind == Kind::value && !n.limits_length() && value_.in_string();
+  return f.at == At::in_key && n.map && value_.in_string();
 }
 
 bool SchemaRecognizer::feed(char c) {
@@ -80,6 +82,7 @@ bool SchemaRecognizer::scalar(const Node& n, char c) {
   if (n.kind == Kind::value) {
     if (value_.top_number_may_end() && !extends_number(c)) return pop(), false;
     if (integer_only(n) && value_.in_top_number() && (c == '.' || c == 'e' || c == 'E')) return false;
+    if (n.limits_length() && !string_length(frames_[depth_ - 1].items, n, c)) return false;
     if (!value_.feed(c)) return false;
     if (value_.done()) pop();
     return true;
@@ -90,6 +93,20 @@ bool SchemaRecognizer::scalar(const Node& n, char c) {
     return false;
   }
   if (complete_only(n.texts)) pop();
+  return true;
+}
+
+// minLength / maxLength: `length` counts the string's characters so far. A
+// character begins at a byte that does not continue UTF-8 (an escape at its
+// '\\'); \u escapes are refused, as a surrogate pair would be two escapes
+// for one character.
+bool SchemaRecognizer::string_length(uint32_t& length, const Node& n, char c) const {
+  if (value_.in_top_escape()) return c != 'u';
+  if (!value_.in_top_string()) return true;
+  if (c == '"') return length >= n.min_length;
+  if ((static_cast<unsigned char>(c) & 0xc0) == 0x80) return true;
+  if (length >= n.max_length) return false;
+  ++length;
   return true;
 }
 
@@ -117,6 +134,11 @@ bool SchemaRecognizer::complete_only(const std::vector<std::string>& texts) cons
 }
 
 bool SchemaRecognizer::object(Frame& f, const Node& n, char c) {
+  if (f.at == At::in_key && n.map) {  // any key: a string read as JSON reads it
+    if (!value_.feed(c)) return false;
+    if (value_.done()) f.at = At::colon, whitespace_ = 0;
+    return true;
+  }
   if (f.at == At::in_key) {
     bool complete = false;
     if (!match(n.texts, c, complete)) return false;
@@ -135,10 +157,14 @@ bool SchemaRecognizer::object(Frame& f, const Node& n, char c) {
       [[fallthrough]];
     case At::key: {
       if (c != '"') return false;
+      f.at = At::in_key;
+      if (n.map) {
+        value_ = JsonRecognizer(whitespace_rule_, JsonTop::any);
+        return value_.feed(c);
+      }
       candidates_ = n.keys_after[f.next];
       matched_ = 0;
       bool complete = false;
-      f.at = At::in_key;
       return match(n.texts, c, complete);
     }
     case At::colon:
@@ -147,10 +173,10 @@ bool SchemaRecognizer::object(Frame& f, const Node& n, char c) {
       return true;
     case At::value:
       f.at = At::after_value;
-      return begin(n.properties[f.next - 1u].node, c);
+      return begin(n.map ? n.items : n.properties[f.next - 1u].node, c);
     case At::after_value:
       if (c == ',') {
-        if (f.next >= n.properties.size()) return false;  // no property is left to write
+        if (!n.map && f.next >= n.properties.size()) return false;  // no property is left to write
         f.at = At::key;
         return true;
       }

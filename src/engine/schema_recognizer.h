@@ -62,12 +62,13 @@ class SchemaRecognizer {
     uint16_t node;
     At at;
     uint8_t next;    // an object's next property: every one before it is written or skipped
-    uint32_t items;  // an array's items so far
+    uint32_t items;  // an array's items so far; a string's characters
   };
 
   bool step(char c);
   bool begin(uint32_t node, char c);
   bool scalar(const JsonSchema::Node& n, char c);
+  bool string_length(uint32_t& length, const JsonSchema::Node& n, char c) const;
   bool match(const std::vector<std::string>& texts, char c, bool& complete);
   bool complete_only(const std::vector<std::string>& texts) const;
   bool object(Frame& f, const JsonSchema::Node& n, char c);

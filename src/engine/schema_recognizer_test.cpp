@@ -71,6 +71,22 @@ TEST(SchemaRecognizer, FreeValuesAlternativesAndRecursion) {
   EXPECT_FALSE(r.feed(deep));
 }
 
+TEST(SchemaRecognizer, MapsTakeAnyKeysAndStringsCountTheirCharacters) {
+  const Compiled s(R"({"type": "object", "properties": {"counts": {"additionalProperties": {"type": "integer"}},
+                      "id": {"type": "string", "minLength": 2, "maxLength": 3}}, "required": ["id"]})");
+  for (const char* ok : {R"({"counts": {}, "id": "ab"})", R"({"counts": {"a b": 1, "": -2, "a b": 3}, "id": "abc"})",
+                         R"({"id": "\"\\\n"})", R"({"id": "é日"})", "{\"id\": \"\xf0\x9f\x98\x80\xf0\x9f\x98\x80\"}"})
+    EXPECT_TRUE(s.complete(ok)) << ok;
+  for (const char* bad : {R"({"counts": {"a": "1"}, "id": "ab"})", R"({"counts": {a: 1}, "id": "ab"})", R"({"id": "a"})",
+                          R"({"id": "abcd"})", R"({"id": "\u0061b"})", R"({"id": "\\"})", R"({"counts": [], "id": "ab"})"})
+    EXPECT_FALSE(s.complete(bad)) << bad;
+  SchemaRecognizer r(*s.schema);
+  ASSERT_TRUE(r.feed(R"({"counts": {"free)"));
+  EXPECT_TRUE(r.in_string());  // a map's key: plain tokens pass the mask unwalked
+  ASSERT_TRUE(r.feed(R"(": 1}, "id": "x)"));
+  EXPECT_FALSE(r.in_string());  // a counted string is walked
+}
+
 TEST(SchemaRecognizer, StringRootsAndEnumsOfObjectsAreDoneWhenTheirLastByteIsWritten) {
   const Compiled s(R"({"enum": ["yes", "no", {"k": [1]}]})");
   SchemaRecognizer r(*s.schema);
@@ -100,6 +116,8 @@ constexpr const char* kSchema = R"({
     "nested": {"anyOf": [{"$ref": "#/$defs/node"}, {"type": "null"}]},
     "score": {"type": ["number", "null"]},
     "flag": {"type": "boolean"},
+    "meta": {"type": "object", "additionalProperties": {"type": "integer"}},
+    "code": {"type": "string", "minLength": 2, "maxLength": 4},
     "any": {}
   },
   "required": ["id", "tags", "flag"],
@@ -148,6 +166,14 @@ class Validator {
       for (const ojson& r : s.value("required", ojson::array()))
         if (!v.contains(r.get<std::string>())) return false;
     }
+    if (v.is_object() && !s.contains("properties") && s.contains("additionalProperties"))
+      for (const auto& [k, value] : v.items())
+        if (!valid(value, s["additionalProperties"])) return false;
+    if (v.is_string() && (s.contains("minLength") || s.contains("maxLength"))) {
+      const std::string& t = v.get_ref<const std::string&>();
+      const size_t chars = static_cast<size_t>(std::count_if(t.begin(), t.end(), [](char c) { return (c & 0xc0) != 0x80; }));
+      if (chars < s.value("minLength", size_t{0}) || chars > s.value("maxLength", SIZE_MAX)) return false;
+    }
     if (v.is_array() && s.contains("items")) {
       if (v.size() < s.value("minItems", size_t{0}) || v.size() > s.value("maxItems", SIZE_MAX)) return false;
       for (const ojson& item : v)
@@ -173,6 +199,16 @@ class Generator {
     if (coin()) o["nested"] = coin() ? ojson(nullptr) : node(0);
     if (coin()) o["score"] = coin() ? ojson(nullptr) : ojson(std::ldexp(std::uniform_real_distribution<double>(-1, 1)(rng_), pick(20) - 10));
     o["flag"] = coin();
+    if (coin()) {
+      ojson meta = ojson::object();
+      for (int i = 0, n = pick(3); i < n; ++i) meta[text()] = integer();
+      o["meta"] = meta;
+    }
+    if (coin()) {
+      std::string code;
+      while (code.size() < 2) code = text();
+      o["code"] = code.substr(0, 4);
+    }
     if (coin()) o["any"] = free(0);
     return o;
   }
