@@ -1,6 +1,8 @@
 #include "engine/json_schema.h"
 
 #include <algorithm>
+#include <cmath>
+#include <tuple>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string_view>
@@ -16,6 +18,10 @@ bool JsonSchema::Node::may_close(size_t next) const {
                       [](const Property& p) { return p.required; });
 }
 
+std::pair<double, double> JsonSchema::Node::integer_bounds() const {
+  return {exclusive_minimum ? std::floor(minimum) + 1 : std::ceil(minimum), exclusive_maximum ? std::ceil(maximum) - 1 : std::floor(maximum)};
+}
+
 namespace {
 
 using Kind = JsonSchema::Kind;
@@ -27,15 +33,15 @@ using Node = JsonSchema::Node;
 
 // Keywords that constrain a value in ways the recognizer does not keep to.
 constexpr std::string_view kUnsupported[] = {
-    "pattern",       "minimum",          "maximum",     "exclusiveMinimum",
-    "exclusiveMaximum", "multipleOf",    "minProperties",    "maxProperties",    "patternProperties", "propertyNames",
-    "dependentRequired", "dependentSchemas", "dependencies", "contains",         "minContains", "maxContains",
-    "prefixItems",   "not",              "if",               "then",             "else",        "$dynamicRef",
-    "$recursiveRef", "contentSchema"};
+    "pattern",           "multipleOf",       "minProperties", "maxProperties", "patternProperties", "propertyNames",
+    "dependentRequired", "dependentSchemas", "dependencies",  "contains",      "minContains",       "maxContains",
+    "prefixItems",       "not",              "if",            "then",          "else",              "$dynamicRef",
+    "$recursiveRef",     "contentSchema"};
 // Keywords that say what a value is (anything else is an annotation).
 constexpr std::string_view kConstraining[] = {"type", "properties", "required", "items", "minItems", "maxItems", "enum", "const",
                                               "anyOf", "oneOf", "allOf", "additionalProperties", "unevaluatedProperties",
-                                              "unevaluatedItems", "uniqueItems", "minLength", "maxLength"};
+                                              "unevaluatedItems", "uniqueItems", "minLength", "maxLength",
+                                              "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
 
 bool has(const ojson& s, const char* key) { return s.contains(key); }
 
@@ -78,6 +84,32 @@ void count(const ojson& s, const char* key, const std::string& pointer, uint32_t
   const ojson& v = s[key];
   if (!v.is_number_unsigned() || v.get<uint64_t>() >= UINT32_MAX) fail(pointer + "/" + key, "must be a count");
   out = v.get<uint32_t>();
+}
+
+// minimum, maximum and their exclusive forms: numbers (JSON Schema 6 on) or,
+// beside minimum/maximum, booleans (draft 4).
+void bounds(const ojson& s, const std::string& pointer, Node& n) {
+  const auto number = [&](const char* key) {
+    if (!s[key].is_number()) fail(pointer + "/" + key, "must be a number");
+    return s[key].get<double>();
+  };
+  if (s.contains("minimum")) n.minimum = number("minimum");
+  if (s.contains("maximum")) n.maximum = number("maximum");
+  for (const auto& [key, bound, exclusive, raise] :
+       {std::tuple{"exclusiveMinimum", &n.minimum, &n.exclusive_minimum, true}, std::tuple{"exclusiveMaximum", &n.maximum, &n.exclusive_maximum, false}}) {
+    if (!s.contains(key)) continue;
+    if (s[key].is_boolean()) {
+      *exclusive = s[key].get<bool>();
+      continue;
+    }
+    const double v = number(key);
+    if (raise ? v >= *bound : v <= *bound) *bound = v, *exclusive = true;  // the tighter of the two
+  }
+  if (!(n.types & (JsonSchema::number | JsonSchema::integer)) || !n.bounded()) return;
+  if (n.minimum > n.maximum || (n.minimum == n.maximum && (n.exclusive_minimum || n.exclusive_maximum)))
+    fail(pointer, "no number lies within minimum and maximum");
+  if (!(n.types & JsonSchema::number) && n.integer_bounds().first > n.integer_bounds().second)
+    fail(pointer, "no integer lies within minimum and maximum");
 }
 
 // A value as the output must spell it: compact JSON.
@@ -161,6 +193,7 @@ uint32_t Compiler::compile(const ojson& s, const std::string& pointer) {
     Node n;
     n.types = static_cast<uint8_t>(rest);
     n.min_length = min_length, n.max_length = max_length;
+    bounds(s, pointer, n);
     parts.push_back(add(std::move(n), pointer));
   }
   if (parts.size() == 1) return parts[0];
@@ -309,7 +342,7 @@ void merge_plain_alternatives(std::vector<Node>& nodes) {
     int plain = 0;
     for (uint32_t a : nodes[id].alternatives) {
       const Node& alt = nodes[a];
-      if (alt.kind == Kind::value && !alt.limits_length()) types |= alt.types, ++plain;
+      if (alt.kind == Kind::value && !alt.limits_length() && !alt.bounded()) types |= alt.types, ++plain;
       else kept.push_back(a);
     }
     if (plain < 2) continue;

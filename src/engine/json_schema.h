@@ -16,6 +16,9 @@
 //   properties (a map: any keys, each value of that schema);
 // - items, minItems, maxItems; minLength, maxLength (in characters; such a
 //   string is written without \u escapes, so that each character is one);
+// - minimum, maximum, exclusiveMinimum, exclusiveMaximum (such a number is
+//   written without an exponent and with at most 15 digits, so that each
+//   prefix's possible values are known exactly);
 // - enum and const, written as compact JSON ("a", 1, null, {"k":[1]});
 // - anyOf / oneOf whose alternatives begin with different bytes, such as
 //   Pydantic's Optional[X] (anyOf [X, {"type": "null"}]), plain types merged
@@ -28,9 +31,11 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace umi {
@@ -67,6 +72,12 @@ struct JsonSchema {
     uint32_t min_items = 0, max_items = UINT32_MAX;
     uint32_t min_length = 0, max_length = UINT32_MAX;  // value: a string's characters
     bool limits_length() const { return min_length > 0 || max_length < UINT32_MAX; }
+    // value: a number's bounds.
+    double minimum = -std::numeric_limits<double>::infinity(), maximum = std::numeric_limits<double>::infinity();
+    bool exclusive_minimum = false, exclusive_maximum = false;
+    // The integers within the bounds: [first, last] (infinite when unbounded).
+    std::pair<double, double> integer_bounds() const;
+    bool bounded() const { return minimum > -std::numeric_limits<double>::infinity() || maximum < std::numeric_limits<double>::infinity(); }
     // literals: each value as compact JSON text, sorted; object: each
     // property's key as JSON text, quotes included ("\"name\""), in order.
     std::vector<std::string> texts;

@@ -96,7 +96,7 @@ TEST(JsonSchema, PlainAlternativesMergeAndMapsTakeASchemaForTheirValues) {
 TEST(JsonSchema, RefusesWhatItCannotKeepToNamingWhereAndWhy) {
   const std::pair<const char*, const char*> cases[] = {
       {R"({"type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}})", "/properties/s: 'pattern' is not supported"},
-      {R"({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}})", "'minimum' is not supported"},
+      {R"({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}})", "'multipleOf' is not supported"},
       {R"({"type": "array", "items": {"type": "string"}, "uniqueItems": true})", "'uniqueItems' is not supported"},
       {R"({"type": "object", "properties": {"a": {}}, "required": ["b"]})", "names \"b\", which 'properties' does not declare"},
       {R"({"anyOf": [{"type": "object"}, {"type": "object", "properties": {}}]})", "/anyOf: alternatives that may begin with the same byte"},
@@ -109,6 +109,10 @@ TEST(JsonSchema, RefusesWhatItCannotKeepToNamingWhereAndWhy) {
       {R"({"type": "strin"})", "unknown type 'strin'"},
       {R"({"type": "object", "additionalProperties": {"type": "integer"}, "required": ["a"]})", "required keys of a map"},
       {R"({"type": "string", "minLength": 3, "maxLength": 2})", "minLength is above maxLength"},
+      {R"({"type": "object", "properties": {"n": {"type": "integer", "exclusiveMinimum": 1, "exclusiveMaximum": 2}}})",
+       "/properties/n: no integer lies within"},
+      {R"({"type": "object", "properties": {"x": {"type": "number", "minimum": 2, "maximum": 1}}})", "no number lies within"},
+      {R"({"type": "object", "properties": {"x": {"type": "number", "minimum": "0"}}})", "/properties/x/minimum: must be a number"},
       {R"({"type": "string", "maxLength": -1})", "/maxLength: must be a count"},
       {R"({"type": "array", "minItems": 3, "maxItems": 2})", "minItems is above maxItems"},
       {R"({"type": "string", "enum": [1, 2]})", "no value of 'enum' or 'const' has the schema's type"},

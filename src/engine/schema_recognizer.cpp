@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
+#include <limits>
 
 namespace umi {
 
@@ -10,6 +12,9 @@ using Kind = JsonSchema::Kind;
 using Node = JsonSchema::Node;
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+constexpr int kMaxDigits = 15;  // every value of so many decimal digits is a double exactly
+constexpr double kPow10[kMaxDigits + 1] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
 // A byte that can extend a number which could end here.
 bool extends_number(char c) { return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E'; }
 bool integer_only(const Node& n) { return (n.types & JsonSchema::integer) && !(n.types & JsonSchema::number); }
@@ -23,6 +28,7 @@ SchemaRecognizer& SchemaRecognizer::operator=(const SchemaRecognizer& o) {
   value_ = o.value_;
   candidates_ = o.candidates_;
   matched_ = o.matched_;
+  number_ = o.number_;
   depth_ = o.depth_;
   whitespace_ = o.whitespace_;
   whitespace_rule_ = o.whitespace_rule_;
@@ -80,8 +86,12 @@ bool SchemaRecognizer::feed(char c) {
 // caller gives `c` to the frame below.
 bool SchemaRecognizer::scalar(const Node& n, char c) {
   if (n.kind == Kind::value) {
-    if (value_.top_number_may_end() && !extends_number(c)) return pop(), false;
+    if (value_.top_number_may_end() && !extends_number(c)) {
+      if (n.bounded() && !within(n, number_)) return false;  // it may not end here: `c` is refused
+      return pop(), false;
+    }
     if (integer_only(n) && value_.in_top_number() && (c == '.' || c == 'e' || c == 'E')) return false;
+    if (n.bounded() && value_.in_top_number() && !bound_number(n, c, false)) return false;
     if (n.limits_length() && !string_length(frames_[depth_ - 1].items, n, c)) return false;
     if (!value_.feed(c)) return false;
     if (value_.done()) pop();
@@ -108,6 +118,75 @@ bool SchemaRecognizer::string_length(uint32_t& length, const Node& n, char c) co
   if (length >= n.max_length) return false;
   ++length;
   return true;
+}
+
+// minimum / maximum: `c`, a byte of a number, is taken only if the number can
+// still end within the bounds. A prefix's possible values are intervals (12:
+// 12 to 13, 120 to 130, ...; 12.3: 12.3 to 12.4), exact in doubles while
+// there are at most 15 digits, so more are refused, and so are exponents.
+bool SchemaRecognizer::bound_number(const Node& n, char c, bool first) {
+  Number s = first ? Number{} : number_;
+  if (c == '-' && first) {
+    s.negative = true;
+  } else if (is_digit(c)) {
+    if (s.digits == kMaxDigits) return false;
+    s.digits_value = s.digits_value * 10 + static_cast<uint64_t>(c - '0');
+    ++s.digits;
+    if (s.fraction >= 0) ++s.fraction;
+  } else if (c == '.') {
+    s.fraction = 0;
+  } else {
+    return false;  // an exponent
+  }
+  if (!reachable(n, s)) return false;
+  number_ = s;
+  return true;
+}
+
+namespace {
+// Whether values from a to b (magnitudes; a included, b as b_closed says) of
+// a number with this sign meet the node's bounds.
+bool meets(const Node& n, bool negative, double a, double b, bool b_closed, bool integer) {
+  double lo = a, hi = b;
+  bool lo_closed = true, hi_closed = b_closed;
+  if (negative) lo = -b, hi = -a, lo_closed = b_closed, hi_closed = true;
+  if (integer) {
+    const auto [first, last] = n.integer_bounds();
+    const double lo_i = lo_closed ? std::ceil(lo) : std::floor(lo) + 1, hi_i = hi_closed ? std::floor(hi) : std::ceil(hi) - 1;
+    return std::max(lo_i, first) <= std::min(hi_i, last);
+  }
+  double low = lo, high = hi;
+  bool low_closed = lo_closed, high_closed = hi_closed;
+  if (n.minimum > lo || (n.minimum == lo && n.exclusive_minimum)) low = n.minimum, low_closed = !n.exclusive_minimum;
+  if (n.maximum < hi || (n.maximum == hi && n.exclusive_maximum)) high = n.maximum, high_closed = !n.exclusive_maximum;
+  return low < high || (low == high && low_closed && high_closed);
+}
+}  // namespace
+
+bool SchemaRecognizer::reachable(const Node& n, const Number& s) {
+  const bool integer = integer_only(n);
+  const double inf = std::numeric_limits<double>::infinity();
+  if (s.digits == 0) return meets(n, s.negative, 0, inf, false, integer);  // "-": any magnitude
+  if (s.fraction >= 0) {  // more fraction digits move it up to the next step of its last one
+    if (s.digits == kMaxDigits) return s.fraction > 0 && within(n, s);
+    const double step = kPow10[s.fraction];
+    return meets(n, s.negative, static_cast<double>(s.digits_value) / step, static_cast<double>(s.digits_value + 1) / step, false,
+                 integer);
+  }
+  if (s.digits_value == 0) return meets(n, s.negative, 0, integer ? 0 : 1, integer, integer);  // "0" takes no more digits
+  for (int j = 0; s.digits + j <= kMaxDigits; ++j) {  // j more integer digits, then perhaps a fraction
+    const double a = static_cast<double>(s.digits_value) * kPow10[j], b = static_cast<double>(s.digits_value + 1) * kPow10[j];
+    const bool fraction = !integer && s.digits + j < kMaxDigits;
+    if (meets(n, s.negative, a, fraction ? b : b - 1, !fraction, integer)) return true;
+  }
+  return false;
+}
+
+// The number written so far, ended here, is within the bounds.
+bool SchemaRecognizer::within(const Node& n, const Number& s) {
+  if (s.digits == 0 || s.fraction == 0) return false;
+  const double v = static_cast<double>(s.digits_value) / kPow10[std::max<int>(s.fraction, 0)];
+  return meets(n, s.negative, v, v, true, integer_only(n));
 }
 
 // Narrows candidates_ to the texts that go on with `c`. False when none does;
@@ -225,6 +304,7 @@ bool SchemaRecognizer::begin(uint32_t node, char c) {
   switch (n.kind) {
     case Kind::value:
       value_ = JsonRecognizer(whitespace_rule_, JsonTop::any);
+      if (n.bounded() && (c == '-' || is_digit(c)) && !bound_number(n, c, true)) return false;
       return value_.feed(c);  // no one byte makes a whole value
     case Kind::literals: {
       candidates_ = n.texts.size() == 64 ? ~uint64_t{0} : (uint64_t{1} << n.texts.size()) - 1;

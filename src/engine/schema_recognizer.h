@@ -69,6 +69,15 @@ class SchemaRecognizer {
   bool begin(uint32_t node, char c);
   bool scalar(const JsonSchema::Node& n, char c);
   bool string_length(uint32_t& length, const JsonSchema::Node& n, char c) const;
+  struct Number {  // a bounded number as far as it is written, without its exponent (refused)
+    uint64_t digits_value = 0;  // every digit so far, as one integer
+    uint8_t digits = 0;
+    int8_t fraction = -1;  // digits after the point; -1: no point
+    bool negative = false;
+  };
+  bool bound_number(const JsonSchema::Node& n, char c, bool first);
+  static bool reachable(const JsonSchema::Node& n, const Number& s);
+  static bool within(const JsonSchema::Node& n, const Number& s);
   bool match(const std::vector<std::string>& texts, char c, bool& complete);
   bool complete_only(const std::vector<std::string>& texts) const;
   bool object(Frame& f, const JsonSchema::Node& n, char c);
@@ -80,6 +89,7 @@ class SchemaRecognizer {
   JsonRecognizer value_;     // the innermost free value
   uint64_t candidates_ = 0;  // the innermost key or literal: the texts still matching
   uint16_t matched_ = 0;     // and how many of their bytes are written
+  Number number_;            // the innermost bounded number
   uint8_t depth_ = 0;
   uint8_t whitespace_ = 0;   // json_whitespace's run between structural bytes
   JsonWhitespace whitespace_rule_;
