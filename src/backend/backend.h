@@ -121,6 +121,14 @@ class Backend {
   // receives row r's best candidates as select_top_k (top_k.h) picks them:
   // sampling with top-k, where only those come back.                [rows]
   virtual void top_k(const float* src, int64_t rows, int64_t n, TopK* out) = 0;
+  // Starts what is queued of the pass without waiting for it (a GPU
+  // launches it), so that the host can work beside it. A no-op where the
+  // pass runs as it is called.
+  virtual void launch() {}
+  // logits[i] = -infinity for every i < n whose bit in `allowed` (host
+  // memory: bit i of word i / 32) is clear: the tokens a constrained output
+  // (JSON mode, a schema) refuses, before argmax or top_k.           [n]
+  virtual void mask_logits(float* logits, int64_t n, const uint32_t* allowed) = 0;
 };
 
 // The memory of a device that has its own (a discrete GPU): one pool that

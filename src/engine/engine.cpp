@@ -44,6 +44,8 @@ struct Engine::Request {
   Sampler sampler;
   TextStream stream;
   JsonConstraint json;  // with o.json_object or o.json_schema: the output so far
+  std::vector<uint32_t> allowed;  // this step's tokens that may come (a bit each), when the backend masks
+  int64_t allowed_count = 0;      // how many
   int64_t published = 0;  // leading full blocks published to the prefix cache
   uint64_t chain;         // hash of the last published block (first parent: the salt)
   Clock::time_point submitted = Clock::now();
@@ -290,9 +292,9 @@ bool Engine::step() {
     Request& r = *batch[i];
     const bool samples = r.computed + counts[i] == static_cast<int64_t>(r.tokens.size());
     // Without logprobs, greedy needs only the argmax and top-k sampling only
-    // the k best: the logits stay where they are.
-    // JSON outputs mask the row first.
-    const bool row_only = r.o.logprobs >= 0 || r.json.active();
+    // the k best: the logits stay where they are. JSON outputs are masked
+    // there first (Backend::mask_logits), or on the host with the row.
+    const bool row_only = r.o.logprobs >= 0;
     const bool on_backend = samples && r.sampler.greedy() && !row_only;
     const int k = samples && !on_backend && !row_only ? r.sampler.candidates_needed() : 0;
     r.logits = samples && !on_backend && k == 0 ? logits_.as<float>() + rows * V : nullptr;
@@ -303,6 +305,7 @@ bool Engine::step() {
     items.push_back({&r.kv, r.computed,
                      std::span<const int32_t>(r.tokens).subspan(static_cast<size_t>(r.computed), static_cast<size_t>(counts[i])),
                      r.logits, r.greedy, r.top});
+    if (r.json.active() && (r.greedy || r.top)) items.back().allowed = [this, &r] { return allowed_tokens(r); };
   }
   model_.forward(items);
 
@@ -347,6 +350,10 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
       finish(r, "length");
       continue;
     }
+    if ((r.greedy || r.top) && r.json.active() && r.allowed_count == 0) {
+      finish(r, "error", "no token of the vocabulary can continue the JSON output");
+      continue;
+    }
     int32_t next = 0;
     if (r.greedy) {
       next = *r.greedy;
@@ -356,8 +363,7 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
       std::span<float> row(r.logits, static_cast<size_t>(V));
       if (r.o.logprobs >= 0) std::copy(row.begin(), row.end(), raw_row_.as<float>());  // sampling changes `row`
       if (r.json.active()) {
-        if (!json_vocabulary_) json_vocabulary_ = std::make_unique<JsonVocabulary>(token_bytes(tok_));
-        if (r.json.mask(*json_vocabulary_, row) == 0) {
+        if (r.json.mask(json_vocabulary(), row) == 0) {
           finish(r, "error", "no token of the vocabulary can continue the JSON output");
           continue;
         }
@@ -377,12 +383,23 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
     }
     if (r.o.logprobs >= 0 && r.cb.on_logprobs)
       r.cb.on_logprobs(r.id, token_logprobs(std::span<const float>(raw_row_.as<float>(), static_cast<size_t>(V)), next, r.o.logprobs));
-    if (r.json.active()) r.json.feed(json_vocabulary_->bytes[static_cast<size_t>(next)]);  // the mask let only such tokens through
+    if (r.json.active()) r.json.feed(json_vocabulary().bytes[static_cast<size_t>(next)]);  // the mask let only such tokens through
     const std::string piece = r.stream.push(next);
     if (r.cb.on_token) r.cb.on_token(r.id, next, piece);
     if (r.stream.stopped() || r.json.done()) finish(r, "stop");
     else if (r.generated >= r.o.max_tokens || static_cast<int64_t>(r.tokens.size()) >= context) finish(r, "length");
   }
+}
+
+const JsonVocabulary& Engine::json_vocabulary() {
+  if (!json_vocabulary_) json_vocabulary_ = std::make_unique<JsonVocabulary>(token_bytes(tok_));
+  return *json_vocabulary_;
+}
+
+// Asked by the model while the pass runs (ForwardItem::allowed).
+const uint32_t* Engine::allowed_tokens(Request& r) {
+  r.allowed_count = r.json.allowed(json_vocabulary(), static_cast<size_t>(model_.config().vocab_size), r.allowed);
+  return r.allowed.data();
 }
 
 void Engine::finish(Request& r, std::string reason, std::string error) {

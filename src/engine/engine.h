@@ -150,6 +150,8 @@ class Engine {
   void postprocess(const std::vector<Request*>& batch, const std::vector<int64_t>& counts);
   void publish_full_blocks(Request& r);
   void finish(Request& r, std::string reason, std::string error = {});
+  const JsonVocabulary& json_vocabulary();  // made at the first JSON request (step thread)
+  const uint32_t* allowed_tokens(Request& r);
   void check_memory_pressure();
 
   Model& model_;

@@ -261,6 +261,37 @@ TEST(Engine, JsonSchemaGivesValuesOfTheSchema) {
   EXPECT_GE(closed, 1);  // a Shakespeare model rambles in whitespace and strings; some draws close the object
 }
 
+// Greedy and top-k JSON requests are masked where the logits are
+// (Backend::mask_logits) and only their token or candidates come back; with
+// logprobs the row comes to the host and is masked there. Both ways draw the
+// same tokens.
+TEST(Engine, JsonMaskedByTheBackendDrawsWhatTheHostMaskDraws) {
+  Pool pool({.limit = 1ull << 30});
+  Model m(bundled(), pool, {.prefill_chunk = 64, .max_batch = 8, .threads = 2});
+  Tokenizer tok = load_tokenizer(bundled());
+  Engine e(m, tok);
+  const auto schema = compile_json_schema(nlohmann::ordered_json::parse(
+      R"({"type": "object", "properties": {"who": {"enum": ["ROMEO", "JULIET"]}, "n": {"type": "integer", "maximum": 99}}})"));
+  Collected c;
+  std::vector<std::pair<uint64_t, uint64_t>> pairs;  // (on the backend, on the host)
+  for (int i = 0; i < 6; ++i) {
+    RequestOptions o = greedy(60);
+    if (i % 2) o.json_schema = schema;
+    else o.json_object = true;
+    if (i >= 2) o.sampling = {.temperature = 0.8f, .top_k = 20, .top_p = 1.0f, .min_p = 0.0f, .seed = static_cast<uint64_t>(i)};
+    const uint64_t backend = e.submit(tok.encode(kPrompts[i], true), o, c.callbacks());
+    o.logprobs = 0;     // the row comes to the host
+    o.cache_salt = 1;   // and its prompt is computed as the first one's was, not taken from the prefix cache
+    pairs.emplace_back(backend, e.submit(tok.encode(kPrompts[i], true), o, c.callbacks()));
+  }
+  e.run_until_idle();  // all in one batch
+  for (const auto& [backend, host] : pairs) {
+    EXPECT_EQ(c.tokens[backend], c.tokens[host]) << testing::PrintToString(c.text[backend]) << " | " << testing::PrintToString(c.text[host]);
+    EXPECT_GT(c.tokens[backend].size(), 3u);
+    EXPECT_EQ(c.done[backend].finish_reason, c.done[host].finish_reason);
+  }
+}
+
 TEST(Engine, CancellationFreesBlocksWithinAStep) {
   Pool pool({.limit = 1ull << 30});
   Model m(bundled(), pool, {.kv_dtype = DType::F32, .prefill_chunk = 64, .max_batch = 2, .threads = 2});

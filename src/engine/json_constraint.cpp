@@ -16,6 +16,13 @@ int64_t JsonConstraint::mask(const JsonVocabulary& vocabulary, std::span<float> 
       state_);
 }
 
+int64_t JsonConstraint::allowed(const JsonVocabulary& vocabulary, size_t n, std::vector<uint32_t>& bits) const {
+  if (const auto* j = std::get_if<JsonRecognizer>(&state_)) return allowed_json_tokens(*j, vocabulary, n, bits);
+  if (const auto* s = std::get_if<SchemaRecognizer>(&state_)) return allowed_json_tokens(*s, vocabulary, n, bits);
+  bits.assign((n + 31) / 32, ~uint32_t{0});
+  return static_cast<int64_t>(n);
+}
+
 void JsonConstraint::feed(std::string_view bytes) {
   if (auto* j = std::get_if<JsonRecognizer>(&state_)) j->feed(bytes);
   else if (auto* s = std::get_if<SchemaRecognizer>(&state_)) s->feed(bytes);

@@ -7,6 +7,7 @@
 #include <span>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "engine/json_mask.h"
 #include "engine/json_schema.h"
@@ -22,6 +23,8 @@ class JsonConstraint {
   bool active() const { return !std::holds_alternative<std::monostate>(state_); }
   // mask_to_json for the output so far; how many tokens are left.
   int64_t mask(const JsonVocabulary& vocabulary, std::span<float> logits) const;
+  // allowed_json_tokens for the output so far: the same tokens as a bitset of n bits.
+  int64_t allowed(const JsonVocabulary& vocabulary, size_t n, std::vector<uint32_t>& bits) const;
   // A drawn token's bytes (the mask let only such tokens through).
   void feed(std::string_view bytes);
   bool done() const;

@@ -23,14 +23,14 @@ JsonVocabulary::JsonVocabulary(std::vector<std::string> token_bytes) : bytes(std
 }
 
 namespace {
-// Refuses every token, then lets through those the walk in byte order
-// accepts (JsonVocabulary): at[d] is the state after the first d bytes of the
-// current token; `valid` how many of those states belong to it.
+void allow(std::span<uint32_t> bits, size_t id) { bits[id >> 5] |= uint32_t{1} << (id & 31); }
+
+// Lets through the tokens the walk in byte order accepts (JsonVocabulary):
+// at[d] is the state after the first d bytes of the current token; `valid`
+// how many of those states belong to it.
 template <class Recognizer>
-int64_t mask_outside_strings(const Recognizer& json, const JsonVocabulary& v, std::span<float> logits) {
-  const float refused = -std::numeric_limits<float>::infinity();
+int64_t allow_outside_strings(const Recognizer& json, const JsonVocabulary& v, size_t n, std::span<uint32_t> bits) {
   std::vector<Recognizer> at(v.longest + 1, json);
-  std::vector<uint8_t> ok(logits.size());
   int64_t left = 0;
   size_t valid = 0;
   for (size_t i = 0; i < v.order.size();) {
@@ -42,7 +42,7 @@ int64_t mask_outside_strings(const Recognizer& json, const JsonVocabulary& v, st
     }
     if (d == b.size()) {  // all of it
       const auto id = static_cast<size_t>(v.order[i]);
-      if (id < ok.size()) ok[id] = 1, ++left;
+      if (id < n) allow(bits, id), ++left;
       valid = d;
       ++i;
       continue;
@@ -55,21 +55,26 @@ int64_t mask_outside_strings(const Recognizer& json, const JsonVocabulary& v, st
     i = static_cast<size_t>(next - v.order.begin());
     valid = d;
   }
-  for (size_t id = 0; id < logits.size(); ++id)
-    if (!ok[id]) logits[id] = refused;
+  return left;
+}
+
+template <class Recognizer>
+int64_t allowed(const Recognizer& json, const JsonVocabulary& vocabulary, size_t n, std::vector<uint32_t>& bits) {
+  bits.assign((n + 31) / 32, 0);
+  if (!json.in_string()) return allow_outside_strings(json, vocabulary, n, bits);
+  const size_t known = std::min(n, vocabulary.bytes.size());
+  int64_t left = 0;
+  for (size_t id = 0; id < known; ++id)
+    if (vocabulary.plain[id] || (!vocabulary.bytes[id].empty() && json.accepts(vocabulary.bytes[id]))) allow(bits, id), ++left;
   return left;
 }
 
 template <class Recognizer>
 int64_t mask(const Recognizer& json, const JsonVocabulary& vocabulary, std::span<float> logits) {
-  if (!json.in_string()) return mask_outside_strings(json, vocabulary, logits);
-  const size_t known = std::min(logits.size(), vocabulary.bytes.size());
-  int64_t left = 0;
-  for (size_t id = 0; id < logits.size(); ++id) {
-    const bool ok = id < known && (vocabulary.plain[id] || (!vocabulary.bytes[id].empty() && json.accepts(vocabulary.bytes[id])));
-    if (ok) ++left;
-    else logits[id] = -std::numeric_limits<float>::infinity();
-  }
+  std::vector<uint32_t> bits;
+  const int64_t left = allowed(json, vocabulary, logits.size(), bits);
+  for (size_t id = 0; id < logits.size(); ++id)
+    if (!(bits[id >> 5] >> (id & 31) & 1)) logits[id] = -std::numeric_limits<float>::infinity();
   return left;
 }
 }  // namespace
@@ -80,6 +85,14 @@ int64_t mask_to_json(const JsonRecognizer& json, const JsonVocabulary& vocabular
 
 int64_t mask_to_json(const SchemaRecognizer& json, const JsonVocabulary& vocabulary, std::span<float> logits) {
   return mask(json, vocabulary, logits);
+}
+
+int64_t allowed_json_tokens(const JsonRecognizer& json, const JsonVocabulary& vocabulary, size_t n, std::vector<uint32_t>& bits) {
+  return allowed(json, vocabulary, n, bits);
+}
+
+int64_t allowed_json_tokens(const SchemaRecognizer& json, const JsonVocabulary& vocabulary, size_t n, std::vector<uint32_t>& bits) {
+  return allowed(json, vocabulary, n, bits);
 }
 
 }  // namespace umi

@@ -39,4 +39,10 @@ int64_t mask_to_json(const JsonRecognizer& json, const JsonVocabulary& vocabular
 // The same, to continue a value of a JSON schema.
 int64_t mask_to_json(const SchemaRecognizer& json, const JsonVocabulary& vocabulary, std::span<float> logits);
 
+// The same tokens as a bitset, for a backend to mask with where the logits
+// are (Backend::mask_logits): bit id (of word id / 32) set for every id < n
+// that may come next. Returns how many do.
+int64_t allowed_json_tokens(const JsonRecognizer& json, const JsonVocabulary& vocabulary, size_t n, std::vector<uint32_t>& bits);
+int64_t allowed_json_tokens(const SchemaRecognizer& json, const JsonVocabulary& vocabulary, size_t n, std::vector<uint32_t>& bits);
+
 }  // namespace umi

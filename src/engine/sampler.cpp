@@ -41,8 +41,10 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   for (int32_t i = 0; i < n; ++i)
     if (std::isfinite(logits[static_cast<size_t>(i)])) candidates_.push_back({logits[static_cast<size_t>(i)] / p_.temperature, i});
   if (candidates_.empty()) throw Error("every logit is NaN or infinite");
-  if (p_.top_k == 0 || static_cast<size_t>(p_.top_k) >= candidates_.size()) return draw_without_top_k();
-  const auto keep = static_cast<long>(p_.top_k);
+  if (p_.top_k == 0) return draw_without_top_k();
+  // Top-k on: the best k sorted, also when fewer are finite (a JSON mask), so
+  // that the draw is the one a backend's candidates give (sample(TopK)).
+  const auto keep = static_cast<long>(std::min<size_t>(static_cast<size_t>(p_.top_k), candidates_.size()));
   std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), ranks_before);
   candidates_.resize(static_cast<size_t>(keep));
   return draw();

@@ -2,6 +2,7 @@
 // T tokens of one or more sequences (each at its own positions, with its own
 // KV blocks), top to bottom. Shapes in comments: T
 // tokens, d hidden, H heads, Hkv kv heads, hd head_dim, F intermediate, V vocab.
+#include <algorithm>
 #include <span>
 
 #include "core/error.h"
@@ -95,6 +96,7 @@ void Model::forward(std::span<const ForwardItem> items) {
   if (rows == 0) return;
   float* logits = logits_.as<float>();  // [rows, V]
   b.matmul(w_.output, xn, rows, logits);
+  mask_outputs(items, logits);
   copy_outputs(items, logits);
 }
 
@@ -115,6 +117,21 @@ int64_t Model::norm_outputs(std::span<const ForwardItem> items, const float* x, 
   }
   norm_run();
   return rows;
+}
+
+// Constrained rows: the pass is started first, so that the host works out
+// what each row allows while a GPU computes it.
+void Model::mask_outputs(std::span<const ForwardItem> items, float* logits) {
+  const int64_t V = config_.vocab_size;
+  if (std::none_of(items.begin(), items.end(), [](const ForwardItem& it) { return it.allowed && (it.token || it.top); })) return;
+  backend_->launch();
+  int64_t row = 0;
+  for (const ForwardItem& it : items) {
+    if (!it.outputs()) continue;
+    if (it.allowed && (it.token || it.top))
+      if (const uint32_t* allowed = it.allowed()) backend_->mask_logits(logits + row * V, V, allowed);
+    ++row;
+  }
 }
 
 // Rows to the host (logits), their argmax (token) or their candidates

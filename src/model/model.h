@@ -3,6 +3,7 @@
 // pass over a chunk of tokens of one or more sequences.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -28,6 +29,11 @@ struct ForwardItem {
   float* logits = nullptr;  // the last token's logits [V], or
   int32_t* token = nullptr; // only their argmax (greedy decoding: the row stays on the device), or
   TopK* top = nullptr;      // only their best top->k candidates (sampling with top-k)
+  // With token or top: the tokens that may be drawn (a constrained output:
+  // JSON mode, a schema), asked for once the pass is running so that the
+  // host works them out beside a GPU; a bit each (Backend::mask_logits), the
+  // others masked before the selection. Null, or returning null: all.
+  std::function<const uint32_t*()> allowed = nullptr;
   bool outputs() const { return logits || token || top; }
 };
 
@@ -84,6 +90,7 @@ class Model {
   // those rows' logits (or argmax, or candidates) to where each item asked; consecutive
   // rows are one call each. Returns the rows with outputs.
   int64_t norm_outputs(std::span<const ForwardItem> items, const float* x, float* xn);
+  void mask_outputs(std::span<const ForwardItem> items, float* logits);
   void copy_outputs(std::span<const ForwardItem> items, const float* logits);
 
   Pool& pool_;

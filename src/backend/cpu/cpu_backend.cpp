@@ -124,4 +124,10 @@ void CpuBackend::top_k(const float* src, int64_t rows, int64_t n, TopK* out) {
   }
 }
 
+void CpuBackend::mask_logits(float* logits, int64_t n, const uint32_t* allowed) {
+  if (n < 0 || (n > 0 && (!logits || !allowed))) throw Error("mask_logits: bad arguments");
+  for (int64_t i = 0; i < n; ++i)
+    if (!(allowed[i >> 5] >> (i & 31) & 1)) logits[i] = -std::numeric_limits<float>::infinity();
+}
+
 }  // namespace umi::cpu

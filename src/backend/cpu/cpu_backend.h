@@ -39,6 +39,7 @@ class CpuBackend final : public Backend {
   void read(const float* src, int64_t n, float* host) override;
   void argmax(const float* src, int64_t rows, int64_t n, int32_t* host) override;
   void top_k(const float* src, int64_t rows, int64_t n, TopK* out) override;
+  void mask_logits(float* logits, int64_t n, const uint32_t* allowed) override;
 
  private:
   Pool& pool_;

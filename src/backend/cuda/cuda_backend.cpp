@@ -10,6 +10,7 @@
 #include "backend/cuda/device_info.h"
 #include "backend/cuda/quant_layout.h"
 #include "backend/cuda/quant_matvec.h"
+#include "backend/cuda/logit_mask.h"
 #include "backend/cuda/top_k.h"
 #include "core/error.h"
 #include "core/units.h"
@@ -119,6 +120,7 @@ CudaBackend::~CudaBackend() {
   attn_partial_.reset();
   argmax_ids_.reset();
   top_k_buffer_.reset();
+  mask_bits_.reset();
   w16_.reset();
   x16_.reset();
   q8_buffer_.reset();
@@ -660,6 +662,21 @@ void CudaBackend::argmax(const float* src, int64_t rows, int64_t n, int32_t* hos
      "argmax");
   ok(cudaMemcpyAsync(host, argmax_ids_.data(), bytes, cudaMemcpyDeviceToHost, stream_), "argmax read");
   ok(cudaStreamSynchronize(stream_), "argmax read");
+}
+
+// The pass queued so far starts on the GPU: the host masks constrained rows
+// (JSON) beside it.
+void CudaBackend::launch() { end_pass(); }
+
+// Only the row's bitset crosses (16 KB for Llama 3), never the row.
+void CudaBackend::mask_logits(float* logits, int64_t n, const uint32_t* allowed) {
+  if (!logits || !allowed || n <= 0) throw Error("mask_logits: bad arguments");
+  end_pass();
+  const size_t bytes = static_cast<size_t>((n + 31) / 32) * sizeof(uint32_t);
+  if (mask_bits_.size() < bytes) mask_bits_ = device_pool_.allocate(bytes, MemoryUse::activations, "constrained-output mask");
+  // Rows follow one another on the stream: the next copy waits for this mask's kernel.
+  ok(cudaMemcpyAsync(mask_bits_.data(), allowed, bytes, cudaMemcpyHostToDevice, stream_), "mask copy");
+  ok(cuda::mask_logits(logits, n, mask_bits_.as<uint32_t>(), stream_), "mask_logits");
 }
 
 // Sampling with top-k: each row's best candidates are selected where the

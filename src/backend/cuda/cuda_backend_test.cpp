@@ -10,10 +10,12 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/schema_recognizer.h"
 #include "model/convert.h"
 #include "support/temp_dir.h"
 #include "engine/sequence.h"
@@ -219,6 +221,49 @@ TEST(CudaBackend, SamplingFromDeviceCandidatesDrawsWhatTheRowDraws) {
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(runs[i].size(), 40u);
     EXPECT_EQ(runs[i], runs[i + 3]) << "seed " << i + 1;
+  }
+}
+
+// JSON outputs on the GPU: greedy and top-k rows are masked where they are
+// (Backend::mask_logits) and only the token or the candidates come back;
+// with logprobs the row comes to the host and is masked there. The same
+// tokens both ways, and every output a prefix of a value of its schema.
+TEST(CudaBackend, JsonMaskedOnTheDeviceDrawsWhatTheHostMaskDraws) {
+  if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device here";
+  Pool pool({.limit = 1ull << 30});
+  Model m(kBundled, pool, {.kv_dtype = DType::F16, .prefill_chunk = 64, .max_batch = 8, .device = Device::cuda});
+  Tokenizer tok = load_tokenizer(kBundled);
+  const auto schema = compile_json_schema(nlohmann::ordered_json::parse(
+      R"({"type": "object", "properties": {"who": {"enum": ["ROMEO", "JULIET"]}, "n": {"type": "integer", "maximum": 99}}})"));
+  Engine e(m, tok);
+  std::map<uint64_t, std::vector<int32_t>> tokens;
+  std::map<uint64_t, std::string> text;
+  RequestCallbacks cb{[&](uint64_t id, int32_t t, std::string_view s) { tokens[id].push_back(t), text[id] += s; }, {}};
+  std::vector<std::pair<uint64_t, uint64_t>> pairs;
+  for (int i = 0; i < 6; ++i) {
+    RequestOptions o;
+    o.max_tokens = 60;
+    o.sampling.temperature = 0;
+    if (i % 2) o.json_schema = schema;
+    else o.json_object = true;
+    if (i >= 2) o.sampling = {.temperature = 0.8f, .top_k = 20, .top_p = 1.0f, .min_p = 0.0f, .seed = static_cast<uint64_t>(i)};
+    const uint64_t device = e.submit(tok.encode(i % 3 ? "ROMEO:" : "JULIET:", true), o, cb);
+    o.logprobs = 0;
+    o.cache_salt = 1;
+    pairs.emplace_back(device, e.submit(tok.encode(i % 3 ? "ROMEO:" : "JULIET:", true), o, cb));
+  }
+  e.run_until_idle();
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    const auto [device, host] = pairs[i];
+    EXPECT_EQ(tokens[device], tokens[host]) << i << ": " << text[device] << " | " << text[host];
+    EXPECT_GT(tokens[device].size(), 3u);
+    if (i % 2) {
+      SchemaRecognizer r(*schema);
+      EXPECT_TRUE(r.feed(text[device])) << text[device];
+    } else {
+      JsonRecognizer r;
+      EXPECT_TRUE(r.feed(text[device])) << text[device];
+    }
   }
 }
 

@@ -20,6 +20,7 @@
 #include "backend/cpu/dot.h"
 #include "backend/cpu/quantize.h"
 #include "backend/cuda/attention_mma.h"
+#include "backend/cuda/logit_mask.h"
 #include "backend/cuda/ops.h"
 #include "backend/cuda/quant_layout.h"
 #include "backend/cuda/quant_matvec.h"
@@ -471,6 +472,28 @@ TEST(CudaKernels, ArgmaxRowsIsTheFirstLargestValue) {
       EXPECT_EQ(got[static_cast<size_t>(r)], want) << "row " << r << " of " << n;
     }
   }
+}
+
+// A constrained row's mask: every refused logit -inf, every allowed one
+// untouched (bit for bit), for widths that end mid-word; bad arguments throw.
+TEST(CudaKernels, MaskLogitsRefusesExactlyTheClearedBits) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(23);
+  for (int64_t n : {1, 31, 33, 1000, 128256, 151936}) {
+    std::vector<float> x = random_floats(static_cast<size_t>(n), rng, 4.f);
+    std::vector<uint32_t> bits(static_cast<size_t>((n + 31) / 32));
+    for (uint32_t& w : bits) w = static_cast<uint32_t>(rng()) & static_cast<uint32_t>(rng());  // a quarter allowed
+    DeviceArray<float> dx(x);
+    DeviceArray<uint32_t> dbits(bits);
+    ASSERT_EQ(mask_logits(dx.p, n, dbits.p, nullptr), cudaSuccess);
+    const std::vector<float> got = dx.get();
+    for (int64_t i = 0; i < n; ++i) {
+      const bool allowed = bits[static_cast<size_t>(i >> 5)] >> (i & 31) & 1;
+      if (allowed) EXPECT_EQ(std::memcmp(&got[static_cast<size_t>(i)], &x[static_cast<size_t>(i)], sizeof(float)), 0) << i;
+      else EXPECT_EQ(got[static_cast<size_t>(i)], -INFINITY) << i;
+    }
+  }
+  EXPECT_THROW(mask_logits(nullptr, 10, nullptr, nullptr), Error);
 }
 
 // RMSNorm for row widths on both kernels (the vectorised one: widths a
