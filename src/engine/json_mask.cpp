@@ -1,6 +1,7 @@
 #include "engine/json_mask.h"
 
 #include <algorithm>
+#include <bit>
 #include <limits>
 #include <string_view>
 
@@ -11,6 +12,8 @@ JsonVocabulary::JsonVocabulary(std::vector<std::string> token_bytes) : bytes(std
     bool p = !bytes[id].empty();
     for (char c : bytes[id]) p &= c != '"' && c != '\\' && static_cast<unsigned char>(c) >= 0x20;
     plain[id] = p;
+    if (p) plain_bits.resize(id / 32 + 1), plain_bits[id / 32] |= uint32_t{1} << (id % 32);
+    else if (!bytes[id].empty()) not_plain.push_back(static_cast<int32_t>(id));
     if (!bytes[id].empty()) order.push_back(static_cast<int32_t>(id));
     longest = std::max(longest, bytes[id].size());
   }
@@ -62,10 +65,13 @@ template <class Recognizer>
 int64_t allowed(const Recognizer& json, const JsonVocabulary& vocabulary, size_t n, std::vector<uint32_t>& bits) {
   bits.assign((n + 31) / 32, 0);
   if (!json.in_string()) return allow_outside_strings(json, vocabulary, n, bits);
-  const size_t known = std::min(n, vocabulary.bytes.size());
+  // In a string: every plain token (a copy of their bits), and those of the rest it takes.
+  std::copy_n(vocabulary.plain_bits.begin(), std::min(bits.size(), vocabulary.plain_bits.size()), bits.begin());
+  if (n % 32 != 0 && bits.size() <= vocabulary.plain_bits.size()) bits.back() &= (uint32_t{1} << (n % 32)) - 1;
+  for (int32_t id : vocabulary.not_plain)
+    if (static_cast<size_t>(id) < n && json.accepts(vocabulary.bytes[static_cast<size_t>(id)])) allow(bits, static_cast<size_t>(id));
   int64_t left = 0;
-  for (size_t id = 0; id < known; ++id)
-    if (vocabulary.plain[id] || (!vocabulary.bytes[id].empty() && json.accepts(vocabulary.bytes[id]))) allow(bits, id), ++left;
+  for (uint32_t w : bits) left += std::popcount(w);
   return left;
 }
 
@@ -73,8 +79,11 @@ template <class Recognizer>
 int64_t mask(const Recognizer& json, const JsonVocabulary& vocabulary, std::span<float> logits) {
   std::vector<uint32_t> bits;
   const int64_t left = allowed(json, vocabulary, logits.size(), bits);
-  for (size_t id = 0; id < logits.size(); ++id)
-    if (!(bits[id >> 5] >> (id & 31) & 1)) logits[id] = -std::numeric_limits<float>::infinity();
+  for (size_t w = 0; w < bits.size(); ++w) {
+    if (bits[w] == ~uint32_t{0}) continue;
+    for (size_t id = w * 32; id < std::min(logits.size(), w * 32 + 32); ++id)
+      if (!(bits[w] >> (id & 31) & 1)) logits[id] = -std::numeric_limits<float>::infinity();
+  }
   return left;
 }
 }  // namespace

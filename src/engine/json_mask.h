@@ -26,6 +26,8 @@ struct JsonVocabulary {
   explicit JsonVocabulary(std::vector<std::string> token_bytes);
   std::vector<std::string> bytes;
   std::vector<uint8_t> plain;    // no '"', '\\' or control byte
+  std::vector<uint32_t> plain_bits;  // the same, a bit each: a string's mask starts from a copy
+  std::vector<int32_t> not_plain;    // the non-empty tokens that are not plain
   std::vector<int32_t> order;    // the non-empty tokens' ids, their bytes sorted
   std::vector<uint32_t> shared;  // [i]: bytes order[i] shares with order[i - 1] at its start
   size_t longest = 0;
