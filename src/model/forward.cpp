@@ -4,6 +4,8 @@
 // tokens, d hidden, H heads, Hkv kv heads, hd head_dim, F intermediate, V vocab.
 #include <algorithm>
 #include <span>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "model/model.h"
@@ -125,13 +127,17 @@ void Model::mask_outputs(std::span<const ForwardItem> items, float* logits) {
   const int64_t V = config_.vocab_size;
   if (std::none_of(items.begin(), items.end(), [](const ForwardItem& it) { return it.allowed && (it.token || it.top); })) return;
   backend_->launch();
+  // Every row's bits first: a GPU's first mask may wait for the pass (a copy
+  // from pageable memory does), and the host's work should all be beside it.
+  std::vector<std::pair<int64_t, const uint32_t*>> masks;
   int64_t row = 0;
   for (const ForwardItem& it : items) {
     if (!it.outputs()) continue;
     if (it.allowed && (it.token || it.top))
-      if (const uint32_t* allowed = it.allowed()) backend_->mask_logits(logits + row * V, V, allowed);
+      if (const uint32_t* allowed = it.allowed()) masks.emplace_back(row, allowed);
     ++row;
   }
+  for (const auto& [r, allowed] : masks) backend_->mask_logits(logits + r * V, V, allowed);
 }
 
 // Rows to the host (logits), their argmax (token) or their candidates
