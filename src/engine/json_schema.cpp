@@ -145,11 +145,19 @@ class Compiler {
   uint32_t array(const ojson& s, const std::string& pointer);
   uint8_t types_of(const ojson& s, const std::string& pointer) const;
 
+  static constexpr int kMaxNesting = 256;
   const ojson& root_;
   std::map<std::string, uint32_t> by_reference_;
+  int depth_ = 0;
 };
 
 uint32_t Compiler::compile(const ojson& s, const std::string& pointer) {
+  // References chain schemas beyond the text's own nesting: the stack is bounded here.
+  struct Nesting {
+    int& depth;
+    ~Nesting() { --depth; }
+  } nesting{++depth_};
+  if (depth_ > kMaxNesting) fail(pointer, "references nest more than 256 schemas deep");
   if (s.is_boolean()) {
     if (!s.get<bool>()) fail(pointer, "the schema false accepts nothing");
     return any_value(pointer);

@@ -126,6 +126,14 @@ TEST(JsonSchema, RefusesWhatItCannotKeepToNamingWhereAndWhy) {
     EXPECT_NE(e.find("JSON schema: "), std::string::npos) << schema;
     EXPECT_NE(e.find(reason), std::string::npos) << schema << " -> " << e;
   }
+  // A chain of references deeper than the compiler's stack bound.
+  nlohmann::ordered_json chain = {{"$ref", "#/$defs/d0"}, {"$defs", nlohmann::ordered_json::object()}};
+  for (int i = 0; i < 400; ++i)
+    chain["$defs"]["d" + std::to_string(i)] = {{"type", "object"}, {"properties", {{"x", {{"$ref", "#/$defs/d" + std::to_string(i + 1)}}}}}};
+  chain["$defs"]["d400"] = {{"type", "null"}};
+  EXPECT_NE(error_of(chain.dump()).find("references nest more than 256 schemas deep"), std::string::npos);
+  chain["$defs"]["d100"] = {{"type", "null"}};  // a chain of 100 compiles
+  EXPECT_EQ(error_of(chain.dump()), "");
   // Annotations and keywords JSON Schema does not define are not constraints.
   EXPECT_EQ(error_of(R"({"title": "t", "description": "d", "type": "object", "properties": {"when": {"type": "string",
                         "format": "date-time", "examples": ["x"]}}, "additionalProperties": false, "x-vendor": 1})"),
