@@ -50,13 +50,13 @@ if ((fuzz_seconds > 0)); then
   cmake --build build/fuzz -j "$jobs"
   seeds=build/fuzz/seeds
   rm -rf "$seeds" && build/release/tests/umi_write_corpus "$seeds"
-  for target in gguf safetensors config tokenizer template; do
+  for target in gguf safetensors config tokenizer template schema; do
     corpus=build/fuzz/corpus-$target
     artifacts=build/fuzz/artifacts-$target
     rm -rf "$artifacts" && mkdir -p "$corpus" "$artifacts"
     seed_dir="$seeds/$target"
     [[ $target == config ]] && seed_dir="$seeds/json"
-    [[ $target == tokenizer || $target == template ]] && seed_dir="$seeds/$target"
+    [[ $target == tokenizer || $target == template || $target == schema ]] && seed_dir="$seeds/$target"
     echo "-- umi_fuzz_$target"
     status=0
     regressions=fuzz/regressions/$target

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <string>
 
 #include "support/bad_files.h"
 
@@ -44,6 +45,20 @@ int main(int argc, char** argv) {
   k = 0;
   for (const char* t : templates)
     write_file((dir / "template" / ("t" + std::to_string(k++))).string(), Bytes(reinterpret_cast<const std::byte*>(t), reinterpret_cast<const std::byte*>(t) + std::strlen(t)));
+  std::filesystem::create_directories(dir / "schema");  // "schema\0output"
+  const std::string schemas[] = {
+      std::string(R"({"type":"object","properties":{"a":{"type":"integer","minimum":0,"maximum":9},"b":{"enum":["x",1,null]},)"
+                  R"("c":{"type":"array","items":{"type":"string","maxLength":3},"maxItems":2}},"required":["a"]})") +
+          '\0' + R"({"a": 5, "b": "x", "c": ["ab"]})",
+      std::string(R"({"$ref":"#/$defs/n","$defs":{"n":{"type":"object","properties":{"v":{},"next":{"anyOf":[{"$ref":"#/$defs/n"},)"
+                  R"({"type":"null"}]}}}}})") +
+          '\0' + R"({"v": [1, {"k": "s"}], "next": {"next": null}})",
+      std::string(R"({"type":"object","additionalProperties":{"type":["number","boolean"],"exclusiveMaximum":2.5}})") + '\0' +
+          R"({"k": 2.4, "t": true})"};
+  k = 0;
+  for (const std::string& t : schemas)
+    write_file((dir / "schema" / ("s" + std::to_string(k++))).string(),
+               Bytes(reinterpret_cast<const std::byte*>(t.data()), reinterpret_cast<const std::byte*>(t.data()) + t.size()));
   write_file((dir / "json" / "llama.json").string(),
              Bytes(reinterpret_cast<const std::byte*>(kLlamaConfig), reinterpret_cast<const std::byte*>(kLlamaConfig) + sizeof kLlamaConfig - 1));
   return 0;
