@@ -50,6 +50,7 @@ class Sampler {
   int32_t draw();
   // Top-k off: only the candidates top-p or min-p keeps are sorted.
   int32_t draw_without_top_k();
+  size_t nucleus_bound(double total) const;
   // min-p and the draw over candidates_ as probabilities (best first).
   int32_t draw_probabilities();
   int32_t pick(double total);
