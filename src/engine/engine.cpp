@@ -15,6 +15,8 @@ namespace umi {
 namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+// A JSON output's mask, on the backend or on the host, left no token.
+constexpr const char* kNoJsonToken = "no token of the vocabulary can continue the JSON output";
 }  // namespace
 
 struct Engine::Request {
@@ -351,7 +353,7 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
       continue;
     }
     if ((r.greedy || r.top) && r.json.active() && r.allowed_count == 0) {
-      finish(r, "error", "no token of the vocabulary can continue the JSON output");
+      finish(r, "error", kNoJsonToken);
       continue;
     }
     int32_t next = 0;
@@ -364,7 +366,7 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
       if (r.o.logprobs >= 0) std::copy(row.begin(), row.end(), raw_row_.as<float>());  // sampling changes `row`
       if (r.json.active()) {
         if (r.json.mask(json_vocabulary(), row) == 0) {
-          finish(r, "error", "no token of the vocabulary can continue the JSON output");
+          finish(r, "error", kNoJsonToken);
           continue;
         }
       }

@@ -6,7 +6,6 @@ namespace umi {
 
 namespace {
 constexpr const char* kLiterals[3] = {"true", "false", "null"};
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 }  // namespace
@@ -53,7 +52,7 @@ bool JsonRecognizer::feed(char c) {
 
 // The states between tokens of the grammar: whitespace, then what may come.
 bool JsonRecognizer::structural(char c) {
-  if (is_space(c)) return json_whitespace(whitespace_rule_, whitespace_, c);
+  if (is_json_space(c)) return json_whitespace(whitespace_rule_, whitespace_, c);
   whitespace_ = 0;
   switch (at_) {
     case At::start:
@@ -86,7 +85,7 @@ bool JsonRecognizer::structural(char c) {
 
 // tight: run is 1 after a space, 2 + the indent after a newline.
 bool json_whitespace(JsonWhitespace rule, uint8_t& run, char c) {
-  if (rule == JsonWhitespace::rfc) return is_space(c) && ++run <= JsonRecognizer::kMaxWhitespace;
+  if (rule == JsonWhitespace::rfc) return is_json_space(c) && ++run <= JsonRecognizer::kMaxWhitespace;
   constexpr uint8_t kAfterSpace = 1, kAfterNewline = 2;
   if (run == 0) {
     run = c == ' ' ? kAfterSpace : c == '\n' ? kAfterNewline : 0;

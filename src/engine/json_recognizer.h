@@ -36,6 +36,8 @@ enum class JsonTop : uint8_t { object, any };
 // the whitespace since the last token (0 after a token). False when `c`
 // cannot come next.
 bool json_whitespace(JsonWhitespace rule, uint8_t& run, char c);
+// One of RFC 8259's four whitespace bytes.
+inline bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 class JsonRecognizer {
  public:

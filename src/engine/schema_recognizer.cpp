@@ -11,12 +11,11 @@ namespace {
 using Kind = JsonSchema::Kind;
 using Node = JsonSchema::Node;
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 constexpr int kMaxDigits = 15;  // every value of so many decimal digits is a double exactly
 constexpr double kPow10[kMaxDigits + 1] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
 // A byte that can extend a number which could end here.
-bool extends_number(char c) { return (c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E'; }
+bool extends_number(char c) { return is_digit(c) || c == '.' || c == 'e' || c == 'E'; }
 bool integer_only(const Node& n) { return (n.types & JsonSchema::integer) && !(n.types & JsonSchema::number); }
 }  // namespace
 
@@ -54,7 +53,7 @@ bool SchemaRecognizer::in_string() const {
 bool SchemaRecognizer::feed(char c) {
   if (done_) return false;
   if (depth_ == 0) {  // before the value: whitespace as JSON mode takes it, then the root
-    if (is_space(c)) return space(c);
+    if (is_json_space(c)) return space(c);
     whitespace_ = 0;
     return begin(schema_->root, c);
   }
@@ -228,7 +227,7 @@ bool SchemaRecognizer::object(Frame& f, const Node& n, char c) {
     }
     return true;
   }
-  if (is_space(c)) return space(c);
+  if (is_json_space(c)) return space(c);
   whitespace_ = 0;
   switch (f.at) {
     case At::first_key:
@@ -266,7 +265,7 @@ bool SchemaRecognizer::object(Frame& f, const Node& n, char c) {
 }
 
 bool SchemaRecognizer::array(Frame& f, const Node& n, char c) {
-  if (is_space(c)) return space(c);
+  if (is_json_space(c)) return space(c);
   whitespace_ = 0;
   switch (f.at) {
     case At::first_item:
