@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/token_draw.h"
 #include "backend/top_k.h"
 #include "memory/pool.h"
 #include "model/config.h"
@@ -121,13 +122,18 @@ class Backend {
   // receives row r's best candidates as select_top_k (top_k.h) picks them:
   // sampling with top-k, where only those come back.                [rows]
   virtual void top_k(const float* src, int64_t rows, int64_t n, TopK* out) = 0;
+  // Waits for the pass so far; out[r].token (its settings set by the
+  // caller) = the token draw_token (token_draw.h) draws from row r, the
+  // same bits: sampling from the whole vocabulary, where only the token
+  // comes back.                                                      [rows]
+  virtual void draw(const float* src, int64_t rows, int64_t n, TokenDraw* out) = 0;
   // Starts what is queued of the pass without waiting for it (a GPU
   // launches it), so that the host can work beside it. A no-op where the
   // pass runs as it is called.
   virtual void launch() {}
   // logits[i] = -infinity for every i < n whose bit in `allowed` (host
   // memory: bit i of word i / 32) is clear: the tokens a constrained output
-  // (JSON mode, a schema) refuses, before argmax or top_k.           [n]
+  // (JSON mode, a schema) refuses, before argmax, top_k or draw.    [n]
   virtual void mask_logits(float* logits, int64_t n, const uint32_t* allowed) = 0;
 };
 

@@ -58,6 +58,7 @@ struct Engine::Request {
   float* logits = nullptr;    // this step's row, when it samples from logits
   int32_t* greedy = nullptr;  // or its token, when the backend picked it (greedy)
   TopK* top = nullptr;        // or its best candidates, when the backend selected them (top-k)
+  TokenDraw* draw = nullptr;  // or its token, when the backend drew it from the whole row (top-k off)
 };
 
 Engine::Engine(Model& model, const Tokenizer& tok, EngineOptions options)
@@ -69,7 +70,8 @@ Engine::Engine(Model& model, const Tokenizer& tok, EngineOptions options)
       raw_row_(model.pool().allocate(static_cast<size_t>(model.config().vocab_size) * sizeof(float), MemoryUse::activations,
                                      "logprobs row")),
       greedy_(static_cast<size_t>(model.options().max_batch)),
-      top_k_(static_cast<size_t>(model.options().max_batch)) {
+      top_k_(static_cast<size_t>(model.options().max_batch)),
+      draws_(static_cast<size_t>(model.options().max_batch)) {
   if (options_.max_waiting < 0) throw InputError("max waiting must be >= 0");
 }
 
@@ -293,21 +295,25 @@ bool Engine::step() {
   for (size_t i = 0; i < batch.size(); ++i) {
     Request& r = *batch[i];
     const bool samples = r.computed + counts[i] == static_cast<int64_t>(r.tokens.size());
-    // Without logprobs, greedy needs only the argmax and top-k sampling only
-    // the k best: the logits stay where they are. JSON outputs are masked
-    // there first (Backend::mask_logits), or on the host with the row.
-    const bool row_only = r.o.logprobs >= 0;
-    const bool on_backend = samples && r.sampler.greedy() && !row_only;
-    const int k = samples && !on_backend && !row_only ? r.sampler.candidates_needed() : 0;
-    r.logits = samples && !on_backend && k == 0 ? logits_.as<float>() + rows * V : nullptr;
-    r.greedy = on_backend ? greedy_.data() + rows : nullptr;
+    // Without logprobs, greedy needs only the argmax, top-k sampling only
+    // the k best and sampling from the whole row only the drawn token: the
+    // logits stay where they are. JSON outputs are masked there first
+    // (Backend::mask_logits), or on the host with the row.
+    const bool on_backend = samples && r.o.logprobs < 0;
+    const bool greedy = on_backend && r.sampler.greedy();
+    const int k = on_backend && !greedy ? r.sampler.candidates_needed() : 0;
+    const bool whole_row = on_backend && !greedy && k == 0 && r.sampler.draws_whole_row();
+    r.logits = samples && !greedy && k == 0 && !whole_row ? logits_.as<float>() + rows * V : nullptr;
+    r.greedy = greedy ? greedy_.data() + rows : nullptr;
     r.top = k > 0 ? top_k_.data() + rows : nullptr;
+    r.draw = whole_row ? draws_.data() + rows : nullptr;
     if (r.top) r.top->k = k, r.top->temperature = r.sampler.temperature();
+    if (r.draw) *r.draw = r.sampler.next_draw();
     rows += samples ? 1 : 0;
     items.push_back({&r.kv, r.computed,
                      std::span<const int32_t>(r.tokens).subspan(static_cast<size_t>(r.computed), static_cast<size_t>(counts[i])),
-                     r.logits, r.greedy, r.top});
-    if (r.json.active() && (r.greedy || r.top)) items.back().allowed = [this, &r] { return allowed_tokens(r); };
+                     r.logits, r.greedy, r.top, r.draw});
+    if (r.json.active() && items.back().selects()) items.back().allowed = [this, &r] { return allowed_tokens(r); };
   }
   model_.forward(items);
 
@@ -347,12 +353,12 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
     Request& r = *batch[i];
     r.computed += counts[i];
     publish_full_blocks(r);
-    if ((!r.logits && !r.greedy && !r.top) || r.done) continue;
+    if ((!r.logits && !r.greedy && !r.top && !r.draw) || r.done) continue;
     if (r.generated >= r.o.max_tokens) {  // max_tokens 0: a prefill only
       finish(r, "length");
       continue;
     }
-    if ((r.greedy || r.top) && r.json.active() && r.allowed_count == 0) {
+    if ((r.greedy || r.top || r.draw) && r.json.active() && r.allowed_count == 0) {
       finish(r, "error", kNoJsonToken);
       continue;
     }
@@ -361,6 +367,8 @@ void Engine::postprocess(const std::vector<Request*>& batch, const std::vector<i
       next = *r.greedy;
     } else if (r.top) {
       next = r.sampler.sample(*r.top);
+    } else if (r.draw) {
+      next = r.sampler.sample(*r.draw);
     } else {
       std::span<float> row(r.logits, static_cast<size_t>(V));
       if (r.o.logprobs >= 0) std::copy(row.begin(), row.end(), raw_row_.as<float>());  // sampling changes `row`

@@ -159,11 +159,13 @@ class Engine {
   EngineOptions options_;
   Buffer logits_;  // [max_batch, vocab], from the pool
   Buffer raw_row_;  // [vocab]: one row before sampling changes it, for logprobs
-  // [max_batch]: the tokens the backend picked for greedy requests, and the
+  // [max_batch]: the tokens the backend picked for greedy requests, the
   // candidates it selected for top-k sampled ones (1 KB a row: bookkeeping,
-  // like the requests' token lists, not in the pool).
+  // like the requests' token lists, not in the pool) and the draws it made
+  // for those sampled from the whole row.
   std::vector<int32_t> greedy_;
   std::vector<TopK> top_k_;
+  std::vector<TokenDraw> draws_;
   std::unique_ptr<JsonVocabulary> json_vocabulary_;  // for JSON outputs, made at the first such request (step thread)
 
   mutable std::mutex mu_;  // guards incoming_, cancelled_, stats_, next_id_

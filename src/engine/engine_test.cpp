@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -290,6 +291,43 @@ TEST(Engine, JsonMaskedByTheBackendDrawsWhatTheHostMaskDraws) {
     EXPECT_GT(c.tokens[backend].size(), 3u);
     EXPECT_EQ(c.done[backend].finish_reason, c.done[host].finish_reason);
   }
+}
+
+// Sampling with top-k off: the backend draws from the whole row where it
+// is (Backend::draw) and only the token comes back; with logprobs the row
+// comes to the host and the sampler draws there. Same seeds: the same
+// tokens either way, for top-p, min-p, both, neither, and a JSON output.
+TEST(Engine, WholeRowDrawsOnTheBackendDrawWhatTheHostDraws) {
+  Pool pool({.limit = 1ull << 30});
+  Model m(bundled(), pool, {.prefill_chunk = 64, .max_batch = 10, .threads = 2});
+  Tokenizer tok = load_tokenizer(bundled());
+  Engine e(m, tok);
+  Collected c;
+  std::vector<std::pair<uint64_t, uint64_t>> pairs;  // (on the backend, on the host)
+  const SamplingParams settings[] = {{.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f},
+                                     {.temperature = 0.8f, .top_k = 0, .top_p = 0.9f, .min_p = 0.0f},
+                                     {.temperature = 1.2f, .top_k = 0, .top_p = 1.0f, .min_p = 0.1f},
+                                     {.temperature = 1.0f, .top_k = 0, .top_p = 0.5f, .min_p = 0.05f},
+                                     {.temperature = 0.7f, .top_k = 0, .top_p = 0.95f, .min_p = 0.0f}};
+  for (int i = 0; i < 5; ++i) {
+    RequestOptions o;
+    o.max_tokens = 40;
+    o.sampling = settings[i];
+    o.sampling.seed = static_cast<uint64_t>(100 + i);
+    o.json_object = i == 4;
+    const uint64_t backend = e.submit(tok.encode(kPrompts[i], true), o, c.callbacks());
+    o.logprobs = 0;    // the row comes to the host
+    o.cache_salt = 1;  // and its prompt is computed as the first one's was
+    pairs.emplace_back(backend, e.submit(tok.encode(kPrompts[i], true), o, c.callbacks()));
+  }
+  e.run_until_idle();  // all in one batch
+  std::set<std::vector<int32_t>> outputs;
+  for (const auto& [backend, host] : pairs) {
+    EXPECT_EQ(c.tokens[backend], c.tokens[host]) << testing::PrintToString(c.text[backend]) << " | " << testing::PrintToString(c.text[host]);
+    EXPECT_GT(c.tokens[backend].size(), 3u);
+    outputs.insert(c.tokens[backend]);
+  }
+  EXPECT_EQ(outputs.size(), 5u);  // the draws differ: the seeds and settings matter
 }
 
 TEST(Engine, CancellationFreesBlocksWithinAStep) {

@@ -39,15 +39,22 @@ GenerateResult generate(Model& model, const Tokenizer& tok, std::span<const int3
   std::vector<int32_t> history(prompt.begin(), prompt.end());
 
   // Runs tokens and draws the next one, bringing back from the backend only
-  // what the draw needs: the argmax (greedy), the top-k candidates, or the
-  // row (penalties; top-k off or above kMaxTopK).
+  // what the draw needs: the argmax (greedy), the top-k candidates, the
+  // token drawn from the whole row (top-k off), or the row (penalties;
+  // top-k above kMaxTopK).
   TopK top;
+  TokenDraw draw;
   auto feed_and_draw = [&](std::span<const int32_t> tokens) -> int32_t {
     if (sampler.greedy()) return seq.feed_argmax(tokens);
     if (const int k = sampler.candidates_needed(); k > 0) {
       top.k = k, top.temperature = sampler.temperature();
       seq.feed_top_k(tokens, top);
       return sampler.sample(top);
+    }
+    if (sampler.draws_whole_row()) {
+      draw = sampler.next_draw();
+      seq.feed_draw(tokens, draw);
+      return sampler.sample(draw);
     }
     std::vector<float> logits = seq.feed(tokens);
     return sampler.sample(logits, history);

@@ -1,8 +1,6 @@
 #include "engine/sampler.h"
 
 #include <algorithm>
-#include <array>
-#include <bit>
 #include <cmath>
 #include <unordered_map>
 
@@ -39,11 +37,15 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   if (p_.temperature == 0.0f)
     return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 
+  if (p_.top_k == 0) {  // the rule a backend's draw keeps to (token_draw.h)
+    TokenDraw d = next_draw();
+    d.token = draw_token(logits.data(), n, d, draw_scratch_);
+    return sample(d);
+  }
   candidates_.clear();
   for (int32_t i = 0; i < n; ++i)
     if (std::isfinite(logits[static_cast<size_t>(i)])) candidates_.push_back({logits[static_cast<size_t>(i)] / p_.temperature, i});
   if (candidates_.empty()) throw Error("every logit is NaN or infinite");
-  if (p_.top_k == 0) return draw_without_top_k();
   // Top-k on: the best k sorted, also when fewer are finite (a JSON mask), so
   // that the draw is the one a backend's candidates give (sample(TopK)).
   const auto keep = static_cast<long>(std::min<size_t>(static_cast<size_t>(p_.top_k), candidates_.size()));
@@ -52,77 +54,13 @@ int32_t Sampler::sample(std::span<float> logits, std::span<const int32_t> histor
   return draw();
 }
 
-// Top-k off: the softmax over every candidate, but only the best ones
-// sorted: a growing sorted prefix until it holds the top-p mass (min-p
-// alone: those above its floor; neither, the OpenAI API's defaults: none,
-// a draw from the whole softmax needs no order). Sorting 128K candidates a
-// token held an 8B model on a GPU to 57 tok/s.
-int32_t Sampler::draw_without_top_k() {
-  // Values to weights e^(v - max) once (the same order; equal weights are
-  // equally likely, whatever their order), probabilities weight / total.
-  float top = candidates_[0].value;
-  for (const auto& c : candidates_) top = std::max(top, c.value);
-  double total = 0;
-  for (auto& c : candidates_) {
-    c.value = std::exp(c.value - top);
-    total += c.value;
-  }
-  auto prob = [&](float weight) { return static_cast<float>(weight / total); };
-  const size_t n = candidates_.size();
-  size_t keep = n;
-  if (p_.top_p < 1.0f) {
-    for (size_t k = std::max(std::min<size_t>(256, n), nucleus_bound(total));; k = std::min(n, k * 8)) {
-      // The best k, sorted (the order is total: the same prefix whatever the method): a heap for a few, a
-      // selection and a sort when k is a large part of n.
-      const auto kth = candidates_.begin() + static_cast<long>(k);
-      if (k <= n / 16) {
-        std::partial_sort(candidates_.begin(), kth, candidates_.end(), ranks_before);
-      } else {
-        if (k < n) std::nth_element(candidates_.begin(), kth, candidates_.end(), ranks_before);
-        std::sort(candidates_.begin(), kth, ranks_before);
-      }
-      double mass = 0;
-      size_t cut = 0;
-      while (cut < k) {
-        mass += prob(candidates_[cut++].value);
-        if (mass >= p_.top_p) break;
-      }
-      if (mass >= p_.top_p || k == n) {
-        keep = cut;
-        break;
-      }
-    }
-  } else if (p_.min_p > 0.0f) {  // min-p alone: what clears its floor, then sorted
-    const float floor = prob(1.0f) * p_.min_p;  // the best's weight is e^0
-    keep = static_cast<size_t>(std::partition(candidates_.begin(), candidates_.end(), [&](const auto& c) { return prob(c.value) >= floor; }) -
-                               candidates_.begin());
-    std::sort(candidates_.begin(), candidates_.begin() + static_cast<long>(keep), ranks_before);
-  }
-  candidates_.resize(keep);
-  for (auto& c : candidates_) c.value = prob(c.value);
-  return draw_probabilities();
+TokenDraw Sampler::next_draw() {
+  return {.temperature = p_.temperature, .top_p = p_.top_p, .min_p = p_.min_p, .key = rng_()};
 }
 
-// How many of the best candidates (weights, as draw_without_top_k made them)
-// hold top_p of `total`, rounded up to a whole band of weights within a
-// factor of two: the first sort can then take the nucleus at once. Only where
-// the sorting starts depends on it, never which tokens are kept: a short
-// bound sorts again with more, as the search did from 256 (a flat
-// distribution's nucleus of 100K tokens took it four sorts, 6.7 ms a token).
-size_t Sampler::nucleus_bound(double total) const {
-  std::array<double, 256> mass{};
-  std::array<size_t, 256> count{};
-  for (const auto& c : candidates_) {  // weights in (0, 1]: their float exponent
-    const size_t band = 255 - (std::bit_cast<uint32_t>(c.value) >> 23 & 0xff);
-    mass[band] += c.value, ++count[band];
-  }
-  double held = 0;
-  size_t bound = 0;
-  for (size_t band = 0; band < 256; ++band) {
-    held += mass[band], bound += count[band];
-    if (held >= p_.top_p * total) break;
-  }
-  return bound;
+int32_t Sampler::sample(const TokenDraw& drawn) {
+  if (drawn.token < 0) throw Error("every logit is NaN or infinite");
+  return drawn.token;
 }
 
 int32_t Sampler::sample(const TopK& top) {

@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "backend/token_draw.h"
 #include "backend/top_k.h"
 
 namespace umi {
@@ -43,14 +44,20 @@ class Sampler {
   // The draw sample() makes, from those candidates (k = candidates_needed(),
   // this temperature): the same token for the same generator state.
   int32_t sample(const TopK& top);
+  // Whether sample() draws from the whole row by token_draw.h's rule
+  // (temperature > 0, top-k off, no penalties): the backend may then draw
+  // where the logits are (Backend::draw), with next_draw()'s settings.
+  bool draws_whole_row() const { return p_.temperature > 0.0f && p_.top_k == 0 && !penalties(); }
+  // The next whole-row draw's settings and key; the generator moves on as
+  // sample() moves it for such a draw.
+  TokenDraw next_draw();
+  // The token of that draw, made by a backend (its `token` out).
+  int32_t sample(const TokenDraw& drawn);
 
  private:
   bool penalties() const { return p_.repetition_penalty != 1.0f || p_.presence_penalty != 0.0f || p_.frequency_penalty != 0.0f; }
   // Softmax, top-p, min-p and the draw over candidates_ (best first).
   int32_t draw();
-  // Top-k off: only the candidates top-p or min-p keeps are sorted.
-  int32_t draw_without_top_k();
-  size_t nucleus_bound(double total) const;
   // min-p and the draw over candidates_ as probabilities (best first).
   int32_t draw_probabilities();
   int32_t pick(double total);
@@ -58,6 +65,7 @@ class Sampler {
   SamplingParams p_;
   std::mt19937_64 rng_;
   std::vector<Candidate> candidates_;  // value: logit / temperature, then weight or probability
+  DrawScratch draw_scratch_;           // a whole-row draw's working memory
 };
 
 }  // namespace umi

@@ -27,7 +27,7 @@ void Sequence::run(std::span<const int32_t> tokens, const ForwardItem& last) {
   for (int64_t done = 0; done < n; done += chunk) {
     const int64_t m = std::min(chunk, n - done);
     ForwardItem item{&kv_, position_, tokens.subspan(static_cast<size_t>(done), static_cast<size_t>(m))};
-    if (done + m == n) item.logits = last.logits, item.token = last.token, item.top = last.top;
+    if (done + m == n) item.logits = last.logits, item.token = last.token, item.top = last.top, item.draw = last.draw;
     model_.forward(std::span<const ForwardItem>(&item, 1));
     position_ += m;
   }
@@ -46,6 +46,8 @@ int32_t Sequence::feed_argmax(std::span<const int32_t> tokens) {
 }
 
 void Sequence::feed_top_k(std::span<const int32_t> tokens, TopK& top) { run(tokens, {.top = &top}); }
+
+void Sequence::feed_draw(std::span<const int32_t> tokens, TokenDraw& draw) { run(tokens, {.draw = &draw}); }
 
 void Sequence::reset() {
   kv_.clear();

@@ -19,10 +19,12 @@ class Sequence {
   // how many tokens would; InputError past the model's context.
   std::vector<float> feed(std::span<const int32_t> tokens);
   // The same, bringing back only what sampling needs (Backend::argmax,
-  // Backend::top_k): the argmax of the logits, or `top`'s candidates (its k
-  // and temperature set by the caller).
+  // Backend::top_k, Backend::draw): the argmax of the logits, `top`'s
+  // candidates (its k and temperature set by the caller), or the token
+  // `draw` draws (its settings set by the caller, its token out).
   int32_t feed_argmax(std::span<const int32_t> tokens);
   void feed_top_k(std::span<const int32_t> tokens, TopK& top);
+  void feed_draw(std::span<const int32_t> tokens, TokenDraw& draw);
 
   int64_t position() const { return position_; }
   const SequenceKv& kv() const { return kv_; }

@@ -36,8 +36,8 @@ void Model::plan_pass(std::span<const ForwardItem> items) {
       pass_ids_.push_back(id);
       pass_positions_.push_back(it.pos0 + i);
     }
-    if ((it.logits != nullptr) + (it.token != nullptr) + (it.top != nullptr) > 1)
-      throw Error("forward: an item asks for more than one of its logits, argmax and candidates");
+    if ((it.logits != nullptr) + (it.token != nullptr) + (it.top != nullptr) + (it.draw != nullptr) > 1)
+      throw Error("forward: an item asks for more than one of its logits, argmax, candidates and draw");
     pass_runs_.push_back({first, first + n, it.pos0, it.kv->block_table(), it.outputs()});
   }
 }
@@ -125,7 +125,7 @@ int64_t Model::norm_outputs(std::span<const ForwardItem> items, const float* x, 
 // what each row allows while a GPU computes it.
 void Model::mask_outputs(std::span<const ForwardItem> items, float* logits) {
   const int64_t V = config_.vocab_size;
-  if (std::none_of(items.begin(), items.end(), [](const ForwardItem& it) { return it.allowed && (it.token || it.top); })) return;
+  if (std::none_of(items.begin(), items.end(), [](const ForwardItem& it) { return it.allowed && it.selects(); })) return;
   backend_->launch();
   // Every row's bits first: a GPU's first mask may wait for the pass (a copy
   // from pageable memory does), and the host's work should all be beside it.
@@ -133,15 +133,15 @@ void Model::mask_outputs(std::span<const ForwardItem> items, float* logits) {
   int64_t row = 0;
   for (const ForwardItem& it : items) {
     if (!it.outputs()) continue;
-    if (it.allowed && (it.token || it.top))
+    if (it.allowed && it.selects())
       if (const uint32_t* allowed = it.allowed()) masks.emplace_back(row, allowed);
     ++row;
   }
   for (const auto& [r, allowed] : masks) backend_->mask_logits(logits + r * V, V, allowed);
 }
 
-// Rows to the host (logits), their argmax (token) or their candidates
-// (top), a run of rows with consecutive destinations at a time (the
+// Rows to the host (logits), their argmax (token), their candidates
+// (top) or their drawn token (draw), a run of rows with consecutive destinations at a time (the
 // engine's rows are one buffer of each kind).
 void Model::copy_outputs(std::span<const ForwardItem> items, const float* logits) {
   const int64_t V = config_.vocab_size;
@@ -149,20 +149,23 @@ void Model::copy_outputs(std::span<const ForwardItem> items, const float* logits
   float* dest = nullptr;
   int32_t* dest_token = nullptr;
   TopK* dest_top = nullptr;
+  TokenDraw* dest_draw = nullptr;
   auto flush = [&] {
     if (count > 0 && dest) backend_->read(logits + first * V, count * V, dest);
     if (count > 0 && dest_token) backend_->argmax(logits + first * V, count, V, dest_token);
     if (count > 0 && dest_top) backend_->top_k(logits + first * V, count, V, dest_top);
+    if (count > 0 && dest_draw) backend_->draw(logits + first * V, count, V, dest_draw);
     count = 0;
   };
   for (const ForwardItem& it : items) {
     if (!it.outputs()) continue;
     const bool joins = count > 0 && (it.logits  ? dest && it.logits == dest + count * V
                                      : it.token ? dest_token && it.token == dest_token + count
-                                                : dest_top && it.top == dest_top + count);
+                                     : it.top   ? dest_top && it.top == dest_top + count
+                                                : dest_draw && it.draw == dest_draw + count);
     if (!joins) {
       flush();
-      first = row, dest = it.logits, dest_token = it.token, dest_top = it.top;  // one of them (plan_pass)
+      first = row, dest = it.logits, dest_token = it.token, dest_top = it.top, dest_draw = it.draw;  // one of them (plan_pass)
     }
     ++count, ++row;
   }

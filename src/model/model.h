@@ -28,13 +28,15 @@ struct ForwardItem {
   std::span<const int32_t> tokens{};
   float* logits = nullptr;  // the last token's logits [V], or
   int32_t* token = nullptr; // only their argmax (greedy decoding: the row stays on the device), or
-  TopK* top = nullptr;      // only their best top->k candidates (sampling with top-k)
-  // With token or top: the tokens that may be drawn (a constrained output:
+  TopK* top = nullptr;      // only their best top->k candidates (sampling with top-k), or
+  TokenDraw* draw = nullptr; // only the token drawn by draw's settings (sampling, top-k off)
+  // With token, top or draw: the tokens that may be drawn (a constrained output:
   // JSON mode, a schema), asked for once the pass is running so that the
   // host works them out beside a GPU; a bit each (Backend::mask_logits), the
   // others masked before the selection. Null, or returning null: all.
   std::function<const uint32_t*()> allowed = nullptr;
-  bool outputs() const { return logits || token || top; }
+  bool outputs() const { return logits || token || top || draw; }
+  bool selects() const { return token || top || draw; }  // the row stays where it is
 };
 
 struct ModelOptions {

@@ -124,6 +124,10 @@ void CpuBackend::top_k(const float* src, int64_t rows, int64_t n, TopK* out) {
   }
 }
 
+void CpuBackend::draw(const float* src, int64_t rows, int64_t n, TokenDraw* out) {
+  for (int64_t r = 0; r < rows; ++r) out[r].token = draw_token(src + r * n, n, out[r], draw_scratch_);
+}
+
 void CpuBackend::mask_logits(float* logits, int64_t n, const uint32_t* allowed) {
   if (n < 0 || (n > 0 && (!logits || !allowed))) throw Error("mask_logits: bad arguments");
   for (int64_t i = 0; i < n; ++i)

@@ -39,6 +39,7 @@ class CpuBackend final : public Backend {
   void read(const float* src, int64_t n, float* host) override;
   void argmax(const float* src, int64_t rows, int64_t n, int32_t* host) override;
   void top_k(const float* src, int64_t rows, int64_t n, TopK* out) override;
+  void draw(const float* src, int64_t rows, int64_t n, TokenDraw* out) override;
   void mask_logits(float* logits, int64_t n, const uint32_t* allowed) override;
 
  private:
@@ -49,6 +50,7 @@ class CpuBackend final : public Backend {
   Reservation weights_;
   PassTokens pass_;
   std::vector<float> rope_cos_sin_;  // [head_dim]: one position's cos, then sin
+  DrawScratch draw_scratch_;         // a whole-row draw's working memory (draw_token)
   // Scratch of the matrix products and of attention, sized as
   // activation_layout() says (what `umi fit` reports).
   Buffer quantized_, gemm_pack_, attn_scratch_;

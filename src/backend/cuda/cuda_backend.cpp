@@ -11,6 +11,7 @@
 #include "backend/cuda/quant_layout.h"
 #include "backend/cuda/quant_matvec.h"
 #include "backend/cuda/logit_mask.h"
+#include "backend/cuda/token_draw.h"
 #include "backend/cuda/top_k.h"
 #include "core/error.h"
 #include "core/units.h"
@@ -120,6 +121,7 @@ CudaBackend::~CudaBackend() {
   attn_partial_.reset();
   argmax_ids_.reset();
   top_k_buffer_.reset();
+  draw_buffer_.reset();
   mask_bits_.reset();
   w16_.reset();
   x16_.reset();
@@ -713,6 +715,33 @@ void CudaBackend::top_k(const float* src, int64_t rows, int64_t n, TopK* out) {
       t.best[static_cast<size_t>(t.count++)] = {top_k_key_value(key), top_k_key_id(key)};
     }
   }
+}
+
+// Sampling from the whole vocabulary: each row's token is drawn where the
+// logits are and only it comes back (an 8-byte key a row).
+void CudaBackend::draw(const float* src, int64_t rows, int64_t n, TokenDraw* out) {
+  std::vector<DrawSettings> settings(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    const TokenDraw& d = out[r];
+    check_draw_request(d);
+    settings[static_cast<size_t>(r)] = {d.temperature, d.top_p, d.min_p, static_cast<uint32_t>(d.key), static_cast<uint32_t>(d.key >> 32)};
+  }
+  end_pass();
+  // One buffer: settings, then keys, then the draw's scratch.
+  auto align256 = [](size_t b) { return (b + 255) / 256 * 256; };
+  const size_t keys_bytes = static_cast<size_t>(rows) * sizeof(unsigned long long),
+               at_keys = align256(settings.size() * sizeof(DrawSettings)), at_scratch = at_keys + align256(keys_bytes),
+               need = at_scratch + draw_scratch_bytes(rows, n);
+  if (draw_buffer_.size() < need) draw_buffer_ = device_pool_.allocate(need, MemoryUse::activations, "sampling draws");
+  auto* base = draw_buffer_.as<std::byte>();
+  auto* dsettings = reinterpret_cast<DrawSettings*>(base);
+  auto* keys = reinterpret_cast<unsigned long long*>(base + at_keys);
+  ok(cudaMemcpyAsync(dsettings, settings.data(), settings.size() * sizeof(DrawSettings), cudaMemcpyHostToDevice, stream_), "draw copy");
+  ok(draw_rows(src, rows, n, dsettings, keys, base + at_scratch, draw_buffer_.size() - at_scratch, stream_), "draw");
+  std::vector<unsigned long long> host(static_cast<size_t>(rows));
+  ok(cudaMemcpyAsync(host.data(), keys, keys_bytes, cudaMemcpyDeviceToHost, stream_), "draw read");
+  ok(cudaStreamSynchronize(stream_), "draw read");
+  for (int64_t r = 0; r < rows; ++r) out[r].token = draw_token_of(host[static_cast<size_t>(r)]);
 }
 
 }  // namespace umi::cuda

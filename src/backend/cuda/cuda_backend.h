@@ -83,6 +83,7 @@ class CudaBackend final : public Backend {
   void read(const float* src, int64_t n, float* host) override;
   void argmax(const float* src, int64_t rows, int64_t n, int32_t* host) override;
   void top_k(const float* src, int64_t rows, int64_t n, TopK* out) override;
+  void draw(const float* src, int64_t rows, int64_t n, TokenDraw* out) override;
   void launch() override;
   void mask_logits(float* logits, int64_t n, const uint32_t* allowed) override;
 
@@ -134,6 +135,7 @@ class CudaBackend final : public Backend {
   Buffer attn_partial_;  // device: split attention's partial softmax states
   Buffer argmax_ids_;    // device: greedy tokens of a pass, [max batch]
   Buffer top_k_buffer_;  // device: sampling's temperatures, candidate keys and selection scratch
+  Buffer draw_buffer_;   // device: whole-row draws' settings, token keys and scratch (a weight per logit)
   Buffer mask_bits_;     // device: a constrained row's allowed tokens, a bit each
   // Prefill: weights dequantized to f16 a slice of rows at a time, the
   // activations to f16, and a cuBLAS GEMM on the tensor cores (f32 sums).

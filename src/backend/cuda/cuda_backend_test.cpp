@@ -195,12 +195,13 @@ TEST(CudaBackend, QuantizedDecodeStepsMatchTheCpu) {
 }
 
 // Top-k sampling on the device: the candidates come back instead of the
-// row (asking for logprobs brings the row). Same seeds, same batch shapes:
+// row; with top-k off the token is drawn there (asking for logprobs brings
+// the row). Same seeds, same batch shapes:
 // the same tokens either way, and the pool back to its idle figure.
 TEST(CudaBackend, SamplingFromDeviceCandidatesDrawsWhatTheRowDraws) {
   if (!device_available(Device::cuda)) GTEST_SKIP() << "no CUDA device here";
   Pool pool({.limit = 1ull << 30});
-  Model m(kBundled, pool, {.kv_dtype = DType::F16, .prefill_chunk = 64, .max_batch = 4, .device = Device::cuda});
+  Model m(kBundled, pool, {.kv_dtype = DType::F16, .prefill_chunk = 64, .max_batch = 6, .device = Device::cuda});
   Tokenizer tok = load_tokenizer(kBundled);
   std::vector<std::vector<int32_t>> runs;
   for (int logprobs : {-1, 0}) {
@@ -208,19 +209,22 @@ TEST(CudaBackend, SamplingFromDeviceCandidatesDrawsWhatTheRowDraws) {
     std::map<uint64_t, std::vector<int32_t>> tokens;
     RequestCallbacks cb{[&](uint64_t id, int32_t t, std::string_view) { tokens[id].push_back(t); }, {}};
     std::vector<uint64_t> ids;
-    for (uint64_t seed : {1, 2, 3}) {
+    for (uint64_t seed : {1, 2, 3, 4, 5, 6}) {
       RequestOptions o;
       o.max_tokens = 40;
       o.sampling = {.temperature = 0.9f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f, .seed = seed};
+      if (seed == 4) o.sampling = {.temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f, .seed = seed};  // drawn on the device
+      if (seed == 5) o.sampling = {.temperature = 0.8f, .top_k = 0, .top_p = 0.9f, .min_p = 0.0f, .seed = seed};
+      if (seed == 6) o.sampling = {.temperature = 1.1f, .top_k = 0, .top_p = 0.95f, .min_p = 0.05f, .seed = seed};
       o.logprobs = logprobs;
-      ids.push_back(e.submit(tok.encode(seed == 1 ? "ROMEO:" : seed == 2 ? "JULIET:" : "KING HENRY:", true), o, cb));
+      ids.push_back(e.submit(tok.encode(seed % 3 == 1 ? "ROMEO:" : seed % 3 == 2 ? "JULIET:" : "KING HENRY:", true), o, cb));
     }
     e.run_until_idle();
     for (uint64_t id : ids) runs.push_back(tokens[id]);
   }
-  for (size_t i = 0; i < 3; ++i) {
+  for (size_t i = 0; i < 6; ++i) {
     EXPECT_EQ(runs[i].size(), 40u);
-    EXPECT_EQ(runs[i], runs[i + 3]) << "seed " << i + 1;
+    EXPECT_EQ(runs[i], runs[i + 6]) << "seed " << i + 1;
   }
 }
 

@@ -24,7 +24,9 @@
 #include "backend/cuda/ops.h"
 #include "backend/cuda/quant_layout.h"
 #include "backend/cuda/quant_matvec.h"
+#include "backend/cuda/token_draw.h"
 #include "backend/cuda/top_k.h"
+#include "backend/token_draw.h"
 #include "backend/top_k.h"
 #include "core/error.h"
 
@@ -699,6 +701,51 @@ TEST(CudaKernels, TopKRowsAreTheHostSelection) {
   DeviceArray<float> one(4);
   DeviceArray<uint64_t> out(4);
   EXPECT_THROW(top_k_rows(one.p, 1, 4, one.p, kTopKMax + 1, out.p, nullptr, 0, nullptr), Error);
+}
+
+// Whole-row draws on the device: the host reference's token for every row
+// and key, bit for bit: flat and peaked rows, equal values at the nucleus's
+// end, masked and non-finite logits, min-p and top-p alone and together,
+// a row with nothing finite; several rows of one call with their own settings.
+TEST(CudaKernels, DrawRowsAreTheHostDraw) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(29);
+  std::mt19937_64 keys(30);
+  const TokenDraw settings[] = {{.temperature = 1.0f}, {.temperature = 0.7f, .top_p = 0.9f}, {.temperature = 1.0f, .min_p = 0.05f},
+                                {.temperature = 1.3f, .top_p = 0.5f, .min_p = 0.1f}, {.temperature = 1.0f, .top_p = 0.999f}};
+  int64_t compared = 0;
+  for (int64_t n : {1, 100, 4097, 128256, 151936})
+    for (float scale : {0.05f, 1.0f, 6.0f})
+      for (int round = 0; round < 4; ++round) {
+        const int64_t rows = 5;
+        std::vector<float> x = random_floats(static_cast<size_t>(rows * n), rng, scale);
+        if (round % 2) for (float& v : x) v = std::round(v * 4) / 4;  // many equal values
+        if (n > 10) x[3] = NAN, x[static_cast<size_t>(n + 4)] = INFINITY, x[static_cast<size_t>(2 * n + 5)] = -INFINITY;
+        if (round == 3) std::fill(x.begin() + 4 * n, x.end(), -INFINITY);  // the last row has no candidate
+        std::vector<TokenDraw> draws;
+        std::vector<DrawSettings> ds;
+        for (int64_t r = 0; r < rows; ++r) {
+          TokenDraw d = settings[static_cast<size_t>((r + round) % 5)];
+          d.key = keys();
+          draws.push_back(d);
+          ds.push_back({d.temperature, d.top_p, d.min_p, static_cast<uint32_t>(d.key), static_cast<uint32_t>(d.key >> 32)});
+        }
+        DeviceArray<float> dx(x);
+        DeviceArray<DrawSettings> dsettings(ds);
+        DeviceArray<unsigned long long> best(static_cast<size_t>(rows));
+        DeviceArray<std::byte> scratch(draw_scratch_bytes(rows, n));
+        ASSERT_EQ(draw_rows(dx.p, rows, n, dsettings.p, best.p, scratch.p, scratch.n, nullptr), cudaSuccess);
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        const std::vector<unsigned long long> got = best.get();
+        for (int64_t r = 0; r < rows; ++r, ++compared)
+          EXPECT_EQ(draw_token_of(got[static_cast<size_t>(r)]), draw_token(x.data() + r * n, n, draws[static_cast<size_t>(r)]))
+              << n << " logits, scale " << scale << ", round " << round << ", row " << r << ", top_p " << draws[static_cast<size_t>(r)].top_p
+              << ", min_p " << draws[static_cast<size_t>(r)].min_p;
+      }
+  EXPECT_EQ(compared, 5 * 3 * 4 * 5);
+  DeviceArray<float> one(4);
+  DeviceArray<unsigned long long> out(1);
+  EXPECT_THROW(draw_rows(one.p, 1, 4, nullptr, out.p, nullptr, 0, nullptr), Error);
 }
 
 // Sequences of one pass, each its tokens at positions [first, len): in
