@@ -52,6 +52,46 @@ __device__ unsigned long long block_sum(unsigned long long v, unsigned long long
   return v;
 }
 
+// A thread's share of a row, four loads in flight at a time (one SM reads
+// the whole row: a load at a time would wait on each): f(i, value, valid)
+// for every i of the thread, called by every lane of the warp together
+// (valid false past n), so that f may use warp-wide operations.
+template <class F>
+__device__ void for_each_of_row(const float* p, int64_t n, F f) {
+  constexpr int kInFlight = 4;
+  const int64_t lane = threadIdx.x % 32;  // a warp goes on while its first lane has values
+  for (int64_t base = threadIdx.x; base - lane < n; base += kInFlight * kCutThreads) {
+    float v[kInFlight];
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) {
+      const int64_t i = base + u * kCutThreads;
+      v[u] = i < n ? p[i] : 0.0f;
+    }
+#pragma unroll
+    for (int u = 0; u < kInFlight; ++u) f(base + u * kCutThreads, v[u], base + u * kCutThreads < n);
+  }
+}
+
+// count[bin] += 1 and mass[bin] += m for the lanes where `add`, one atomic
+// per distinct bin of the warp: a flat row's weights fall in a few bins,
+// and 32 lanes adding to one address would wait on each other.
+__device__ void add_to_histogram(unsigned* count, unsigned long long* mass, unsigned bin, unsigned long long m, bool add) {
+  const unsigned adding = __ballot_sync(kAll, add);
+  if (!add) return;
+  const unsigned peers = __match_any_sync(adding, bin);
+  if (__all_sync(adding, __popc(peers) == 1)) {  // every bin its own (a spread row): no gathering
+    atomicAdd(&count[bin], 1u);
+    atomicAdd(&mass[bin], m);
+    return;
+  }
+  unsigned long long sum = 0;
+  for (unsigned rest = peers; rest != 0; rest &= rest - 1) sum += __shfl_sync(peers, m, __ffs(rest) - 1);
+  if (threadIdx.x % 32 == static_cast<unsigned>(__ffs(peers) - 1)) {
+    atomicAdd(&count[bin], static_cast<unsigned>(__popc(peers)));
+    atomicAdd(&mass[bin], sum);
+  }
+}
+
 // Warp 0, after a histogram pass: of the bins taken from the highest down,
 // the one where the mass reaches `need`; out: that bin, the mass still
 // needed from it, and how many tokens it holds.
@@ -125,8 +165,10 @@ __global__ void __launch_bounds__(kCutThreads)
   }
   cut.filtered = 1;
   float top = -INFINITY;
-  for (int64_t i = threadIdx.x; i < n; i += kCutThreads)
-    if (float v; candidate(row, i, s.temperature, v)) top = fmaxf(top, v);
+  for_each_of_row(row, n, [&](int64_t, float x, bool valid) {
+    const float v = x / s.temperature;
+    if (valid && isfinite(x) && isfinite(v)) top = fmaxf(top, v);
+  });
   cut.top = top = block_max(top, shared_f);
   if (top == -INFINITY || !(s.top_p < 1.0f)) {
     if (threadIdx.x == 0) cuts[r] = cut;
@@ -135,12 +177,12 @@ __global__ void __launch_bounds__(kCutThreads)
   // The weights, kept for the passes below, and their exact total.
   float* w_row = weights + r * n;
   unsigned long long total = 0;
-  for (int64_t i = threadIdx.x; i < n; i += kCutThreads) {
-    float v;
-    const float w = candidate(row, i, s.temperature, v) ? draw::exp(v - top) : 0.0f;
-    w_row[i] = w;
+  for_each_of_row(row, n, [&](int64_t i, float x, bool valid) {
+    const float v = x / s.temperature;
+    const float w = valid && isfinite(x) && isfinite(v) ? draw::exp(v - top) : 0.0f;
+    if (valid) w_row[i] = w;
     total += draw::weight_mass(w);
-  }
+  });
   total = block_sum(total, shared_u);  // its barriers also publish w_row to the block
   // Radix select over the weights' 30 bits (w <= 1), highest first: the
   // bins whose mass reaches what the nucleus still needs.
@@ -149,15 +191,12 @@ __global__ void __launch_bounds__(kCutThreads)
   for (int shift = 20; shift >= 0; shift -= 10) {
     for (int b = threadIdx.x; b < kBins; b += kCutThreads) count[b] = 0, mass[b] = 0;
     __syncthreads();
-    for (int64_t i = threadIdx.x; i < n; i += kCutThreads) {
-      const float w = w_row[i];
+    for_each_of_row(w_row, n, [&](int64_t, float w, bool valid) {
       const uint32_t bits = draw::float_bits(w);
       const unsigned long long m = draw::weight_mass(w);
-      if (m == 0 || (bits & mask) != prefix) continue;  // massless tokens never end a nucleus
-      const unsigned b = (bits >> shift) & (kBins - 1);
-      atomicAdd(&count[b], 1u);
-      atomicAdd(&mass[b], m);
-    }
+      // Massless tokens never end a nucleus.
+      add_to_histogram(count, mass, (bits >> shift) & (kBins - 1), m, valid && m != 0 && (bits & mask) == prefix);
+    });
     __syncthreads();
     if (threadIdx.x < 32) find_crossing(count, mass, need, &crossing_bin, &crossing_need, &crossing_count);
     __syncthreads();
