@@ -101,14 +101,14 @@ int32_t draw_token(const float* row, int64_t n, const TokenDraw& d, DrawScratch&
   const float t = d.temperature;
   for (size_t i = 0; i < v.size(); ++i) {
     const float q = row[i] / t;
-    v[i] = (std::fabs(row[i]) <= kMax) & (std::fabs(q) <= kMax) ? q : kNone;
+    v[i] = std::fabs(row[i]) <= kMax && std::fabs(q) <= kMax ? q : kNone;
   }
   std::array<float, 16> tops;  // independent maxima, so that the loop vectorizes
   tops.fill(kNone);
-  size_t i = 0;
-  for (; i + 16 <= v.size(); i += 16)
-    for (size_t j = 0; j < 16; ++j) tops[j] = v[i + j] > tops[j] ? v[i + j] : tops[j];
-  for (; i < v.size(); ++i) tops[0] = v[i] > tops[0] ? v[i] : tops[0];
+  size_t at = 0;
+  for (; at + 16 <= v.size(); at += 16)
+    for (size_t j = 0; j < 16; ++j) tops[j] = v[at + j] > tops[j] ? v[at + j] : tops[j];
+  for (; at < v.size(); ++at) tops[0] = v[at] > tops[0] ? v[at] : tops[0];
   const float top = *std::max_element(tops.begin(), tops.end());
   if (top == kNone) return -1;
 
